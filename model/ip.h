@@ -1,0 +1,54 @@
+// IP addresses and prefixes as plain values. Parsing is strict (inet_pton) so
+// that malformed input is caught at the edge, never deep in the compiler.
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace svcproxy::model {
+
+enum class IPFamily : uint8_t { V4, V6 };
+
+std::string_view to_string(IPFamily family);
+
+struct IPAddress {
+  IPFamily family = IPFamily::V4;
+  // Network byte order; IPv4 uses the first 4 bytes, the rest stay zero.
+  std::array<uint8_t, 16> bytes{};
+
+  static std::optional<IPAddress> parse(std::string_view text);
+  static IPAddress v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d);
+
+  size_t size() const { return family == IPFamily::V4 ? 4 : 16; }
+  bool is_loopback() const;
+  bool is_unspecified() const;
+  std::string str() const;
+
+  auto operator<=>(const IPAddress&) const = default;
+};
+
+struct CIDR {
+  IPAddress address;  // always masked to the prefix
+  uint8_t prefix = 0;
+
+  // Accepts "10.0.0.0/8", "fd00::/48"; a bare address is a host prefix.
+  static std::optional<CIDR> parse(std::string_view text);
+  static CIDR host(const IPAddress& address);
+
+  IPFamily family() const { return address.family; }
+  bool contains(const IPAddress& ip) const;
+  // Last address of the prefix (inclusive), used for interval sets.
+  IPAddress last() const;
+  std::string str() const;
+
+  auto operator<=>(const CIDR&) const = default;
+};
+
+// "10.1.2.3:80" or "[fd00::1]:80", as kubectl and kube-proxy print them.
+std::string format_endpoint(const IPAddress& ip, uint16_t port);
+
+}  // namespace svcproxy::model
