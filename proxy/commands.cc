@@ -1,0 +1,167 @@
+#include "proxy/commands.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "dataplane/compile.h"
+#include "dataplane/render.h"
+#include "dataplane/trace.h"
+#include "model/service_ports.h"
+#include "proxy/echo.h"
+#include "proxy/node_flags.h"
+#include "watch/manifests.h"
+
+namespace svcproxy::proxy {
+namespace {
+
+constexpr int kExitUsage = 2;
+
+// Where the cluster comes from. Only --manifests today; the API server
+// source plugs in here.
+struct SourceFlags {
+  std::string manifests;
+  bool strict = false;
+};
+
+void add_source_flags(CLI::App& cmd, SourceFlags& flags) {
+  cmd.add_option("--manifests", flags.manifests,
+                 "File or directory of Kubernetes objects (kubectl get -o yaml|json output)")
+      ->required();
+  cmd.add_flag("--strict", flags.strict, "Exit 1 if any object was skipped as unusable");
+}
+
+// The cluster as compiled for this node, with every problem already
+// reported on stderr (one line each).
+struct Compiled {
+  model::NodeConfig node;
+  dataplane::CompileResult result;
+  bool had_problems = false;
+};
+
+Compiled load_and_compile(const SourceFlags& source, const NodeFlags& node_flags) {
+  Compiled out;
+  auto decoded = watch::load_manifests(source.manifests);
+  for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
+  out.node = resolve_node_config(node_flags, decoded.state, interface_addresses());
+  auto state = model::build_proxy_state(decoded.state, out.node);
+  for (const auto& s : state.skipped) std::cerr << "skipped " << s.object.str() << ": " << s.reason << "\n";
+  out.result = dataplane::compile(state.ports, out.node);
+  for (const auto& w : out.result.warnings) std::cerr << w << "\n";
+  out.had_problems = !decoded.diagnostics.empty() || !state.skipped.empty() || !out.result.warnings.empty();
+  return out;
+}
+
+int cmd_rules(const SourceFlags& source, const NodeFlags& node_flags, const std::string& format) {
+  auto compiled = load_and_compile(source, node_flags);
+  if (format == "json") {
+    std::cout << dataplane::render_json(compiled.result.ruleset);
+  } else {
+    std::cout << dataplane::render_nft(compiled.result.ruleset);
+  }
+  std::cout.flush();
+  return source.strict && compiled.had_problems ? 1 : 0;
+}
+
+struct TraceFlags {
+  std::string src, dst, proto = "tcp";
+  int dport = 0;
+  bool json = false;
+};
+
+int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const TraceFlags& flags) {
+  dataplane::TracePacket packet;
+  auto src = model::IPAddress::parse(flags.src);
+  if (!src) throw FlagError("--src: invalid IP address \"" + flags.src + "\"");
+  auto dst = model::IPAddress::parse(flags.dst);
+  if (!dst) throw FlagError("--dst: invalid IP address \"" + flags.dst + "\"");
+  if (src->family != dst->family) throw FlagError("--src/--dst: addresses of different families");
+  packet.src = *src;
+  packet.dst = *dst;
+  packet.dport = static_cast<uint16_t>(flags.dport);
+  packet.protocol = flags.proto == "udp" ? model::Protocol::UDP
+                    : flags.proto == "sctp" ? model::Protocol::SCTP
+                                            : model::Protocol::TCP;
+
+  auto compiled = load_and_compile(source, node_flags);
+  dataplane::TraceEnvironment env;
+  env.local_addresses = compiled.node.node_ips;
+  env.local_addresses.insert(env.local_addresses.end(), compiled.node.nodeport_ips.begin(),
+                             compiled.node.nodeport_ips.end());
+  for (const auto& ip : env.local_addresses) packet.locally_generated = packet.locally_generated || ip == packet.src;
+  auto result = dataplane::trace(compiled.result.ruleset, packet, env);
+  std::cout << (flags.json ? result.to_json() + "\n" : result.to_text());
+  return source.strict && compiled.had_problems ? 1 : 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"svcproxy: a Kubernetes service proxy for Linux nodes (nftables dataplane)", "svcproxy"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "svcproxy 0.1.0");
+
+  SourceFlags source;
+  NodeFlags node_flags;
+
+  auto* rules = app.add_subcommand("rules", "Print the nftables ruleset svcproxy would program on this node");
+  std::string format = "nft";
+  add_source_flags(*rules, source);
+  add_node_flags(*rules, node_flags);
+  rules->add_option("--format", format, "Output format: nft (an nft -f script) or json (the IR)")
+      ->check(CLI::IsMember({"nft", "json"}));
+
+  auto* trace = app.add_subcommand("trace", "Explain where one packet arriving at this node goes");
+  TraceFlags trace_flags;
+  SourceFlags trace_source;
+  NodeFlags trace_node_flags;
+  add_source_flags(*trace, trace_source);
+  add_node_flags(*trace, trace_node_flags);
+  trace->add_option("--src", trace_flags.src, "Source IP (a node IP means locally generated)")->required();
+  trace->add_option("--dst", trace_flags.dst, "Destination IP")->required();
+  trace->add_option("--dport", trace_flags.dport, "Destination port")->required()->check(CLI::Range(1, 65535));
+  trace->add_option("--proto", trace_flags.proto, "tcp, udp or sctp")
+      ->check(CLI::IsMember({"tcp", "udp", "sctp"}));
+  trace->add_flag("--json", trace_flags.json, "Print one JSON object");
+
+  auto* echo = app.add_subcommand("echo", "A small TCP/UDP/HTTP backend that reports who it is and who called");
+  EchoOptions echo_options;
+  echo->add_option("--listen", echo_options.listen, "ADDR:PORT or [ADDR]:PORT")->required();
+  echo->add_flag("--udp", echo_options.udp, "Serve UDP instead of TCP");
+  echo->add_option("--id", echo_options.id, "Name to answer with (default: hostname)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    for (auto& c : msg)
+      if (c == '\n') c = ' ';
+    std::cerr << "svcproxy: " << msg << "\n";
+    return kExitUsage;
+  }
+
+  try {
+    if (rules->parsed()) return cmd_rules(source, node_flags, format);
+    if (trace->parsed()) return cmd_trace(trace_source, trace_node_flags, trace_flags);
+    if (echo->parsed()) return run_echo(echo_options);
+  } catch (const FlagError& e) {
+    std::cerr << "svcproxy: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    std::cerr << "svcproxy: " << e.what() << "\n";
+    return 1;
+  }
+  return kExitUsage;
+}
+
+}  // namespace svcproxy::proxy

@@ -1,0 +1,169 @@
+#include "proxy/node_flags.h"
+
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <memory>
+
+namespace svcproxy::proxy {
+
+using model::CIDR;
+using model::IPAddress;
+using model::IPFamily;
+
+void add_node_flags(CLI::App& app, NodeFlags& flags) {
+  app.add_option("--hostname-override", flags.hostname_override,
+                 "Name of this node (EndpointSlice nodeName); default: the hostname");
+  app.add_option("--node-ip", flags.node_ips,
+                 "This node's primary IPs, at most one per family (comma-separated); "
+                 "default: the Node object's InternalIPs, else detected")
+      ->delimiter(',');
+  app.add_option("--nodeport-addresses", flags.nodeport_addresses,
+                 "CIDRs whose local addresses accept NodePorts, or 'primary' (default: the node IPs); "
+                 "0.0.0.0/0 or ::/0 means every local address")
+      ->delimiter(',');
+  app.add_option("--cluster-cidr", flags.cluster_cidrs,
+                 "Pod CIDRs (comma-separated): ClusterIP traffic from outside them is masqueraded")
+      ->delimiter(',');
+  app.add_option("--service-cidr", flags.service_cidrs,
+                 "Service CIDRs (comma-separated; ServiceCIDR objects add to them): unallocated IPs are dropped")
+      ->delimiter(',');
+  app.add_flag("--masquerade-all", flags.masquerade_all, "Masquerade all traffic sent to service IPs");
+  app.add_option("--masquerade-bit", flags.masquerade_bit, "fwmark bit marking packets to masquerade (0-31)")
+      ->default_val(14);
+  app.add_option("--zone", flags.zone,
+                 "This node's zone for topology hints; default: the Node's topology.kubernetes.io/zone label");
+}
+
+std::vector<IPAddress> interface_addresses() {
+  std::vector<IPAddress> out;
+  ifaddrs* raw = nullptr;
+  if (getifaddrs(&raw) != 0) return out;
+  std::unique_ptr<ifaddrs, decltype(&freeifaddrs)> list(raw, freeifaddrs);
+  for (ifaddrs* ifa = raw; ifa; ifa = ifa->ifa_next) {
+    if (!ifa->ifa_addr) continue;
+    IPAddress ip;
+    if (ifa->ifa_addr->sa_family == AF_INET) {
+      ip.family = IPFamily::V4;
+      std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(ifa->ifa_addr)->sin_addr, 4);
+    } else if (ifa->ifa_addr->sa_family == AF_INET6) {
+      const auto* sin6 = reinterpret_cast<sockaddr_in6*>(ifa->ifa_addr);
+      if (IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr)) continue;
+      ip.family = IPFamily::V6;
+      std::memcpy(ip.bytes.data(), &sin6->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+
+std::vector<CIDR> parse_cidrs(const char* flag, const std::vector<std::string>& values) {
+  std::vector<CIDR> out;
+  for (const auto& v : values) {
+    if (v.empty()) continue;
+    auto cidr = CIDR::parse(v);
+    if (!cidr) throw FlagError(std::string(flag) + ": invalid CIDR \"" + v + "\"");
+    out.push_back(*cidr);
+  }
+  return out;
+}
+
+}  // namespace
+
+model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::ClusterState& cluster,
+                                      const std::vector<IPAddress>& local_addresses) {
+  model::NodeConfig config;
+  config.node_name = flags.hostname_override;
+  if (config.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    config.node_name = host;
+  }
+  std::transform(config.node_name.begin(), config.node_name.end(), config.node_name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+
+  const model::Node* node = nullptr;
+  for (const auto& n : cluster.nodes)
+    if (n.name == config.node_name) node = &n;
+
+  // Node IPs: flags, else the Node's InternalIPs, else the first global
+  // interface address per family.
+  bool have[2] = {false, false};
+  for (const auto& text : flags.node_ips) {
+    if (text.empty()) continue;
+    auto ip = IPAddress::parse(text);
+    if (!ip) throw FlagError("--node-ip: invalid IP address \"" + text + "\"");
+    auto& seen = have[ip->family == IPFamily::V4 ? 0 : 1];
+    if (seen) throw FlagError("--node-ip: more than one " + std::string(model::to_string(ip->family)) + " address");
+    seen = true;
+    config.node_ips.push_back(*ip);
+  }
+  if (config.node_ips.empty() && node) {
+    for (const auto& ip : node->internal_ips) {
+      auto& seen = have[ip.family == IPFamily::V4 ? 0 : 1];
+      if (!seen) config.node_ips.push_back(ip);
+      seen = true;
+    }
+  }
+  if (config.node_ips.empty()) {
+    for (const auto& ip : local_addresses) {
+      if (ip.is_loopback() || ip.is_unspecified()) continue;
+      auto& seen = have[ip.family == IPFamily::V4 ? 0 : 1];
+      if (!seen) config.node_ips.push_back(ip);
+      seen = true;
+    }
+  }
+  std::sort(config.node_ips.begin(), config.node_ips.end());
+
+  // NodePort addresses.
+  bool primary = flags.nodeport_addresses.empty();
+  std::vector<CIDR> nodeport_cidrs;
+  for (const auto& v : flags.nodeport_addresses) {
+    if (v == "primary") {
+      primary = true;
+      continue;
+    }
+    auto cidr = CIDR::parse(v);
+    if (!cidr) throw FlagError("--nodeport-addresses: invalid CIDR \"" + v + "\" (want CIDRs or 'primary')");
+    nodeport_cidrs.push_back(*cidr);
+  }
+  if (primary) config.nodeport_ips = config.node_ips;
+  for (const auto& cidr : nodeport_cidrs) {
+    if (cidr.prefix == 0) {
+      (cidr.family() == IPFamily::V4 ? config.nodeport_all_local_v4 : config.nodeport_all_local_v6) = true;
+      continue;
+    }
+    for (const auto& ip : local_addresses)
+      if (cidr.contains(ip)) config.nodeport_ips.push_back(ip);
+  }
+  std::erase_if(config.nodeport_ips, [](const IPAddress& ip) { return ip.is_loopback(); });
+  std::sort(config.nodeport_ips.begin(), config.nodeport_ips.end());
+  config.nodeport_ips.erase(std::unique(config.nodeport_ips.begin(), config.nodeport_ips.end()),
+                            config.nodeport_ips.end());
+
+  config.cluster_cidrs = parse_cidrs("--cluster-cidr", flags.cluster_cidrs);
+  config.service_cidrs = parse_cidrs("--service-cidr", flags.service_cidrs);
+  for (const auto& sc : cluster.service_cidrs)
+    for (const auto& cidr : sc.cidrs) config.service_cidrs.push_back(cidr);
+  std::sort(config.service_cidrs.begin(), config.service_cidrs.end());
+  config.service_cidrs.erase(std::unique(config.service_cidrs.begin(), config.service_cidrs.end()),
+                             config.service_cidrs.end());
+
+  config.masquerade_all = flags.masquerade_all;
+  if (flags.masquerade_bit < 0 || flags.masquerade_bit > 31)
+    throw FlagError("--masquerade-bit: must be between 0 and 31, got " + std::to_string(flags.masquerade_bit));
+  config.masquerade_bit = static_cast<uint8_t>(flags.masquerade_bit);
+  config.zone = !flags.zone.empty() ? flags.zone : (node ? node->zone : std::string());
+  return config;
+}
+
+}  // namespace svcproxy::proxy

@@ -1,0 +1,43 @@
+// The node flags shared by every command that compiles (kube-proxy's names),
+// their validation, and their resolution into a model::NodeConfig.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "model/node_config.h"
+#include "model/objects.h"
+
+namespace svcproxy::proxy {
+
+// A bad flag value: the message names the flag. Commands exit 2 on it.
+struct FlagError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct NodeFlags {
+  std::string hostname_override;
+  std::vector<std::string> node_ips;
+  std::vector<std::string> nodeport_addresses;
+  std::vector<std::string> cluster_cidrs;
+  std::vector<std::string> service_cidrs;
+  bool masquerade_all = false;
+  int masquerade_bit = 14;
+  std::string zone;
+};
+
+void add_node_flags(CLI::App& app, NodeFlags& flags);
+
+// This machine's (this network namespace's) interface addresses.
+std::vector<model::IPAddress> interface_addresses();
+
+// Validates the flags (throws FlagError naming the flag) and fills in
+// defaults from the cluster (this Node's zone and InternalIPs, ServiceCIDR
+// objects) and from `local_addresses` (detection and --nodeport-addresses).
+model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::ClusterState& cluster,
+                                      const std::vector<model::IPAddress>& local_addresses);
+
+}  // namespace svcproxy::proxy
