@@ -1,0 +1,342 @@
+// The compiler, tested by behaviour: every case compiles a small set of
+// service ports and asks the trace evaluator where packets go, so the tests
+// exercise the IR the kernel gets, not its text.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <random>
+
+#include "dataplane/compile.h"
+#include "dataplane/render.h"
+#include "dataplane/trace.h"
+
+namespace svcproxy::dataplane {
+namespace {
+
+using model::CIDR;
+using model::EndpointAddress;
+using model::IPAddress;
+using model::Protocol;
+using model::ServicePortState;
+using model::TrafficPolicy;
+
+IPAddress ip(const char* text) { return *IPAddress::parse(text); }
+CIDR cidr(const char* text) { return *CIDR::parse(text); }
+EndpointAddress ep(const char* addr, uint16_t port) { return {ip(addr), port}; }
+
+const IPAddress kNode = ip("203.0.113.1");
+const IPAddress kExternalClient = ip("198.51.100.7");
+const IPAddress kPodClient = ip("10.244.9.9");
+
+model::NodeConfig node_config() {
+  model::NodeConfig node;
+  node.node_name = "node-a";
+  node.node_ips = {kNode, ip("2001:db8::1")};
+  node.nodeport_ips = node.node_ips;
+  node.cluster_cidrs = {cidr("10.244.0.0/16"), cidr("fd00:10:244::/56")};
+  node.service_cidrs = {cidr("10.96.0.0/16"), cidr("fd00:10:96::/112")};
+  return node;
+}
+
+ServicePortState port(const char* name, const char* cluster_ip, uint16_t svc_port,
+                      std::vector<EndpointAddress> cluster, std::vector<EndpointAddress> local = {},
+                      Protocol proto = Protocol::TCP) {
+  ServicePortState sp;
+  sp.name.service = {"default", name};
+  sp.name.port_name = "p";
+  sp.name.protocol = proto;
+  sp.cluster_ip = ip(cluster_ip);
+  sp.name.family = sp.cluster_ip.family;
+  sp.port = svc_port;
+  sp.cluster_endpoints = std::move(cluster);
+  sp.local_endpoints = std::move(local);
+  return sp;
+}
+
+struct Fixture {
+  model::NodeConfig node = node_config();
+  std::vector<ServicePortState> ports;
+  CompileResult compiled;
+
+  void build() { compiled = compile(ports, node); }
+  TraceResult send(IPAddress src, IPAddress dst, uint16_t dport, Protocol proto = Protocol::TCP) {
+    TracePacket packet{src, dst, proto, dport, false};
+    TraceEnvironment env;
+    env.local_addresses = node.node_ips;
+    packet.locally_generated = std::find(env.local_addresses.begin(), env.local_addresses.end(), src) !=
+                               env.local_addresses.end();
+    return trace(compiled.ruleset, packet, env);
+  }
+};
+
+const std::vector<EndpointAddress> kThree = {ep("10.244.1.2", 8080), ep("10.244.1.3", 8080),
+                                             ep("10.244.2.4", 8080)};
+const std::vector<EndpointAddress> kLocalOne = {ep("10.244.1.2", 8080)};
+
+TEST(Compile, ClusterIpSpreadsOverEveryUsableEndpoint) {
+  Fixture f;
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree, kLocalOne));
+  f.build();
+  auto r = f.send(kPodClient, ip("10.96.0.10"), 80);
+  EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
+  EXPECT_EQ(r.endpoints, kThree);
+  EXPECT_FALSE(r.masquerade) << "pod-to-service traffic keeps its source";
+}
+
+TEST(Compile, OffClusterClientToClusterIpIsMasqueraded) {
+  Fixture f;
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  f.build();
+  auto r = f.send(kExternalClient, ip("10.96.0.10"), 80);
+  EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
+  EXPECT_TRUE(r.masquerade);
+  EXPECT_EQ(r.masquerade_endpoints, kThree);
+}
+
+TEST(Compile, MasqueradeAllMarksPodTraffic) {
+  Fixture f;
+  f.node.masquerade_all = true;
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  f.build();
+  EXPECT_TRUE(f.send(kPodClient, ip("10.96.0.10"), 80).masquerade);
+}
+
+TEST(Compile, NoClusterCidrMeansNoMasqueradeForClusterIp) {
+  Fixture f;
+  f.node.cluster_cidrs.clear();
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  f.build();
+  EXPECT_FALSE(f.send(kExternalClient, ip("10.96.0.10"), 80).masquerade);
+}
+
+TEST(Compile, NoEndpointsRejectsOnEveryAddress) {
+  Fixture f;
+  auto sp = port("empty", "10.96.0.11", 80, {});
+  sp.node_port = 30080;
+  sp.external_ips = {ip("198.51.100.50")};
+  sp.load_balancer_ips = {ip("198.51.100.60")};
+  f.ports.push_back(sp);
+  f.build();
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.0.11"), 80).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(kExternalClient, ip("198.51.100.50"), 80).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(kExternalClient, ip("198.51.100.60"), 80).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(kExternalClient, kNode, 30080).verdict, TraceVerdict::REJECT);
+}
+
+TEST(Compile, UndefinedPortRejectsAndUnallocatedServiceIpDrops) {
+  Fixture f;
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  f.build();
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.0.10"), 81).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.0.10"), 80, Protocol::UDP).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.5.5"), 80).verdict, TraceVerdict::DROP);
+  EXPECT_EQ(f.send(kPodClient, ip("10.97.0.1"), 80).verdict, TraceVerdict::ACCEPT) << "outside the service CIDR";
+}
+
+TEST(Compile, InternalTrafficPolicyLocal) {
+  Fixture f;
+  auto remote_only = port("remote", "10.96.0.12", 80, {ep("10.244.2.4", 8080)}, {});
+  remote_only.internal_traffic_policy = TrafficPolicy::Local;
+  auto with_local = port("local", "10.96.0.13", 80, kThree, kLocalOne);
+  with_local.internal_traffic_policy = TrafficPolicy::Local;
+  f.ports = {remote_only, with_local};
+  f.build();
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.0.12"), 80).verdict, TraceVerdict::DROP);
+  auto r = f.send(kPodClient, ip("10.96.0.13"), 80);
+  EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
+  EXPECT_EQ(r.endpoints, kLocalOne);
+}
+
+TEST(Compile, ExternalTrafficPolicyClusterMasqueradesEveryExternalAddress) {
+  Fixture f;
+  auto sp = port("web", "10.96.0.10", 80, kThree, kLocalOne);
+  sp.node_port = 30080;
+  sp.external_ips = {ip("198.51.100.50")};
+  sp.load_balancer_ips = {ip("198.51.100.60")};
+  f.ports.push_back(sp);
+  f.build();
+  for (auto [dst, dport] : {std::pair{ip("198.51.100.50"), 80}, {ip("198.51.100.60"), 80}, {kNode, 30080}}) {
+    auto r = f.send(kExternalClient, dst, static_cast<uint16_t>(dport));
+    EXPECT_EQ(r.verdict, TraceVerdict::DNAT) << dst.str();
+    EXPECT_EQ(r.endpoints, kThree) << dst.str();
+    EXPECT_TRUE(r.masquerade) << dst.str();
+  }
+}
+
+TEST(Compile, ExternalTrafficPolicyLocal) {
+  Fixture f;
+  auto sp = port("web", "10.96.0.10", 80, kThree, kLocalOne);
+  sp.external_traffic_policy = TrafficPolicy::Local;
+  sp.node_port = 30080;
+  sp.load_balancer_ips = {ip("198.51.100.60")};
+  f.ports.push_back(sp);
+  f.build();
+  for (auto [dst, dport] : {std::pair{ip("198.51.100.60"), 80}, {kNode, 30080}}) {
+    auto external = f.send(kExternalClient, dst, static_cast<uint16_t>(dport));
+    EXPECT_EQ(external.verdict, TraceVerdict::DNAT);
+    EXPECT_EQ(external.endpoints, kLocalOne) << "external clients only reach local pods";
+    EXPECT_FALSE(external.masquerade) << "the client address is preserved";
+    auto pod = f.send(kPodClient, dst, static_cast<uint16_t>(dport));
+    EXPECT_EQ(pod.endpoints, kThree) << "pods short-circuit to every endpoint";
+    EXPECT_FALSE(pod.masquerade);
+    auto node = f.send(kNode, dst, static_cast<uint16_t>(dport));
+    EXPECT_EQ(node.endpoints, kThree);
+    EXPECT_TRUE(node.masquerade) << "the node's own traffic is masqueraded";
+  }
+}
+
+TEST(Compile, ExternalTrafficPolicyLocalWithoutLocalEndpointsDropsExternalClients) {
+  Fixture f;
+  auto sp = port("web", "10.96.0.10", 80, {ep("10.244.2.4", 8080)}, {});
+  sp.external_traffic_policy = TrafficPolicy::Local;
+  sp.node_port = 30080;
+  f.ports.push_back(sp);
+  f.build();
+  EXPECT_EQ(f.send(kExternalClient, kNode, 30080).verdict, TraceVerdict::DROP);
+  EXPECT_EQ(f.send(kPodClient, kNode, 30080).verdict, TraceVerdict::DNAT);
+}
+
+TEST(Compile, LoadBalancerSourceRangesFilterOnlyLoadBalancerIps) {
+  Fixture f;
+  auto sp = port("lb", "10.96.0.20", 80, kThree);
+  sp.node_port = 30081;
+  sp.load_balancer_ips = {ip("198.51.100.60")};
+  sp.load_balancer_source_ranges = {cidr("198.51.100.0/28")};
+  f.ports.push_back(sp);
+  f.build();
+  EXPECT_EQ(f.send(ip("198.51.100.7"), ip("198.51.100.60"), 80).verdict, TraceVerdict::DNAT);
+  EXPECT_EQ(f.send(ip("198.51.100.77"), ip("198.51.100.60"), 80).verdict, TraceVerdict::DROP);
+  EXPECT_EQ(f.send(ip("198.51.100.77"), kNode, 30081).verdict, TraceVerdict::DNAT) << "NodePort is not filtered";
+}
+
+TEST(Compile, SourceRangeContainingNodeIpAdmitsTheNode) {
+  Fixture f;
+  auto sp = port("lb", "10.96.0.20", 80, kThree);
+  sp.load_balancer_ips = {ip("198.51.100.60")};
+  sp.load_balancer_source_ranges = {cidr("203.0.113.0/24")};
+  f.ports.push_back(sp);
+  f.build();
+  EXPECT_EQ(f.send(kNode, ip("198.51.100.60"), 80).verdict, TraceVerdict::DNAT);
+  EXPECT_EQ(f.send(kExternalClient, ip("198.51.100.60"), 80).verdict, TraceVerdict::DROP);
+}
+
+TEST(Compile, HairpinMasqueradesOnlyWhenLandingOnItself) {
+  Fixture f;
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  f.build();
+  auto r = f.send(ip("10.244.1.3"), ip("10.96.0.10"), 80);
+  EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
+  EXPECT_TRUE(r.masquerade);
+  EXPECT_EQ(r.masquerade_endpoints, (std::vector<EndpointAddress>{ep("10.244.1.3", 8080)}));
+}
+
+TEST(Compile, SessionAffinityUsesPerEndpointDynamicSets) {
+  Fixture f;
+  auto sp = port("sticky", "10.96.0.30", 80, kThree);
+  sp.affinity_timeout_seconds = 600;
+  f.ports.push_back(sp);
+  f.build();
+  const auto* table = f.compiled.ruleset.find_table(model::IPFamily::V4);
+  ASSERT_NE(table, nullptr);
+  int affinity_sets = 0;
+  for (const auto& s : table->sets) {
+    if (s.dynamic) {
+      ++affinity_sets;
+      EXPECT_EQ(s.timeout_seconds, 600u);
+    }
+  }
+  EXPECT_EQ(affinity_sets, 3);
+  auto r = f.send(kPodClient, ip("10.96.0.30"), 80);
+  EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
+  EXPECT_EQ(r.endpoints, kThree);
+}
+
+TEST(Compile, TcpAndUdpOnTheSamePortAreIndependent) {
+  Fixture f;
+  f.ports.push_back(port("dns", "10.96.0.53", 53, {ep("10.244.1.2", 53)}, {}, Protocol::UDP));
+  f.ports.push_back(port("dns", "10.96.0.53", 53, {ep("10.244.1.3", 5353)}, {}, Protocol::TCP));
+  f.ports[0].name.port_name = "dns";
+  f.ports[1].name.port_name = "dns-tcp";
+  f.build();
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.0.53"), 53, Protocol::UDP).endpoints,
+            (std::vector<EndpointAddress>{ep("10.244.1.2", 53)}));
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.0.53"), 53, Protocol::TCP).endpoints,
+            (std::vector<EndpointAddress>{ep("10.244.1.3", 5353)}));
+}
+
+TEST(Compile, Ipv6ServicesLiveInTheIp6Table) {
+  Fixture f;
+  f.ports.push_back(port("web6", "fd00:10:96::10", 80, {ep("fd00:10:244:1::2", 8080)}));
+  f.build();
+  auto r = f.send(ip("fd00:10:244:9::9"), ip("fd00:10:96::10"), 80);
+  EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
+  EXPECT_EQ(r.endpoints, (std::vector<EndpointAddress>{ep("fd00:10:244:1::2", 8080)}));
+  EXPECT_EQ(f.send(ip("fd00:10:244:9::9"), ip("fd00:10:96::99"), 80).verdict, TraceVerdict::DROP);
+  const auto* v4 = f.compiled.ruleset.find_table(model::IPFamily::V4);
+  ASSERT_NE(v4, nullptr);
+  EXPECT_TRUE(v4->find_set(names::kServiceIPs)->elements.empty());
+}
+
+TEST(Compile, ConflictingClusterIpKeepsTheFirstAndWarns) {
+  Fixture f;
+  f.ports.push_back(port("a", "10.96.0.10", 80, {ep("10.244.1.2", 8080)}));
+  f.ports.push_back(port("b", "10.96.0.10", 80, {ep("10.244.1.3", 8080)}));
+  f.build();
+  ASSERT_EQ(f.compiled.warnings.size(), 1u);
+  EXPECT_NE(f.compiled.warnings[0].find("default/b"), std::string::npos);
+  EXPECT_NE(f.compiled.warnings[0].find("default/a"), std::string::npos);
+  EXPECT_EQ(f.send(kPodClient, ip("10.96.0.10"), 80).endpoints,
+            (std::vector<EndpointAddress>{ep("10.244.1.2", 8080)}));
+}
+
+TEST(Compile, OutputIsDeterministicWhateverTheInputOrder) {
+  Fixture f;
+  for (int i = 0; i < 50; ++i) {
+    auto sp = port(("svc" + std::to_string(i)).c_str(), ("10.96.1." + std::to_string(i + 1)).c_str(), 80,
+                   {ep(("10.244.3." + std::to_string(i + 1)).c_str(), 8080)});
+    sp.node_port = static_cast<uint16_t>(30000 + i);
+    f.ports.push_back(sp);
+  }
+  f.build();
+  const std::string first = render_nft(f.compiled.ruleset);
+  std::mt19937 rng(7);
+  std::shuffle(f.ports.begin(), f.ports.end(), rng);
+  f.build();
+  EXPECT_EQ(render_nft(f.compiled.ruleset), first);
+}
+
+TEST(Compile, SetsAndMapBindingsDoNotGrowWithServices) {
+  // The kernel's cost per transaction grows with sets and map bindings, so
+  // their number must depend on the distinct endpoint counts, not on the
+  // number of services.
+  auto count_sets = [](int services) {
+    Fixture f;
+    for (int i = 0; i < services; ++i) {
+      std::vector<EndpointAddress> eps;
+      for (int e = 0; e <= i % 3; ++e)
+        eps.push_back({IPAddress::v4(10, 244, static_cast<uint8_t>(i / 250), static_cast<uint8_t>(i % 250)),
+                       static_cast<uint16_t>(8080 + e)});
+      auto sp = port(("svc" + std::to_string(i)).c_str(), "10.96.0.1", 80, eps);
+      sp.cluster_ip = IPAddress::v4(10, 96, static_cast<uint8_t>(i / 250), static_cast<uint8_t>(i % 250 + 1));
+      f.ports.push_back(sp);
+    }
+    f.build();
+    return f.compiled.ruleset.find_table(model::IPFamily::V4)->sets.size();
+  };
+  EXPECT_EQ(count_sets(30), count_sets(3000));
+}
+
+TEST(Compile, ChainNamesAreStableAndValidNftIdentifiers) {
+  model::ServicePortName name{{"kube-system", "kube-dns"}, "dns-tcp", Protocol::TCP, model::IPFamily::V6};
+  const std::string id = service_port_id(name);
+  EXPECT_EQ(id, service_port_id(name));
+  EXPECT_EQ(id.substr(8), "-kube-system/kube-dns/tcp/dns-tcp");
+  for (char c : id) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("/-_.", c)) << c;
+  name.family = model::IPFamily::V4;
+  EXPECT_NE(service_port_id(name), id) << "families get distinct ids";
+}
+
+}  // namespace
+}  // namespace svcproxy::dataplane
