@@ -232,10 +232,18 @@ const char* hook_name(ir::Hook hook) {
   return "";
 }
 
+// nft prints the standard priorities by name where the hook allows them;
+// printing them the same way keeps `rules` and `nft list table` identical.
+std::string priority_text(const ir::BaseChainSpec& base) {
+  if (base.hook == ir::Hook::Prerouting && base.priority == -100) return "dstnat";
+  if (base.hook == ir::Hook::Postrouting && base.priority == 100) return "srcnat";
+  return std::to_string(base.priority);
+}
+
 void append_table(std::string& out, const ir::Table& table) {
   const IPFamily family = table.family;
   out.append("table ").append(ir::family_keyword(family)).append(" ").append(table.name).append(" {\n");
-  out.append("\tcomment \"managed by svcproxy; edits are reverted\"\n\n");
+  out.append("\tcomment \"managed by svcproxy; edits are reverted\"\n");
   for (const auto& set : table.sets) append_set(out, set, family);
   for (size_t i = 0; i < table.chains.size(); ++i) {
     const auto& chain = table.chains[i];
@@ -244,7 +252,7 @@ void append_table(std::string& out, const ir::Table& table) {
       out.append("\t\ttype nat hook ")
           .append(hook_name(chain.base->hook))
           .append(" priority ")
-          .append(std::to_string(chain.base->priority))
+          .append(priority_text(*chain.base))
           .append("; policy accept;\n");
     }
     for (const auto& rule : chain.rules) {
