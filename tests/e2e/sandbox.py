@@ -1,0 +1,710 @@
+"""A throwaway Kubernetes-node network built from network namespaces.
+
+Used by the end-to-end tests and by examples/demo.py. Python 3 stdlib only.
+
+Topology (every name below is prefixed with a unique "svp-<pid>"; nothing is
+ever linked to the host namespace, and the host ruleset is never touched):
+
+      ext (external client)            sink (the rest of the world)
+      203.0.113.2, .3                  198.51.100.2      answers anything
+      2001:db8:77::2, ::3              2001:db8:99::2    as id "sink"
+             |  eth0                        | eth0
+             |  ext0 203.0.113.1            | up0 198.51.100.1
+             |       2001:db8:77::1         |     2001:db8:99::1
+      +------+------------------------------+------+
+      |                 node ("node-a")            |  svcproxy rules load here
+      |    default route -> sink (src = node IP)   |
+      +--vp1-----------vp2----- ... ---------vpN---+
+         10.244.1.1    10.244.2.1               10.244.N.1
+         fd00:10:244:1::1 ...                   (gateway of each pod)
+           |             |                        |
+         pod 1         pod 2        ...         pod N     10.244.i.2, fd00:10:244:i::2
+                                                          (one netns and one veth each)
+
+Every pod-to-pod packet is routed by the node, so DNAT and its reverse
+always happen in the node's conntrack (see lab notes). A pod that stands for
+another node's pod is wired the same way; only the EndpointSlice's nodeName
+says it is remote. Traffic the node does not redirect to a pod leaves by the
+default route to "sink", which answers any TCP/UDP port: a packet that
+should have been dropped but leaked shows up as an answer from "sink"
+instead of a silent timeout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+HERE = Path(__file__).resolve().parent
+CLIENT = HERE / "client.py"
+
+NODE_NAME = "node-a"
+REMOTE_NODE_NAME = "node-b"
+NODE_V4 = "203.0.113.1"
+NODE_V6 = "2001:db8:77::1"
+EXT_V4 = "203.0.113.2"
+EXT_V4_ALT = "203.0.113.3"
+EXT_V6 = "2001:db8:77::2"
+EXT_V6_ALT = "2001:db8:77::3"
+UPLINK_NODE_V4 = "198.51.100.1"
+UPLINK_NODE_V6 = "2001:db8:99::1"
+SINK_V4 = "198.51.100.2"
+SINK_V6 = "2001:db8:99::2"
+SINK_PORT = 7777
+SINK_ID = "sink"
+CLUSTER_CIDRS = ("10.244.0.0/16", "fd00:10:244::/56")
+SERVICE_CIDRS = ("10.96.0.0/16", "fd00:10:96::/112")
+
+NODE_FLAGS = [
+    "--hostname-override", NODE_NAME,
+    "--node-ip", f"{NODE_V4},{NODE_V6}",
+    "--cluster-cidr", ",".join(CLUSTER_CIDRS),
+    "--service-cidr", ",".join(SERVICE_CIDRS),
+]
+
+_NODE_SYSCTLS = {
+    "net.ipv4.ip_forward": 1,
+    "net.ipv4.conf.all.rp_filter": 0,
+    "net.ipv4.conf.default.rp_filter": 0,
+    "net.ipv6.conf.all.forwarding": 1,
+    "net.ipv6.conf.all.accept_dad": 0,
+    "net.ipv6.conf.default.accept_dad": 0,
+    # REJECT answers with ICMP (TCP resets are not rate limited, ICMP errors
+    # are: about one per second per peer). Tests send many rejected packets
+    # from one client; every one must be answered.
+    "net.ipv4.icmp_ratelimit": 0,
+    "net.ipv6.icmp.ratelimit": 0,
+}
+_LEAF_SYSCTLS = {
+    "net.ipv4.conf.all.rp_filter": 0,
+    "net.ipv4.conf.default.rp_filter": 0,
+    "net.ipv6.conf.all.accept_dad": 0,
+    "net.ipv6.conf.default.accept_dad": 0,
+}
+
+_instances = 0
+_lock = threading.Lock()
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def missing_tools() -> list[str]:
+    return [t for t in ("ip", "nft") if shutil.which(t) is None]
+
+
+def family_of(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def endpoint_str(ip: str, port: int) -> str:
+    """As `svcproxy trace` prints endpoints: 1.2.3.4:80 or [2001:db8::1]:80."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def split_hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class Pod:
+    name: str
+    index: int
+    node: str = NODE_NAME  # the node its EndpointSlice entries name
+    ns: str = ""
+    v4: str = ""
+    v6: str = ""
+    gw4: str = ""
+    gw6: str = ""
+
+    def ip(self, family: int) -> str:
+        return self.v6 if family == 6 else self.v4
+
+
+@dataclass
+class Echo:
+    ns: str
+    listen: str
+    udp: bool
+    id: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class RequestResult:
+    """What a batch of client attempts saw (see client.py)."""
+    replies: list[tuple[str, str, int]] = field(default_factory=list)  # (id, ip seen, port seen)
+    outcomes: dict[str, int] = field(default_factory=dict)  # reply/refused/unreachable/timeout/reset/error
+    errors: list[str] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r[0] for r in self.replies]
+
+    def only(self, outcome: str) -> bool:
+        return set(self.outcomes) == {outcome}
+
+
+class Sandbox:
+    """Creates the topology on enter (or build()) and always removes it.
+
+    Teardown runs from close(), the context manager, atexit, and on SIGTERM
+    (turned into KeyboardInterrupt so that finally blocks run)."""
+
+    def __init__(self, svcproxy: str | os.PathLike | None = None, *, verbose: bool = False):
+        global _instances
+        with _lock:
+            n = _instances
+            _instances += 1
+        self.prefix = f"svp-{os.getpid()}" if n == 0 else f"svp-{os.getpid()}.{n}"
+        self.svcproxy = str(svcproxy) if svcproxy else os.environ.get("SVCPROXY_BIN", "svcproxy")
+        self.verbose = verbose
+        self.node = f"{self.prefix}-node"
+        self.ext = f"{self.prefix}-ext"
+        self.sink = f"{self.prefix}-sink"
+        self.pods: dict[str, Pod] = {}
+        self.namespaces: list[str] = []  # created, in order
+        self.echoes: list[Echo] = []
+        self._agents: dict[str, _Agent] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self._closed = False
+        atexit.register(self.close)
+        _install_sigterm_handler()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> "Sandbox":
+        try:
+            self.build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def build(self, pods: Iterable[Pod] = ()) -> None:
+        """Node, external client and sink; then the given pods."""
+        if self.namespaces:
+            raise SandboxError("sandbox already built")
+        reap_stale()
+        for ns in (self.node, self.ext, self.sink):
+            self._add_netns(ns)
+        self._sysctls(self.node, _NODE_SYSCTLS)
+        self._sysctls(self.ext, _LEAF_SYSCTLS)
+        self._sysctls(self.sink, _LEAF_SYSCTLS)
+
+        self.ip_batch(self.node, [
+            "link set lo up",
+            f"link add ext0 type veth peer name eth0 netns {self.ext}",
+            f"link add up0 type veth peer name eth0 netns {self.sink}",
+            f"addr add {NODE_V4}/24 dev ext0",
+            f"addr add {NODE_V6}/64 dev ext0 nodad",
+            f"addr add {UPLINK_NODE_V4}/24 dev up0",
+            f"addr add {UPLINK_NODE_V6}/64 dev up0 nodad",
+            "link set ext0 up",
+            "link set up0 up",
+            # Locally generated traffic to service IPs needs a route before the
+            # output hook rewrites the destination; `src` keeps the node's
+            # primary IP as the source, as on a real node.
+            f"route add default via {SINK_V4} src {NODE_V4}",
+            f"route add default via {SINK_V6} src {NODE_V6}",
+        ])
+        self.ip_batch(self.ext, [
+            "link set lo up",
+            f"addr add {EXT_V4}/24 dev eth0",
+            f"addr add {EXT_V4_ALT}/24 dev eth0",
+            f"addr add {EXT_V6}/64 dev eth0 nodad",
+            f"addr add {EXT_V6_ALT}/64 dev eth0 nodad",
+            "link set eth0 up",
+            # Service, external and load-balancer IPs are all reached via the node.
+            f"route add default via {NODE_V4}",
+            f"route add default via {NODE_V6}",
+        ])
+        self.ip_batch(self.sink, [
+            "link set lo up",
+            f"addr add {SINK_V4}/24 dev eth0",
+            f"addr add {SINK_V6}/64 dev eth0 nodad",
+            "link set eth0 up",
+            f"route add default via {UPLINK_NODE_V4}",
+            f"route add default via {UPLINK_NODE_V6}",
+        ])
+        self.nft(self.sink, f"""
+table inet sink {{
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    meta l4proto tcp redirect to :{SINK_PORT}
+    meta l4proto udp redirect to :{SINK_PORT}
+  }}
+}}
+""")
+        sink_echoes = [self.start_echo(self.sink, f"[::]:{SINK_PORT}", udp=udp, id=SINK_ID, wait=False)
+                       for udp in (False, True)]
+        self.add_pods(pods)
+        self.wait_ready(sink_echoes)
+
+    def add_pods(self, pods: Iterable[Pod]) -> list[Pod]:
+        """One netns and veth pair per pod: 10.244.<index>.2/24 behind the
+        node's 10.244.<index>.1 (and fd00:10:244:<index>::2/64)."""
+        added = []
+        node_cmds = []
+        for pod in pods:
+            if pod.name in self.pods:
+                raise SandboxError(f"pod {pod.name} exists")
+            if not 1 <= pod.index <= 255:
+                raise SandboxError(f"pod {pod.name}: index {pod.index} outside 1..255")
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", pod.name):
+                raise SandboxError(f"pod name {pod.name!r} is not a DNS label")
+            pod.ns = f"{self.prefix}-{pod.name}"
+            pod.v4, pod.gw4 = f"10.244.{pod.index}.2", f"10.244.{pod.index}.1"
+            pod.v6, pod.gw6 = f"fd00:10:244:{pod.index:x}::2", f"fd00:10:244:{pod.index:x}::1"
+            self._add_netns(pod.ns)
+            self._sysctls(pod.ns, _LEAF_SYSCTLS)
+            dev = f"vp{pod.index}"
+            node_cmds += [
+                f"link add {dev} type veth peer name eth0 netns {pod.ns}",
+                f"addr add {pod.gw4}/24 dev {dev}",
+                f"addr add {pod.gw6}/64 dev {dev} nodad",
+                f"link set {dev} up",
+            ]
+            self.pods[pod.name] = pod
+            added.append(pod)
+        if node_cmds:
+            self.ip_batch(self.node, node_cmds)
+        for pod in added:
+            self.ip_batch(pod.ns, [
+                "link set lo up",
+                f"addr add {pod.v4}/24 dev eth0",
+                f"addr add {pod.v6}/64 dev eth0 nodad",
+                "link set eth0 up",
+                f"route add default via {pod.gw4}",
+                f"route add default via {pod.gw6}",
+            ])
+        self._wait_no_tentative([self.node, self.ext, self.sink] + [p.ns for p in added])
+        return added
+
+    def close(self) -> None:
+        """Kills what we started (by PID), deletes every namespace we created.
+        Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        for agent in self._agents.values():
+            agent.stop()
+        self._agents.clear()
+        for echo in self.echoes:
+            _terminate(echo.proc)
+        deadline = time.monotonic() + 3
+        for echo in self.echoes:
+            try:
+                echo.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                echo.proc.kill()
+                try:
+                    echo.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+            if echo.proc.stdout:
+                echo.proc.stdout.close()
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.namespaces.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            atexit.unregister(self.close)
+        except Exception:
+            pass
+
+    # ---------------------------------------------------------------- running things
+
+    def exec(self, ns: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 60,
+             check: bool = True) -> subprocess.CompletedProcess:
+        """Runs argv inside namespace ns; returns the CompletedProcess (text)."""
+        cmd = ["ip", "netns", "exec", ns, *argv]
+        if self.verbose:
+            print("+", " ".join(cmd), file=sys.stderr)
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise SandboxError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()}")
+        return result
+
+    def ip_batch(self, ns: str, commands: Sequence[str]) -> None:
+        script = "\n".join(commands) + "\n"
+        result = subprocess.run(["ip", "-n", ns, "-batch", "-"], input=script, capture_output=True, text=True,
+                                timeout=60)
+        if result.returncode != 0:
+            raise SandboxError(f"ip -n {ns} -batch failed: {result.stderr.strip()}\n{script}")
+
+    def nft(self, ns: str, script: str, *, check_only: bool = False) -> subprocess.CompletedProcess:
+        """Loads (or with check_only, checks) an nft script inside ns."""
+        return self.exec(ns, ["nft", "-c", "-f", "-"] if check_only else ["nft", "-f", "-"], input=script)
+
+    def nft_list(self, ns: str, what: Sequence[str] = ("ruleset",)) -> str:
+        return self.exec(ns, ["nft", "list", *what]).stdout
+
+    def flush_conntrack(self, ns: str | None = None) -> None:
+        """Forgets NAT decisions made under an older ruleset (a reload does not
+        touch existing flows; the daemon will delete stale UDP entries itself)."""
+        if shutil.which("conntrack"):
+            self.exec(ns or self.node, ["conntrack", "-F"], check=False)
+
+    def start_echo(self, ns: str, listen: str, *, udp: bool = False, id: str, wait: bool = True) -> Echo:
+        """Starts `svcproxy echo` in ns. With wait, returns once it printed
+        its "listening on" line (call wait_ready() for several at once)."""
+        log = self.workdir / f"echo-{len(self.echoes)}.log"
+        argv = ["ip", "netns", "exec", ns, self.svcproxy, "echo", "--listen", listen, "--id", id]
+        if udp:
+            argv.append("--udp")
+        with open(log, "wb") as err:
+            # `ip netns exec` execs the command: the PID is the echo server's.
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        echo = Echo(ns=ns, listen=listen, udp=udp, id=id, proc=proc, log=log)
+        self.echoes.append(echo)
+        if wait:
+            self.wait_ready([echo])
+        return echo
+
+    def start_pod_echoes(self, pod: Pod, ports: Iterable[tuple[int, str]], *, id_format: str = "{pod}:{port}",
+                         wait: bool = True) -> list[Echo]:
+        """One echo per (port, "tcp"|"udp") on [::] (both families)."""
+        echoes = [self.start_echo(pod.ns, f"[::]:{port}", udp=(proto == "udp"),
+                                  id=id_format.format(pod=pod.name, port=port, proto=proto), wait=False)
+                  for port, proto in ports]
+        if wait:
+            self.wait_ready(echoes)
+        return echoes
+
+    def wait_ready(self, echoes: Sequence[Echo], timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {e.proc.stdout.fileno(): e for e in echoes}
+        buffers = {fd: b"" for fd in pending}
+        with selectors.DefaultSelector() as sel:
+            for fd in pending:
+                sel.register(fd, selectors.EVENT_READ)
+            while pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = ", ".join(f"{e.id}@{e.listen}" for e in pending.values())
+                    raise SandboxError(f"echo not listening after {timeout}s: {names}")
+                for key, _ in sel.select(timeout=left):
+                    fd = key.fd
+                    chunk = os.read(fd, 4096)
+                    echo = pending[fd]
+                    if not chunk:
+                        echo.proc.wait(timeout=5)
+                        raise SandboxError(
+                            f"echo {echo.id} in {echo.ns} on {echo.listen} exited {echo.proc.returncode}: "
+                            f"{echo.log.read_text(errors='replace').strip()}")
+                    buffers[fd] += chunk
+                    if b"listening on" in buffers[fd] and buffers[fd].endswith(b"\n"):
+                        sel.unregister(fd)
+                        del pending[fd]
+
+    def request(self, ns: str, dst: str, port: int, *, proto: str = "tcp", count: int = 1,
+                src: str | None = None, timeout: float = 1.0, parallel: int = 16,
+                http: bool = False) -> RequestResult:
+        """From namespace ns: `count` fresh connections (TCP) or sockets (UDP)
+        to dst:port, each sending one line (or an HTTP GET) and reading the
+        echo's answer. Runs in a client.py agent kept alive per namespace."""
+        request = {"dst": dst, "port": port, "proto": proto, "count": count, "timeout": timeout,
+                   "parallel": parallel, "src": src, "http": http}
+        agent = self._agents.get(ns)
+        if agent is None:
+            agent = self._agents[ns] = _Agent(ns, self.workdir / f"client-{len(self._agents)}.log")
+        budget = 30 + timeout * (count / max(1, min(parallel, count)) + 2)
+        try:
+            data = agent.call(request, budget)
+        except SandboxError:
+            agent.stop()
+            del self._agents[ns]
+            raise
+        if "fatal" in data:
+            raise SandboxError(f"client in {ns} failed on {request}: {data['fatal']}")
+        result = RequestResult(outcomes=data["outcomes"], errors=data["errors"], raw=data)
+        for r in data["replies"]:
+            ip, p = split_hostport(r["client"])
+            result.replies.append((r["id"], ip, p))
+        return result
+
+    # ---------------------------------------------------------------- svcproxy
+
+    def svcproxy_run(self, args: Sequence[str], *, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Runs the svcproxy binary in the current (host) namespace: only for
+        commands that touch no kernel state (rules, trace)."""
+        result = subprocess.run([self.svcproxy, *args], capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise SandboxError(f"svcproxy {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
+        return result
+
+    def node_addresses(self) -> set[str]:
+        addresses = {NODE_V4, NODE_V6, UPLINK_NODE_V4, UPLINK_NODE_V6}
+        for pod in self.pods.values():
+            addresses |= {pod.gw4, pod.gw6}
+        return addresses
+
+    # ---------------------------------------------------------------- internals
+
+    def _add_netns(self, ns: str) -> None:
+        result = subprocess.run(["ip", "netns", "add", ns], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SandboxError(f"ip netns add {ns}: {result.stderr.strip()}")
+        self.namespaces.append(ns)
+
+    def _sysctls(self, ns: str, values: dict[str, int]) -> None:
+        self.exec(ns, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
+
+    def _wait_no_tentative(self, namespaces: Sequence[str], timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        for ns in namespaces:
+            while True:
+                out = subprocess.run(["ip", "-n", ns, "-6", "addr", "show", "tentative"], capture_output=True,
+                                     text=True).stdout
+                if "inet6" not in out:
+                    break
+                if time.monotonic() > deadline:
+                    raise SandboxError(f"{ns}: IPv6 addresses still tentative:\n{out}")
+                time.sleep(0.05)  # polling a condition with a deadline
+
+
+class _Agent:
+    """`client.py --serve` running inside one namespace."""
+
+    def __init__(self, ns: str, log: Path):
+        self.ns = ns
+        self.log = log
+        with open(log, "wb") as err:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(CLIENT), "--serve"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        self.buffer = b""
+
+    def call(self, request: dict, timeout: float) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise SandboxError(f"client agent in {self.ns} died: {self.log.read_text(errors='replace')}")
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self.buffer:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(timeout=left):
+                    raise SandboxError(f"client agent in {self.ns}: no answer to {request} in {timeout:.0f}s")
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    raise SandboxError(f"client agent in {self.ns} died: {self.log.read_text(errors='replace')}")
+                self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        _terminate(self.proc)
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=3)
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+_sigterm_installed = False
+
+
+def _install_sigterm_handler() -> None:
+    """SIGTERM would skip atexit; turn it into KeyboardInterrupt (which
+    unittest does not swallow, unlike SystemExit) so that finally blocks and
+    the atexit teardown run."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def handler(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+        signal.signal(signal.SIGTERM, handler)
+    _sigterm_installed = True
+
+
+def reap_stale() -> None:
+    """Removes namespaces left by a sandbox whose process died without
+    teardown (SIGKILL): names svp-<pid>-* whose <pid> no longer exists. The
+    processes inside were started by that sandbox."""
+    result = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    for line in result.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.fullmatch(r"svp-(\d+)(?:\.\d+)?-[-a-z0-9]+", name)
+        if not m or Path(f"/proc/{m.group(1)}").exists():
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------------- manifests
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./:@-]*$")
+_NOT_PLAIN = re.compile(
+    r"^(?:true|false|yes|no|on|off|null|~|y|n|[-+]?(?:\d[\d_]*)?(?:\.\d*)?(?:e[-+]?\d+)?|0x[0-9a-f]+|0o[0-7]+"
+    r"|[-+]?\.inf|\.nan)$", re.IGNORECASE)
+
+
+def _scalar(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    text = str(value)
+    if text and _PLAIN.match(text) and not _NOT_PLAIN.match(text) and not text.endswith(":"):
+        return text
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def _yaml_lines(value, indent: int) -> list[str]:
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        if not value:
+            return [pad + "{}"]
+        for key, item in sorted(value.items()):  # kubectl prints keys sorted
+            if isinstance(item, dict) and item:
+                lines.append(f"{pad}{_scalar(key)}:")
+                lines += _yaml_lines(item, indent + 2)
+            elif isinstance(item, list) and item:
+                lines.append(f"{pad}{_scalar(key)}:")
+                lines += _yaml_lines(item, indent)  # kubectl style: "- " at the key's indent
+            else:
+                lines.append(f"{pad}{_scalar(key)}: {_inline(item)}")
+        return lines
+    if isinstance(value, list):
+        if not value:
+            return [pad + "[]"]
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                sub = _yaml_lines(item, indent + 2)
+                lines.append(pad + "- " + sub[0][indent + 2:])
+                lines += sub[1:]
+            else:
+                lines.append(f"{pad}- {_inline(item)}")
+        return lines
+    return [pad + _scalar(value)]
+
+
+def _inline(value) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
+
+
+def to_yaml(documents: Sequence[dict]) -> str:
+    """Multi-document YAML in the block style kubectl prints."""
+    return "".join("---\n" + "\n".join(_yaml_lines(doc, 0)) + "\n" for doc in documents)
+
+
+def service(name: str, cluster_ips: Sequence[str], ports: Sequence[dict], *, namespace: str = "default",
+            type: str = "ClusterIP", **spec_extra) -> dict:
+    """A v1 Service as kubectl prints it. ports: dicts with name, port,
+    protocol, targetPort, nodePort. spec_extra: other spec fields, plus
+    `ingress` (list of LB ingress IPs, or dicts) for status."""
+    ingress = spec_extra.pop("ingress", None)
+    families = ["IPv6" if ":" in ip else "IPv4" for ip in cluster_ips]
+    spec = {
+        "clusterIP": cluster_ips[0],
+        "clusterIPs": list(cluster_ips),
+        "internalTrafficPolicy": "Cluster",
+        "ipFamilies": families,
+        "ipFamilyPolicy": "RequireDualStack" if len(families) > 1 else "SingleStack",
+        "ports": [{"protocol": "TCP", **p} for p in ports],
+        "selector": {"app": name},
+        "sessionAffinity": "None",
+        "type": type,
+    }
+    if type in ("NodePort", "LoadBalancer"):
+        spec["externalTrafficPolicy"] = "Cluster"
+    spec.update(spec_extra)
+    status: dict = {"loadBalancer": {}}
+    if ingress:
+        status["loadBalancer"]["ingress"] = [i if isinstance(i, dict) else {"ip": i, "ipMode": "VIP"}
+                                             for i in ingress]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"labels": {"app": name}, "name": name, "namespace": namespace,
+                     "resourceVersion": "1000", "uid": f"00000000-0000-0000-0000-{zlib.crc32(name.encode()):012d}"},
+        "spec": spec,
+        "status": status,
+    }
+
+
+def endpoint_slice(service_name: str, suffix: str, family: int, endpoints: Sequence[dict],
+                   ports: Sequence[dict], *, namespace: str = "default") -> dict:
+    """A discovery.k8s.io/v1 EndpointSlice. endpoints: dicts with pod (Pod),
+    and optionally ready/serving/terminating (booleans; omitted when None)."""
+    items = []
+    for e in endpoints:
+        pod: Pod = e["pod"]
+        conditions = {k: e[k] for k in ("ready", "serving", "terminating") if e.get(k) is not None}
+        if "ready" not in e:
+            conditions = {"ready": True, "serving": True, "terminating": False}
+        items.append({
+            "addresses": [pod.ip(family)],
+            "conditions": conditions,
+            "nodeName": pod.node,
+            "targetRef": {"kind": "Pod", "name": pod.name, "namespace": namespace},
+        })
+    return {
+        "addressType": "IPv6" if family == 6 else "IPv4",
+        "apiVersion": "discovery.k8s.io/v1",
+        "endpoints": items,
+        "kind": "EndpointSlice",
+        "metadata": {
+            "labels": {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                       "kubernetes.io/service-name": service_name},
+            "name": f"{service_name}-{suffix}",
+            "namespace": namespace,
+            "resourceVersion": "1000",
+        },
+        "ports": [{"protocol": "TCP", **p} for p in ports],
+    }
