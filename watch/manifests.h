@@ -3,6 +3,13 @@
 // Decoding validates every field svcproxy uses; an object that cannot be used
 // is skipped with a diagnostic naming file, object and field, and every other
 // object is still returned.
+//
+// A stream is split at document markers (`---`, `...` at column 0) before
+// parsing, so a malformed document costs only itself. Kinds other than
+// Service, EndpointSlice, Node and ServiceCIDR, and same-named kinds of other
+// API groups, are ignored silently. An object seen twice (same kind and
+// namespace/name, in this stream or one decoded earlier into the same result)
+// keeps its first definition; the later one is reported.
 #pragma once
 
 #include <string>
@@ -16,10 +23,17 @@ namespace svcproxy::watch {
 struct Diagnostic {
   std::string file;    // path as given (or "<string>")
   std::string kind;    // "Service", "EndpointSlice", ... ; empty if unknown
-  std::string object;  // "namespace/name" or "document N" when unnamed
-  std::string field;   // e.g. "spec.ports[0].port"; empty for whole-document errors
-  std::string message;
-  // One line: "<file>: skipped <kind> <object>: <field>: <message>"
+  // "namespace/name" ("name" for cluster-scoped kinds), or "document N"
+  // (1-based, counting non-empty documents of the file) while the object has
+  // no usable name; empty for errors about the whole file.
+  std::string object;
+  // Relative to the object, e.g. "spec.ports[0].port"; relative to the
+  // document ("items[3].metadata.name") when `object` is "document N"; empty
+  // for whole-document errors.
+  std::string field;
+  std::string message;  // ends with "(line L)" when the line is known
+  // One line: "<file>: skipped <kind> <object>: <field>: <message>", empty
+  // parts (and their separators) left out.
   std::string str() const;
 };
 
