@@ -119,9 +119,13 @@ def write_manifests(directory: Path, files: dict[str, list[dict]]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name, objects in files.items():
         if name == "nodes.yaml":
-            # kubectl's `get -o yaml` wrapper, items without kind/apiVersion.
+            # A typed list as the API returns it: items without kind/apiVersion.
             items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in objects]
-            doc = {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
+            doc = {"apiVersion": "v1", "items": items, "kind": "NodeList", "metadata": {"resourceVersion": "1000"}}
+            (directory / name).write_text(sb.to_yaml([doc]))
+        elif name == "endpointslices.yaml":
+            # kubectl's `get -o yaml` wrapper: a plain List, items keep their kind.
+            doc = {"apiVersion": "v1", "items": objects, "kind": "List", "metadata": {"resourceVersion": ""}}
             (directory / name).write_text(sb.to_yaml([doc]))
         else:
             (directory / name).write_text(sb.to_yaml(objects))
@@ -294,8 +298,11 @@ class TestServices(FlowTestCase):
                   endpoints=self.eps(4, 8080, "a1", "a2", "b1"), masquerade=True, count=60)
 
     def test_clusterip_from_the_node_itself(self):
+        # The node's own address is outside the cluster CIDR: masqueraded.
         self.flow(self.box.node, NODE_V4, WEB_V4, 80, expect="DNAT",
-                  endpoints=self.eps(4, 8080, "a1", "a2", "b1"), count=60)
+                  endpoints=self.eps(4, 8080, "a1", "a2", "b1"), masquerade=True, count=60)
+        self.flow(self.box.node, NODE_V6, WEB_V6, 80, expect="DNAT",
+                  endpoints=self.eps(6, 8080, "a1", "a2", "b1"), masquerade=True, count=60)
 
     def test_clusterip_ipv6(self):
         self.flow(self.box.ext, EXT_V6, WEB_V6, 80, expect="DNAT",
@@ -386,6 +393,8 @@ class TestServices(FlowTestCase):
                   masquerade=False)
         self.flow(self.box.node, NODE_V4, LB_EXT, 80, expect="DNAT", endpoints=self.eps(4, 8080, "a1", "b1"),
                   masquerade=True)
+        self.flow(self.box.node, NODE_V4, NODE_V4, LB_NODEPORT, expect="DNAT",
+                  endpoints=self.eps(4, 8080, "a1", "b1"), masquerade=True)
 
     def test_load_balancer_source_ranges(self):
         ext = self.box.ext
@@ -432,6 +441,14 @@ class TestServices(FlowTestCase):
         box.nft(box.node, self.ruleset)
         self.assertEqual(listing(), first, "loading over an older ruleset left traces of it")
         box.flush_conntrack()
+
+    def test_manifests_decode_without_diagnostics(self):
+        # --strict: any object skipped as unusable is exit status 1. The
+        # scenario manifests are all valid (the headless service is skipped
+        # by design, not as an error).
+        result = subprocess.run([SVCPROXY, "rules", "--strict", "--manifests", str(self.dir), *sb.NODE_FLAGS],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))
 
     def test_foreign_table_untouched(self):
         box = self.box
