@@ -47,6 +47,10 @@ LOCAL_ONLY = "10.96.0.40"
 LB, LB_INGRESS, LB_EXT, LB_V6 = "10.96.0.50", "192.0.2.51", "192.0.2.52", "fd00:10:96::50"
 CL, CL_INGRESS, CL_EXT = "10.96.0.60", "192.0.2.61", "192.0.2.62"
 AFFINITY = "10.96.0.70"
+LOCAL_MIXED = "10.96.0.80"
+DRAINING = "10.96.0.90"
+LB_NODE, LB_NODE_INGRESS = "10.96.0.100", "192.0.2.101"
+UDP_NP, UDP_NODEPORT = "10.96.0.110", 30110
 UNALLOCATED_V4, UNALLOCATED_V6 = "10.96.0.200", "fd00:10:96::200"
 NOT_A_SERVICE = "192.0.2.99"
 WEB_NODEPORT, EMPTY_NODEPORT, LB_NODEPORT, CL_NODEPORT = 30080, 30030, 30050, 30060
@@ -82,6 +86,14 @@ def cluster_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
                 namespace=NS, type="LoadBalancer", externalIPs=[CL_EXT], ingress=[CL_INGRESS]),
         service("affinity", [AFFINITY], [{"name": "http", "port": 80, "targetPort": 8080}], namespace=NS,
                 sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}}),
+        service("local-mixed", [LOCAL_MIXED], [{"name": "http", "port": 80, "targetPort": 8080}], namespace=NS,
+                internalTrafficPolicy="Local"),
+        service("draining", [DRAINING], [{"name": "http", "port": 80, "targetPort": 8080}], namespace=NS),
+        service("lb-node", [LB_NODE], [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30100}],
+                namespace=NS, type="LoadBalancer", loadBalancerSourceRanges=[f"{NODE_V4}/32"],
+                ingress=[LB_NODE_INGRESS]),
+        service("udp-np", [UDP_NP], [{"name": "syslog", "port": 514, "protocol": "UDP", "targetPort": 8080,
+                                      "nodePort": UDP_NODEPORT}], namespace=NS, type="NodePort"),
         # Not ours / not proxied: must not appear.
         service("headless", ["None"], [{"name": "http", "port": 80}], namespace=NS),
     ]
@@ -101,6 +113,14 @@ def cluster_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
         endpoint_slice("lb", "v6p0a", 6, eps(a1, b1), http, namespace=NS),
         endpoint_slice("ext-cluster", "s1d2f", 4, eps(a1, b1), http, namespace=NS),
         endpoint_slice("affinity", "g3h4j", 4, eps(a1, a2, b1), http, namespace=NS),
+        endpoint_slice("local-mixed", "z9x8c", 4, eps(a1, b1), http, namespace=NS),
+        # No ready endpoint: the serving-and-terminating one is used, never the non-serving one.
+        endpoint_slice("draining", "m1n2b", 4,
+                       [{"pod": a1, "ready": False, "serving": True, "terminating": True},
+                        {"pod": a2, "ready": False, "serving": False, "terminating": True}], http, namespace=NS),
+        endpoint_slice("lb-node", "c5v6b", 4, eps(a2), http, namespace=NS),
+        endpoint_slice("udp-np", "l7k8j", 4, eps(a1, b1), [{"name": "syslog", "port": 8080, "protocol": "UDP"}],
+                       namespace=NS),
     ]
     nodes = [{
         "apiVersion": "v1", "kind": "Node",
@@ -351,6 +371,15 @@ class TestServices(FlowTestCase):
             self.assertEqual(r.outcomes, {"reply": 30})
             self.assertEqual(len(set(r.ids)), 1, f"ClientIP affinity from {src}: {r.ids}")
 
+    def test_internal_traffic_policy_local_uses_only_local_endpoints(self):
+        a3 = self.pod("a3")
+        self.flow(a3.ns, a3.v4, LOCAL_MIXED, 80, expect="DNAT", endpoints=self.eps(4, 8080, "a1"),
+                  masquerade=False)
+
+    def test_terminating_endpoints_serve_when_none_is_ready(self):
+        a3 = self.pod("a3")
+        self.flow(a3.ns, a3.v4, DRAINING, 80, expect="DNAT", endpoints=self.eps(4, 8080, "a1"), masquerade=False)
+
     # No endpoints --------------------------------------------------------------
 
     def test_no_endpoints_rejects_on_every_address(self):
@@ -407,6 +436,15 @@ class TestServices(FlowTestCase):
                   masquerade=False)
         self.flow(ext, EXT_V4_ALT, LB_EXT, 80, expect="DNAT", endpoints=self.eps(4, 8080, "a1"),
                   masquerade=False)
+
+    def test_source_range_containing_a_node_ip_admits_the_node(self):
+        self.flow(self.box.node, NODE_V4, LB_NODE_INGRESS, 80, expect="DNAT", endpoints=self.eps(4, 8080, "a2"),
+                  masquerade=True)
+        self.flow(self.box.ext, EXT_V4, LB_NODE_INGRESS, 80, expect="DROP")
+
+    def test_udp_nodeport(self):
+        self.flow(self.box.ext, EXT_V4, NODE_V4, UDP_NODEPORT, "udp", expect="DNAT",
+                  endpoints=self.eps(4, 8080, "a1", "b1"), masquerade=True)
 
     def test_proxy_mode_ingress_is_not_captured(self):
         self.flow(self.box.ext, EXT_V4, "192.0.2.59", 80, expect="ACCEPT")
