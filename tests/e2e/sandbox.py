@@ -163,9 +163,6 @@ class RequestResult:
     def ids(self) -> list[str]:
         return [r[0] for r in self.replies]
 
-    def only(self, outcome: str) -> bool:
-        return set(self.outcomes) == {outcome}
-
 
 class Sandbox:
     """Creates the topology on enter (or build()) and always removes it.
