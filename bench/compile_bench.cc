@@ -1,6 +1,7 @@
 // Compile + render benchmarks: cluster state -> per-port view -> IR -> nft
 // text, for growing clusters. Linear growth is the goal (see RESULTS.md).
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 
 #include "bench/synthetic_cluster.h"
 #include "dataplane/compile.h"
@@ -48,4 +49,13 @@ BENCHMARK(BM_CompileRender)
     ->MinTime(2.0);
 BENCHMARK(BM_CompileOnly)->Args({1000, 10})->Args({10000, 10})->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // As svcproxy's main: keep freed memory for reuse across syncs (see
+  // proxy/main.cc), so iterations measure the steady state of a daemon.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -53,6 +53,30 @@ ir::Rule rule(std::vector<ir::Match> matches, std::vector<ir::Statement> stateme
 ir::Verdict goto_chain(std::string chain) { return {ir::VerdictKind::Goto, std::move(chain)}; }
 ir::Verdict jump_chain(std::string chain) { return {ir::VerdictKind::Jump, std::move(chain)}; }
 
+// Sorts through an index, then applies the permutation in place: elements
+// are large and a ruleset has 100k+, so each moves at most once and no second
+// array is allocated.
+void sort_elements(std::vector<ir::Element>& elements) {
+  if (std::is_sorted(elements.begin(), elements.end())) return;
+  std::vector<uint32_t> order(elements.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return elements[a] < elements[b]; });
+  // order[i] is the index of the element that belongs at i; follow cycles.
+  for (uint32_t start = 0; start < order.size(); ++start) {
+    if (order[start] == start) continue;
+    ir::Element held = std::move(elements[start]);
+    uint32_t i = start;
+    while (order[i] != start) {
+      const uint32_t next = order[i];
+      elements[i] = std::move(elements[next]);
+      order[i] = i;
+      i = next;
+    }
+    elements[i] = std::move(held);
+    order[i] = i;
+  }
+}
+
 // Builds one family's table. Objects are collected in ordered maps keyed by
 // name so the output is sorted without a separate pass.
 class TableBuilder {
@@ -66,6 +90,10 @@ class TableBuilder {
     masq_bits_ = uint32_t{1} << node.masquerade_bit;
   }
 
+  // Reserves DNAT map storage for these ports up front: the maps hold most of
+  // a ruleset's elements, and growing them by doubling touches (and page-
+  // faults) three times the memory. An upper bound is fine.
+  void reserve(const std::vector<ServicePortState>& ports);
   void add(const ServicePortState& sp);
   ir::Table finish();
 
@@ -75,7 +103,7 @@ class TableBuilder {
   // Returns the chain that picks one endpoint of `list` for this key.
   std::string picker(const ServicePortState& sp, const std::string& id,
                      const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour,
-                     const std::vector<ir::Value>& key, bool local);
+                     const ir::ValueList& key, bool local);
   ir::Rule mark_for_masquerade(std::vector<ir::Match> matches = {}) {
     return rule(std::move(matches), {jump_chain(names::kMarkForMasquerade)});
   }
@@ -83,7 +111,7 @@ class TableBuilder {
     chains_[name] = ir::Chain{name, std::nullopt, std::move(rules)};
   }
   std::vector<ir::Rule> external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
-                                       const std::vector<ir::Value>& key);
+                                       const ir::ValueList& key);
 
   IPFamily family_;
   const model::NodeConfig& node_;
@@ -99,11 +127,34 @@ class TableBuilder {
   std::vector<ir::Element> service_ip_elements_;
   std::vector<ir::Element> nodeport_elements_;
   std::set<IPAddress> cluster_ips_;
-  std::set<IPAddress> hairpin_;
+  std::vector<IPAddress> hairpin_;  // sorted and deduplicated in finish()
   // Conflict detection: who owns an address:proto:port or a NodePort.
   std::map<std::tuple<IPAddress, model::Protocol, uint16_t>, std::string> address_owner_;
   std::map<std::pair<model::Protocol, uint16_t>, std::string> nodeport_owner_;
 };
+
+void TableBuilder::reserve(const std::vector<ServicePortState>& ports) {
+  std::map<std::tuple<KeyKind, Flavour, size_t>, size_t> counts;
+  for (const auto& sp : ports) {
+    if (sp.name.family != family_ || sp.affinity_timeout_seconds || sp.cluster_endpoints.empty()) continue;
+    const size_t nc = sp.cluster_endpoints.size(), nl = sp.local_endpoints.size();
+    const size_t ni = sp.internal_endpoints().size();
+    if (ni) counts[{KeyKind::Address, Flavour::Main, ni}] += ni;
+    const size_t external = sp.external_ips.size() + sp.load_balancer_ips.size();
+    for (auto [kind, addresses] : {std::pair{KeyKind::Address, external},
+                                   std::pair{KeyKind::NodePort, size_t{sp.node_port != 0}}}) {
+      if (!addresses) continue;
+      if (sp.external_traffic_policy == TrafficPolicy::Cluster) {
+        counts[{kind, Flavour::Main, nc}] += addresses * nc;
+      } else {
+        counts[{kind, Flavour::Shortcut, nc}] += addresses * nc;
+        if (nl) counts[{kind, Flavour::Main, nl}] += addresses * nl;
+      }
+    }
+  }
+  for (const auto& [spec, count] : counts) dnat_maps_[spec].reserve(count);
+  service_ip_elements_.reserve(ports.size());
+}
 
 bool TableBuilder::claim_address(const IPAddress& ip, const ServicePortState& sp) {
   auto [it, inserted] =
@@ -129,8 +180,8 @@ bool TableBuilder::claim_node_port(const ServicePortState& sp) {
 
 std::string TableBuilder::picker(const ServicePortState& sp, const std::string& id,
                                  const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour,
-                                 const std::vector<ir::Value>& key, bool local) {
-  for (const auto& ep : list) hairpin_.insert(ep.ip);
+                                 const ir::ValueList& key, bool local) {
+  for (const auto& ep : list) hairpin_.push_back(ep.ip);
   if (sp.affinity_timeout_seconds) {
     // ClientIP affinity: a dynamic set per endpoint remembers its clients
     // (kube-proxy's shape). Costs kernel objects per endpoint, so only
@@ -175,7 +226,7 @@ std::string TableBuilder::picker(const ServicePortState& sp, const std::string& 
 }
 
 std::vector<ir::Rule> TableBuilder::external_rules(const ServicePortState& sp, const std::string& id,
-                                                   KeyKind kind, const std::vector<ir::Value>& key) {
+                                                   KeyKind kind, const ir::ValueList& key) {
   std::vector<ir::Rule> rules;
   const auto& cluster = sp.cluster_endpoints;
   if (cluster.empty()) {
@@ -230,7 +281,7 @@ void TableBuilder::add(const ServicePortState& sp) {
       // internalTrafficPolicy=Local with endpoints only on other nodes.
       rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
     } else {
-      const std::vector<ir::Value> key{sp.cluster_ip, proto, sp.port};
+      const ir::ValueList key{sp.cluster_ip, proto, sp.port};
       const bool local = sp.internal_traffic_policy == TrafficPolicy::Local;
       rules.push_back(rule({}, {goto_chain(picker(sp, id, internal, KeyKind::Address, Flavour::Main, key, local))}));
     }
@@ -303,6 +354,9 @@ ir::Table TableBuilder::finish() {
   ir::Set hairpin;
   hairpin.name = names::kHairpin;
   hairpin.key = {KeyType::Addr, KeyType::Addr};
+  std::sort(hairpin_.begin(), hairpin_.end());
+  hairpin_.erase(std::unique(hairpin_.begin(), hairpin_.end()), hairpin_.end());
+  hairpin.elements.reserve(hairpin_.size());
   for (const auto& ip : hairpin_) hairpin.elements.push_back(ir::Element{{ip, ip}, std::nullopt, {}});
   add_set(std::move(hairpin));
 
@@ -385,7 +439,7 @@ ir::Table TableBuilder::finish() {
   table.family = family_;
   table.name = names::kTable;
   for (auto& [name, s] : sets_) {
-    std::sort(s.elements.begin(), s.elements.end());
+    sort_elements(s.elements);
     table.sets.push_back(std::move(s));
   }
   for (auto& [name, c] : chains_) table.chains.push_back(std::move(c));
@@ -420,6 +474,7 @@ CompileResult compile(const std::vector<model::ServicePortState>& ports, const m
   CompileResult result;
   for (IPFamily family : {IPFamily::V4, IPFamily::V6}) {
     TableBuilder builder(family, node, result.warnings);
+    builder.reserve(ports);
     for (const auto& sp : ports)
       if (sp.name.family == family) builder.add(sp);
     result.ruleset.tables.push_back(builder.finish());

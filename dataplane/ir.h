@@ -8,7 +8,12 @@
 // verdict.
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <compare>
 #include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
 #include <optional>
 #include <string>
 #include <variant>
@@ -53,11 +58,54 @@ struct Verdict {
   auto operator<=>(const Verdict&) const = default;
 };
 
+// The components of one element key or data tuple, stored inline: an
+// element has at most 4 key components (addr . proto . port . slot) and 2 data
+// components, and rulesets hold 100k+ elements, so per-element heap
+// allocations would dominate compile time. Vector-like interface.
+template <size_t Capacity>
+class InlineValues {
+ public:
+  static constexpr size_t kCapacity = Capacity;
+  InlineValues() = default;
+  InlineValues(std::initializer_list<Value> values) {
+    for (const auto& v : values) push_back(v);
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void clear() { size_ = 0; }
+  const Value& operator[](size_t i) const { return values_[i]; }
+  Value& operator[](size_t i) { return values_[i]; }
+  const Value* begin() const { return values_.data(); }
+  const Value* end() const { return values_.data() + size_; }
+  Value* begin() { return values_.data(); }
+  Value* end() { return values_.data() + size_; }
+  const Value& front() const { return values_[0]; }
+  const Value& back() const { return values_[size_ - 1]; }
+  void push_back(const Value& v) {
+    if (size_ == kCapacity) throw std::length_error("ir: too many components in an element");
+    values_[size_++] = v;
+  }
+  template <typename T>
+  void emplace_back(T&& v) {
+    push_back(Value(std::forward<T>(v)));
+  }
+  bool operator==(const InlineValues& o) const { return std::equal(begin(), end(), o.begin(), o.end()); }
+  std::strong_ordering operator<=>(const InlineValues& o) const {
+    return std::lexicographical_compare_three_way(begin(), end(), o.begin(), o.end());
+  }
+
+ private:
+  std::array<Value, kCapacity> values_{};
+  uint8_t size_ = 0;
+};
+using ValueList = InlineValues<4>;  // element keys
+using DataList = InlineValues<2>;   // element data (address . port)
+
 struct Element {
-  std::vector<Value> key;
+  ValueList key;
   // Maps only: a verdict (verdict maps) or a value tuple (data maps).
   std::optional<Verdict> verdict;
-  std::vector<Value> data;
+  DataList data;
   auto operator<=>(const Element&) const = default;
 };
 

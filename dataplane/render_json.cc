@@ -30,7 +30,8 @@ void append_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-void append_values(std::string& out, const std::vector<ir::Value>& values) {
+template <typename Values>
+void append_values(std::string& out, const Values& values) {
   out.push_back('[');
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out.push_back(',');

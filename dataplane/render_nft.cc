@@ -1,3 +1,4 @@
+#include <charconv>
 #include <cstdio>
 
 #include "dataplane/render.h"
@@ -10,6 +11,12 @@ using ir::KeyType;
 using model::IPFamily;
 
 std::string_view proto_keyword(model::Protocol p) { return model::to_lower(p); }
+
+void append_number(std::string& out, uint32_t v) {
+  char buf[16];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<size_t>(end - buf));
+}
 
 std::string hex32(uint32_t v) {
   char buf[16];
@@ -50,19 +57,22 @@ void append_value(std::string& out, const ir::Value& value) {
       [&](const auto& v) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, model::IPAddress>) {
-          out.append(v.str());
+          v.append_to(out);
         } else if constexpr (std::is_same_v<T, model::CIDR>) {
-          out.append(v.str());
+          v.address.append_to(out);
+          out.push_back('/');
+          append_number(out, v.prefix);
         } else if constexpr (std::is_same_v<T, model::Protocol>) {
           out.append(proto_keyword(v));
         } else {
-          out.append(std::to_string(v));
+          append_number(out, v);
         }
       },
       value);
 }
 
-void append_values(std::string& out, const std::vector<ir::Value>& values) {
+template <typename Values>
+void append_values(std::string& out, const Values& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out.append(" . ");
     append_value(out, values[i]);

@@ -27,6 +27,9 @@ struct IPAddress {
   bool is_loopback() const;
   bool is_unspecified() const;
   std::string str() const;
+  // Appends the canonical text (RFC 5952 for IPv6, as inet_ntop) without
+  // allocating a temporary: renderers format 100k+ addresses per ruleset.
+  void append_to(std::string& out) const;
 
   auto operator<=>(const IPAddress&) const = default;
 };
