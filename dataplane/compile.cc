@@ -50,6 +50,13 @@ ir::Rule rule(std::vector<ir::Match> matches, std::vector<ir::Statement> stateme
   return ir::Rule{std::move(matches), std::move(statements), {}};
 }
 
+// Reject for one service port: a TCP reset for TCP (not rate-limited like
+// ICMP errors), ICMP port unreachable otherwise.
+ir::Rule reject_rule(model::Protocol protocol) {
+  if (protocol == model::Protocol::TCP) return rule({ir::ProtoMatch{protocol}}, {ir::RejectStmt{true}});
+  return rule({}, {ir::RejectStmt{false}});
+}
+
 ir::Verdict goto_chain(std::string chain) { return {ir::VerdictKind::Goto, std::move(chain)}; }
 ir::Verdict jump_chain(std::string chain) { return {ir::VerdictKind::Jump, std::move(chain)}; }
 
@@ -230,7 +237,7 @@ std::vector<ir::Rule> TableBuilder::external_rules(const ServicePortState& sp, c
   std::vector<ir::Rule> rules;
   const auto& cluster = sp.cluster_endpoints;
   if (cluster.empty()) {
-    rules.push_back(rule({}, {ir::RejectStmt{}}));
+    rules.push_back(reject_rule(sp.name.protocol));
     return rules;
   }
   if (sp.external_traffic_policy == TrafficPolicy::Cluster) {
@@ -276,7 +283,7 @@ void TableBuilder::add(const ServicePortState& sp) {
     }
     const auto& internal = sp.internal_endpoints();
     if (sp.cluster_endpoints.empty()) {
-      rules.push_back(rule({}, {ir::RejectStmt{}}));
+      rules.push_back(reject_rule(proto));
     } else if (internal.empty()) {
       // internalTrafficPolicy=Local with endpoints only on other nodes.
       rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
@@ -408,8 +415,9 @@ ir::Table TableBuilder::finish() {
         rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kNodePortIPs}}, {nodeport_vmap}));
   }
   // Still addressed to a ClusterIP: no such port on that service.
-  services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kClusterIPs}},
-                          {ir::RejectStmt{}}));
+  const ir::AddrMatch to_cluster_ip{KeyField::DstAddr, false, std::nullopt, names::kClusterIPs};
+  services.push_back(rule({to_cluster_ip, ir::ProtoMatch{model::Protocol::TCP}}, {ir::RejectStmt{true}}));
+  services.push_back(rule({to_cluster_ip}, {ir::RejectStmt{false}}));
   if (!service_cidrs_.empty()) {
     // Inside the service range but no service: nothing will ever answer.
     services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kServiceCIDRs}},

@@ -218,8 +218,12 @@ struct MasqueradeStmt {
   auto operator<=>(const MasqueradeStmt&) const = default;
 };
 
-// reject (ICMP port unreachable / ICMPv6 port unreachable; TCP sees ECONNREFUSED)
+// reject (ICMP/ICMPv6 port unreachable), or `reject with tcp reset` (always
+// after a `meta l4proto tcp` match). TCP gets a reset because ICMP errors are
+// rate-limited per peer: a client retrying a rejected service would soon see
+// timeouts instead of refusals.
 struct RejectStmt {
+  bool tcp_reset = false;
   auto operator<=>(const RejectStmt&) const = default;
 };
 

@@ -135,7 +135,7 @@ void append_statement(std::string& out, const ir::Statement& statement, IPFamily
         } else if constexpr (std::is_same_v<T, ir::MasqueradeStmt>) {
           out.append("masquerade fully-random");
         } else if constexpr (std::is_same_v<T, ir::RejectStmt>) {
-          out.append("reject");
+          out.append(s.tcp_reset ? "reject with tcp reset" : "reject");
         } else if constexpr (std::is_same_v<T, ir::Verdict>) {
           append_verdict(out, s);
         }
