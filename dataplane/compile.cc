@@ -188,7 +188,6 @@ bool TableBuilder::claim_node_port(const ServicePortState& sp) {
 std::string TableBuilder::picker(const ServicePortState& sp, const std::string& id,
                                  const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour,
                                  const ir::ValueList& key, bool local) {
-  for (const auto& ep : list) hairpin_.push_back(ep.ip);
   if (sp.affinity_timeout_seconds) {
     // ClientIP affinity: a dynamic set per endpoint remembers its clients
     // (kube-proxy's shape). Costs kernel objects per endpoint, so only
@@ -268,6 +267,11 @@ std::vector<ir::Rule> TableBuilder::external_rules(const ServicePortState& sp, c
 void TableBuilder::add(const ServicePortState& sp) {
   const std::string id = service_port_id(sp.name);
   const auto proto = sp.name.protocol;
+  // Only a pod on this node can reach its own service through this node and
+  // land on itself, and every usable endpoint on this node is in the local
+  // list: the hairpin set needs no remote endpoints (on a 100-node cluster
+  // that is ~1% of them).
+  for (const auto& ep : sp.local_endpoints) hairpin_.push_back(ep.ip);
 
   // ---- ClusterIP --------------------------------------------------------
   cluster_ips_.insert(sp.cluster_ip);

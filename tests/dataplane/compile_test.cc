@@ -224,12 +224,16 @@ TEST(Compile, SourceRangeContainingNodeIpAdmitsTheNode) {
 
 TEST(Compile, HairpinMasqueradesOnlyWhenLandingOnItself) {
   Fixture f;
-  f.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree, {ep("10.244.1.3", 8080)}));
   f.build();
   auto r = f.send(ip("10.244.1.3"), ip("10.96.0.10"), 80);
   EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
   EXPECT_TRUE(r.masquerade);
   EXPECT_EQ(r.masquerade_endpoints, (std::vector<EndpointAddress>{ep("10.244.1.3", 8080)}));
+  // The hairpin set holds this node's endpoints only.
+  const auto* hairpin = f.compiled.ruleset.find_table(model::IPFamily::V4)->find_set(names::kHairpin);
+  ASSERT_NE(hairpin, nullptr);
+  EXPECT_EQ(hairpin->elements.size(), 1u);
 }
 
 TEST(Compile, SessionAffinityUsesPerEndpointDynamicSets) {
