@@ -1,0 +1,40 @@
+// Kernel -> IR: dumps svcproxy's own tables over netlink and decodes them
+// back into the IR, so that "what the kernel holds" can be compared with
+// "what the compiler produced" with operator==.
+//
+// Only the named tables are read: sets, elements and rules are dumped with a
+// table filter; chains (which the kernel cannot filter by table) are skipped
+// unread unless they belong to one of them. Other tables may hold objects
+// svcproxy does not understand, and are never decoded.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dataplane/ir.h"
+#include "dataplane/netlink_socket.h"
+
+namespace svcproxy::dataplane {
+
+// The kernel holds something in svcproxy's table that svcproxy never writes
+// (the table was edited by hand, or by another program): names the object,
+// e.g. "rule 3 of chain ip svcproxy services: expression 2 (counter) ...".
+class DecodeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TableRef {
+  model::IPFamily family = model::IPFamily::V4;
+  std::string name;
+};
+
+// Reads `tables` (those that exist, in the given order) as one consistent
+// snapshot: the ruleset generation is read before and after the dumps, and
+// they are repeated if a commit raced them. Elements of dynamic sets are
+// packet-path state and are not read (the IR holds none). Throws DecodeError
+// or NetlinkError.
+ir::Ruleset read_tables(NetlinkSocket& socket, const std::vector<TableRef>& tables);
+
+}  // namespace svcproxy::dataplane
