@@ -84,329 +84,160 @@ void sort_elements(std::vector<ir::Element>& elements) {
   }
 }
 
-// Builds one family's table. Objects are collected in ordered maps keyed by
-// name so the output is sorted without a separate pass.
-class TableBuilder {
+
+// A key a service port needs to own exclusively: an address:proto:port in
+// the service-ips map, or a proto:NodePort. Two services wanting the same key
+// is a conflict the API server prevents but manifests do not; the smallest
+// port name wins, deterministically, in full and incremental compiles alike.
+struct ClaimKey {
+  bool node_port = false;
+  IPAddress ip;  // zero for NodePorts
+  model::Protocol protocol = model::Protocol::TCP;
+  uint16_t port = 0;
+  auto operator<=>(const ClaimKey&) const = default;
+};
+
+// What one service port contributes to its table: its own chains and sets,
+// and elements of the shared sets (by interned set id).
+struct Contribution {
+  uint32_t set = 0;
+  ir::Element element;
+  auto operator<=>(const Contribution&) const = default;
+};
+
+struct Fragment {
+  std::vector<ir::Chain> chains;  // sorted by name
+  std::vector<ir::Set> sets;      // sorted by name
+  std::vector<Contribution> elements;  // sorted
+};
+
+struct PortRecord {
+  ServicePortState state;
+  Fragment fragment;
+};
+
+struct DnatSpec {
+  KeyKind kind;
+  Flavour flavour;
+  size_t n;
+};
+
+// Shared sets whose elements several ports may contribute (a ClusterIP of a
+// multi-port service, an endpoint IP behind several services): present while
+// any port contributes them.
+bool is_refcounted(std::string_view set) { return set == names::kClusterIPs || set == names::kHairpin; }
+
+}  // namespace
+
+// One family's table: the fixed objects (from the node config), every port's
+// fragment, and the bookkeeping that makes updates O(changes).
+class TableState {
  public:
-  TableBuilder(IPFamily family, const model::NodeConfig& node, std::vector<std::string>& warnings)
-      : family_(family), node_(node), warnings_(warnings) {
+  TableState(IPFamily family, const model::NodeConfig& node) : family_(family), node_(node) {
     for (const auto& cidr : node.cluster_cidrs)
       if (cidr.family() == family) cluster_cidrs_.push_back(cidr);
     for (const auto& cidr : node.service_cidrs)
       if (cidr.family() == family) service_cidrs_.push_back(cidr);
     masq_bits_ = uint32_t{1} << node.masquerade_bit;
+    build_fixed();
   }
 
-  // Reserves DNAT map storage for these ports up front: the maps hold most of
-  // a ruleset's elements, and growing them by doubling touches (and page-
-  // faults) three times the memory. An upper bound is fine.
-  void reserve(const std::vector<ServicePortState>& ports);
-  void add(const ServicePortState& sp);
-  ir::Table finish();
+  // Applies new states for the given services' ports in this family (ports
+  // of those services not in `ports` are removed). Records the net change in
+  // `diff` unless it is null.
+  void update(const std::set<model::ObjectRef>& services, const std::vector<const ServicePortState*>& ports,
+              TableDiff* diff, bool& needs_full);
+  ir::Table table() const;
+  IPFamily family() const { return family_; }
+  const ir::Set* definition(const std::string& name) const {
+    auto it = set_ids_.find(name);
+    return it == set_ids_.end() ? nullptr : &definitions_[it->second];
+  }
+  std::vector<std::string> warnings;
 
  private:
-  bool claim_address(const IPAddress& ip, const ServicePortState& sp);
-  bool claim_node_port(const ServicePortState& sp);
-  // Returns the chain that picks one endpoint of `list` for this key.
-  std::string picker(const ServicePortState& sp, const std::string& id,
-                     const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour,
-                     const ir::ValueList& key, bool local);
-  ir::Rule mark_for_masquerade(std::vector<ir::Match> matches = {}) {
+  void build_fixed();
+  uint32_t set_id(const std::string& name, const ir::Set* definition = nullptr);
+  uint32_t dnat_set(KeyKind kind, Flavour flavour, size_t n);
+  std::vector<ClaimKey> wants(const ServicePortState& sp) const;
+  bool wins(const ClaimKey& key, const ServicePortState& sp);
+  Fragment compile_port(const ServicePortState& sp);
+  std::string picker(const ServicePortState& sp, const std::string& id, const std::vector<EndpointAddress>& list,
+                     KeyKind kind, Flavour flavour, const ir::ValueList& key, bool local, Fragment& out);
+  std::vector<ir::Rule> external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
+                                       const ir::ValueList& key, Fragment& out);
+  ir::Rule mark_for_masquerade(std::vector<ir::Match> matches = {}) const {
     return rule(std::move(matches), {jump_chain(names::kMarkForMasquerade)});
   }
-  void add_chain(std::string name, std::vector<ir::Rule> rules) {
-    chains_[name] = ir::Chain{name, std::nullopt, std::move(rules)};
-  }
-  std::vector<ir::Rule> external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
-                                       const ir::ValueList& key);
+  // Element bookkeeping; `touched_` remembers the state before this update
+  // so that only the net change reaches the kernel.
+  void contribute(const Contribution& c, int delta, TableDiff* diff);
+  void diff_fragment(const Fragment& before, const Fragment& after, TableDiff* diff, bool& needs_full);
+  ir::Chain dnat_chain(const DnatSpec& spec, const std::string& name) const;
 
   IPFamily family_;
   const model::NodeConfig& node_;
-  std::vector<std::string>& warnings_;
   std::vector<model::CIDR> cluster_cidrs_;
   std::vector<model::CIDR> service_cidrs_;
   uint32_t masq_bits_ = 0;
 
-  std::map<std::string, ir::Chain> chains_;
-  std::map<std::string, ir::Set> sets_;
-  // DNAT maps by (kind, flavour, N) -> elements.
-  std::map<std::tuple<KeyKind, Flavour, size_t>, std::vector<ir::Element>> dnat_maps_;
-  std::vector<ir::Element> service_ip_elements_;
-  std::vector<ir::Element> nodeport_elements_;
-  std::set<IPAddress> cluster_ips_;
-  std::vector<IPAddress> hairpin_;  // sorted and deduplicated in finish()
-  // Conflict detection: who owns an address:proto:port or a NodePort.
-  std::map<std::tuple<IPAddress, model::Protocol, uint16_t>, std::string> address_owner_;
-  std::map<std::pair<model::Protocol, uint16_t>, std::string> nodeport_owner_;
+  std::vector<ir::Chain> fixed_chains_;
+  std::vector<ir::Set> fixed_sets_;  // with elements; never change
+  // Interned shared sets: definitions (no elements) by id.
+  std::map<std::string, uint32_t> set_ids_;
+  std::vector<ir::Set> definitions_;
+  std::map<uint32_t, DnatSpec> dnat_specs_;
+  // Present elements per shared set: refcounted sets keep counts per
+  // element; the others count contributions (each unique by claims).
+  std::vector<std::map<ir::ValueList, int>> refs_;
+  std::vector<size_t> counts_;
+
+  std::map<model::ServicePortName, PortRecord> ports_;
+  std::map<model::ObjectRef, std::set<model::ServicePortName>> by_service_;
+  std::map<ClaimKey, std::set<model::ServicePortName>> claims_;
+  std::map<uint32_t, size_t> touched_dnat_;                       // set id -> count before
+  std::map<std::pair<uint32_t, ir::ValueList>, bool> touched_refs_;  // -> present before
 };
 
-void TableBuilder::reserve(const std::vector<ServicePortState>& ports) {
-  std::map<std::tuple<KeyKind, Flavour, size_t>, size_t> counts;
-  for (const auto& sp : ports) {
-    if (sp.name.family != family_ || sp.affinity_timeout_seconds || sp.cluster_endpoints.empty()) continue;
-    const size_t nc = sp.cluster_endpoints.size(), nl = sp.local_endpoints.size();
-    const size_t ni = sp.internal_endpoints().size();
-    if (ni) counts[{KeyKind::Address, Flavour::Main, ni}] += ni;
-    const size_t external = sp.external_ips.size() + sp.load_balancer_ips.size();
-    for (auto [kind, addresses] : {std::pair{KeyKind::Address, external},
-                                   std::pair{KeyKind::NodePort, size_t{sp.node_port != 0}}}) {
-      if (!addresses) continue;
-      if (sp.external_traffic_policy == TrafficPolicy::Cluster) {
-        counts[{kind, Flavour::Main, nc}] += addresses * nc;
-      } else {
-        counts[{kind, Flavour::Shortcut, nc}] += addresses * nc;
-        if (nl) counts[{kind, Flavour::Main, nl}] += addresses * nl;
-      }
-    }
-  }
-  for (const auto& [spec, count] : counts) dnat_maps_[spec].reserve(count);
-  service_ip_elements_.reserve(ports.size());
-}
-
-bool TableBuilder::claim_address(const IPAddress& ip, const ServicePortState& sp) {
-  auto [it, inserted] =
-      address_owner_.try_emplace({ip, sp.name.protocol, sp.port}, sp.name.str());
-  if (!inserted && it->second != sp.name.str()) {
-    warnings_.push_back("service port " + sp.name.str() + ": " + model::format_endpoint(ip, sp.port) + "/" +
-                        std::string(model::to_lower(sp.name.protocol)) + " is already served by " +
-                        it->second + "; address skipped");
-    return false;
-  }
-  return inserted;
-}
-
-bool TableBuilder::claim_node_port(const ServicePortState& sp) {
-  auto [it, inserted] = nodeport_owner_.try_emplace({sp.name.protocol, sp.node_port}, sp.name.str());
-  if (!inserted) {
-    warnings_.push_back("service port " + sp.name.str() + ": nodePort " + std::to_string(sp.node_port) + "/" +
-                        std::string(model::to_lower(sp.name.protocol)) + " is already used by " +
-                        it->second + "; nodePort skipped");
-  }
-  return inserted;
-}
-
-std::string TableBuilder::picker(const ServicePortState& sp, const std::string& id,
-                                 const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour,
-                                 const ir::ValueList& key, bool local) {
-  if (sp.affinity_timeout_seconds) {
-    // ClientIP affinity: a dynamic set per endpoint remembers its clients
-    // (kube-proxy's shape). Costs kernel objects per endpoint, so only
-    // affinity services pay it.
-    const std::string chain = std::string(local ? "affinity-local-" : "affinity-cluster-") + id;
-    if (!chains_.contains(chain)) {
-      std::vector<ir::Rule> rules;
-      std::vector<std::string> targets;
-      for (const auto& ep : list) {
-        const std::string suffix = id + "__" + endpoint_suffix(ep);
-        const std::string set = "affinity-" + suffix;
-        const std::string ep_chain = "endpoint-" + suffix;
-        targets.push_back(ep_chain);
-        rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, std::nullopt, set}},
-                             {goto_chain(ep_chain)}));
-        if (!sets_.contains(set)) {
-          ir::Set s;
-          s.name = set;
-          s.key = {ir::KeyType::Addr};
-          s.dynamic = true;
-          s.timeout_seconds = *sp.affinity_timeout_seconds;
-          sets_[set] = std::move(s);
-          add_chain(ep_chain, {rule({}, {ir::SetUpdateStmt{set}}),
-                               rule({ir::ProtoMatch{sp.name.protocol}}, {ir::DnatStmt{ep.ip, ep.port}})});
-        }
-      }
-      rules.push_back(rule({}, {ir::NumgenVmapStmt{targets}}));
-      add_chain(chain, std::move(rules));
-    }
-    return chain;
-  }
-  const size_t n = list.size();
-  auto& elements = dnat_maps_[{kind, flavour, n}];
-  for (size_t slot = 0; slot < n; ++slot) {
-    ir::Element element;
-    element.key = key;
-    element.key.emplace_back(static_cast<uint32_t>(slot));
-    element.data = {list[slot].ip, list[slot].port};
-    elements.push_back(std::move(element));
-  }
-  return dnat_chain_name(kind, flavour, n);
-}
-
-std::vector<ir::Rule> TableBuilder::external_rules(const ServicePortState& sp, const std::string& id,
-                                                   KeyKind kind, const ir::ValueList& key) {
-  std::vector<ir::Rule> rules;
-  const auto& cluster = sp.cluster_endpoints;
-  if (cluster.empty()) {
-    rules.push_back(reject_rule(sp.name.protocol));
-    return rules;
-  }
-  if (sp.external_traffic_policy == TrafficPolicy::Cluster) {
-    // External traffic may land on any node's pod: masquerade so replies
-    // come back through this node.
-    rules.push_back(mark_for_masquerade());
-    rules.push_back(rule({}, {goto_chain(picker(sp, id, cluster, kind, Flavour::Main, key, false))}));
-    return rules;
-  }
-  // eTP=Local: pods and the node itself short-circuit to every endpoint;
-  // the node's own traffic is masqueraded (its source would not route back).
-  const std::string shortcut = picker(sp, id, cluster, kind, Flavour::Shortcut, key, false);
-  if (!cluster_cidrs_.empty()) {
-    rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, std::nullopt, names::kClusterCIDRs}},
-                         {goto_chain(shortcut)}));
-  }
-  rules.push_back(mark_for_masquerade({ir::FibLocalMatch{ir::KeyField::SrcAddr}}));
-  rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(shortcut)}));
-  if (sp.local_endpoints.empty()) {
-    rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
-  } else {
-    rules.push_back(
-        rule({}, {goto_chain(picker(sp, id, sp.local_endpoints, kind, Flavour::Main, key, true))}));
-  }
-  return rules;
-}
-
-void TableBuilder::add(const ServicePortState& sp) {
-  const std::string id = service_port_id(sp.name);
-  const auto proto = sp.name.protocol;
-  // Only a pod on this node can reach its own service through this node and
-  // land on itself, and every usable endpoint on this node is in the local
-  // list: the hairpin set needs no remote endpoints (on a 100-node cluster
-  // that is ~1% of them).
-  for (const auto& ep : sp.local_endpoints) hairpin_.push_back(ep.ip);
-
-  // ---- ClusterIP --------------------------------------------------------
-  cluster_ips_.insert(sp.cluster_ip);
-  if (claim_address(sp.cluster_ip, sp)) {
-    std::vector<ir::Rule> rules;
-    if (node_.masquerade_all) {
-      rules.push_back(mark_for_masquerade());
-    } else if (!cluster_cidrs_.empty()) {
-      // Off-cluster clients reaching a ClusterIP are masqueraded so the
-      // reply returns through this node.
-      rules.push_back(mark_for_masquerade(
-          {ir::AddrMatch{ir::KeyField::SrcAddr, true, std::nullopt, names::kClusterCIDRs}}));
-    }
-    const auto& internal = sp.internal_endpoints();
-    if (sp.cluster_endpoints.empty()) {
-      rules.push_back(reject_rule(proto));
-    } else if (internal.empty()) {
-      // internalTrafficPolicy=Local with endpoints only on other nodes.
-      rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
-    } else {
-      const ir::ValueList key{sp.cluster_ip, proto, sp.port};
-      const bool local = sp.internal_traffic_policy == TrafficPolicy::Local;
-      rules.push_back(rule({}, {goto_chain(picker(sp, id, internal, KeyKind::Address, Flavour::Main, key, local))}));
-    }
-    const std::string chain = "svc-" + id;
-    add_chain(chain, std::move(rules));
-    service_ip_elements_.push_back(ir::Element{{sp.cluster_ip, proto, sp.port}, goto_chain(chain), {}});
-  }
-
-  // ---- externalIPs and load-balancer IPs ---------------------------------
-  const std::string ext_chain = "ext-" + id;
-  const std::string fw_chain = "fw-" + id;
-  bool have_ext_chain = false;
-  std::vector<ir::Rule> ext_rules;
-  auto add_external = [&](const IPAddress& ip, bool firewalled) {
-    if (!claim_address(ip, sp)) return;
-    // Every address gets its own DNAT map entries, keyed by the address.
-    auto rules = external_rules(sp, id, KeyKind::Address, {ip, proto, sp.port});
-    if (!have_ext_chain) {
-      ext_rules = std::move(rules);
-      have_ext_chain = true;
-    }
-    service_ip_elements_.push_back(
-        ir::Element{{ip, proto, sp.port}, goto_chain(firewalled ? fw_chain : ext_chain), {}});
-  };
-  for (const auto& ip : sp.external_ips) add_external(ip, false);
-  const bool firewalled = !sp.load_balancer_source_ranges.empty();
-  for (const auto& ip : sp.load_balancer_ips) add_external(ip, firewalled);
-  if (have_ext_chain) add_chain(ext_chain, std::move(ext_rules));
-  if (firewalled && have_ext_chain) {
-    std::vector<ir::Rule> rules;
-    bool covers_node = false;
-    for (const auto& range : sp.load_balancer_source_ranges) {
-      rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, range, {}}}, {goto_chain(ext_chain)}));
-      for (const auto& node_ip : node_.node_ips) covers_node = covers_node || range.contains(node_ip);
-    }
-    // A range that contains a node IP admits the node itself (kube-proxy).
-    if (covers_node) rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(ext_chain)}));
-    rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
-    add_chain(fw_chain, std::move(rules));
-  }
-
-  // ---- NodePort -----------------------------------------------------------
-  if (sp.node_port != 0 && claim_node_port(sp)) {
-    const std::string chain = "nodeport-" + id;
-    add_chain(chain, external_rules(sp, id, KeyKind::NodePort, {proto, sp.node_port}));
-    nodeport_elements_.push_back(ir::Element{{proto, sp.node_port}, goto_chain(chain), {}});
-  }
-}
-
-ir::Table TableBuilder::finish() {
+void TableState::build_fixed() {
   using ir::KeyField;
   using ir::KeyType;
-  auto add_set = [&](ir::Set s) { sets_[s.name] = std::move(s); };
   auto addr_set = [&](const char* name, bool interval, const auto& values) {
     ir::Set s;
     s.name = name;
     s.key = {KeyType::Addr};
     s.interval = interval;
     for (const auto& v : values) s.elements.push_back(ir::Element{{v}, std::nullopt, {}});
-    add_set(std::move(s));
+    sort_elements(s.elements);
+    fixed_sets_.push_back(std::move(s));
   };
   addr_set(names::kClusterCIDRs, true, cluster_cidrs_);
   addr_set(names::kServiceCIDRs, true, service_cidrs_);
-  addr_set(names::kClusterIPs, false, cluster_ips_);
   std::set<IPAddress> nodeport_ips;
   for (const auto& ip : node_.nodeport_ips)
     if (ip.family == family_ && !ip.is_loopback()) nodeport_ips.insert(ip);
   addr_set(names::kNodePortIPs, false, nodeport_ips);
 
+  // Shared sets whose elements come from service ports.
+  ir::Set cluster_ips;
+  cluster_ips.name = names::kClusterIPs;
+  cluster_ips.key = {KeyType::Addr};
+  set_id(cluster_ips.name, &cluster_ips);
   ir::Set hairpin;
   hairpin.name = names::kHairpin;
   hairpin.key = {KeyType::Addr, KeyType::Addr};
-  std::sort(hairpin_.begin(), hairpin_.end());
-  hairpin_.erase(std::unique(hairpin_.begin(), hairpin_.end()), hairpin_.end());
-  hairpin.elements.reserve(hairpin_.size());
-  for (const auto& ip : hairpin_) hairpin.elements.push_back(ir::Element{{ip, ip}, std::nullopt, {}});
-  add_set(std::move(hairpin));
-
+  set_id(hairpin.name, &hairpin);
   ir::Set service_ips;
   service_ips.name = names::kServiceIPs;
   service_ips.key = {KeyType::Addr, KeyType::Proto, KeyType::Port};
   service_ips.is_verdict_map = true;
-  service_ips.elements = std::move(service_ip_elements_);
-  add_set(std::move(service_ips));
-
+  set_id(service_ips.name, &service_ips);
   ir::Set nodeports;
   nodeports.name = names::kServiceNodePorts;
   nodeports.key = {KeyType::Proto, KeyType::Port};
   nodeports.is_verdict_map = true;
-  nodeports.elements = std::move(nodeport_elements_);
-  add_set(std::move(nodeports));
+  set_id(nodeports.name, &nodeports);
 
-  // One DNAT chain and map per (key kind, flavour, endpoint count): the
-  // kernel binds each map from exactly one rule, whatever the service count.
-  for (auto& [spec, elements] : dnat_maps_) {
-    const auto [kind, flavour, n] = spec;
-    const std::string name = dnat_chain_name(kind, flavour, n);
-    ir::Set m;
-    m.name = name;
-    std::vector<KeyField> key;
-    if (kind == KeyKind::Address) {
-      m.key = {KeyType::Addr, KeyType::Proto, KeyType::Port, KeyType::Slot};
-      key = {KeyField::DstAddr, KeyField::L4Proto, KeyField::DstPort, KeyField::Numgen};
-    } else {
-      m.key = {KeyType::Proto, KeyType::Port, KeyType::Slot};
-      key = {KeyField::L4Proto, KeyField::DstPort, KeyField::Numgen};
-    }
-    m.data = {KeyType::Addr, KeyType::Port};
-    m.elements = std::move(elements);
-    add_set(std::move(m));
-    add_chain(name, {rule({}, {ir::DnatMapStmt{key, name, static_cast<uint32_t>(n)}})});
-  }
-
-  // ---- fixed chains --------------------------------------------------------
   std::vector<ir::Rule> services;
   services.push_back(rule({}, {ir::VmapStmt{{KeyField::DstAddr, KeyField::L4Proto, KeyField::DstPort},
                                             names::kServiceIPs, 0}}));
@@ -427,37 +258,466 @@ ir::Table TableBuilder::finish() {
     services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kServiceCIDRs}},
                             {ir::Verdict{ir::VerdictKind::Drop, {}}}));
   }
-  add_chain(names::kServices, std::move(services));
-
-  add_chain(names::kMarkForMasquerade, {rule({}, {ir::MarkStmt{masq_bits_, false}})});
-  add_chain(names::kMasquerading,
-            {
-                // Hairpin: a pod whose connection to a service landed on itself.
-                rule({ir::CtDnatMatch{}, ir::SetMatch{{KeyField::SrcAddr, KeyField::DstAddr}, names::kHairpin}},
-                     {ir::MasqueradeStmt{}}),
-                rule({ir::MarkMatch{masq_bits_, true}}, {ir::Verdict{ir::VerdictKind::Return, {}}}),
-                // Clear the bit so a re-routed packet is not masqueraded twice.
-                rule({}, {ir::MarkStmt{masq_bits_, true}}),
-                rule({}, {ir::MasqueradeStmt{}}),
-            });
-  auto base = [&](const char* name, ir::Hook hook, int priority, const char* target) {
-    chains_[name] = ir::Chain{name, ir::BaseChainSpec{hook, priority}, {rule({}, {jump_chain(target)})}};
+  auto add = [&](const char* name, std::vector<ir::Rule> rules, std::optional<ir::BaseChainSpec> base = {}) {
+    fixed_chains_.push_back(ir::Chain{name, base, std::move(rules)});
   };
-  base("nat-prerouting", ir::Hook::Prerouting, kPriorityDstNat, names::kServices);
-  base("nat-output", ir::Hook::Output, kPriorityDstNat, names::kServices);
-  base("nat-postrouting", ir::Hook::Postrouting, kPrioritySrcNat, names::kMasquerading);
+  add(names::kServices, std::move(services));
+  add(names::kMarkForMasquerade, {rule({}, {ir::MarkStmt{masq_bits_, false}})});
+  add(names::kMasquerading,
+      {
+          // Hairpin: a pod whose connection to a service landed on itself.
+          rule({ir::CtDnatMatch{}, ir::SetMatch{{KeyField::SrcAddr, KeyField::DstAddr}, names::kHairpin}},
+               {ir::MasqueradeStmt{}}),
+          rule({ir::MarkMatch{masq_bits_, true}}, {ir::Verdict{ir::VerdictKind::Return, {}}}),
+          // Clear the bit so a re-routed packet is not masqueraded twice.
+          rule({}, {ir::MarkStmt{masq_bits_, true}}),
+          rule({}, {ir::MasqueradeStmt{}}),
+      });
+  add("nat-prerouting", {rule({}, {jump_chain(names::kServices)})},
+      ir::BaseChainSpec{ir::Hook::Prerouting, kPriorityDstNat});
+  add("nat-output", {rule({}, {jump_chain(names::kServices)})}, ir::BaseChainSpec{ir::Hook::Output, kPriorityDstNat});
+  add("nat-postrouting", {rule({}, {jump_chain(names::kMasquerading)})},
+      ir::BaseChainSpec{ir::Hook::Postrouting, kPrioritySrcNat});
+}
 
+uint32_t TableState::set_id(const std::string& name, const ir::Set* definition) {
+  auto [it, inserted] = set_ids_.try_emplace(name, static_cast<uint32_t>(definitions_.size()));
+  if (inserted) {
+    definitions_.push_back(definition ? *definition : ir::Set{});
+    refs_.emplace_back();
+    counts_.push_back(0);
+  }
+  return it->second;
+}
+
+uint32_t TableState::dnat_set(KeyKind kind, Flavour flavour, size_t n) {
+  const std::string name = dnat_chain_name(kind, flavour, n);
+  auto it = set_ids_.find(name);
+  if (it != set_ids_.end()) return it->second;
+  ir::Set m;
+  m.name = name;
+  if (kind == KeyKind::Address) {
+    m.key = {ir::KeyType::Addr, ir::KeyType::Proto, ir::KeyType::Port, ir::KeyType::Slot};
+  } else {
+    m.key = {ir::KeyType::Proto, ir::KeyType::Port, ir::KeyType::Slot};
+  }
+  m.data = {ir::KeyType::Addr, ir::KeyType::Port};
+  const uint32_t id = set_id(name, &m);
+  dnat_specs_[id] = DnatSpec{kind, flavour, n};
+  return id;
+}
+
+ir::Chain TableState::dnat_chain(const DnatSpec& spec, const std::string& name) const {
+  // The only rule binding the map: the kernel's cost of a binding grows
+  // with the map, so one per map, whatever the number of services.
+  std::vector<ir::KeyField> key;
+  if (spec.kind == KeyKind::Address) {
+    key = {ir::KeyField::DstAddr, ir::KeyField::L4Proto, ir::KeyField::DstPort, ir::KeyField::Numgen};
+  } else {
+    key = {ir::KeyField::L4Proto, ir::KeyField::DstPort, ir::KeyField::Numgen};
+  }
+  return ir::Chain{name, std::nullopt, {rule({}, {ir::DnatMapStmt{key, name, static_cast<uint32_t>(spec.n)}})}};
+}
+
+std::vector<ClaimKey> TableState::wants(const ServicePortState& sp) const {
+  std::vector<ClaimKey> keys;
+  keys.push_back({false, sp.cluster_ip, sp.name.protocol, sp.port});
+  for (const auto& ip : sp.external_ips) keys.push_back({false, ip, sp.name.protocol, sp.port});
+  for (const auto& ip : sp.load_balancer_ips) keys.push_back({false, ip, sp.name.protocol, sp.port});
+  if (sp.node_port) keys.push_back({true, IPAddress{}, sp.name.protocol, sp.node_port});
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
+}
+
+bool TableState::wins(const ClaimKey& key, const ServicePortState& sp) {
+  auto it = claims_.find(key);
+  if (it == claims_.end() || it->second.empty()) return false;
+  const auto& winner = *it->second.begin();
+  if (winner == sp.name) return true;
+  const std::string proto(model::to_lower(sp.name.protocol));
+  if (key.node_port) {
+    warnings.push_back("service port " + sp.name.str() + ": nodePort " + std::to_string(key.port) + "/" + proto +
+                       " is already used by " + winner.str() + "; nodePort skipped");
+  } else {
+    warnings.push_back("service port " + sp.name.str() + ": " + model::format_endpoint(key.ip, key.port) + "/" +
+                       proto + " is already served by " + winner.str() + "; address skipped");
+  }
+  return false;
+}
+
+std::string TableState::picker(const ServicePortState& sp, const std::string& id,
+                               const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour,
+                               const ir::ValueList& key, bool local, Fragment& out) {
+  if (sp.affinity_timeout_seconds) {
+    // ClientIP affinity: a dynamic set per endpoint remembers its clients
+    // (kube-proxy's shape). Costs kernel objects per endpoint, so only
+    // affinity services pay it.
+    const std::string chain = std::string(local ? "affinity-local-" : "affinity-cluster-") + id;
+    const bool have = std::any_of(out.chains.begin(), out.chains.end(),
+                                  [&](const ir::Chain& c) { return c.name == chain; });
+    if (!have) {
+      std::vector<ir::Rule> rules;
+      std::vector<std::string> targets;
+      for (const auto& ep : list) {
+        const std::string suffix = id + "__" + endpoint_suffix(ep);
+        const std::string set = "affinity-" + suffix;
+        const std::string ep_chain = "endpoint-" + suffix;
+        targets.push_back(ep_chain);
+        rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, std::nullopt, set}},
+                             {goto_chain(ep_chain)}));
+        const bool have_set =
+            std::any_of(out.sets.begin(), out.sets.end(), [&](const ir::Set& s) { return s.name == set; });
+        if (!have_set) {
+          ir::Set s;
+          s.name = set;
+          s.key = {ir::KeyType::Addr};
+          s.dynamic = true;
+          s.timeout_seconds = *sp.affinity_timeout_seconds;
+          out.sets.push_back(std::move(s));
+          out.chains.push_back(ir::Chain{
+              ep_chain, std::nullopt,
+              {rule({}, {ir::SetUpdateStmt{set}}),
+               rule({ir::ProtoMatch{sp.name.protocol}}, {ir::DnatStmt{ep.ip, ep.port}})}});
+        }
+      }
+      rules.push_back(rule({}, {ir::NumgenVmapStmt{targets}}));
+      out.chains.push_back(ir::Chain{chain, std::nullopt, std::move(rules)});
+    }
+    return chain;
+  }
+  const size_t n = list.size();
+  const uint32_t set = dnat_set(kind, flavour, n);
+  for (size_t slot = 0; slot < n; ++slot) {
+    Contribution c;
+    c.set = set;
+    c.element.key = key;
+    c.element.key.emplace_back(static_cast<uint32_t>(slot));
+    c.element.data = {list[slot].ip, list[slot].port};
+    out.elements.push_back(std::move(c));
+  }
+  return dnat_chain_name(kind, flavour, n);
+}
+
+std::vector<ir::Rule> TableState::external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
+                                                 const ir::ValueList& key, Fragment& out) {
+  std::vector<ir::Rule> rules;
+  const auto& cluster = sp.cluster_endpoints;
+  if (cluster.empty()) {
+    rules.push_back(reject_rule(sp.name.protocol));
+    return rules;
+  }
+  if (sp.external_traffic_policy == TrafficPolicy::Cluster) {
+    // External traffic may land on any node's pod: masquerade so replies
+    // come back through this node.
+    rules.push_back(mark_for_masquerade());
+    rules.push_back(rule({}, {goto_chain(picker(sp, id, cluster, kind, Flavour::Main, key, false, out))}));
+    return rules;
+  }
+  // eTP=Local: pods and the node itself short-circuit to every endpoint;
+  // the node's own traffic is masqueraded (its source would not route back).
+  const std::string shortcut = picker(sp, id, cluster, kind, Flavour::Shortcut, key, false, out);
+  if (!cluster_cidrs_.empty()) {
+    rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, std::nullopt, names::kClusterCIDRs}},
+                         {goto_chain(shortcut)}));
+  }
+  rules.push_back(mark_for_masquerade({ir::FibLocalMatch{ir::KeyField::SrcAddr}}));
+  rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(shortcut)}));
+  if (sp.local_endpoints.empty()) {
+    rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+  } else {
+    rules.push_back(
+        rule({}, {goto_chain(picker(sp, id, sp.local_endpoints, kind, Flavour::Main, key, true, out))}));
+  }
+  return rules;
+}
+
+Fragment TableState::compile_port(const ServicePortState& sp) {
+  Fragment out;
+  const std::string id = service_port_id(sp.name);
+  const auto proto = sp.name.protocol;
+  const uint32_t cluster_ips = set_ids_.at(names::kClusterIPs);
+  const uint32_t hairpin = set_ids_.at(names::kHairpin);
+  const uint32_t service_ips = set_ids_.at(names::kServiceIPs);
+  const uint32_t nodeports = set_ids_.at(names::kServiceNodePorts);
+  // Only a pod on this node can reach its own service through this node and
+  // land on itself, and every usable endpoint on this node is in the local
+  // list: the hairpin set needs no remote endpoints (on a 100-node cluster
+  // that is ~1% of them).
+  for (const auto& ep : sp.local_endpoints) out.elements.push_back({hairpin, {{ep.ip, ep.ip}, std::nullopt, {}}});
+  out.elements.push_back({cluster_ips, {{sp.cluster_ip}, std::nullopt, {}}});
+  std::set<ClaimKey> used;  // one port may list an address twice
+  auto claim = [&](const ClaimKey& key) { return used.insert(key).second && wins(key, sp); };
+
+  // ---- ClusterIP --------------------------------------------------------
+  if (claim({false, sp.cluster_ip, proto, sp.port})) {
+    std::vector<ir::Rule> rules;
+    if (node_.masquerade_all) {
+      rules.push_back(mark_for_masquerade());
+    } else if (!cluster_cidrs_.empty()) {
+      // Off-cluster clients reaching a ClusterIP are masqueraded so the
+      // reply returns through this node.
+      rules.push_back(mark_for_masquerade(
+          {ir::AddrMatch{ir::KeyField::SrcAddr, true, std::nullopt, names::kClusterCIDRs}}));
+    }
+    const auto& internal = sp.internal_endpoints();
+    if (sp.cluster_endpoints.empty()) {
+      rules.push_back(reject_rule(proto));
+    } else if (internal.empty()) {
+      // internalTrafficPolicy=Local with endpoints only on other nodes.
+      rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+    } else {
+      const ir::ValueList key{sp.cluster_ip, proto, sp.port};
+      const bool local = sp.internal_traffic_policy == TrafficPolicy::Local;
+      rules.push_back(
+          rule({}, {goto_chain(picker(sp, id, internal, KeyKind::Address, Flavour::Main, key, local, out))}));
+    }
+    const std::string chain = "svc-" + id;
+    out.chains.push_back(ir::Chain{chain, std::nullopt, std::move(rules)});
+    out.elements.push_back({service_ips, {{sp.cluster_ip, proto, sp.port}, goto_chain(chain), {}}});
+  }
+
+  // ---- externalIPs and load-balancer IPs ---------------------------------
+  const std::string ext_chain = "ext-" + id;
+  const std::string fw_chain = "fw-" + id;
+  bool have_ext_chain = false;
+  std::vector<ir::Rule> ext_rules;
+  auto add_external = [&](const IPAddress& ip, bool firewalled) {
+    if (!claim({false, ip, proto, sp.port})) return;
+    // Every address gets its own DNAT map entries, keyed by the address.
+    auto rules = external_rules(sp, id, KeyKind::Address, {ip, proto, sp.port}, out);
+    if (!have_ext_chain) {
+      ext_rules = std::move(rules);
+      have_ext_chain = true;
+    }
+    out.elements.push_back(
+        {service_ips, {{ip, proto, sp.port}, goto_chain(firewalled ? fw_chain : ext_chain), {}}});
+  };
+  for (const auto& ip : sp.external_ips) add_external(ip, false);
+  const bool firewalled = !sp.load_balancer_source_ranges.empty();
+  for (const auto& ip : sp.load_balancer_ips) add_external(ip, firewalled);
+  if (have_ext_chain) out.chains.push_back(ir::Chain{ext_chain, std::nullopt, std::move(ext_rules)});
+  if (firewalled && have_ext_chain) {
+    std::vector<ir::Rule> rules;
+    bool covers_node = false;
+    for (const auto& range : sp.load_balancer_source_ranges) {
+      rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, range, {}}}, {goto_chain(ext_chain)}));
+      for (const auto& node_ip : node_.node_ips) covers_node = covers_node || range.contains(node_ip);
+    }
+    // A range that contains a node IP admits the node itself (kube-proxy).
+    if (covers_node) rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(ext_chain)}));
+    rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+    out.chains.push_back(ir::Chain{fw_chain, std::nullopt, std::move(rules)});
+  }
+
+  // ---- NodePort -----------------------------------------------------------
+  if (sp.node_port != 0 && claim({true, IPAddress{}, proto, sp.node_port})) {
+    const std::string chain = "nodeport-" + id;
+    out.chains.push_back(
+        ir::Chain{chain, std::nullopt, external_rules(sp, id, KeyKind::NodePort, {proto, sp.node_port}, out)});
+    out.elements.push_back({nodeports, {{proto, sp.node_port}, goto_chain(chain), {}}});
+  }
+
+  std::sort(out.chains.begin(), out.chains.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(out.sets.begin(), out.sets.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(out.elements.begin(), out.elements.end());
+  return out;
+}
+
+void TableState::contribute(const Contribution& c, int delta, TableDiff* diff) {
+  const auto& name = definitions_[c.set].name;
+  if (is_refcounted(name)) {
+    auto& refs = refs_[c.set];
+    auto it = refs.find(c.element.key);
+    const bool present = it != refs.end();
+    if (diff) touched_refs_.try_emplace({c.set, c.element.key}, present);
+    if (delta > 0) {
+      if (present) ++it->second; else refs.emplace(c.element.key, 1);
+    } else if (present && --it->second == 0) {
+      refs.erase(it);
+    }
+    return;
+  }
+  auto dnat = dnat_specs_.find(c.set);
+  if (dnat != dnat_specs_.end() && diff) touched_dnat_.try_emplace(c.set, counts_[c.set]);
+  counts_[c.set] += static_cast<size_t>(delta);  // wraps correctly for -1
+  if (diff) (delta > 0 ? diff->added_elements : diff->deleted_elements).emplace_back(name, c.element);
+}
+
+void TableState::diff_fragment(const Fragment& before, const Fragment& after, TableDiff* diff, bool& needs_full) {
+  // Elements: both lists are sorted; walk them together.
+  size_t i = 0, j = 0;
+  while (i < before.elements.size() || j < after.elements.size()) {
+    if (j == after.elements.size() || (i < before.elements.size() && before.elements[i] < after.elements[j])) {
+      contribute(before.elements[i++], -1, diff);
+    } else if (i == before.elements.size() || after.elements[j] < before.elements[i]) {
+      contribute(after.elements[j++], +1, diff);
+    } else {
+      ++i, ++j;
+    }
+  }
+  if (!diff) return;
+  // Chains, by name.
+  i = j = 0;
+  while (i < before.chains.size() || j < after.chains.size()) {
+    if (j == after.chains.size() || (i < before.chains.size() && before.chains[i].name < after.chains[j].name)) {
+      diff->deleted_chains.push_back(before.chains[i++].name);
+    } else if (i == before.chains.size() || after.chains[j].name < before.chains[i].name) {
+      diff->added_chains.push_back(after.chains[j++]);
+    } else {
+      if (before.chains[i] != after.chains[j]) diff->replaced_chains.push_back(after.chains[j]);
+      ++i, ++j;
+    }
+  }
+  // Sets (affinity), by name. A changed definition cannot be edited in place.
+  i = j = 0;
+  while (i < before.sets.size() || j < after.sets.size()) {
+    if (j == after.sets.size() || (i < before.sets.size() && before.sets[i].name < after.sets[j].name)) {
+      diff->deleted_sets.push_back(before.sets[i++].name);
+    } else if (i == before.sets.size() || after.sets[j].name < before.sets[i].name) {
+      diff->added_sets.push_back(after.sets[j++]);
+    } else {
+      if (before.sets[i] != after.sets[j]) needs_full = true;
+      ++i, ++j;
+    }
+  }
+}
+
+void TableState::update(const std::set<model::ObjectRef>& services,
+                        const std::vector<const ServicePortState*>& ports, TableDiff* diff, bool& needs_full) {
+  std::map<model::ServicePortName, const ServicePortState*> incoming;
+  for (const auto* sp : ports)
+    if (sp->name.family == family_) incoming[sp->name] = sp;
+
+  // 1. Register the new claims and find whose ownership changes.
+  std::set<model::ServicePortName> recompile, removed;
+  std::map<ClaimKey, std::optional<model::ServicePortName>> winner_before;
+  auto note_winner = [&](const ClaimKey& key) {
+    if (winner_before.contains(key)) return;
+    auto it = claims_.find(key);
+    winner_before[key] = it == claims_.end() || it->second.empty() ? std::nullopt
+                                                                   : std::optional(*it->second.begin());
+  };
+  for (const auto& service : services) {
+    auto known = by_service_.find(service);
+    if (known != by_service_.end()) {
+      for (const auto& name : known->second) {
+        const auto& record = ports_.at(name);
+        auto in = incoming.find(name);
+        if (in != incoming.end() && *in->second == record.state) continue;  // unchanged
+        for (const auto& key : wants(record.state)) {
+          note_winner(key);
+          auto& owners = claims_[key];
+          owners.erase(name);
+          if (owners.empty()) claims_.erase(key);
+        }
+        if (in == incoming.end()) removed.insert(name);
+      }
+    }
+  }
+  for (const auto& [name, sp] : incoming) {
+    auto existing = ports_.find(name);
+    if (existing != ports_.end() && existing->second.state == *sp) continue;
+    for (const auto& key : wants(*sp)) {
+      note_winner(key);
+      claims_[key].insert(name);
+    }
+    recompile.insert(name);
+  }
+  for (const auto& [key, before] : winner_before) {
+    auto it = claims_.find(key);
+    const std::optional<model::ServicePortName> after =
+        it == claims_.end() || it->second.empty() ? std::nullopt : std::optional(*it->second.begin());
+    if (before == after) continue;
+    for (const auto& w : {before, after})
+      if (w && !removed.contains(*w) && (ports_.contains(*w) || incoming.contains(*w))) recompile.insert(*w);
+  }
+
+  // 2. Remove ports that are gone, then (re)compile the rest.
+  static const Fragment kEmpty;
+  for (const auto& name : removed) {
+    auto it = ports_.find(name);
+    diff_fragment(it->second.fragment, kEmpty, diff, needs_full);
+    by_service_[name.service].erase(name);
+    if (by_service_[name.service].empty()) by_service_.erase(name.service);
+    ports_.erase(it);
+  }
+  for (const auto& name : recompile) {
+    auto in = incoming.find(name);
+    auto& record = ports_[name];
+    if (in != incoming.end()) record.state = *in->second;
+    by_service_[name.service].insert(name);
+    Fragment fragment = compile_port(record.state);
+    diff_fragment(record.fragment, fragment, diff, needs_full);
+    record.fragment = std::move(fragment);
+  }
+  if (!diff) return;
+
+  // 3. Net changes of shared objects: refcounted elements and DNAT maps.
+  for (const auto& [key, was_present] : touched_refs_) {
+    const bool present = refs_[key.first].contains(key.second);
+    if (present == was_present) continue;
+    (present ? diff->added_elements : diff->deleted_elements)
+        .emplace_back(definitions_[key.first].name, ir::Element{key.second, std::nullopt, {}});
+  }
+  touched_refs_.clear();
+  for (const auto& [id, before] : touched_dnat_) {
+    const size_t now = counts_[id];
+    const auto& name = definitions_[id].name;
+    if (before == 0 && now > 0) {
+      diff->added_sets.push_back(definitions_[id]);
+      diff->added_chains.push_back(dnat_chain(dnat_specs_.at(id), name));
+    } else if (before > 0 && now == 0) {
+      // Deleting the map deletes its elements; drop the individual deletes.
+      std::erase_if(diff->deleted_elements, [&](const auto& e) { return e.first == name; });
+      diff->deleted_chains.push_back(name);
+      diff->deleted_sets.push_back(name);
+    }
+  }
+  touched_dnat_.clear();
+}
+
+ir::Table TableState::table() const {
   ir::Table table;
   table.family = family_;
   table.name = names::kTable;
-  for (auto& [name, s] : sets_) {
-    sort_elements(s.elements);
-    table.sets.push_back(std::move(s));
+  // Gather the shared sets' elements from every fragment.
+  std::vector<std::vector<ir::Element>> elements(definitions_.size());
+  for (uint32_t id = 0; id < definitions_.size(); ++id) {
+    if (is_refcounted(definitions_[id].name)) {
+      elements[id].reserve(refs_[id].size());
+      for (const auto& [key, count] : refs_[id]) elements[id].push_back(ir::Element{key, std::nullopt, {}});
+    } else {
+      elements[id].reserve(counts_[id]);
+    }
   }
-  for (auto& [name, c] : chains_) table.chains.push_back(std::move(c));
+  std::vector<ir::Chain> chains = fixed_chains_;
+  std::vector<ir::Set> sets = fixed_sets_;
+  for (const auto& [name, record] : ports_) {
+    for (const auto& c : record.fragment.elements)
+      if (!is_refcounted(definitions_[c.set].name)) elements[c.set].push_back(c.element);
+    chains.insert(chains.end(), record.fragment.chains.begin(), record.fragment.chains.end());
+    sets.insert(sets.end(), record.fragment.sets.begin(), record.fragment.sets.end());
+  }
+  for (uint32_t id = 0; id < definitions_.size(); ++id) {
+    auto dnat = dnat_specs_.find(id);
+    if (dnat != dnat_specs_.end()) {
+      if (elements[id].empty()) continue;  // a map exists only while used
+      chains.push_back(dnat_chain(dnat->second, definitions_[id].name));
+    }
+    ir::Set set = definitions_[id];
+    set.elements = std::move(elements[id]);
+    sort_elements(set.elements);
+    sets.push_back(std::move(set));
+  }
+  std::sort(chains.begin(), chains.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(sets.begin(), sets.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  table.chains = std::move(chains);
+  table.sets = std::move(sets);
   return table;
 }
 
+namespace {
 }  // namespace
 
 std::string service_port_id(const model::ServicePortName& name) {
@@ -482,16 +742,103 @@ std::string service_port_id(const model::ServicePortName& name) {
   return hash + "-" + readable;
 }
 
-CompileResult compile(const std::vector<model::ServicePortState>& ports, const model::NodeConfig& node) {
-  CompileResult result;
-  for (IPFamily family : {IPFamily::V4, IPFamily::V6}) {
-    TableBuilder builder(family, node, result.warnings);
-    builder.reserve(ports);
-    for (const auto& sp : ports)
-      if (sp.name.family == family) builder.add(sp);
-    result.ruleset.tables.push_back(builder.finish());
+struct RulesetCompiler::Impl {
+  model::NodeConfig node;
+  std::vector<TableState> tables;
+  explicit Impl(model::NodeConfig n) : node(std::move(n)) {
+    tables.emplace_back(IPFamily::V4, node);
+    tables.emplace_back(IPFamily::V6, node);
   }
-  return result;
+  // Ports of every service known, for replace_all's comparison.
+  std::map<model::ObjectRef, std::vector<ServicePortState>> current;
+
+  RulesetDiff apply(const std::set<model::ObjectRef>& services, const std::vector<ServicePortState>& ports,
+                    bool record) {
+    std::vector<const ServicePortState*> pointers;
+    pointers.reserve(ports.size());
+    for (const auto& p : ports) pointers.push_back(&p);
+    RulesetDiff diff;
+    for (auto& table : tables) {
+      TableDiff table_diff;
+      table_diff.family = table.family();
+      table.update(services, pointers, record ? &table_diff : nullptr, diff.needs_full_sync);
+      diff.tables.push_back(std::move(table_diff));
+    }
+    for (const auto& service : services) current.erase(service);
+    for (const auto& p : ports) current[p.name.service].push_back(p);
+    return diff;
+  }
+};
+
+RulesetCompiler::RulesetCompiler(model::NodeConfig node) : impl_(std::make_unique<Impl>(std::move(node))) {}
+RulesetCompiler::~RulesetCompiler() = default;
+RulesetCompiler::RulesetCompiler(RulesetCompiler&&) noexcept = default;
+RulesetCompiler& RulesetCompiler::operator=(RulesetCompiler&&) noexcept = default;
+
+RulesetDiff RulesetCompiler::update(const std::vector<model::ObjectRef>& services,
+                                    const std::vector<model::ServicePortState>& ports) {
+  return impl_->apply(std::set<model::ObjectRef>(services.begin(), services.end()), ports, true);
+}
+
+RulesetDiff RulesetCompiler::replace_all(const std::vector<model::ServicePortState>& ports) {
+  std::map<model::ObjectRef, std::vector<ServicePortState>> wanted;
+  for (const auto& p : ports) wanted[p.name.service].push_back(p);
+  std::set<model::ObjectRef> changed;
+  std::vector<ServicePortState> changed_ports;
+  for (const auto& [service, list] : impl_->current)
+    if (!wanted.contains(service)) changed.insert(service);
+  for (auto& [service, list] : wanted) {
+    auto it = impl_->current.find(service);
+    if (it != impl_->current.end() && it->second == list) continue;
+    changed.insert(service);
+    changed_ports.insert(changed_ports.end(), list.begin(), list.end());
+  }
+  return impl_->apply(changed, changed_ports, true);
+}
+
+ir::Ruleset RulesetCompiler::ruleset() const {
+  ir::Ruleset ruleset;
+  for (const auto& table : impl_->tables) ruleset.tables.push_back(table.table());
+  return ruleset;
+}
+
+std::vector<std::string> RulesetCompiler::take_warnings() {
+  std::vector<std::string> out;
+  for (auto& table : impl_->tables) {
+    out.insert(out.end(), table.warnings.begin(), table.warnings.end());
+    table.warnings.clear();
+  }
+  return out;
+}
+
+const model::NodeConfig& RulesetCompiler::node() const { return impl_->node; }
+
+const ir::Set* RulesetCompiler::set_definition(IPFamily family, const std::string& name) const {
+  return impl_->tables[family == IPFamily::V4 ? 0 : 1].definition(name);
+}
+
+bool RulesetDiff::empty() const {
+  return std::all_of(tables.begin(), tables.end(), [](const auto& t) { return t.empty(); }) && !needs_full_sync;
+}
+
+size_t RulesetDiff::operations() const {
+  size_t n = 0;
+  for (const auto& t : tables) n += t.operations();
+  return n;
+}
+
+void RulesetCompiler::reset(const std::vector<model::ServicePortState>& ports) {
+  model::NodeConfig node = impl_->node;
+  impl_ = std::make_unique<Impl>(std::move(node));
+  std::set<model::ObjectRef> services;
+  for (const auto& p : ports) services.insert(p.name.service);
+  impl_->apply(services, ports, false);
+}
+
+CompileResult compile(const std::vector<model::ServicePortState>& ports, const model::NodeConfig& node) {
+  RulesetCompiler compiler(node);
+  compiler.reset(ports);
+  return CompileResult{compiler.ruleset(), compiler.take_warnings()};
 }
 
 }  // namespace svcproxy::dataplane

@@ -1,10 +1,20 @@
-// The compiler: a pure function from kube-proxy's per-port view of the
-// cluster (model::ServicePortState) and this node's config to the nftables IR.
-// No kernel, no I/O; deterministic byte for byte. See dataplane/README.md for
+// The compiler: kube-proxy's per-port view of the cluster
+// (model::ServicePortState) and this node's config -> the nftables IR. No
+// kernel, no I/O; deterministic byte for byte. See dataplane/README.md for
 // the ruleset's shape and why it is shaped that way.
+//
+// RulesetCompiler is incremental: it keeps what every service port
+// contributed, so an update recompiles only the ports that changed (and the
+// few whose address conflicts they resolve) and reports the change in kernel
+// terms (RulesetDiff) — O(changes), whatever the number of services.
+// compile() is the same machinery run once over all ports, so a full compile
+// and any sequence of updates give identical rulesets.
 #pragma once
 
+#include <map>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dataplane/ir.h"
@@ -21,6 +31,72 @@ struct CompileResult {
 };
 
 CompileResult compile(const std::vector<model::ServicePortState>& ports, const model::NodeConfig& node);
+
+// What an update changes in one table, in kernel operations. Applying it in
+// the order of the fields below (adds of sets and chains first, element
+// deletes before adds, deletes of chains and sets last) is always valid.
+struct TableDiff {
+  model::IPFamily family = model::IPFamily::V4;
+  std::vector<ir::Set> added_sets;        // with their elements
+  std::vector<ir::Chain> added_chains;    // with their rules
+  std::vector<std::pair<std::string, ir::Element>> deleted_elements;  // set name, element
+  std::vector<std::pair<std::string, ir::Element>> added_elements;
+  std::vector<ir::Chain> replaced_chains;  // flush, then these rules
+  std::vector<std::string> deleted_chains;
+  std::vector<std::string> deleted_sets;
+
+  bool empty() const {
+    return added_sets.empty() && added_chains.empty() && deleted_elements.empty() && added_elements.empty() &&
+           replaced_chains.empty() && deleted_chains.empty() && deleted_sets.empty();
+  }
+  size_t operations() const {
+    return added_sets.size() + added_chains.size() + deleted_elements.size() + added_elements.size() +
+           replaced_chains.size() + deleted_chains.size() + deleted_sets.size();
+  }
+};
+
+struct RulesetDiff {
+  std::vector<TableDiff> tables;  // v4, v6
+  // The change cannot be expressed as a partial update (a set's definition
+  // changed, e.g. an affinity timeout): program the whole ruleset instead.
+  bool needs_full_sync = false;
+  bool empty() const;
+  size_t operations() const;
+};
+
+class RulesetCompiler {
+ public:
+  explicit RulesetCompiler(model::NodeConfig node);
+  ~RulesetCompiler();
+  RulesetCompiler(RulesetCompiler&&) noexcept;
+  RulesetCompiler& operator=(RulesetCompiler&&) noexcept;
+
+  // Replaces the whole state with `ports` without computing a diff: for
+  // the start and for full syncs.
+  void reset(const std::vector<model::ServicePortState>& ports);
+  // Sets the ports of the given services (all families) to `ports`; a
+  // service listed with no ports is removed. Every port in `ports` must
+  // belong to one of `services`.
+  RulesetDiff update(const std::vector<model::ObjectRef>& services,
+                     const std::vector<model::ServicePortState>& ports);
+  // Makes the whole state equal to `ports`: compares with the current state
+  // and recompiles only the services whose ports differ.
+  RulesetDiff replace_all(const std::vector<model::ServicePortState>& ports);
+
+  // The full current ruleset (O(size); for full syncs, `rules`, trace).
+  ir::Ruleset ruleset() const;
+  // Conflicts found so far (cleared by take_warnings()).
+  std::vector<std::string> take_warnings();
+  const model::NodeConfig& node() const;
+
+  // The definition (no elements) of a shared set or map, by name: what the
+  // netlink encoder needs to encode element changes.
+  const ir::Set* set_definition(model::IPFamily family, const std::string& name) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Names of the objects every ruleset has; trace and tests refer to them.
 namespace names {
