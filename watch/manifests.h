@@ -42,12 +42,21 @@ struct DecodeResult {
   std::vector<Diagnostic> diagnostics;
 };
 
+// How a stream is read: JSON with simdjson (fast; anything that is not one
+// valid JSON document falls back to the YAML reader, which also reads JSON
+// and reports syntax errors by line), or YAML with yaml-cpp. Both apply the
+// same field rules and produce the same diagnostics. ByName: JSON when the
+// name ends in ".json".
+enum class ManifestFormat { ByName, Yaml, Json };
+
 // Decodes one document stream (multi-document YAML or JSON) from memory.
 // `origin` names the source in diagnostics. Appends to `out`.
-void decode_manifests(std::string_view text, const std::string& origin, DecodeResult& out);
+void decode_manifests(std::string_view text, const std::string& origin, DecodeResult& out,
+                      ManifestFormat format = ManifestFormat::ByName);
 
 // Reads a file, or every *.yaml / *.yml / *.json in a directory (sorted by
-// name, not recursive). An unreadable path is a Diagnostic with empty kind.
+// name, not recursive); *.json through simdjson. An unreadable path is a
+// Diagnostic with empty kind.
 DecodeResult load_manifests(const std::string& path);
 
 }  // namespace svcproxy::watch
