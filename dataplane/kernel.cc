@@ -21,12 +21,12 @@ ir::Ruleset own_tables() {
 
 }  // namespace
 
-void NetlinkBackend::apply_full(const ir::Ruleset& ruleset) {
+void NetlinkBackend::apply_full(ir::Ruleset ruleset) {
   last_applied_.reset();
   NetlinkBatch batch = socket_.begin_batch();
   encode_full_sync(ruleset, batch);
-  socket_.commit(batch);
-  last_applied_ = ruleset;
+  socket_.commit(batch);  // failure descriptions refer to `ruleset`
+  last_applied_ = std::move(ruleset);
 }
 
 ir::Ruleset NetlinkBackend::read_back() {

@@ -20,7 +20,8 @@ class NetlinkBackend {
 
   // Replaces svcproxy's tables with `ruleset`'s in one transaction: either
   // all of it applies or nothing changes. Any other table is left alone.
-  void apply_full(const ir::Ruleset& ruleset);
+  // Taken by value: the backend keeps it (move it in to avoid a copy).
+  void apply_full(ir::Ruleset ruleset);
 
   // svcproxy's tables (ip and ip6 "svcproxy") as the kernel holds them;
   // tables that do not exist are absent from the result.

@@ -77,6 +77,7 @@ inline NetnsResult run_in_fresh_netns(const std::function<std::string()>& check)
   int status = 0;
   waitpid(pid, &status, 0);
   result.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (WIFSIGNALED(status)) result.output += "child killed by signal " + std::to_string(WTERMSIG(status));
   return result;
 }
 
