@@ -7,6 +7,7 @@
 #include <linux/netlink.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -85,6 +86,7 @@ void set_buffer(int fd, int force_option, int option, size_t bytes) {
 // a capped nlmsgerr), with headroom.
 constexpr size_t kAckTruesize = 1024;
 constexpr size_t kReceiveBufferSize = size_t{128} << 10;
+constexpr int kReplyTimeoutSeconds = 30;
 
 }  // namespace
 
@@ -159,6 +161,9 @@ NetlinkSocket::NetlinkSocket() : socket_(mnl_socket_open(NETLINK_NETFILTER), [](
   // from echoing the whole (up to 64 KiB) message back.
   mnl_socket_setsockopt(socket_.get(), NETLINK_EXT_ACK, &one, sizeof one);
   mnl_socket_setsockopt(socket_.get(), NETLINK_CAP_ACK, &one, sizeof one);
+  // Replies to requests are read blocking; a lost one must not hang us.
+  const timeval timeout{kReplyTimeoutSeconds, 0};
+  setsockopt(mnl_socket_get_fd(socket_.get()), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   seq_ = 1;
 }
 
@@ -310,6 +315,16 @@ bool NetlinkSocket::request(nlmsghdr* req, const std::function<void(const nlmsgh
     const ssize_t got = recvmsg(fd, &msg, 0);
     if (got < 0) {
       if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {
+        // Something was dropped: the caller must not trust this dump (it
+        // retries); keep reading to its end so the socket stays usable.
+        if (interrupted) *interrupted = true;
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        throw NetlinkError("netlink: no reply from the kernel within " + std::to_string(kReplyTimeoutSeconds) + " s",
+                           ETIMEDOUT);
+      }
       throw_errno("netlink: reading a reply", errno);
     }
     if (msg.msg_flags & MSG_TRUNC) throw NetlinkError("netlink: reply truncated", EMSGSIZE);
