@@ -82,6 +82,11 @@ std::string blamed_expression(const nlmsghdr* nlh, uint32_t offset) {
 
 // ---- expressions ----------------------------------------------------------------
 
+// Makes the IR visitors below exhaustive: an alternative added to ir::Match
+// or ir::Statement fails to compile here instead of being silently dropped.
+template <typename>
+inline constexpr bool kNotEncoded = false;
+
 void put(nftnl_rule* rule, ExprPtr expr) { nftnl_rule_add_expr(rule, expr.release()); }
 
 ExprPtr payload(uint32_t dreg, uint32_t base, uint32_t offset, uint32_t len) {
@@ -282,6 +287,8 @@ void encode_match(nftnl_rule* rule, const ir::Match& match, IPFamily family) {
           const uint8_t proto = static_cast<uint8_t>(m.protocol);
           put(rule, meta_load(NFT_META_L4PROTO, NFT_REG_1));
           put(rule, cmp(NFT_REG_1, NFT_CMP_EQ, &proto, 1));
+        } else {
+          static_assert(kNotEncoded<T>, "a new ir::Match needs an encoding (and a decoding)");
         }
       },
       match);
@@ -338,6 +345,8 @@ void encode_statement(nftnl_rule* rule, const ir::Statement& statement, IPFamily
           put(rule, std::move(e));
         } else if constexpr (std::is_same_v<T, ir::Verdict>) {
           put(rule, immediate_verdict(s));
+        } else {
+          static_assert(kNotEncoded<T>, "a new ir::Statement needs an encoding (and a decoding)");
         }
       },
       statement);
