@@ -133,11 +133,10 @@ struct JsonListView {
   std::vector<std::string_view> items;  // raw text of each element (all objects)
 };
 
-// Fails (returns false) when the root is not an object, an item is not an
-// object, or the text is not valid JSON as far as the split looked; the
-// caller then parses the document whole. `text` must be followed by
-// SIMDJSON_PADDING readable bytes.
-bool split_json_list(simdjson::ondemand::parser& parser, std::string_view text, JsonListView& out);
+// Only the envelope is checked (each item is parsed later); returns false
+// when the root is not an object, an item is not an object, or the envelope
+// is not well-formed, and the caller then parses the document whole.
+bool split_json_list(std::string_view text, JsonListView& out);
 
 // The 1-based line in `whole` of the value at JSON pointer `pointer` inside
 // the JSON object `object` (a view into `whole`, followed by padding); -1 if

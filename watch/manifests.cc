@@ -12,6 +12,11 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -199,7 +204,7 @@ class Decoder {
     if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 byte order mark
     simdjson::dom::element root;
     detail::JsonListView list;
-    if (detail::split_json_list(ondemand_, text, list) && list.has_items && list.kind.ends_with("List")) {
+    if (detail::split_json_list(text, list) && list.has_items && list.kind.ends_with("List")) {
       // A List: each item parsed on its own, so memory stays at one item's DOM.
       ++document_;
       const bool typed = list.kind != "List";
@@ -313,7 +318,6 @@ class Decoder {
   int document_ = 0;    // 1-based number of the current document in the stream
   int first_line_ = 0;  // 0-based line where the current document starts
   std::set<std::pair<KindId, ObjectRef>> seen_;
-  simdjson::ondemand::parser ondemand_;
   simdjson::dom::parser dom_;
 };
 
@@ -333,22 +337,82 @@ void decode_into(std::string_view text, const std::string& origin, DecodeResult&
   }
 }
 
-bool read_file(const std::filesystem::path& path, std::string& text, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = std::string("cannot open: ") + std::strerror(errno);
-    return false;
+// A file's bytes with simdjson's padding readable after them.
+class FileText {
+ public:
+  FileText() = default;
+  FileText(const FileText&) = delete;
+  FileText& operator=(const FileText&) = delete;
+  ~FileText() {
+    if (map_ != nullptr) ::munmap(map_, map_size_);
   }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) {
-    error = std::string("cannot read: ") + std::strerror(errno);
-    return false;
+
+  bool load(const std::filesystem::path& path, std::string& error) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      error = std::string("cannot open: ") + std::strerror(errno);
+      return false;
+    }
+    const bool ok = map(fd) || read_all(fd, error);
+    ::close(fd);
+    return ok;
   }
-  text = std::move(buffer).str();
-  text.reserve(text.size() + simdjson::SIMDJSON_PADDING);  // simdjson reads past the end
-  return true;
-}
+
+  std::string_view view() const {
+    return map_ != nullptr ? std::string_view(static_cast<const char*>(map_), size_) : std::string_view(buffer_);
+  }
+
+ private:
+  // A regular file of 1 MiB or more is read into anonymous memory populated
+  // in one go (page faults one by one dominate reading 50 MB otherwise). Not
+  // a file mapping: a file truncated while we read it must not SIGBUS us.
+  bool map(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < (1 << 20)) return false;
+    const size_t size = static_cast<size_t>(st.st_size);
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t total = (size + simdjson::SIMDJSON_PADDING + page - 1) / page * page;
+    void* area = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (area == MAP_FAILED) return false;
+    size_t used = 0;
+    while (used < size) {
+      const ssize_t got = ::pread(fd, static_cast<char*>(area) + used, size - used, static_cast<off_t>(used));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) break;  // shrank meanwhile: what was there
+      used += static_cast<size_t>(got);
+    }
+    char probe;
+    if (used == size && ::pread(fd, &probe, 1, static_cast<off_t>(size)) > 0) {  // grew meanwhile
+      ::munmap(area, total);
+      return false;
+    }
+    map_ = area;
+    map_size_ = total;
+    size_ = used;
+    return true;
+  }
+
+  bool read_all(int fd, std::string& error) {
+    char chunk[65536];
+    for (;;) {
+      const ssize_t got = ::read(fd, chunk, sizeof chunk);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) {
+        error = std::string("cannot read: ") + std::strerror(errno);
+        return false;
+      }
+      if (got == 0) break;
+      buffer_.append(chunk, static_cast<size_t>(got));
+    }
+    buffer_.reserve(buffer_.size() + simdjson::SIMDJSON_PADDING);  // simdjson reads past the end
+    return true;
+  }
+
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  size_t size_ = 0;
+  std::string buffer_;
+};
 
 bool is_manifest_name(const std::filesystem::path& path) {
   const std::string extension = path.extension().string();
@@ -377,6 +441,12 @@ void decode_manifests(std::string_view text, const std::string& origin, DecodeRe
   } else {
     decode_into(text, origin, out, false);
   }
+  out.state.sort();
+}
+
+void decode_manifests_json_padded(std::string_view text, const std::string& origin, DecodeResult& out) {
+  static_assert(simdjson::SIMDJSON_PADDING <= 64);
+  decode_into(text, origin, out, true);
   out.state.sort();
 }
 
@@ -414,10 +484,10 @@ DecodeResult load_manifests(const std::string& path) {
   }
 
   for (const fs::path& file : files) {
-    std::string text;
+    FileText text;
     std::string error;
-    if (read_file(file, text, error)) {
-      decode_into(text, file.string(), result, is_json_name(file.string()));
+    if (text.load(file, error)) {
+      decode_into(text.view(), file.string(), result, is_json_name(file.string()));
     } else {
       fail(file.string(), std::move(error));
     }

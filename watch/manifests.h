@@ -54,6 +54,10 @@ enum class ManifestFormat { ByName, Yaml, Json };
 void decode_manifests(std::string_view text, const std::string& origin, DecodeResult& out,
                       ManifestFormat format = ManifestFormat::ByName);
 
+// The same for JSON already in memory with 64 readable bytes after it (no
+// copy; what decode_manifests does for Json after copying into such a buffer).
+void decode_manifests_json_padded(std::string_view text, const std::string& origin, DecodeResult& out);
+
 // Reads a file, or every *.yaml / *.yml / *.json in a directory (sorted by
 // name, not recursive); *.json through simdjson. An unreadable path is a
 // Diagnostic with empty kind.
