@@ -60,30 +60,7 @@ ir::Rule reject_rule(model::Protocol protocol) {
 ir::Verdict goto_chain(std::string chain) { return {ir::VerdictKind::Goto, std::move(chain)}; }
 ir::Verdict jump_chain(std::string chain) { return {ir::VerdictKind::Jump, std::move(chain)}; }
 
-// Sorts through an index, then applies the permutation in place: elements
-// are large and a ruleset has 100k+, so each moves at most once and no second
-// array is allocated.
-void sort_elements(std::vector<ir::Element>& elements) {
-  if (std::is_sorted(elements.begin(), elements.end())) return;
-  std::vector<uint32_t> order(elements.size());
-  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return elements[a] < elements[b]; });
-  // order[i] is the index of the element that belongs at i; follow cycles.
-  for (uint32_t start = 0; start < order.size(); ++start) {
-    if (order[start] == start) continue;
-    ir::Element held = std::move(elements[start]);
-    uint32_t i = start;
-    while (order[i] != start) {
-      const uint32_t next = order[i];
-      elements[i] = std::move(elements[next]);
-      order[i] = i;
-      i = next;
-    }
-    elements[i] = std::move(held);
-    order[i] = i;
-  }
-}
-
+using ir::sort_elements;
 
 // A key a service port needs to own exclusively: an address:proto:port in
 // the service-ips map, or a proto:NodePort. Two services wanting the same key
@@ -189,14 +166,21 @@ class TableState {
   std::map<uint32_t, DnatSpec> dnat_specs_;
   // Present elements per shared set: refcounted sets keep counts per
   // element; the others count contributions (each unique by claims).
-  std::vector<std::map<ir::ValueList, int>> refs_;
+  // Refcounted sets are keyed by one address (cluster-ips: ip; hairpin:
+  // ip . ip), so they are counted by that address.
+  std::vector<std::map<IPAddress, int>> refs_;
   std::vector<size_t> counts_;
 
   std::map<model::ServicePortName, PortRecord> ports_;
   std::map<model::ObjectRef, std::set<model::ServicePortName>> by_service_;
   std::map<ClaimKey, std::set<model::ServicePortName>> claims_;
   std::map<uint32_t, size_t> touched_dnat_;                       // set id -> count before
-  std::map<std::pair<uint32_t, ir::ValueList>, bool> touched_refs_;  // -> present before
+  std::map<std::pair<uint32_t, IPAddress>, bool> touched_refs_;  // -> present before
+  ir::Element refcounted_element(uint32_t set, const IPAddress& ip) const {
+    ir::Element e;
+    for (size_t i = 0; i < definitions_[set].key.size(); ++i) e.key.push_back(ip);
+    return e;
+  }
 };
 
 void TableState::build_fixed() {
@@ -434,6 +418,10 @@ std::vector<ir::Rule> TableState::external_rules(const ServicePortState& sp, con
 
 Fragment TableState::compile_port(const ServicePortState& sp) {
   Fragment out;
+  // Elements are large; size the vector once (an upper bound).
+  const size_t addresses = 1 + sp.external_ips.size() + sp.load_balancer_ips.size() + (sp.node_port ? 1 : 0);
+  out.elements.reserve(1 + sp.local_endpoints.size() +
+                       addresses * (1 + sp.cluster_endpoints.size() + sp.local_endpoints.size()));
   const std::string id = service_port_id(sp.name);
   const auto proto = sp.name.protocol;
   const uint32_t cluster_ips = set_ids_.at(names::kClusterIPs);
@@ -528,11 +516,12 @@ void TableState::contribute(const Contribution& c, int delta, TableDiff* diff) {
   const auto& name = definitions_[c.set].name;
   if (is_refcounted(name)) {
     auto& refs = refs_[c.set];
-    auto it = refs.find(c.element.key);
+    const auto& ip = std::get<IPAddress>(c.element.key[0]);
+    auto it = refs.find(ip);
     const bool present = it != refs.end();
-    if (diff) touched_refs_.try_emplace({c.set, c.element.key}, present);
+    if (diff) touched_refs_.try_emplace({c.set, ip}, present);
     if (delta > 0) {
-      if (present) ++it->second; else refs.emplace(c.element.key, 1);
+      if (present) ++it->second; else refs.emplace(ip, 1);
     } else if (present && --it->second == 0) {
       refs.erase(it);
     }
@@ -658,7 +647,7 @@ void TableState::update(const std::set<model::ObjectRef>& services,
     const bool present = refs_[key.first].contains(key.second);
     if (present == was_present) continue;
     (present ? diff->added_elements : diff->deleted_elements)
-        .emplace_back(definitions_[key.first].name, ir::Element{key.second, std::nullopt, {}});
+        .emplace_back(definitions_[key.first].name, refcounted_element(key.first, key.second));
   }
   touched_refs_.clear();
   for (const auto& [id, before] : touched_dnat_) {
@@ -686,7 +675,7 @@ ir::Table TableState::table() const {
   for (uint32_t id = 0; id < definitions_.size(); ++id) {
     if (is_refcounted(definitions_[id].name)) {
       elements[id].reserve(refs_[id].size());
-      for (const auto& [key, count] : refs_[id]) elements[id].push_back(ir::Element{key, std::nullopt, {}});
+      for (const auto& [ip, count] : refs_[id]) elements[id].push_back(refcounted_element(id, ip));
     } else {
       elements[id].reserve(counts_[id]);
     }

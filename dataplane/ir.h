@@ -269,6 +269,11 @@ struct Ruleset {
   auto operator<=>(const Ruleset&) const = default;
 };
 
+// Sorts elements into the IR's canonical order (operator<). Rulesets hold
+// 100k+ elements: keys are encoded once into order-preserving bytes and
+// compared with memcmp, and each element moves at most once.
+void sort_elements(std::vector<Element>& elements);
+
 // nft family keyword: "ip" / "ip6".
 std::string_view family_keyword(IPFamily family);
 
