@@ -9,6 +9,7 @@
 #include <string>
 
 #include "dataplane/compile.h"
+#include "dataplane/kernel.h"
 #include "dataplane/render.h"
 #include "dataplane/trace.h"
 #include "model/service_ports.h"
@@ -30,9 +31,12 @@ struct SourceFlags {
 
 void add_source_flags(CLI::App& cmd, SourceFlags& flags) {
   cmd.add_option("--manifests", flags.manifests,
-                 "File or directory of Kubernetes objects (kubectl get -o yaml|json output)")
-      ->required();
+                 "File or directory of Kubernetes objects (kubectl get -o yaml|json output)");
   cmd.add_flag("--strict", flags.strict, "Exit 1 if any object was skipped as unusable");
+}
+
+void require_source(const SourceFlags& flags) {
+  if (flags.manifests.empty()) throw FlagError("--manifests: required (where the cluster's objects come from)");
 }
 
 // The cluster as compiled for this node, with every problem already
@@ -44,6 +48,7 @@ struct Compiled {
 };
 
 Compiled load_and_compile(const SourceFlags& source, const NodeFlags& node_flags) {
+  require_source(source);
   Compiled out;
   auto decoded = watch::load_manifests(source.manifests);
   for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
@@ -56,21 +61,52 @@ Compiled load_and_compile(const SourceFlags& source, const NodeFlags& node_flags
   return out;
 }
 
-int cmd_rules(const SourceFlags& source, const NodeFlags& node_flags, const std::string& format) {
-  auto compiled = load_and_compile(source, node_flags);
-  if (format == "json") {
-    std::cout << dataplane::render_json(compiled.result.ruleset);
-  } else {
-    std::cout << dataplane::render_nft(compiled.result.ruleset);
-  }
+void print_ruleset(const dataplane::ir::Ruleset& ruleset, const std::string& format) {
+  std::cout << (format == "json" ? dataplane::render_json(ruleset) : dataplane::render_nft(ruleset));
   std::cout.flush();
+}
+
+int cmd_rules(const SourceFlags& source, const NodeFlags& node_flags, const std::string& format, bool live) {
+  if (live) {
+    // What the kernel holds in this network namespace, read over netlink.
+    dataplane::NetlinkBackend backend;
+    print_ruleset(backend.read_back(), format);
+    return 0;
+  }
+  auto compiled = load_and_compile(source, node_flags);
+  print_ruleset(compiled.result.ruleset, format);
   return source.strict && compiled.had_problems ? 1 : 0;
+}
+
+int cmd_run_once(const SourceFlags& source, const NodeFlags& node_flags) {
+  auto compiled = load_and_compile(source, node_flags);
+  dataplane::NetlinkBackend backend;
+  try {
+    backend.apply_full(compiled.result.ruleset);
+  } catch (const std::exception& e) {
+    std::cerr << "svcproxy: the kernel refused the ruleset; nothing was changed: " << e.what() << "\n";
+    return 1;
+  }
+  size_t chains = 0, elements = 0;
+  for (const auto& t : compiled.result.ruleset.tables) {
+    chains += t.chains.size();
+    for (const auto& set : t.sets) elements += set.elements.size();
+  }
+  std::cerr << "programmed " << chains << " chains and " << elements << " set elements in one transaction\n";
+  return source.strict && compiled.had_problems ? 1 : 0;
+}
+
+int cmd_cleanup() {
+  dataplane::NetlinkBackend backend;
+  backend.cleanup();
+  return 0;
 }
 
 struct TraceFlags {
   std::string src, dst, proto = "tcp";
   int dport = 0;
   bool json = false;
+  bool live = false;
 };
 
 int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const TraceFlags& flags) {
@@ -87,15 +123,27 @@ int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const Trac
                     : flags.proto == "sctp" ? model::Protocol::SCTP
                                             : model::Protocol::TCP;
 
-  auto compiled = load_and_compile(source, node_flags);
   dataplane::TraceEnvironment env;
-  env.local_addresses = compiled.node.node_ips;
-  env.local_addresses.insert(env.local_addresses.end(), compiled.node.nodeport_ips.begin(),
-                             compiled.node.nodeport_ips.end());
+  dataplane::ir::Ruleset ruleset;
+  bool problems = false;
+  if (flags.live) {
+    // The live ruleset of this network namespace; "local" is what its
+    // interfaces carry.
+    dataplane::NetlinkBackend backend;
+    ruleset = backend.read_back();
+    env.local_addresses = interface_addresses();
+  } else {
+    auto compiled = load_and_compile(source, node_flags);
+    ruleset = std::move(compiled.result.ruleset);
+    env.local_addresses = compiled.node.node_ips;
+    env.local_addresses.insert(env.local_addresses.end(), compiled.node.nodeport_ips.begin(),
+                               compiled.node.nodeport_ips.end());
+    problems = compiled.had_problems;
+  }
   for (const auto& ip : env.local_addresses) packet.locally_generated = packet.locally_generated || ip == packet.src;
-  auto result = dataplane::trace(compiled.result.ruleset, packet, env);
+  auto result = dataplane::trace(ruleset, packet, env);
   std::cout << (flags.json ? result.to_json() + "\n" : result.to_text());
-  return source.strict && compiled.had_problems ? 1 : 0;
+  return source.strict && problems ? 1 : 0;
 }
 
 }  // namespace
@@ -114,6 +162,9 @@ int run_cli(int argc, char** argv) {
   add_node_flags(*rules, node_flags);
   rules->add_option("--format", format, "Output format: nft (an nft -f script) or json (the IR)")
       ->check(CLI::IsMember({"nft", "json"}));
+  bool rules_live = false;
+  rules->add_flag("--live", rules_live,
+                  "Print what the kernel holds in this network namespace (read over netlink) instead");
 
   auto* trace = app.add_subcommand("trace", "Explain where one packet arriving at this node goes");
   TraceFlags trace_flags;
@@ -127,6 +178,19 @@ int run_cli(int argc, char** argv) {
   trace->add_option("--proto", trace_flags.proto, "tcp, udp or sctp")
       ->check(CLI::IsMember({"tcp", "udp", "sctp"}));
   trace->add_flag("--json", trace_flags.json, "Print one JSON object");
+  trace->add_flag("--live", trace_flags.live,
+                  "Evaluate the ruleset the kernel holds in this network namespace instead of compiling");
+
+  auto* run = app.add_subcommand("run", "Program this network namespace's nftables from the cluster");
+  SourceFlags run_source;
+  NodeFlags run_node_flags;
+  bool once = false;
+  add_source_flags(*run, run_source);
+  add_node_flags(*run, run_node_flags);
+  run->add_flag("--once", once, "Compile and program once (one transaction), then exit");
+
+  auto* cleanup = app.add_subcommand(
+      "cleanup", "Remove everything svcproxy created in this network namespace (its nftables tables), nothing else");
 
   auto* echo = app.add_subcommand("echo", "A small TCP/UDP/HTTP backend that reports who it is and who called");
   EchoOptions echo_options;
@@ -151,7 +215,12 @@ int run_cli(int argc, char** argv) {
   }
 
   try {
-    if (rules->parsed()) return cmd_rules(source, node_flags, format);
+    if (rules->parsed()) return cmd_rules(source, node_flags, format, rules_live);
+    if (run->parsed()) {
+      if (!once) throw FlagError("--once: required for now (the long-running daemon is not built yet)");
+      return cmd_run_once(run_source, run_node_flags);
+    }
+    if (cleanup->parsed()) return cmd_cleanup();
     if (trace->parsed()) return cmd_trace(trace_source, trace_node_flags, trace_flags);
     if (echo->parsed()) return run_echo(echo_options);
   } catch (const FlagError& e) {
