@@ -3,6 +3,11 @@
 #include "dataplane/compile.h"
 #include "dataplane/netlink_encode.h"
 
+#include <deque>
+#include <map>
+#include <span>
+#include <stdexcept>
+
 namespace svcproxy::dataplane {
 namespace {
 
@@ -21,12 +26,75 @@ ir::Ruleset own_tables() {
 
 }  // namespace
 
-void NetlinkBackend::apply_full(ir::Ruleset ruleset) {
-  last_applied_.reset();
+void NetlinkBackend::apply_full(const ir::Ruleset& ruleset) {
+  in_sync_ = false;
   NetlinkBatch batch = socket_.begin_batch();
   encode_full_sync(ruleset, batch);
   socket_.commit(batch);  // failure descriptions refer to `ruleset`
-  last_applied_ = std::move(ruleset);
+  in_sync_ = true;
+}
+
+void NetlinkBackend::apply_partial(const RulesetDiff& diff, const RulesetCompiler& definitions) {
+  if (!in_sync_) throw std::logic_error("partial sync without a successful full sync first");
+  if (diff.needs_full_sync) throw std::logic_error("partial sync of a diff that needs a full sync");
+  if (diff.empty()) return;
+  in_sync_ = false;
+  NetlinkBatch batch = socket_.begin_batch();
+  NetlinkEncoder encoder(batch);
+  // Everything the encoder is handed must outlive the commit (failure
+  // descriptions refer to it): deques keep references stable.
+  std::deque<ir::Table> tables;
+  std::deque<std::vector<ir::Element>> groups;
+  std::deque<ir::Chain> gone_chains;
+  std::deque<ir::Set> gone_sets;
+  for (const auto& td : diff.tables) {
+    if (td.empty()) continue;
+    ir::Table& table = tables.emplace_back();
+    table.family = td.family;
+    table.name = names::kTable;
+    auto definition = [&](const std::string& name) -> const ir::Set& {
+      for (const auto& s : td.added_sets)
+        if (s.name == name) return s;
+      const ir::Set* set = definitions.set_definition(td.family, name);
+      if (!set) throw std::logic_error("partial sync: no definition of set " + name);
+      return *set;
+    };
+    auto by_set = [&](const std::vector<std::pair<std::string, ir::Element>>& elements, bool add) {
+      std::map<std::string, std::vector<ir::Element>> grouped;
+      for (const auto& [name, e] : elements) grouped[name].push_back(e);
+      for (auto& [name, list] : grouped) {
+        const auto& span = groups.emplace_back(std::move(list));
+        if (add) {
+          encoder.add_elements(table, definition(name), span);
+        } else {
+          encoder.delete_elements(table, definition(name), span);
+        }
+      }
+    };
+    // Order: new containers first so references resolve; element deletes
+    // before adds (a key may move between owners in one update); chains and
+    // sets that go are flushed, then deleted, once nothing refers to them.
+    for (const auto& set : td.added_sets) encoder.add_set(table, set);
+    for (const auto& chain : td.added_chains) encoder.add_chain(table, chain);
+    by_set(td.deleted_elements, false);
+    by_set(td.added_elements, true);
+    for (const auto& chain : td.replaced_chains) {
+      encoder.flush_chain(table, chain);
+      encoder.add_rules(table, chain);
+    }
+    for (const auto& chain : td.added_chains) encoder.add_rules(table, chain);
+    const size_t first_gone = gone_chains.size();
+    for (const auto& name : td.deleted_chains) gone_chains.push_back(ir::Chain{name, std::nullopt, {}});
+    for (size_t i = first_gone; i < gone_chains.size(); ++i) encoder.flush_chain(table, gone_chains[i]);
+    for (size_t i = first_gone; i < gone_chains.size(); ++i) encoder.delete_chain(table, gone_chains[i]);
+    for (const auto& name : td.deleted_sets) {
+      ir::Set& set = gone_sets.emplace_back();
+      set.name = name;
+      encoder.delete_set(table, set);
+    }
+  }
+  socket_.commit(batch);  // one transaction for every table
+  in_sync_ = true;
 }
 
 ir::Ruleset NetlinkBackend::read_back() {
@@ -36,7 +104,7 @@ ir::Ruleset NetlinkBackend::read_back() {
 }
 
 void NetlinkBackend::cleanup() {
-  last_applied_.reset();
+  in_sync_ = false;
   const ir::Ruleset tables = own_tables();
   NetlinkBatch batch = socket_.begin_batch();
   encode_cleanup(tables, batch);

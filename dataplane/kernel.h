@@ -1,6 +1,8 @@
-// The netlink backend's face: programs a compiled ruleset into the current
-// network namespace, reads it back, and removes it. Owns the netlink socket
-// and remembers the last IR it applied (the base of future partial syncs).
+// The netlink backend's face: programs a compiled ruleset (or a diff of it)
+// into the current network namespace, reads it back, and removes it. Owns
+// the netlink socket and nothing else: what was applied is the compiler's
+// state (RulesetCompiler); the backend only says whether the kernel is known
+// to hold it.
 // Every failure is a std::runtime_error subclass naming the object:
 // TransactionError (the kernel refused; nothing changed), NetlinkError,
 // DecodeError (readback found something svcproxy does not write).
@@ -8,6 +10,7 @@
 
 #include <optional>
 
+#include "dataplane/compile.h"
 #include "dataplane/ir.h"
 #include "dataplane/netlink_decode.h"
 #include "dataplane/netlink_socket.h"
@@ -21,7 +24,13 @@ class NetlinkBackend {
   // Replaces svcproxy's tables with `ruleset`'s in one transaction: either
   // all of it applies or nothing changes. Any other table is left alone.
   // Taken by value: the backend keeps it (move it in to avoid a copy).
-  void apply_full(ir::Ruleset ruleset);
+  void apply_full(const ir::Ruleset& ruleset);
+
+  // Applies one compiler update in one transaction: only what changed
+  // (O(changes)). Requires in_sync(); on failure nothing changes and the
+  // next sync must be full. `definitions` gives shared sets' definitions
+  // (for element changes).
+  void apply_partial(const RulesetDiff& diff, const RulesetCompiler& definitions);
 
   // svcproxy's tables (ip and ip6 "svcproxy") as the kernel holds them;
   // tables that do not exist are absent from the result.
@@ -31,13 +40,14 @@ class NetlinkBackend {
   // there is nothing to delete. Never touches other tables.
   void cleanup();
 
-  // The ruleset of the last successful apply_full; empty after a failure
-  // (the next sync must then be full) or a cleanup.
-  const std::optional<ir::Ruleset>& last_applied() const { return last_applied_; }
+  // The last transaction (full or partial) succeeded: the kernel holds what
+  // the compiler last produced, so a partial sync may follow. False at start,
+  // after a failure and after cleanup.
+  bool in_sync() const { return in_sync_; }
 
  private:
   NetlinkSocket socket_;
-  std::optional<ir::Ruleset> last_applied_;
+  bool in_sync_ = false;
 };
 
 }  // namespace svcproxy::dataplane
