@@ -1,0 +1,169 @@
+#include "watch/api_source.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
+
+#include "watch/reflector.h"
+
+namespace svcproxy::watch {
+
+namespace net = boost::asio;
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const std::vector<Resource> kAll = {Resource::Services, Resource::EndpointSlices, Resource::Nodes,
+                                    Resource::ServiceCIDRs};
+
+ReflectorOptions options_for(Resource resource, const ApiSourceOptions& options) {
+  ReflectorOptions out;
+  switch (resource) {
+    case Resource::Services:
+      out = services_options();
+      break;
+    case Resource::EndpointSlices:
+      out = endpoint_slices_options();
+      break;
+    case Resource::Nodes:
+      out = node_options(options.node_name);
+      break;
+    case Resource::ServiceCIDRs:
+      out = service_cidrs_options();
+      break;
+  }
+  out.request_timeout = options.request_timeout;
+  out.watch_list = options.watch_list;
+  return out;
+}
+
+bool transient(FailureKind kind) { return kind != FailureKind::Tls; }
+bool transient(int status) { return status == 0 || status == 410 || status == 429 || status >= 500; }
+
+net::awaitable<void> list_all(ApiClient& client, Store& store, const ApiSourceOptions& options, const Logger& log) {
+  const auto deadline = Clock::now() + options.request_timeout;
+  std::mt19937_64 random(std::random_device{}());
+  for (const Resource resource : kAll) {
+    ReflectorOptions reflector_options = options_for(resource, options);
+    Backoff backoff;
+    for (;;) {
+      const auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (remaining.count() <= 0) throw SourceError("the API server at " + client.config().url() + " did not answer in time");
+      reflector_options.request_timeout = std::min(remaining, options.request_timeout);
+      Reflector reflector(client, store, reflector_options, log);
+      std::string why;
+      std::chrono::seconds retry_after{0};
+      try {
+        co_await reflector.list();
+        break;
+      } catch (const ListError& e) {
+        if (e.status == 404 && resource == Resource::ServiceCIDRs) {
+          store.replace(resource, {});  // an API server without ServiceCIDRs (before 1.33)
+          break;
+        }
+        if (e.status == 401 || e.status == 403) {
+          throw SourceError(std::string("the API server rejected the credentials: ") + e.what());
+        }
+        if (!transient(e.status)) throw SourceError(e.what());
+        why = e.what();
+        retry_after = e.retry_after;
+      } catch (const ApiError& e) {
+        if (e.kind == FailureKind::Tls) throw SourceError(e.what());
+        if (!transient(e.kind)) throw SourceError(e.what());
+        why = e.what();
+      }
+      auto wait = std::max<milliseconds>(backoff.next(Clock::now(), random), retry_after);
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (wait >= left) {
+        throw SourceError("cannot read the cluster from " + client.config().url() + " within " +
+                          std::to_string(options.request_timeout.count() / 1000) + " s: " + why);
+      }
+      log(why + "; retrying in " + std::to_string(wait.count()) + " ms");
+      net::steady_timer timer(co_await net::this_coro::executor);
+      timer.expires_after(wait);
+      co_await timer.async_wait(net::use_awaitable);
+    }
+  }
+}
+
+}  // namespace
+
+model::ClusterState list_cluster(const ClientConfig& config, const ApiSourceOptions& options, const Logger& log) {
+  net::io_context io;
+  ApiClient client(io.get_executor(), config, log);
+  Store store;
+  std::exception_ptr failure;
+  net::co_spawn(io, list_all(client, store, options, log), [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const SourceError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw SourceError(e.what());
+    }
+  }
+  return store.snapshot();
+}
+
+struct ApiInformer::Impl {
+  Impl(ClientConfig config, ApiSourceOptions opts, Logger logger, ChangeHandler handler)
+      : options(std::move(opts)),
+        log(std::move(logger)),
+        store(std::move(handler),
+              [this] {
+                std::lock_guard lock(mutex);
+                cv.notify_all();
+              }),
+        client(io.get_executor(), std::move(config), log) {}
+
+  ApiSourceOptions options;
+  Logger log;
+  std::mutex mutex;
+  std::condition_variable cv;
+  Store store;
+  net::io_context io;
+  ApiClient client;
+  std::vector<std::unique_ptr<Reflector>> reflectors;
+  std::thread thread;
+};
+
+ApiInformer::ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(options), std::move(log), std::move(on_change))) {}
+
+ApiInformer::~ApiInformer() { stop(); }
+
+void ApiInformer::start() {
+  if (impl_->thread.joinable()) return;
+  for (const Resource resource : kAll) {
+    impl_->reflectors.push_back(
+        std::make_unique<Reflector>(impl_->client, impl_->store, options_for(resource, impl_->options), impl_->log));
+    net::co_spawn(impl_->io, impl_->reflectors.back()->run(), net::detached);
+  }
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void ApiInformer::stop() {
+  if (!impl_->thread.joinable()) return;
+  impl_->io.stop();
+  impl_->thread.join();
+}
+
+Store& ApiInformer::store() { return impl_->store; }
+
+bool ApiInformer::has_synced() const { return impl_->store.has_synced(kAll); }
+
+bool ApiInformer::wait_for_sync(milliseconds timeout) {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->cv.wait_for(lock, timeout, [this] { return impl_->store.has_synced(kAll); });
+}
+
+}  // namespace svcproxy::watch

@@ -1,0 +1,58 @@
+// The API server as a source of the cluster: a one-shot LIST of everything
+// (the CLI's rules/trace/run --once), and a long-running informer (one
+// reflector per resource on one I/O thread) for the daemon.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "model/objects.h"
+#include "watch/api_client.h"
+#include "watch/kubeconfig.h"
+#include "watch/store.h"
+
+namespace svcproxy::watch {
+
+// Why the cluster could not be read, in one line: unreachable, credentials
+// rejected, TLS failure, or still failing when the time ran out.
+struct SourceError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ApiSourceOptions {
+  std::string node_name;  // this node: its Node object is listed/watched
+  std::chrono::milliseconds request_timeout{30000};
+  bool watch_list = false;
+};
+
+// Services, EndpointSlices, this node's Node and ServiceCIDRs, each listed
+// completely (paginated). Transient failures (refused, reset, timeouts, 429,
+// 5xx) are retried with the reflector's backoff until request_timeout has
+// passed in all; 401/403, TLS failures and anything else throw SourceError at
+// once. Never returns a partial cluster.
+model::ClusterState list_cluster(const ClientConfig& config, const ApiSourceOptions& options, const Logger& log);
+
+class ApiInformer {
+ public:
+  ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change = {});
+  ~ApiInformer();  // stops
+  ApiInformer(const ApiInformer&) = delete;
+  ApiInformer& operator=(const ApiInformer&) = delete;
+
+  void start();
+  void stop();
+  Store& store();
+  // Every resource has completed its first list.
+  bool has_synced() const;
+  // Waits (on a condition, not a sleep loop) until synced or the timeout.
+  bool wait_for_sync(std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace svcproxy::watch

@@ -1,0 +1,69 @@
+// The informer's store: the current objects of each watched resource, as
+// model values, and the change stream that got them there. Every mutation
+// that changes something emits exactly one Change (in order, on the thread
+// that applied it), so a consumer replaying the changes from empty holds
+// exactly what the store holds. Thread-safe: reflectors write, anyone reads.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "model/objects.h"
+#include "watch/api_objects.h"
+
+namespace svcproxy::watch {
+
+enum class ChangeType { Added, Updated, Deleted };
+
+struct Change {
+  ChangeType type = ChangeType::Added;
+  Resource resource = Resource::Services;
+  model::ObjectRef key;
+  Object object;  // the new state; for Deleted, the last state
+};
+
+using ChangeHandler = std::function<void(const Change&)>;
+
+class Store {
+ public:
+  explicit Store(ChangeHandler on_change = {}, std::function<void()> on_synced = {})
+      : on_change_(std::move(on_change)), on_synced_(std::move(on_synced)) {}
+
+  // Adds or replaces; emits Added or Updated unless nothing changed.
+  void upsert(Resource resource, Object object);
+  // Removes by key; emits Deleted if it was there.
+  void erase(Resource resource, const model::ObjectRef& key);
+  // Makes `objects` the whole content of `resource` (a relist), emitting the
+  // difference: deletes, then adds and updates. Marks the resource synced.
+  void replace(Resource resource, std::vector<Object> objects);
+
+  bool has_synced(Resource resource) const;
+  // Every resource in `resources` has completed its first list.
+  bool has_synced(const std::vector<Resource>& resources) const;
+  size_t size(Resource resource) const;
+  std::optional<Object> get(Resource resource, const model::ObjectRef& key) const;
+
+  // Everything, sorted, as the compiler takes it.
+  model::ClusterState snapshot() const;
+
+ private:
+  using Objects = std::map<model::ObjectRef, Object>;
+  static size_t index(Resource resource) { return static_cast<size_t>(resource); }
+  void emit(std::vector<Change>& changes);
+
+  mutable std::mutex mutex_;
+  std::array<Objects, 4> objects_;
+  std::array<bool, 4> synced_{};
+  ChangeHandler on_change_;
+  std::function<void()> on_synced_;  // after every replace()
+};
+
+// Applies a change to a plain map, for consumers keeping their own copy (and
+// for tests replaying the stream).
+void apply_change(std::map<std::pair<Resource, model::ObjectRef>, Object>& state, const Change& change);
+
+}  // namespace svcproxy::watch
