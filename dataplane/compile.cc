@@ -123,7 +123,7 @@ class TableState {
   // of those services not in `ports` are removed). Records the net change in
   // `diff` unless it is null.
   void update(const std::set<model::ObjectRef>& services, const std::vector<const ServicePortState*>& ports,
-              TableDiff* diff, bool& needs_full);
+              TableDiff* diff, bool& needs_full, std::vector<StaleUdpFlow>* stale);
   ir::Table table() const;
   IPFamily family() const { return family_; }
   const ir::Set* definition(const std::string& name) const {
@@ -572,8 +572,39 @@ void TableState::diff_fragment(const Fragment& before, const Fragment& after, Ta
   }
 }
 
+namespace {
+
+// kube-proxy's UDP conntrack rule: entries whose reply comes from an
+// endpoint that is gone are deleted, for every address of the port; and when
+// a port goes from no endpoints to some, every entry to its addresses.
+void stale_udp_flows(const ServicePortState& before, const ServicePortState* after,
+                     std::vector<StaleUdpFlow>& out) {
+  if (before.name.protocol != model::Protocol::UDP) return;
+  auto endpoints = [](const ServicePortState& sp) {
+    std::set<EndpointAddress> all(sp.cluster_endpoints.begin(), sp.cluster_endpoints.end());
+    all.insert(sp.local_endpoints.begin(), sp.local_endpoints.end());
+    return all;
+  };
+  auto each_address = [&](const ServicePortState& sp, const std::optional<EndpointAddress>& ep) {
+    const auto family = sp.name.family;
+    out.push_back({family, sp.cluster_ip, sp.port, ep});
+    for (const auto& ip : sp.external_ips) out.push_back({family, ip, sp.port, ep});
+    for (const auto& ip : sp.load_balancer_ips) out.push_back({family, ip, sp.port, ep});
+    if (sp.node_port) out.push_back({family, std::nullopt, sp.node_port, ep});
+  };
+  const auto old_endpoints = endpoints(before);
+  const auto new_endpoints = after ? endpoints(*after) : std::set<EndpointAddress>{};
+  for (const auto& ep : old_endpoints)
+    if (!new_endpoints.contains(ep)) each_address(before, ep);
+  if (after && before.cluster_endpoints.empty() && !after->cluster_endpoints.empty())
+    each_address(*after, std::nullopt);
+}
+
+}  // namespace
+
 void TableState::update(const std::set<model::ObjectRef>& services,
-                        const std::vector<const ServicePortState*>& ports, TableDiff* diff, bool& needs_full) {
+                        const std::vector<const ServicePortState*>& ports, TableDiff* diff, bool& needs_full,
+                        std::vector<StaleUdpFlow>* stale) {
   std::map<model::ServicePortName, const ServicePortState*> incoming;
   for (const auto* sp : ports)
     if (sp->name.family == family_) incoming[sp->name] = sp;
@@ -626,6 +657,7 @@ void TableState::update(const std::set<model::ObjectRef>& services,
   static const Fragment kEmpty;
   for (const auto& name : removed) {
     auto it = ports_.find(name);
+    if (stale) stale_udp_flows(it->second.state, nullptr, *stale);
     diff_fragment(it->second.fragment, kEmpty, diff, needs_full);
     by_service_[name.service].erase(name);
     if (by_service_[name.service].empty()) by_service_.erase(name.service);
@@ -633,6 +665,9 @@ void TableState::update(const std::set<model::ObjectRef>& services,
   }
   for (const auto& name : recompile) {
     auto in = incoming.find(name);
+    auto existing = ports_.find(name);
+    if (stale && existing != ports_.end() && in != incoming.end())
+      stale_udp_flows(existing->second.state, in->second, *stale);
     auto& record = ports_[name];
     if (in != incoming.end()) record.state = *in->second;
     by_service_[name.service].insert(name);
@@ -750,9 +785,13 @@ struct RulesetCompiler::Impl {
     for (auto& table : tables) {
       TableDiff table_diff;
       table_diff.family = table.family();
-      table.update(services, pointers, record ? &table_diff : nullptr, diff.needs_full_sync);
+      table.update(services, pointers, record ? &table_diff : nullptr, diff.needs_full_sync,
+                   record ? &diff.stale_udp_flows : nullptr);
       diff.tables.push_back(std::move(table_diff));
     }
+    std::sort(diff.stale_udp_flows.begin(), diff.stale_udp_flows.end());
+    diff.stale_udp_flows.erase(std::unique(diff.stale_udp_flows.begin(), diff.stale_udp_flows.end()),
+                               diff.stale_udp_flows.end());
     for (const auto& service : services) current.erase(service);
     for (const auto& p : ports) current[p.name.service].push_back(p);
     return diff;
@@ -807,7 +846,8 @@ const ir::Set* RulesetCompiler::set_definition(IPFamily family, const std::strin
 }
 
 bool RulesetDiff::empty() const {
-  return std::all_of(tables.begin(), tables.end(), [](const auto& t) { return t.empty(); }) && !needs_full_sync;
+  return std::all_of(tables.begin(), tables.end(), [](const auto& t) { return t.empty(); }) && !needs_full_sync &&
+         stale_udp_flows.empty();
 }
 
 size_t RulesetDiff::operations() const {

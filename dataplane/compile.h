@@ -12,6 +12,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -55,8 +56,21 @@ struct TableDiff {
   }
 };
 
+// UDP conntrack entries that an update made stale: clients keep sending to
+// a DNAT binding whose endpoint is gone (or that was made while the service
+// had no endpoints), and conntrack would keep them on that dead path.
+struct StaleUdpFlow {
+  model::IPFamily family = model::IPFamily::V4;
+  std::optional<model::IPAddress> destination;  // original destination; none: any (NodePorts)
+  uint16_t port = 0;                            // original destination port
+  // Reply source (the endpoint); none: every entry to destination:port.
+  std::optional<model::EndpointAddress> endpoint;
+  auto operator<=>(const StaleUdpFlow&) const = default;
+};
+
 struct RulesetDiff {
   std::vector<TableDiff> tables;  // v4, v6
+  std::vector<StaleUdpFlow> stale_udp_flows;  // sorted, deduplicated
   // The change cannot be expressed as a partial update (a set's definition
   // changed, e.g. an affinity timeout): program the whole ruleset instead.
   bool needs_full_sync = false;

@@ -3,6 +3,7 @@
 #include "dataplane/compile.h"
 #include "dataplane/netlink_encode.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <span>
@@ -37,7 +38,7 @@ void NetlinkBackend::apply_full(const ir::Ruleset& ruleset) {
 void NetlinkBackend::apply_partial(const RulesetDiff& diff, const RulesetCompiler& definitions) {
   if (!in_sync_) throw std::logic_error("partial sync without a successful full sync first");
   if (diff.needs_full_sync) throw std::logic_error("partial sync of a diff that needs a full sync");
-  if (diff.empty()) return;
+  if (std::all_of(diff.tables.begin(), diff.tables.end(), [](const auto& t) { return t.empty(); })) return;
   in_sync_ = false;
   NetlinkBatch batch = socket_.begin_batch();
   NetlinkEncoder encoder(batch);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "model/service_ports.h"
 #include "proxy/echo.h"
 #include "proxy/node_flags.h"
+#include "proxy/run.h"
 #include "watch/manifests.h"
 
 namespace svcproxy::proxy {
@@ -100,6 +102,26 @@ int cmd_cleanup() {
   dataplane::NetlinkBackend backend;
   backend.cleanup();
   return 0;
+}
+
+// Go-style durations as kube-proxy's flags take them: "250ms", "30s", "1m", "1h".
+std::chrono::milliseconds parse_duration(const char* flag, const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = text.substr(used);
+  double ms = -1;
+  if (used == 0) ms = -1;
+  else if (unit == "ms") ms = value;
+  else if (unit == "s") ms = value * 1000;
+  else if (unit == "m") ms = value * 60000;
+  else if (unit == "h") ms = value * 3600000;
+  if (ms <= 0) throw FlagError(std::string(flag) + ": invalid duration \"" + text + "\" (want e.g. 500ms, 30s, 1m)");
+  return std::chrono::milliseconds(static_cast<long long>(ms));
 }
 
 struct TraceFlags {
@@ -188,6 +210,9 @@ int run_cli(int argc, char** argv) {
   add_source_flags(*run, run_source);
   add_node_flags(*run, run_node_flags);
   run->add_flag("--once", once, "Compile and program once (one transaction), then exit");
+  std::string sync_period = "30s";
+  run->add_option("--sync-period", sync_period,
+                  "Interval of full resyncs, which also repair hand edits of svcproxy's tables (e.g. 30s, 1m)");
 
   auto* cleanup = app.add_subcommand(
       "cleanup", "Remove everything svcproxy created in this network namespace (its nftables tables), nothing else");
@@ -217,8 +242,13 @@ int run_cli(int argc, char** argv) {
   try {
     if (rules->parsed()) return cmd_rules(source, node_flags, format, rules_live);
     if (run->parsed()) {
-      if (!once) throw FlagError("--once: required for now (the long-running daemon is not built yet)");
-      return cmd_run_once(run_source, run_node_flags);
+      if (once) return cmd_run_once(run_source, run_node_flags);
+      require_source(run_source);
+      RunOptions options;
+      options.manifests = run_source.manifests;
+      options.node = run_node_flags;
+      options.sync_period = parse_duration("--sync-period", sync_period);
+      return run_daemon(options);
     }
     if (cleanup->parsed()) return cmd_cleanup();
     if (trace->parsed()) return cmd_trace(trace_source, trace_node_flags, trace_flags);

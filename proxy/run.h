@@ -1,0 +1,22 @@
+// `svcproxy run`: the long-running daemon over the manifests source. A first
+// full sync, then a partial sync whenever the manifests change (inotify), a
+// full resync every sync period (repairs hand edits of svcproxy's tables),
+// and a clean exit on SIGTERM/SIGINT that leaves the rules in place.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "proxy/node_flags.h"
+
+namespace svcproxy::proxy {
+
+struct RunOptions {
+  std::string manifests;
+  NodeFlags node;
+  std::chrono::milliseconds sync_period{30000};
+};
+
+int run_daemon(const RunOptions& options);
+
+}  // namespace svcproxy::proxy

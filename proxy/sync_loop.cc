@@ -1,0 +1,48 @@
+#include "proxy/sync_loop.h"
+
+#include <iostream>
+
+#include "model/service_ports.h"
+
+namespace svcproxy::proxy {
+
+SyncLoop::SyncLoop(model::NodeConfig node) : compiler_(std::move(node)) {}
+
+SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
+  const auto start = std::chrono::steady_clock::now();
+  SyncResult result;
+  const auto state = model::build_proxy_state(cluster, compiler_.node());
+  try {
+    if (force_full || !backend_.in_sync()) {
+      // A full sync replaces the tables atomically. Conntrack is left alone:
+      // flushing at start would break live UDP flows (kube-proxy #122740).
+      compiler_.reset(state.ports);
+      const auto ruleset = compiler_.ruleset();
+      backend_.apply_full(ruleset);
+      result.full = true;
+      for (const auto& t : ruleset.tables) result.operations += t.chains.size() + t.sets.size();
+    } else {
+      auto diff = compiler_.replace_all(state.ports);
+      if (diff.needs_full_sync) {
+        backend_.apply_full(compiler_.ruleset());
+        result.full = true;
+      } else {
+        backend_.apply_partial(diff, compiler_);
+      }
+      result.operations = diff.operations();
+      if (!diff.stale_udp_flows.empty()) {
+        if (!conntrack_) conntrack_.emplace();
+        result.conntrack_deleted = conntrack_->delete_stale(diff.stale_udp_flows);
+      }
+    }
+  } catch (const std::exception& e) {
+    // The backend is now out of sync: the next sync is full.
+    result.error = e.what();
+  }
+  for (auto& w : compiler_.take_warnings()) std::cerr << "W " << w << "\n";
+  result.duration =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+  return result;
+}
+
+}  // namespace svcproxy::proxy
