@@ -11,6 +11,7 @@
 
 #include "dataplane/compile.h"
 #include "dataplane/kernel.h"
+#include "dataplane/probe.h"
 #include "dataplane/render.h"
 #include "dataplane/trace.h"
 #include "model/service_ports.h"
@@ -78,6 +79,34 @@ int cmd_rules(const SourceFlags& source, const NodeFlags& node_flags, const std:
   auto compiled = load_and_compile(source, node_flags);
   print_ruleset(compiled.result.ruleset, format);
   return source.strict && compiled.had_problems ? 1 : 0;
+}
+
+// Before touching the kernel: can this process program nftables at all, and
+// does the kernel have every feature the ruleset uses? Names what is missing.
+// Returns an empty string when nftables is usable.
+std::string nftables_unusable() {
+  try {
+    const auto missing = dataplane::probe_nftables_features();
+    if (missing.empty()) return {};
+    std::string text = "this kernel's nftables lacks:";
+    for (const auto& m : missing) text += " [" + m.feature + ": " + m.error + "]";
+    return text;
+  } catch (const std::exception& e) {
+    return std::string("cannot program nftables (needs CAP_NET_ADMIN and nf_tables): ") + e.what();
+  }
+}
+
+// --proxy-mode: only nftables exists today; "auto" means nftables.
+int check_proxy_mode(const std::string& mode) {
+  if (mode == "userspace") {
+    std::cerr << "svcproxy: --proxy-mode userspace: the userspace proxy is not available in this build\n";
+    return 1;
+  }
+  if (const auto problem = nftables_unusable(); !problem.empty()) {
+    std::cerr << "svcproxy: --proxy-mode " << mode << ": " << problem << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 int cmd_run_once(const SourceFlags& source, const NodeFlags& node_flags) {
@@ -211,6 +240,9 @@ int run_cli(int argc, char** argv) {
   add_node_flags(*run, run_node_flags);
   run->add_flag("--once", once, "Compile and program once (one transaction), then exit");
   std::string sync_period = "30s";
+  std::string proxy_mode = "nftables";
+  run->add_option("--proxy-mode", proxy_mode, "nftables (default), userspace, or auto")
+      ->check(CLI::IsMember({"nftables", "userspace", "auto"}));
   run->add_option("--sync-period", sync_period,
                   "Interval of full resyncs, which also repair hand edits of svcproxy's tables (e.g. 30s, 1m)");
 
@@ -242,6 +274,7 @@ int run_cli(int argc, char** argv) {
   try {
     if (rules->parsed()) return cmd_rules(source, node_flags, format, rules_live);
     if (run->parsed()) {
+      if (const int rc = check_proxy_mode(proxy_mode); rc != 0) return rc;
       if (once) return cmd_run_once(run_source, run_node_flags);
       require_source(run_source);
       RunOptions options;

@@ -9,6 +9,7 @@
 
 #include "dataplane/compile.h"
 #include "dataplane/kernel.h"
+#include "dataplane/probe.h"
 #include "dataplane/render.h"
 #include "tests/dataplane/netlink_test_kernel.h"
 #include "tests/dataplane/random_ports.h"
@@ -120,6 +121,25 @@ TEST(PartialSync, ARejectedPartialSyncChangesNothingAndAFullSyncRecovers) {
     backend.apply_full(compiler.ruleset());
     const std::string recovered = first_difference(compiler.ruleset(), backend.read_back());
     if (!recovered.empty()) throw std::runtime_error("full sync did not recover: " + recovered);
+    return std::string();
+  });
+  EXPECT_TRUE(result.ok) << result.output;
+}
+
+}  // namespace
+}  // namespace svcproxy::dataplane
+
+namespace svcproxy::dataplane {
+namespace {
+
+TEST(FeatureProbe, FindsEveryFeatureOnThisKernelAndLeavesNothingBehind) {
+  REQUIRE_ROOT();
+  auto result = testing::run_in_fresh_netns([] {
+    const auto missing = probe_nftables_features();
+    std::string out;
+    for (const auto& m : missing) out += m.feature + ": " + m.error + "\n";
+    if (!missing.empty()) throw std::runtime_error("missing features:\n" + out);
+    if (!testing::shell("nft list tables").empty()) throw std::runtime_error("the probe left a table behind");
     return std::string();
   });
   EXPECT_TRUE(result.ok) << result.output;
