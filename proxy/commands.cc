@@ -134,7 +134,7 @@ int cmd_cleanup() {
 }
 
 // Go-style durations as kube-proxy's flags take them: "250ms", "30s", "1m", "1h".
-std::chrono::milliseconds parse_duration(const char* flag, const std::string& text) {
+std::chrono::milliseconds parse_duration(const char* flag, const std::string& text, bool zero_ok = false) {
   size_t used = 0;
   double value = 0;
   try {
@@ -149,6 +149,8 @@ std::chrono::milliseconds parse_duration(const char* flag, const std::string& te
   else if (unit == "s") ms = value * 1000;
   else if (unit == "m") ms = value * 60000;
   else if (unit == "h") ms = value * 3600000;
+  if (zero_ok && used > 0 && value == 0 && (unit == "s" || unit == "ms" || unit == "m" || unit == "h" || unit.empty()))
+    return std::chrono::milliseconds(0);
   if (ms <= 0) throw FlagError(std::string(flag) + ": invalid duration \"" + text + "\" (want e.g. 500ms, 30s, 1m)");
   return std::chrono::milliseconds(static_cast<long long>(ms));
 }
@@ -240,6 +242,9 @@ int run_cli(int argc, char** argv) {
   add_node_flags(*run, run_node_flags);
   run->add_flag("--once", once, "Compile and program once (one transaction), then exit");
   std::string sync_period = "30s";
+  std::string min_sync_period = "0s";
+  run->add_option("--min-sync-period", min_sync_period,
+                  "Changes are synced no sooner than this after the previous sync; bursts coalesce (default 0s)");
   std::string proxy_mode = "nftables";
   run->add_option("--proxy-mode", proxy_mode, "nftables (default), userspace, or auto")
       ->check(CLI::IsMember({"nftables", "userspace", "auto"}));
@@ -281,6 +286,7 @@ int run_cli(int argc, char** argv) {
       options.manifests = run_source.manifests;
       options.node = run_node_flags;
       options.sync_period = parse_duration("--sync-period", sync_period);
+      options.min_sync_period = parse_duration("--min-sync-period", min_sync_period, true);
       return run_daemon(options);
     }
     if (cleanup->parsed()) return cmd_cleanup();

@@ -96,13 +96,26 @@ int run_daemon(const RunOptions& options) {
   period.it_value = period.it_interval;
   timerfd_settime(timer_fd.get(), 0, &period, nullptr);
 
+  // One-shot timer for a sync deferred by --min-sync-period.
+  Fd defer_fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+
   auto cluster = load(options.manifests);
   SyncLoop loop(resolve_node_config(options.node, cluster.state, interface_addresses()));
-  report(loop.sync(cluster.state), "start");
+  auto last_sync = std::chrono::steady_clock::now();
+  auto sync = [&](bool full, const char* reason) {
+    report(loop.sync(cluster.state, full), reason);
+    last_sync = std::chrono::steady_clock::now();
+  };
+  sync(false, "start");
 
-  pollfd fds[3] = {{signal_fd.get(), POLLIN, 0}, {inotify_fd.get(), POLLIN, 0}, {timer_fd.get(), POLLIN, 0}};
+  bool pending = false;   // manifests changed, not yet synced
+  bool deferred = false;  // defer_fd is armed
+  pollfd fds[4] = {{signal_fd.get(), POLLIN, 0},
+                   {inotify_fd.get(), POLLIN, 0},
+                   {timer_fd.get(), POLLIN, 0},
+                   {defer_fd.get(), POLLIN, 0}};
   for (;;) {
-    if (poll(fds, 3, -1) < 0) {
+    if (poll(fds, 4, -1) < 0) {
       if (errno == EINTR) continue;
       throw std::runtime_error(std::string("run: poll: ") + std::strerror(errno));
     }
@@ -111,7 +124,8 @@ int run_daemon(const RunOptions& options) {
       if (read(signal_fd.get(), &info, sizeof info) == sizeof info) {
         if (info.ssi_signo == SIGHUP) {
           cluster = load(options.manifests);
-          report(loop.sync(cluster.state, true), "sighup");
+          sync(true, "sighup");
+          pending = false;
           continue;
         }
         // The rules stay in place: a restarting svcproxy adopts them, and
@@ -123,24 +137,41 @@ int run_daemon(const RunOptions& options) {
     if (fds[1].revents & POLLIN) {
       // Drain every pending event: one sync covers a burst of edits.
       char buf[16384];
-      bool relevant = false;
       for (ssize_t n; (n = read(inotify_fd.get(), buf, sizeof buf)) > 0;) {
         for (char* p = buf; p < buf + n;) {
           const auto* event = reinterpret_cast<const inotify_event*>(p);
           const std::string name = event->len ? event->name : "";
-          relevant = relevant || is_dir || name == path.filename().string();
+          pending = pending || is_dir || name == path.filename().string();
           p += sizeof(inotify_event) + event->len;
         }
-      }
-      if (relevant) {
-        cluster = load(options.manifests);
-        report(loop.sync(cluster.state), "manifests-changed");
       }
     }
     if (fds[2].revents & POLLIN) {
       uint64_t expirations = 0;
-      if (read(timer_fd.get(), &expirations, sizeof expirations) > 0)
-        report(loop.sync(cluster.state, true), "sync-period");
+      if (read(timer_fd.get(), &expirations, sizeof expirations) > 0) {
+        if (pending) cluster = load(options.manifests);
+        sync(true, "sync-period");
+        pending = false;
+      }
+    }
+    if (fds[3].revents & POLLIN) {
+      uint64_t expirations = 0;
+      if (read(defer_fd.get(), &expirations, sizeof expirations) > 0) deferred = false;
+    }
+    if (pending && !deferred) {
+      const auto due = last_sync + options.min_sync_period;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= due) {
+        cluster = load(options.manifests);
+        sync(false, "manifests-changed");
+        pending = false;
+      } else {
+        const auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(due - now).count();
+        itimerspec once{};
+        once.it_value = {static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+        timerfd_settime(defer_fd.get(), 0, &once, nullptr);
+        deferred = true;
+      }
     }
   }
 }

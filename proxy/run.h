@@ -15,6 +15,10 @@ struct RunOptions {
   std::string manifests;
   NodeFlags node;
   std::chrono::milliseconds sync_period{30000};
+  // A change is synced no sooner than this after the previous sync; changes
+  // meanwhile coalesce into one sync (kube-proxy's bounded-frequency runner;
+  // 0 in nftables mode: at once).
+  std::chrono::milliseconds min_sync_period{0};
 };
 
 int run_daemon(const RunOptions& options);
