@@ -1,0 +1,236 @@
+#include "proxy/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <thread>
+
+#include "prometheus_text.h"
+
+namespace svcproxy::proxy {
+namespace {
+
+using svcproxy::testing::parse_prometheus_text;
+using namespace std::chrono_literals;
+
+const Metrics::TimePoint kNoon = Metrics::TimePoint(std::chrono::seconds(1764331200));  // 2025-11-28T12:00:00Z
+
+SyncResult sync_result(bool full, std::chrono::microseconds duration, std::string error = "") {
+  SyncResult r;
+  r.full = full;
+  r.duration = duration;
+  r.error = std::move(error);
+  return r;
+}
+
+TEST(Metrics, FreshRegistryParsesWithEveryFamilyTyped) {
+  Metrics m;
+  const auto text = m.render();
+  const auto parsed = parse_prometheus_text(text);
+  const std::map<std::string, std::string> expected = {
+      {"kubeproxy_sync_proxy_rules_duration_seconds", "histogram"},
+      {"kubeproxy_sync_full_proxy_rules_duration_seconds", "histogram"},
+      {"kubeproxy_sync_partial_proxy_rules_duration_seconds", "histogram"},
+      {"kubeproxy_sync_proxy_rules_last_timestamp_seconds", "gauge"},
+      {"kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", "gauge"},
+      {"kubeproxy_network_programming_duration_seconds", "histogram"},
+      {"kubeproxy_sync_proxy_rules_endpoint_changes_pending", "gauge"},
+      {"kubeproxy_sync_proxy_rules_endpoint_changes_total", "counter"},
+      {"kubeproxy_sync_proxy_rules_service_changes_pending", "gauge"},
+      {"kubeproxy_sync_proxy_rules_service_changes_total", "counter"},
+      {"kubeproxy_sync_proxy_rules_nftables_sync_failures_total", "counter"},
+      {"kubeproxy_sync_proxy_rules_no_local_endpoints_total", "gauge"},
+      {"kubeproxy_proxy_healthz_total", "counter"},
+      {"kubeproxy_proxy_livez_total", "counter"},
+      {"svcproxy_kernel_objects", "gauge"},
+      {"svcproxy_conntrack_entries_deleted_total", "counter"},
+      {"svcproxy_manifest_decode_errors_total", "counter"},
+      {"svcproxy_watch_restarts_total", "counter"},
+      {"svcproxy_watch_relists_total", "counter"},
+  };
+  EXPECT_EQ(parsed.families.size(), expected.size()) << text;
+  for (const auto& [name, type] : expected) {
+    auto it = parsed.families.find(name);
+    ASSERT_NE(it, parsed.families.end()) << name;
+    EXPECT_EQ(it->second.type, type) << name;
+    EXPECT_FALSE(it->second.samples.empty()) << name;
+  }
+  EXPECT_EQ(parsed.families.at("kubeproxy_sync_proxy_rules_duration_seconds").help,
+            "[ALPHA] SyncProxyRules latency in seconds");
+  EXPECT_EQ(parsed.value("kubeproxy_proxy_healthz_total", {{"code", "200"}}), 0);
+  EXPECT_EQ(parsed.value("kubeproxy_proxy_livez_total", {{"code", "503"}}), 0);
+}
+
+TEST(Metrics, SyncDurationBucketsAreKubeProxys) {
+  Metrics m;
+  const auto parsed = parse_prometheus_text(m.render());
+  std::vector<std::string> les;
+  for (const auto& s : parsed.families.at("kubeproxy_sync_proxy_rules_duration_seconds").samples)
+    if (s.name.ends_with("_bucket")) les.push_back(s.labels.at("le"));
+  const std::vector<std::string> want = {"0.001", "0.002", "0.004", "0.008", "0.016", "0.032",
+                                         "0.064", "0.128", "0.256", "0.512", "1.024", "2.048",
+                                         "4.096", "8.192", "16.384", "+Inf"};
+  EXPECT_EQ(les, want);
+  EXPECT_EQ(exponential_buckets(0.001, 2, 15).size(), 15u);
+}
+
+TEST(Metrics, ObservesSyncsByKindAndOutcome) {
+  Metrics m;
+  m.observe_sync(sync_result(true, 5000us), kNoon);         // full, 5 ms
+  m.observe_sync(sync_result(false, 300us), kNoon + 1s);    // partial, 0.3 ms
+  auto failed = sync_result(false, 40ms, "netlink: EPERM");
+  failed.conntrack_deleted = 0;
+  m.observe_sync(failed, kNoon + 2s);
+  auto with_conntrack = sync_result(false, 1ms);
+  with_conntrack.conntrack_deleted = 3;
+  m.observe_sync(with_conntrack, kNoon + 3s);
+
+  const auto p = parse_prometheus_text(m.render());
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_duration_seconds_count"), 4);
+  EXPECT_EQ(p.value("kubeproxy_sync_full_proxy_rules_duration_seconds_count"), 1);
+  EXPECT_EQ(p.value("kubeproxy_sync_partial_proxy_rules_duration_seconds_count"), 3);
+  EXPECT_NEAR(p.value("kubeproxy_sync_proxy_rules_duration_seconds_sum"), 0.0463, 1e-9);
+  // 0.3 ms and 1 ms fall in le=0.001; 5 ms in le=0.008; 40 ms in le=0.064.
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_duration_seconds_bucket", {{"le", "0.001"}}), 2);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_duration_seconds_bucket", {{"le", "0.004"}}), 2);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_duration_seconds_bucket", {{"le", "0.008"}}), 3);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_duration_seconds_bucket", {{"le", "0.064"}}), 4);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_nftables_sync_failures_total"), 1);
+  // The last successful sync, not the failed one.
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_last_timestamp_seconds"), 1764331203);
+  EXPECT_EQ(p.value("svcproxy_conntrack_entries_deleted_total"), 3);
+}
+
+TEST(Metrics, ChangesQueuesAndCounters) {
+  Metrics m;
+  m.sync_queued(kNoon + 500ms);
+  m.changes_received(3, 1);
+  m.changes_received(2, 0);
+  m.set_changes_pending(4, 1);
+  m.set_no_local_endpoints({2, 1});
+  m.set_kernel_objects({10, 4, 1000});
+  m.count_healthz(200);
+  m.count_healthz(503);
+  m.count_healthz(503);
+  m.count_livez(200);
+  m.count_decode_errors(2);
+  m.count_watch_restart();
+  m.count_watch_relist();
+  m.count_watch_relist();
+  const auto p = parse_prometheus_text(m.render());
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"), 1764331200.5);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_endpoint_changes_total"), 5);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_service_changes_total"), 1);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_endpoint_changes_pending"), 4);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_service_changes_pending"), 1);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_no_local_endpoints_total", {{"traffic_policy", "internal"}}), 2);
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_no_local_endpoints_total", {{"traffic_policy", "external"}}), 1);
+  EXPECT_EQ(p.value("svcproxy_kernel_objects", {{"kind", "chains"}}), 10);
+  EXPECT_EQ(p.value("svcproxy_kernel_objects", {{"kind", "sets"}}), 4);
+  EXPECT_EQ(p.value("svcproxy_kernel_objects", {{"kind", "elements"}}), 1000);
+  EXPECT_EQ(p.value("kubeproxy_proxy_healthz_total", {{"code", "200"}}), 1);
+  EXPECT_EQ(p.value("kubeproxy_proxy_healthz_total", {{"code", "503"}}), 2);
+  EXPECT_EQ(p.value("kubeproxy_proxy_livez_total", {{"code", "200"}}), 1);
+  EXPECT_EQ(p.value("svcproxy_manifest_decode_errors_total"), 2);
+  EXPECT_EQ(p.value("svcproxy_watch_restarts_total"), 1);
+  EXPECT_EQ(p.value("svcproxy_watch_relists_total"), 2);
+}
+
+TEST(Metrics, NetworkProgrammingLatencyFromTriggerTime) {
+  Metrics m;
+  EXPECT_TRUE(m.observe_network_programming("2025-11-28T11:59:58Z", kNoon));             // 2 s
+  EXPECT_TRUE(m.observe_network_programming("2025-11-28T11:59:59.75Z", kNoon));          // 0.25 s
+  EXPECT_TRUE(m.observe_network_programming("2025-11-28T13:59:00+02:00", kNoon));        // 60 s
+  EXPECT_TRUE(m.observe_network_programming("2025-11-28T12:00:05Z", kNoon));             // skew: dropped
+  EXPECT_FALSE(m.observe_network_programming("yesterday", kNoon));
+  const auto p = parse_prometheus_text(m.render());
+  EXPECT_EQ(p.value("kubeproxy_network_programming_duration_seconds_count"), 3);
+  EXPECT_NEAR(p.value("kubeproxy_network_programming_duration_seconds_sum"), 62.25, 1e-9);
+  EXPECT_EQ(p.value("kubeproxy_network_programming_duration_seconds_bucket", {{"le", "0"}}), 0);
+  EXPECT_EQ(p.value("kubeproxy_network_programming_duration_seconds_bucket", {{"le", "0.25"}}), 1);
+  EXPECT_EQ(p.value("kubeproxy_network_programming_duration_seconds_bucket", {{"le", "2"}}), 2);
+  EXPECT_EQ(p.value("kubeproxy_network_programming_duration_seconds_bucket", {{"le", "60"}}), 3);
+  EXPECT_EQ(p.value("kubeproxy_network_programming_duration_seconds_bucket", {{"le", "300"}}), 3);
+  size_t buckets = 0;
+  for (const auto& s : p.families.at("kubeproxy_network_programming_duration_seconds").samples)
+    buckets += s.name.ends_with("_bucket");
+  EXPECT_EQ(buckets, 82u);  // kube-proxy's 81 bounds and +Inf
+}
+
+TEST(Metrics, ParsesRfc3339) {
+  const auto t = parse_rfc3339("2025-11-28T12:00:00.123456789Z");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::nanoseconds>(*t - kNoon).count(), 123456789);
+  EXPECT_EQ(parse_rfc3339("2025-11-28T12:00:00-01:30"), kNoon + 90min);
+  EXPECT_FALSE(parse_rfc3339("2025-11-28T12:00:00"));
+  EXPECT_FALSE(parse_rfc3339("2025-13-28T12:00:00Z"));
+  EXPECT_FALSE(parse_rfc3339("2025-11-28T12:00:00.Z"));
+  EXPECT_FALSE(parse_rfc3339("2025-11-28T12:00:00Zjunk"));
+}
+
+model::ServicePortState port(model::TrafficPolicy itp, model::TrafficPolicy etp, bool external, int cluster,
+                             int local) {
+  model::ServicePortState p;
+  p.internal_traffic_policy = itp;
+  p.external_traffic_policy = etp;
+  if (external) p.node_port = 30000;
+  for (int i = 0; i < cluster; ++i)
+    p.cluster_endpoints.push_back({model::IPAddress::v4(10, 0, 0, static_cast<uint8_t>(i + 1)), 80});
+  for (int i = 0; i < local; ++i)
+    p.local_endpoints.push_back({model::IPAddress::v4(10, 0, 1, static_cast<uint8_t>(i + 1)), 80});
+  return p;
+}
+
+TEST(Metrics, CountsNoLocalEndpointsAsKubeProxy) {
+  using model::TrafficPolicy;
+  const std::vector<model::ServicePortState> ports = {
+      port(TrafficPolicy::Local, TrafficPolicy::Cluster, false, 2, 0),  // internal
+      port(TrafficPolicy::Local, TrafficPolicy::Local, true, 2, 0),     // internal + external
+      port(TrafficPolicy::Cluster, TrafficPolicy::Local, true, 2, 0),   // external
+      port(TrafficPolicy::Cluster, TrafficPolicy::Local, false, 2, 0),  // eTP without external addresses
+      port(TrafficPolicy::Local, TrafficPolicy::Local, true, 0, 0),     // no endpoints at all: rejected
+      port(TrafficPolicy::Local, TrafficPolicy::Local, true, 2, 1),     // has a local endpoint
+  };
+  const auto c = count_no_local_endpoints(ports);
+  EXPECT_EQ(c.internal, 2u);
+  EXPECT_EQ(c.external, 2u);
+}
+
+TEST(Metrics, RenderIsConsistentUnderConcurrentUpdates) {
+  Metrics m;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 2000; ++i) {
+      m.observe_sync(sync_result(i % 2 == 0, std::chrono::microseconds(i)), kNoon);
+      m.count_healthz(i % 3 == 0 ? 503 : 200);
+    }
+    done = true;
+  });
+  int scrapes = 0;
+  while (!done || scrapes == 0) {
+    ASSERT_NO_THROW(parse_prometheus_text(m.render()));
+    ++scrapes;
+  }
+  writer.join();
+  const auto p = parse_prometheus_text(m.render());
+  EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_duration_seconds_count"), 2000);
+}
+
+TEST(PrometheusTextParser, RejectsWhatPrometheusWould) {
+  using svcproxy::testing::parse_prometheus_text;
+  EXPECT_THROW(parse_prometheus_text("foo 1\n"), std::runtime_error);  // no HELP/TYPE
+  EXPECT_THROW(parse_prometheus_text("# HELP foo x\nfoo 1\n"), std::runtime_error);  // no TYPE
+  EXPECT_THROW(parse_prometheus_text("# HELP foo x\n# TYPE foo gauge\nfoo{a=b} 1\n"), std::runtime_error);
+  EXPECT_THROW(parse_prometheus_text("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
+                                     "h_bucket{le=\"2\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n"),
+               std::runtime_error);  // not cumulative
+  EXPECT_THROW(parse_prometheus_text("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
+                                     "h_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 3\n"),
+               std::runtime_error);  // +Inf != _count
+  EXPECT_NO_THROW(parse_prometheus_text("# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\n"
+                                        "h_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n"));
+}
+
+}  // namespace
+}  // namespace svcproxy::proxy
