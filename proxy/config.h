@@ -1,0 +1,93 @@
+// `--config FILE`: a kube-proxy KubeProxyConfiguration
+// (kubeproxy.config.k8s.io/v1alpha1), so an operator's existing kube-proxy
+// ConfigMap works unchanged. Every field that applies to svcproxy is read
+// and validated (errors name the file and field); every other field that
+// asks for something is reported once as a warning; command-line flags
+// override the file.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/node_flags.h"
+
+namespace svcproxy::proxy {
+
+// A bad config file or value: "config.yaml: nftables.masqueradeBit: must be 0..31, got 40".
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Go's time.ParseDuration ("300ms", "30s", "1m0s", "1h2m3.5s", "0"); throws
+// std::invalid_argument saying what is wrong.
+std::chrono::nanoseconds parse_go_duration(std::string_view text);
+// Go's Duration.String(): "30s", "1m0s", "1.5s", "500ms", "0s".
+std::string format_go_duration(std::chrono::nanoseconds d);
+
+// What a config file sets; nullopt: the file does not set it.
+struct ProxyConfigFile {
+  std::string path;                                // as named in messages
+  std::optional<std::string> bind_address;         // bindAddress: the node's primary IP (when not 0.0.0.0/::)
+  std::optional<std::string> healthz_bind_address; // healthzBindAddress ("" disables)
+  std::optional<std::string> metrics_bind_address; // metricsBindAddress ("" disables)
+  std::optional<std::vector<std::string>> cluster_cidrs;       // clusterCIDR (comma-separated in the file)
+  std::optional<std::vector<std::string>> nodeport_addresses;  // nodePortAddresses ('all' expanded to CIDRs)
+  std::optional<std::string> mode;                 // mode: nftables, userspace or auto
+  std::optional<std::string> kubeconfig;           // clientConnection.kubeconfig
+  std::optional<std::string> hostname_override;    // hostnameOverride
+  std::optional<std::string> detect_local_mode;    // detectLocalMode: ClusterCIDR|NodeCIDR|BridgeInterface|InterfaceNamePrefix
+  std::optional<std::string> bridge_interface;     // detectLocal.bridgeInterface
+  std::optional<std::string> interface_name_prefix;// detectLocal.interfaceNamePrefix
+  std::optional<std::chrono::nanoseconds> sync_period;      // nftables.syncPeriod (> 0)
+  std::optional<std::chrono::nanoseconds> min_sync_period;  // nftables.minSyncPeriod (>= 0)
+  std::optional<int> masquerade_bit;               // nftables.masqueradeBit (0..31)
+  std::optional<bool> masquerade_all;              // nftables.masqueradeAll (or top-level masqueradeAll)
+  std::optional<int> verbosity;                    // logging.verbosity
+  std::optional<std::string> log_format;           // logging.format: text or json
+
+  // One per field that is set to something (not null, empty, false, 0 or
+  // "0s") that svcproxy does not do: "config.yaml: iptables.syncPeriod:
+  // ignored (applies to kube-proxy's iptables mode)". Unknown fields too
+  // (kube-proxy's lenient v1alpha1 decoding also only warns).
+  std::vector<std::string> warnings;
+};
+
+// `name` is used in messages. Throws ConfigError.
+ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& name);
+ProxyConfigFile load_proxy_config(const std::string& path);
+
+// The daemon settings a config file can provide, with the defaults used when
+// neither the command line nor the file sets them. The comment names each
+// one's flag: the flag given on the command line wins over the file.
+struct DaemonSettings {
+  NodeFlags node;  // --hostname-override --node-ip --cluster-cidr --nodeport-addresses --masquerade-all --masquerade-bit
+  std::string kubeconfig;                                           // --kubeconfig
+  std::string proxy_mode = "nftables";                              // --proxy-mode
+  std::string healthz_bind_address = "0.0.0.0:10256";               // --healthz-bind-address
+  std::string metrics_bind_address = "127.0.0.1:10249";             // --metrics-bind-address
+  std::chrono::nanoseconds sync_period = std::chrono::seconds(30);  // --sync-period
+  std::chrono::nanoseconds min_sync_period{0};                      // --min-sync-period
+  std::string detect_local_mode = "ClusterCIDR";                    // --detect-local-mode
+  std::string bridge_interface;                                     // --pod-bridge-interface
+  std::string interface_name_prefix;                                // --pod-interface-name-prefix
+  int verbosity = 0;                                                // -v
+  std::string log_format = "text";                                  // --log-format
+};
+
+// Whether a flag (by its long name as above, or "-v") was given on the
+// command line; with CLI11: [&](std::string_view f) { return cmd->count(std::string(f)) > 0; }.
+using FlagGiven = std::function<bool(std::string_view flag)>;
+
+// Sets in `settings` every value the file has and the command line did not
+// give, then checks the combination (minSyncPeriod <= syncPeriod). A
+// bindAddress that is a specific IP becomes --node-ip; an IPv6 bindAddress
+// makes the default bind addresses [::]:10256 and [::1]:10249, as kube-proxy.
+// Throws ConfigError naming the file field or flag.
+void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSettings& settings);
+
+}  // namespace svcproxy::proxy

@@ -1,0 +1,327 @@
+#include "proxy/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+namespace svcproxy::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+
+const char* kHeader = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n";
+
+ProxyConfigFile parse(const std::string& body) { return parse_proxy_config(kHeader + body, "config.yaml"); }
+
+// The ConfigError message parsing `body` throws ("" if none).
+std::string error_of(const std::string& body, bool with_header = true) {
+  try {
+    parse_proxy_config(with_header ? kHeader + body : body, "config.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(GoDuration, ParsesGoSyntax) {
+  EXPECT_EQ(parse_go_duration("30s"), 30s);
+  EXPECT_EQ(parse_go_duration("1m0s"), 60s);
+  EXPECT_EQ(parse_go_duration("1h2m3.5s"), 3723500ms);
+  EXPECT_EQ(parse_go_duration("250ms"), 250ms);
+  EXPECT_EQ(parse_go_duration("1.5h"), 90min);
+  EXPECT_EQ(parse_go_duration("10us"), 10us);
+  EXPECT_EQ(parse_go_duration("10\xC2\xB5s"), 10us);
+  EXPECT_EQ(parse_go_duration("7ns"), 7ns);
+  EXPECT_EQ(parse_go_duration("0"), 0ns);
+  EXPECT_EQ(parse_go_duration("-2s"), -2s);
+  EXPECT_EQ(parse_go_duration(".5s"), 500ms);
+  for (const char* bad : {"", "30", "s", "1x", "1m 2s", "-", "1..5s"})
+    EXPECT_THROW(parse_go_duration(bad), std::invalid_argument) << bad;
+}
+
+TEST(GoDuration, FormatsAsGo) {
+  EXPECT_EQ(format_go_duration(0ns), "0s");
+  EXPECT_EQ(format_go_duration(30s), "30s");
+  EXPECT_EQ(format_go_duration(60s), "1m0s");
+  EXPECT_EQ(format_go_duration(3723500ms), "1h2m3.5s");
+  EXPECT_EQ(format_go_duration(1500us), "1.5ms");
+  EXPECT_EQ(format_go_duration(250ms), "250ms");
+  EXPECT_EQ(format_go_duration(-2s), "-2s");
+  EXPECT_EQ(format_go_duration(2h), "2h0m0s");
+}
+
+TEST(ProxyConfig, ReadsEveryFieldThatApplies) {
+  const auto c = parse(R"(
+bindAddress: 192.168.1.10
+healthzBindAddress: 0.0.0.0:10266
+metricsBindAddress: "[::1]:10249"
+clientConnection:
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+hostnameOverride: node-a
+clusterCIDR: 10.244.0.0/16,fd00:10:244::/56
+nodePortAddresses: [primary, 192.168.0.0/16]
+mode: nftables
+detectLocalMode: ClusterCIDR
+nftables:
+  syncPeriod: 1m0s
+  minSyncPeriod: 1s
+  masqueradeBit: 15
+  masqueradeAll: true
+logging:
+  format: json
+  verbosity: 4
+)");
+  EXPECT_EQ(c.bind_address, "192.168.1.10");
+  EXPECT_EQ(c.healthz_bind_address, "0.0.0.0:10266");
+  EXPECT_EQ(c.metrics_bind_address, "[::1]:10249");
+  EXPECT_EQ(c.kubeconfig, "/var/lib/kube-proxy/kubeconfig.conf");
+  EXPECT_EQ(c.hostname_override, "node-a");
+  EXPECT_EQ(c.cluster_cidrs, (std::vector<std::string>{"10.244.0.0/16", "fd00:10:244::/56"}));
+  EXPECT_EQ(c.nodeport_addresses, (std::vector<std::string>{"primary", "192.168.0.0/16"}));
+  EXPECT_EQ(c.mode, "nftables");
+  EXPECT_EQ(c.detect_local_mode, "ClusterCIDR");
+  EXPECT_EQ(c.sync_period, 60s);
+  EXPECT_EQ(c.min_sync_period, 1s);
+  EXPECT_EQ(c.masquerade_bit, 15);
+  EXPECT_EQ(c.masquerade_all, true);
+  EXPECT_EQ(c.log_format, "json");
+  EXPECT_EQ(c.verbosity, 4);
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+}
+
+TEST(ProxyConfig, AbsentFieldsStayUnset) {
+  const auto c = parse("hostnameOverride: \"\"\nclusterCIDR: \"\"\nnodePortAddresses: null\nmode: \"\"\n");
+  EXPECT_FALSE(c.hostname_override);
+  EXPECT_FALSE(c.cluster_cidrs);
+  EXPECT_FALSE(c.nodeport_addresses);
+  EXPECT_FALSE(c.mode);
+  EXPECT_FALSE(c.sync_period);
+  EXPECT_FALSE(c.masquerade_all);
+  EXPECT_FALSE(c.healthz_bind_address);
+  EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(ProxyConfig, TopLevelMasqueradeAllAndKeywords) {
+  auto c = parse("masqueradeAll: true\nnodePortAddresses: [all, localhost]\n");
+  EXPECT_EQ(c.masquerade_all, true);
+  EXPECT_EQ(c.nodeport_addresses, (std::vector<std::string>{"0.0.0.0/0", "::/0"}));
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0],
+            "config.yaml: nodePortAddresses[1]: 'localhost' ignored (NodePorts are never served on loopback addresses)");
+  EXPECT_NE(error_of("masqueradeAll: true\nnftables: {masqueradeAll: false}\n").find("masqueradeAll"),
+            std::string::npos);
+}
+
+TEST(ProxyConfig, WarnsOncePerFieldThatDoesNotApply) {
+  // A kubeadm-style file: sections for other modes, defaults and nulls.
+  const auto c = parse(R"(
+featureGates:
+  SomeGate: true
+clientConnection:
+  kubeconfig: /k
+  qps: 50
+  burst: 100
+  contentType: ""
+iptables:
+  masqueradeAll: false
+  masqueradeBit: 14
+  syncPeriod: 30s
+  minSyncPeriod: 0s
+ipvs:
+  scheduler: ""
+  excludeCIDRs: null
+  strictARP: false
+conntrack:
+  maxPerCore: 32768
+  min: null
+  tcpEstablishedTimeout: 24h0m0s
+oomScoreAdj: -999
+enableProfiling: false
+configSyncPeriod: 15m0s
+winkernel:
+  networkName: ""
+someFutureField: 1
+logging:
+  flushFrequency: 5s
+)");
+  const std::vector<std::string> want = {
+      "config.yaml: featureGates.SomeGate: ignored (svcproxy has no feature gates)",
+      "config.yaml: clientConnection.qps: ignored (svcproxy's API client reads only clientConnection.kubeconfig)",
+      "config.yaml: clientConnection.burst: ignored (svcproxy's API client reads only clientConnection.kubeconfig)",
+      "config.yaml: iptables.masqueradeBit: ignored (applies to kube-proxy's iptables mode; svcproxy reads nftables.*)",
+      "config.yaml: iptables.syncPeriod: ignored (applies to kube-proxy's iptables mode; svcproxy reads nftables.*)",
+      "config.yaml: conntrack.maxPerCore: ignored (svcproxy leaves conntrack sysctls as they are)",
+      "config.yaml: conntrack.tcpEstablishedTimeout: ignored (svcproxy leaves conntrack sysctls as they are)",
+      "config.yaml: oomScoreAdj: ignored (not supported by svcproxy)",
+      "config.yaml: configSyncPeriod: ignored (not supported by svcproxy)",
+      "config.yaml: someFutureField: ignored (unknown field)",
+      "config.yaml: logging.flushFrequency: ignored (svcproxy reads only logging.format and logging.verbosity)",
+  };
+  EXPECT_EQ(c.warnings, want);
+  EXPECT_EQ(c.kubeconfig, "/k");
+}
+
+TEST(ProxyConfig, ErrorsNameTheFileAndField) {
+  EXPECT_EQ(error_of("nftables:\n  masqueradeBit: 40\n"), "config.yaml: nftables.masqueradeBit: must be 0..31, got 40");
+  EXPECT_EQ(error_of("nftables:\n  masqueradeBit: -1\n"), "config.yaml: nftables.masqueradeBit: must be 0..31, got -1");
+  EXPECT_EQ(error_of("nftables:\n  masqueradeBit: \"14\"\n"),
+            "config.yaml: nftables.masqueradeBit: want an integer, got \"14\"");
+  EXPECT_EQ(error_of("nftables:\n  syncPeriod: 30\n"),
+            "config.yaml: nftables.syncPeriod: invalid duration \"30\": missing unit (want e.g. 500ms, 30s, 1m0s, 2h45m)");
+  EXPECT_EQ(error_of("nftables:\n  syncPeriod: 0s\n"), "config.yaml: nftables.syncPeriod: must be greater than 0");
+  EXPECT_EQ(error_of("nftables:\n  minSyncPeriod: -1s\n"),
+            "config.yaml: nftables.minSyncPeriod: must be greater than or equal to 0");
+  EXPECT_EQ(error_of("nftables:\n  syncPeriod: 10s\n  minSyncPeriod: 1m\n"),
+            "config.yaml: nftables.minSyncPeriod: must not be greater than nftables.syncPeriod (1m0s > 10s)");
+  EXPECT_EQ(error_of("nftables:\n  masqueradeAll: maybe\n"),
+            "config.yaml: nftables.masqueradeAll: want true or false, got \"maybe\"");
+  EXPECT_EQ(error_of("mode: iptables\n"),
+            "config.yaml: mode: \"iptables\" is not supported (svcproxy runs nftables, userspace or auto)");
+  EXPECT_EQ(error_of("clusterCIDR: 10.244.0.0\n"),
+            "config.yaml: clusterCIDR: \"10.244.0.0\" is not a CIDR (want e.g. 10.244.0.0/16)");
+  EXPECT_EQ(error_of("nodePortAddresses: [primary, nodes]\n"),
+            "config.yaml: nodePortAddresses[1]: \"nodes\" is not a CIDR or one of primary, all, localhost");
+  EXPECT_EQ(error_of("nodePortAddresses: primary\n"), "config.yaml: nodePortAddresses: want a list of strings");
+  EXPECT_EQ(error_of("bindAddress: node-a\n"), "config.yaml: bindAddress: \"node-a\" is not an IP address");
+  EXPECT_EQ(error_of("healthzBindAddress: 0.0.0.0\n"),
+            "config.yaml: healthzBindAddress: invalid address \"0.0.0.0\": missing port (want IP:PORT, e.g. "
+            "0.0.0.0:10256)");
+  EXPECT_EQ(error_of("detectLocalMode: Magic\n"),
+            "config.yaml: detectLocalMode: \"Magic\" is not one of ClusterCIDR, NodeCIDR, BridgeInterface, "
+            "InterfaceNamePrefix");
+  EXPECT_EQ(error_of("detectLocalMode: BridgeInterface\n"),
+            "config.yaml: detectLocal.bridgeInterface: required when detectLocalMode is BridgeInterface");
+  EXPECT_EQ(error_of("logging:\n  format: xml\n"), "config.yaml: logging.format: want text or json, got \"xml\"");
+  EXPECT_EQ(error_of("nftables: [1]\nclientConnection: {kubeconfig: [a]}\n"),
+            "config.yaml: clientConnection.kubeconfig: want a string");
+}
+
+TEST(ProxyConfig, RejectsOtherDocuments) {
+  EXPECT_EQ(error_of("kind: KubeProxyConfiguration\n", false),
+            "config.yaml: apiVersion: missing (want kubeproxy.config.k8s.io/v1alpha1)");
+  EXPECT_EQ(error_of("apiVersion: kubeproxy.config.k8s.io/v1alpha2\nkind: KubeProxyConfiguration\n", false),
+            "config.yaml: apiVersion: \"kubeproxy.config.k8s.io/v1alpha2\" is not supported (want "
+            "kubeproxy.config.k8s.io/v1alpha1)");
+  EXPECT_EQ(error_of("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeletConfiguration\n", false),
+            "config.yaml: kind: want KubeProxyConfiguration, got \"KubeletConfiguration\"");
+  EXPECT_EQ(error_of("- a\n- b\n", false), "config.yaml: want a KubeProxyConfiguration object");
+  const auto syntax = error_of("mode: [nftables\n");
+  EXPECT_EQ(syntax.rfind("config.yaml:", 0), 0u) << syntax;
+  EXPECT_NE(syntax.find("invalid YAML"), std::string::npos) << syntax;
+}
+
+TEST(ProxyConfig, LoadsFromAFile) {
+  const std::string path = ::testing::TempDir() + "/svcproxy-config-test.yaml";
+  {
+    std::ofstream out(path);
+    out << kHeader << "hostnameOverride: from-file\n";
+  }
+  EXPECT_EQ(load_proxy_config(path).hostname_override, "from-file");
+  std::remove(path.c_str());
+  try {
+    load_proxy_config(path);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": cannot read the config file");
+  }
+}
+
+FlagGiven flags_given(std::vector<std::string> names) {
+  return [names](std::string_view f) { return std::find(names.begin(), names.end(), f) != names.end(); };
+}
+
+TEST(MergeConfig, FileFillsWhatFlagsDidNotGive) {
+  const auto file = parse(R"(
+bindAddress: 192.168.1.10
+hostnameOverride: node-file
+clusterCIDR: 10.244.0.0/16
+nodePortAddresses: [192.168.0.0/16]
+mode: userspace
+clientConnection: {kubeconfig: /file/kubeconfig}
+healthzBindAddress: 0.0.0.0:1111
+metricsBindAddress: 127.0.0.1:2222
+detectLocalMode: NodeCIDR
+nftables: {syncPeriod: 1m, minSyncPeriod: 2s, masqueradeBit: 15, masqueradeAll: true}
+logging: {format: json, verbosity: 3}
+)");
+  DaemonSettings s;
+  merge_config(file, flags_given({}), s);
+  EXPECT_EQ(s.node.node_ips, std::vector<std::string>{"192.168.1.10"});
+  EXPECT_EQ(s.node.hostname_override, "node-file");
+  EXPECT_EQ(s.node.cluster_cidrs, std::vector<std::string>{"10.244.0.0/16"});
+  EXPECT_EQ(s.node.nodeport_addresses, std::vector<std::string>{"192.168.0.0/16"});
+  EXPECT_EQ(s.node.masquerade_bit, 15);
+  EXPECT_TRUE(s.node.masquerade_all);
+  EXPECT_EQ(s.proxy_mode, "userspace");
+  EXPECT_EQ(s.kubeconfig, "/file/kubeconfig");
+  EXPECT_EQ(s.healthz_bind_address, "0.0.0.0:1111");
+  EXPECT_EQ(s.metrics_bind_address, "127.0.0.1:2222");
+  EXPECT_EQ(s.detect_local_mode, "NodeCIDR");
+  EXPECT_EQ(s.sync_period, 60s);
+  EXPECT_EQ(s.min_sync_period, 2s);
+  EXPECT_EQ(s.log_format, "json");
+  EXPECT_EQ(s.verbosity, 3);
+}
+
+TEST(MergeConfig, CommandLineFlagsWin) {
+  const auto file = parse(R"(
+bindAddress: 192.168.1.10
+hostnameOverride: node-file
+nftables: {syncPeriod: 1m, masqueradeBit: 15, masqueradeAll: true}
+healthzBindAddress: 0.0.0.0:1111
+logging: {verbosity: 3}
+)");
+  DaemonSettings s;
+  // What the command line parsed into the settings.
+  s.node.hostname_override = "node-flag";
+  s.node.node_ips = {"10.0.0.5"};
+  s.node.masquerade_all = false;
+  s.node.masquerade_bit = 14;
+  s.sync_period = 10s;
+  s.healthz_bind_address = "127.0.0.1:3333";
+  s.verbosity = 5;
+  merge_config(file,
+               flags_given({"--hostname-override", "--node-ip", "--masquerade-all", "--sync-period",
+                            "--healthz-bind-address", "-v"}),
+               s);
+  EXPECT_EQ(s.node.hostname_override, "node-flag");
+  EXPECT_EQ(s.node.node_ips, std::vector<std::string>{"10.0.0.5"});
+  EXPECT_FALSE(s.node.masquerade_all);
+  EXPECT_EQ(s.node.masquerade_bit, 15);  // not given: from the file
+  EXPECT_EQ(s.sync_period, 10s);
+  EXPECT_EQ(s.healthz_bind_address, "127.0.0.1:3333");
+  EXPECT_EQ(s.verbosity, 5);
+}
+
+TEST(MergeConfig, UnspecifiedAndIpv6BindAddress) {
+  DaemonSettings s;
+  merge_config(parse("bindAddress: 0.0.0.0\n"), flags_given({}), s);
+  EXPECT_TRUE(s.node.node_ips.empty());
+  EXPECT_EQ(s.healthz_bind_address, "0.0.0.0:10256");
+  EXPECT_EQ(s.metrics_bind_address, "127.0.0.1:10249");
+
+  DaemonSettings v6;
+  merge_config(parse("bindAddress: \"::\"\n"), flags_given({}), v6);
+  EXPECT_TRUE(v6.node.node_ips.empty());
+  EXPECT_EQ(v6.healthz_bind_address, "[::]:10256");
+  EXPECT_EQ(v6.metrics_bind_address, "[::1]:10249");
+}
+
+TEST(MergeConfig, ChecksTheCombinationNamingWhereEachValueCameFrom) {
+  DaemonSettings s;
+  s.min_sync_period = 2min;  // from --min-sync-period
+  try {
+    merge_config(parse("nftables: {syncPeriod: 1m}\n"), flags_given({"--min-sync-period"}), s);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--min-sync-period (2m0s) must not be greater than config.yaml: nftables.syncPeriod (1m0s)");
+  }
+  DaemonSettings flags_only;
+  flags_only.sync_period = 0s;
+  EXPECT_THROW(merge_config(parse(""), flags_given({"--sync-period"}), flags_only), ConfigError);
+}
+
+}  // namespace
+}  // namespace svcproxy::proxy
