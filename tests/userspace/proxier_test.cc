@@ -1,0 +1,369 @@
+// The userspace proxier with real sockets on loopback (127.0.0.0/8 is all
+// local, so no interface and no root are needed): round robin, retry past a
+// dead endpoint with ejection, RST when nothing answers, snapshot swap,
+// source ranges, connection limit, UDP request/response, large transfers
+// through splice and copy.
+#include "userspace/proxier.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+
+namespace svcproxy::userspace {
+namespace {
+
+using model::IPAddress;
+
+// A tiny TCP (and UDP) backend on 127.0.0.1:<ephemeral>: answers each
+// connection with its id and then echoes until EOF.
+class Backend {
+ public:
+  explicit Backend(std::string id, bool udp = false) : id_(std::move(id)), udp_(udp) {
+    fd_ = ::socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    socklen_t len = sizeof sin;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len);
+    port_ = ntohs(sin.sin_port);
+    if (!udp) ::listen(fd_, 512);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~Backend() { stop(); }
+  void stop() {
+    if (stopped_.exchange(true)) return;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  int served() const { return served_; }
+
+ private:
+  void serve() {
+    while (!stopped_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      if (udp_) {
+        char buf[2048];
+        sockaddr_storage from{};
+        socklen_t len = sizeof from;
+        const ssize_t n = ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        if (n < 0) continue;
+        ++served_;
+        std::string reply = id_ + ":" + std::string(buf, static_cast<size_t>(n));
+        ::sendto(fd_, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), len);
+        continue;
+      }
+      const int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) continue;
+      ++served_;
+      std::thread([c, id = id_] {
+        std::string hello = id + "\n";
+        ::send(c, hello.data(), hello.size(), MSG_NOSIGNAL);
+        char buf[65536];
+        for (ssize_t n; (n = ::recv(c, buf, sizeof buf, 0)) > 0;)
+          if (::send(c, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+        ::close(c);
+      }).detach();
+    }
+  }
+
+  std::string id_;
+  bool udp_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<int> served_{0};
+  std::atomic<bool> stopped_{false};
+  std::thread thread_;
+};
+
+IPAddress ip(const char* t) { return *IPAddress::parse(t); }
+
+// Free port on 127.0.0.1 (for a "dead" endpoint and for VIP ports).
+uint16_t free_port(int type = SOCK_STREAM) {
+  const int fd = ::socket(AF_INET, type, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+  socklen_t len = sizeof sin;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  ::close(fd);
+  return ntohs(sin.sin_port);
+}
+
+model::ServicePortState service(const char* vip, uint16_t port, std::vector<uint16_t> backend_ports,
+                                model::Protocol proto = model::Protocol::TCP) {
+  model::ServicePortState p;
+  p.name.service = {"default", "web"};
+  p.name.protocol = proto;
+  p.port = port;
+  p.cluster_ip = ip(vip);
+  for (auto bp : backend_ports) p.cluster_endpoints.push_back({ip("127.0.0.1"), bp});
+  std::sort(p.cluster_endpoints.begin(), p.cluster_endpoints.end());
+  return p;
+}
+
+struct Reply {
+  std::string first_line;  // the backend's id, empty on failure
+  int error = 0;           // errno of the failure
+};
+
+// Connects to vip:port, reads the backend's id line.
+Reply ask(const char* vip, uint16_t port, const std::string& payload = "", std::string* echoed = nullptr,
+          const char* bind_ip = nullptr) {
+  Reply r;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (bind_ip) {
+    sockaddr_in b{};
+    b.sin_family = AF_INET;
+    inet_pton(AF_INET, bind_ip, &b.sin_addr);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b);
+  }
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  inet_pton(AF_INET, vip, &sin.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) < 0) {
+    r.error = errno;
+    ::close(fd);
+    return r;
+  }
+  std::string got;
+  char c;
+  for (ssize_t n; (n = ::recv(fd, &c, 1, 0)) == 1 && c != '\n';) got += c;
+  if (got.empty()) r.error = errno ? errno : EPIPE;
+  r.first_line = got;
+  if (!payload.empty() && echoed) {
+    std::thread writer([&] {
+      size_t off = 0;
+      while (off < payload.size()) {
+        const ssize_t n = ::send(fd, payload.data() + off, payload.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+      }
+      ::shutdown(fd, SHUT_WR);
+    });
+    char buf[65536];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) echoed->append(buf, static_cast<size_t>(n));
+    writer.join();
+  }
+  ::close(fd);
+  return r;
+}
+
+ProxierOptions options() {
+  ProxierOptions o;
+  o.workers = 2;
+  return o;
+}
+
+TEST(UserspaceProxier, RoundRobinSpreadsEvenly) {
+  Backend a("a"), b("b"), c("c");
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  EXPECT_TRUE(proxier.update({service("127.0.0.10", vport, {a.port(), b.port(), c.port()})}).empty());
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 300; ++i) seen[ask("127.0.0.10", vport).first_line]++;
+  EXPECT_EQ(seen["a"], 100);
+  EXPECT_EQ(seen["b"], 100);
+  EXPECT_EQ(seen["c"], 100);
+  EXPECT_EQ(proxier.stats().proxied, 300u);
+}
+
+TEST(UserspaceProxier, RefusingEndpointIsRetriedPastAndEjected) {
+  Backend a("a"), b("b");
+  const uint16_t dead = free_port();
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port(), b.port(), dead})});
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 60; ++i) seen[ask("127.0.0.10", vport).first_line]++;
+  EXPECT_EQ(seen[""], 0) << "a client saw a failure";
+  EXPECT_EQ(seen["a"] + seen["b"], 60);
+  const auto s = proxier.stats();
+  EXPECT_EQ(s.ejections, 1u);  // refused once, then skipped during the back-off
+  EXPECT_EQ(s.connect_failures, 1u);
+  EXPECT_EQ(s.retries, 1u);
+}
+
+TEST(UserspaceProxier, NoEndpointsResetsAtOnce) {
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {})});
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = ask("127.0.0.10", vport);
+  EXPECT_EQ(r.first_line, "");
+  EXPECT_EQ(r.error, ECONNRESET);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_EQ(proxier.stats().rejected_no_endpoints, 1u);
+}
+
+TEST(UserspaceProxier, EveryEndpointDeadResetsAfterFourAttempts) {
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {free_port(), free_port()})});
+  const auto r = ask("127.0.0.10", vport);
+  EXPECT_EQ(r.error, ECONNRESET);
+  EXPECT_EQ(proxier.stats().connect_failures, 4u);
+}
+
+TEST(UserspaceProxier, AfterUpdateNoNewConnectionGoesToARemovedEndpoint) {
+  Backend a("a"), b("b");
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port(), b.port()})});
+  // A long-lived connection to each endpoint stays open across the update.
+  for (int i = 0; i < 10; ++i) ask("127.0.0.10", vport);
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  const int b_before = b.served();
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(ask("127.0.0.10", vport).first_line, "a");
+  EXPECT_EQ(b.served(), b_before);
+}
+
+TEST(UserspaceProxier, EstablishedConnectionSurvivesRemovalOfItsEndpoint) {
+  Backend a("a");
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(vport);
+  inet_pton(AF_INET, "127.0.0.10", &sin.sin_addr);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  char buf[16];
+  ASSERT_EQ(::recv(fd, buf, 2, MSG_WAITALL), 2);
+  proxier.update({});  // the service is gone: its listener closes
+  ASSERT_EQ(::send(fd, "ping", 4, 0), 4);
+  ASSERT_EQ(::recv(fd, buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(std::string(buf, 4), "ping");
+  ::close(fd);
+  EXPECT_NE(ask("127.0.0.10", vport).error, 0);  // no listener any more
+}
+
+TEST(UserspaceProxier, LargeTransferBothWaysWithSpliceAndCopy) {
+  for (bool splice : {true, false}) {
+    Backend a("a");
+    auto o = options();
+    o.use_splice = splice;
+    o.buffer_bytes = 64 * 1024;
+    UserspaceProxier proxier(o);
+    const uint16_t vport = free_port();
+    proxier.update({service("127.0.0.10", vport, {a.port()})});
+    std::string payload(8 << 20, '\0');
+    for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7 + i / 4096);
+    std::string echoed;
+    EXPECT_EQ(ask("127.0.0.10", vport, payload, &echoed).first_line, "a");
+    EXPECT_TRUE(echoed == payload) << "splice=" << splice << " got " << echoed.size() << " bytes";
+    const auto s = proxier.stats();
+    EXPECT_EQ(splice ? s.spliced_connections : s.copied_connections, 1u);
+  }
+}
+
+TEST(UserspaceProxier, SourceRangesRejectOtherClients) {
+  Backend a("a");
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  auto p = service("127.0.0.10", vport, {a.port()});
+  p.load_balancer_ips = {ip("127.0.0.20")};
+  p.load_balancer_source_ranges = {*model::CIDR::parse("127.0.0.5/32")};
+  proxier.update({p});
+  EXPECT_EQ(ask("127.0.0.20", vport, "", nullptr, "127.0.0.5").first_line, "a");
+  EXPECT_EQ(ask("127.0.0.20", vport, "", nullptr, "127.0.0.6").error, ECONNRESET);
+  EXPECT_EQ(ask("127.0.0.10", vport, "", nullptr, "127.0.0.6").first_line, "a");  // ClusterIP: no ranges
+  EXPECT_EQ(proxier.stats().rejected_source_range, 1u);
+}
+
+TEST(UserspaceProxier, ConnectionLimitResetsTheExcess) {
+  Backend a("a");
+  auto o = options();
+  o.max_connections = 2;
+  UserspaceProxier proxier(o);
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  std::vector<int> held;
+  for (int i = 0; i < 2; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(vport);
+    inet_pton(AF_INET, "127.0.0.10", &sin.sin_addr);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    char buf[2];
+    ASSERT_EQ(::recv(fd, buf, 2, MSG_WAITALL), 2);
+    held.push_back(fd);
+  }
+  EXPECT_EQ(ask("127.0.0.10", vport).error, ECONNRESET);
+  EXPECT_EQ(proxier.stats().rejected_limit, 1u);
+  for (int fd : held) ::close(fd);
+}
+
+TEST(UserspaceProxier, UdpRequestResponseFromTheVip) {
+  Backend a("a", true), b("b", true);
+  auto o = options();
+  o.udp_timeout = std::chrono::milliseconds(100);
+  UserspaceProxier proxier(o);
+  const uint16_t vport = free_port(SOCK_DGRAM);
+  proxier.update({service("127.0.0.10", vport, {a.port(), b.port()}, model::Protocol::UDP)});
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    timeval tv{2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(vport);
+    inet_pton(AF_INET, "127.0.0.10", &to.sin_addr);
+    // Two datagrams of one flow go to the same endpoint.
+    std::string ids;
+    for (int k = 0; k < 2; ++k) {
+      ASSERT_EQ(::sendto(fd, "hi", 2, 0, reinterpret_cast<sockaddr*>(&to), sizeof to), 2);
+      char buf[64];
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      const ssize_t n = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+      ASSERT_GT(n, 0);
+      EXPECT_EQ(from.sin_addr.s_addr, to.sin_addr.s_addr);  // from the VIP
+      EXPECT_EQ(from.sin_port, to.sin_port);
+      ids += std::string(buf, static_cast<size_t>(n)) + ";";
+    }
+    EXPECT_TRUE(ids == "a:hi;a:hi;" || ids == "b:hi;b:hi;") << ids;
+    seen[ids]++;
+    ::close(fd);
+  }
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_EQ(proxier.stats().udp_flows, 20u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(proxier.stats().udp_active_flows, 0u);  // idle timeout
+}
+
+TEST(UserspaceProxier, StopIsIdempotentAndClosesListeners) {
+  Backend a("a");
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  EXPECT_EQ(proxier.stats().listeners, 2u);
+  proxier.stop();
+  proxier.stop();
+  EXPECT_NE(ask("127.0.0.10", vport).error, 0);
+}
+
+}  // namespace
+}  // namespace svcproxy::userspace

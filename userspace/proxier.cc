@@ -1,0 +1,655 @@
+#include "userspace/proxier.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <map>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "userspace/relay.h"
+
+namespace svcproxy::userspace {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+
+struct Counters {
+  std::atomic<uint64_t> accepted{0}, proxied{0}, active{0}, rejected_no_endpoints{0}, rejected_source_range{0},
+      rejected_limit{0}, connect_failures{0}, retries{0}, ejections{0}, accept_backoffs{0}, spliced{0}, copied{0},
+      udp_flows{0}, udp_active{0}, udp_in{0}, udp_out{0}, udp_dropped{0}, listeners{0}, listen_errors{0}, updates{0},
+      last_update_us{0};
+};
+
+void bump(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+
+asio::ip::address to_asio(const model::IPAddress& ip) {
+  if (ip.family == model::IPFamily::V4) {
+    asio::ip::address_v4::bytes_type b;
+    std::memcpy(b.data(), ip.bytes.data(), 4);
+    return asio::ip::address_v4(b);
+  }
+  asio::ip::address_v6::bytes_type b;
+  std::memcpy(b.data(), ip.bytes.data(), 16);
+  return asio::ip::address_v6(b);
+}
+
+model::IPAddress from_asio(const asio::ip::address& a) {
+  model::IPAddress ip;
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) return from_asio(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()));
+  if (a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    std::memcpy(ip.bytes.data(), b.data(), 4);
+  } else {
+    ip.family = model::IPFamily::V6;
+    const auto b = a.to_v6().to_bytes();
+    std::memcpy(ip.bytes.data(), b.data(), 16);
+  }
+  return ip;
+}
+
+// Resets (RST) rather than closes: the client learns at once that nothing
+// answers, as with kube-proxy's REJECT.
+void reset_close(tcp::socket& s) {
+  boost::system::error_code ec;
+  s.set_option(asio::socket_base::linger(true, 0), ec);
+  s.close(ec);
+}
+
+bool is_fd_exhaustion(const boost::system::error_code& ec) {
+  const int v = ec.value();
+  return ec.category() == boost::system::system_category() &&
+         (v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM);
+}
+
+// A listening socket made in the control thread (so that a bind error is
+// reported by update()) and handed to one worker.
+int open_listener(const ListenKey& key, std::string& error) {
+  const bool v4 = key.ip.family == model::IPFamily::V4;
+  const int type = key.protocol == model::Protocol::UDP ? SOCK_DGRAM : SOCK_STREAM;
+  const int fd = ::socket(v4 ? AF_INET : AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (v4) {
+    setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+  } else {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
+  }
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (v4) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(key.port);
+    std::memcpy(&sin->sin_addr, key.ip.bytes.data(), 4);
+    len = sizeof *sin;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(key.port);
+    std::memcpy(&sin6->sin6_addr, key.ip.bytes.data(), 16);
+    len = sizeof *sin6;
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+    error = std::string("bind: ") + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  if (type == SOCK_STREAM && ::listen(fd, 4096) < 0) {
+    error = std::string("listen: ") + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+}  // namespace
+
+// ====================================================================== Impl
+
+class UserspaceProxier::Impl {
+ public:
+  struct Worker;
+  class TcpListener;
+  class TcpConnection;
+  class UdpListener;
+  class UdpFlow;
+
+  explicit Impl(ProxierOptions options);
+  ~Impl() { stop(); }
+  std::vector<std::string> update(const std::vector<model::ServicePortState>& ports);
+  void stop();
+  ProxierStats stats() const;
+
+  ProxierOptions opt;
+  Counters c;
+  std::atomic<std::shared_ptr<const Routes>> routes;
+  RoutesBuilder builder;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::set<ListenKey> open;  // keys with a listener on every worker (control thread only)
+  bool stopped = false;
+  unsigned worker_count = 0;
+};
+
+struct UserspaceProxier::Impl::Worker {
+  asio::io_context ctx{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};
+  std::thread thread;
+  // Touched only on this worker's thread.
+  std::map<ListenKey, std::shared_ptr<TcpListener>> tcp;
+  std::map<ListenKey, std::shared_ptr<UdpListener>> udp;
+};
+
+// ---------------------------------------------------------------------- TCP
+
+class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_this<TcpConnection>, public RelayOwner {
+ public:
+  TcpConnection(Impl& impl, ListenKey key, tcp::socket client, model::IPAddress client_ip)
+      : impl_(impl),
+        key_(std::move(key)),
+        client_(std::move(client)),
+        upstream_(client_.get_executor()),
+        timer_(client_.get_executor()),
+        client_ip_(client_ip) {
+    bump(impl_.c.active);
+  }
+  ~TcpConnection() override { impl_.c.active.fetch_sub(1, std::memory_order_relaxed); }
+
+  void start() { attempt(); }
+
+ private:
+  void attempt() {
+    const auto routes = impl_.routes.load(std::memory_order_acquire);
+    const Route* route = routes ? routes->find(key_) : nullptr;
+    const Backend* backend =
+        route ? route->table->pick(client_ip_, Clock::now(), /*reset_affinity=*/attempts_ > 0) : nullptr;
+    if (!backend) {
+      bump(impl_.c.rejected_no_endpoints);
+      reset_close(client_);
+      return;
+    }
+    table_ = route->table;
+    backend_ = backend;
+    boost::system::error_code ec;
+    upstream_ = tcp::socket(client_.get_executor());
+    upstream_.open(backend->address.ip.family == model::IPFamily::V4 ? tcp::v4() : tcp::v6(), ec);
+    if (ec) {  // out of descriptors: nothing to retry with
+      bump(impl_.c.rejected_no_endpoints);
+      reset_close(client_);
+      return;
+    }
+    if (attempts_ > 0) bump(impl_.c.retries);
+    const auto timeout = impl_.opt.connect_timeout * (1u << std::min(attempts_, 8u));
+    ++attempts_;
+    timed_out_ = false;
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+      if (e) return;
+      self->timed_out_ = true;
+      boost::system::error_code ignored;
+      self->upstream_.close(ignored);
+    });
+    upstream_.async_connect(tcp::endpoint(to_asio(backend->address.ip), backend->address.port),
+                            [self = shared_from_this()](const boost::system::error_code& e) { self->connected(e); });
+  }
+
+  void connected(const boost::system::error_code& ec) {
+    timer_.cancel();
+    if (ec || timed_out_) {
+      bump(impl_.c.connect_failures);
+      // Refused, unreachable or silent: skip it for a while (passive
+      // ejection); count only the transition into back-off.
+      const auto now = Clock::now();
+      auto& health = *backend_->health;
+      if (!health.ejected(now)) {
+        bump(impl_.c.ejections);
+        health.ejections.fetch_add(1, std::memory_order_relaxed);
+      }
+      health.ejected_until_ns.store((now + impl_.opt.ejection_backoff).time_since_epoch().count(),
+                                    std::memory_order_relaxed);
+      boost::system::error_code ignored;
+      upstream_.close(ignored);
+      if (attempts_ < impl_.opt.connect_attempts) return attempt();
+      bump(impl_.c.rejected_no_endpoints);
+      reset_close(client_);
+      return;
+    }
+    bump(impl_.c.proxied);
+    boost::system::error_code ignored;
+    client_.set_option(tcp::no_delay(true), ignored);
+    upstream_.set_option(tcp::no_delay(true), ignored);
+    relay_ = std::make_unique<Relay>(*this, client_, upstream_, impl_.opt.buffer_bytes, impl_.opt.use_splice);
+    bump(relay_->spliced() ? impl_.c.spliced : impl_.c.copied);
+    relay_->start();
+  }
+
+  std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
+
+  Impl& impl_;
+  ListenKey key_;
+  tcp::socket client_;
+  tcp::socket upstream_;
+  asio::steady_timer timer_;
+  model::IPAddress client_ip_;
+  std::shared_ptr<const PortTable> table_;  // keeps backend_ alive
+  const Backend* backend_ = nullptr;
+  unsigned attempts_ = 0;
+  bool timed_out_ = false;
+  std::unique_ptr<Relay> relay_;
+};
+
+class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<TcpListener> {
+ public:
+  TcpListener(Impl& impl, asio::io_context& ctx, ListenKey key, int fd)
+      : impl_(impl),
+        key_(std::move(key)),
+        acceptor_(ctx, key_.ip.family == model::IPFamily::V4 ? tcp::v4() : tcp::v6(), fd),
+        backoff_(ctx) {}
+
+  void start() {
+    acceptor_.async_accept([self = shared_from_this()](const boost::system::error_code& ec, tcp::socket s) {
+      self->accepted(ec, std::move(s));
+    });
+  }
+  void close() {
+    boost::system::error_code ignored;
+    closed_ = true;
+    backoff_.cancel();
+    acceptor_.close(ignored);
+  }
+
+ private:
+  void accepted(const boost::system::error_code& ec, tcp::socket s) {
+    if (closed_ || ec == asio::error::operation_aborted) return;
+    if (ec) {
+      if (is_fd_exhaustion(ec)) {
+        // Out of descriptors: stop accepting for a moment (the backlog
+        // holds the clients) and keep serving what is open.
+        bump(impl_.c.accept_backoffs);
+        backoff_.expires_after(impl_.opt.accept_backoff);
+        backoff_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+          if (!e && !self->closed_) self->start();
+        });
+        return;
+      }
+      return start();
+    }
+    bump(impl_.c.accepted);
+    boost::system::error_code rec;
+    const auto remote = s.remote_endpoint(rec);
+    if (rec) return start();  // already gone
+    const auto client_ip = from_asio(remote.address());
+    if (impl_.opt.max_connections && impl_.c.active.load(std::memory_order_relaxed) >= impl_.opt.max_connections) {
+      bump(impl_.c.rejected_limit);
+      reset_close(s);
+      return start();
+    }
+    const auto routes = impl_.routes.load(std::memory_order_acquire);
+    const Route* route = routes ? routes->find(key_) : nullptr;
+    if (route && !route->allows(client_ip)) {
+      bump(impl_.c.rejected_source_range);
+      reset_close(s);
+      return start();
+    }
+    s.native_non_blocking(true, rec);
+    std::make_shared<TcpConnection>(impl_, key_, std::move(s), client_ip)->start();
+    start();
+  }
+
+  Impl& impl_;
+  ListenKey key_;
+  tcp::acceptor acceptor_;
+  asio::steady_timer backoff_;
+  bool closed_ = false;
+};
+
+// ---------------------------------------------------------------------- UDP
+
+class UserspaceProxier::Impl::UdpFlow : public std::enable_shared_from_this<UdpFlow> {
+ public:
+  UdpFlow(Impl& impl, std::shared_ptr<UdpListener> listener, udp::endpoint client,
+          std::shared_ptr<const PortTable> table, model::EndpointAddress backend)
+      : impl_(impl),
+        listener_(std::move(listener)),
+        client_(client),
+        upstream_(listener_socket_executor()),
+        timer_(upstream_.get_executor()),
+        table_(std::move(table)),
+        backend_(backend) {}
+  ~UdpFlow() { impl_.c.udp_active.fetch_sub(1, std::memory_order_relaxed); }
+
+  // false: no socket (descriptors exhausted).
+  bool open() {
+    boost::system::error_code ec;
+    const udp::endpoint to(to_asio(backend_.ip), backend_.port);
+    upstream_.open(to.protocol(), ec);
+    if (!ec) upstream_.connect(to, ec);
+    if (!ec) upstream_.native_non_blocking(true, ec);
+    if (ec) return false;
+    bump(impl_.c.udp_flows);
+    bump(impl_.c.udp_active);
+    last_ = Clock::now();
+    arm(impl_.opt.udp_timeout);
+    receive();
+    return true;
+  }
+  void send(const char* data, size_t n) {
+    last_ = Clock::now();
+    boost::system::error_code ec;
+    upstream_.send(asio::buffer(data, n), 0, ec);
+    bump(ec ? impl_.c.udp_dropped : impl_.c.udp_in);
+  }
+  void close() {
+    boost::system::error_code ignored;
+    timer_.cancel();
+    upstream_.close(ignored);
+  }
+  const std::shared_ptr<const PortTable>& table() const { return table_; }
+  void set_table(std::shared_ptr<const PortTable> t) { table_ = std::move(t); }
+  const model::EndpointAddress& backend() const { return backend_; }
+
+ private:
+  asio::any_io_executor listener_socket_executor();
+  void arm(Clock::duration after) {
+    timer_.expires_after(after);
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      const auto idle = Clock::now() - self->last_;
+      if (idle >= self->impl_.opt.udp_timeout) return self->expire();
+      self->arm(self->impl_.opt.udp_timeout - idle);
+    });
+  }
+  void expire();
+  void receive() {
+    upstream_.async_receive(asio::buffer(buf_), [self = shared_from_this()](const boost::system::error_code& ec,
+                                                                            size_t n) {
+      if (ec == asio::error::operation_aborted || !self->upstream_.is_open()) return;
+      if (!ec) self->reply(n);
+      // ECONNREFUSED (ICMP port unreachable from the endpoint): keep the
+      // flow; the client's next datagram tries again.
+      self->receive();
+    });
+  }
+  void reply(size_t n);
+
+  Impl& impl_;
+  std::shared_ptr<UdpListener> listener_;
+  udp::endpoint client_;
+  udp::socket upstream_;
+  asio::steady_timer timer_;
+  std::shared_ptr<const PortTable> table_;
+  model::EndpointAddress backend_;
+  Clock::time_point last_;
+  std::array<char, 65536> buf_;
+};
+
+class UserspaceProxier::Impl::UdpListener : public std::enable_shared_from_this<UdpListener> {
+ public:
+  UdpListener(Impl& impl, asio::io_context& ctx, ListenKey key, int fd)
+      : impl_(impl), key_(std::move(key)), socket_(ctx, key_.ip.family == model::IPFamily::V4 ? udp::v4() : udp::v6(), fd) {}
+
+  void start() {
+    socket_.async_receive_from(asio::buffer(buf_), sender_,
+                               [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+                                 if (ec == asio::error::operation_aborted || self->closed_) return;
+                                 if (!ec) self->datagram(n);
+                                 self->start();
+                               });
+  }
+  void close() {
+    closed_ = true;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    for (auto& [_, flow] : flows_) flow->close();
+    flows_.clear();
+  }
+  void forget(const udp::endpoint& client, const UdpFlow* flow) {
+    auto it = flows_.find(client);
+    if (it != flows_.end() && it->second.get() == flow) flows_.erase(it);
+  }
+  udp::socket& socket() { return socket_; }
+
+ private:
+  void datagram(size_t n) {
+    const auto routes = impl_.routes.load(std::memory_order_acquire);
+    const Route* route = routes ? routes->find(key_) : nullptr;
+    auto it = flows_.find(sender_);
+    if (it != flows_.end()) {
+      auto& flow = it->second;
+      // The flow's endpoint may have been removed since: then it is closed
+      // and the datagram starts a new flow (no new traffic to a removed
+      // endpoint once update() returned).
+      if (route && route->table == flow->table()) return flow->send(buf_.data(), n);
+      if (route && route->table->find(flow->backend())) {
+        flow->set_table(route->table);
+        return flow->send(buf_.data(), n);
+      }
+      flow->close();
+      flows_.erase(it);
+    }
+    const auto client_ip = from_asio(sender_.address());
+    const Backend* backend = route && route->allows(client_ip) ? route->table->pick(client_ip, Clock::now()) : nullptr;
+    if (!backend) {
+      bump(impl_.c.udp_dropped);
+      return;
+    }
+    auto flow = std::make_shared<UdpFlow>(impl_, shared_from_this(), sender_, route->table, backend->address);
+    if (!flow->open()) {
+      bump(impl_.c.udp_dropped);
+      return;
+    }
+    flows_[sender_] = flow;
+    flow->send(buf_.data(), n);
+  }
+
+  Impl& impl_;
+  ListenKey key_;
+  udp::socket socket_;
+  udp::endpoint sender_;
+  std::array<char, 65536> buf_;
+  std::map<udp::endpoint, std::shared_ptr<UdpFlow>> flows_;
+  bool closed_ = false;
+};
+
+asio::any_io_executor UserspaceProxier::Impl::UdpFlow::listener_socket_executor() {
+  return listener_->socket().get_executor();
+}
+
+void UserspaceProxier::Impl::UdpFlow::expire() {
+  close();
+  listener_->forget(client_, this);
+}
+
+void UserspaceProxier::Impl::UdpFlow::reply(size_t n) {
+  last_ = Clock::now();
+  boost::system::error_code ec;
+  // From the listening socket: the client sees the answer come from the
+  // address it sent to.
+  listener_->socket().send_to(asio::buffer(buf_.data(), n), client_, 0, ec);
+  bump(ec ? impl_.c.udp_dropped : impl_.c.udp_out);
+}
+
+// ---------------------------------------------------------------------- Impl
+
+UserspaceProxier::Impl::Impl(ProxierOptions options) : opt(std::move(options)) {
+  unsigned n = opt.workers ? opt.workers : std::max(1u, std::thread::hardware_concurrency());
+  worker_count = n;
+  routes.store(std::make_shared<const Routes>());
+  for (unsigned i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>();
+    auto* ctx = &w->ctx;
+    w->thread = std::thread([ctx] {
+      for (;;) {
+        try {
+          ctx->run();
+          return;
+        } catch (const std::exception&) {
+          // A handler threw (allocation failure): keep serving the rest.
+        }
+      }
+    });
+    workers.push_back(std::move(w));
+  }
+}
+
+std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model::ServicePortState>& ports) {
+  std::vector<std::string> warnings;
+  if (stopped) return warnings;
+  const auto start = Clock::now();
+  auto next = builder.build(ports, opt.nodeports, &warnings);
+
+  // Publish first: a listener opened below already finds its route.
+  routes.store(next, std::memory_order_release);
+
+  std::set<ListenKey> wanted;
+  for (const auto& [key, _] : next->by_listener) wanted.insert(key);
+  for (const auto& key : wanted) {
+    if (open.count(key)) continue;
+    std::vector<int> fds;
+    std::string error;
+    for (size_t i = 0; i < workers.size(); ++i) {
+      const int fd = open_listener(key, error);
+      if (fd < 0) break;
+      fds.push_back(fd);
+    }
+    if (fds.size() != workers.size()) {
+      for (int fd : fds) ::close(fd);
+      bump(c.listen_errors);
+      warnings.push_back("userspace: cannot listen on " + key.str() + ": " + error + " (retried on the next update)");
+      continue;
+    }
+    for (size_t i = 0; i < workers.size(); ++i) {
+      Worker* w = workers[i].get();
+      asio::post(w->ctx, [this, w, key, fd = fds[i]] {
+        if (key.protocol == model::Protocol::UDP) {
+          auto l = std::make_shared<UdpListener>(*this, w->ctx, key, fd);
+          w->udp[key] = l;
+          l->start();
+        } else {
+          auto l = std::make_shared<TcpListener>(*this, w->ctx, key, fd);
+          w->tcp[key] = l;
+          l->start();
+        }
+      });
+    }
+    open.insert(key);
+  }
+  for (auto it = open.begin(); it != open.end();) {
+    if (wanted.count(*it)) {
+      ++it;
+      continue;
+    }
+    for (auto& w : workers) {
+      asio::post(w->ctx, [w = w.get(), key = *it] {
+        if (auto t = w->tcp.find(key); t != w->tcp.end()) {
+          t->second->close();
+          w->tcp.erase(t);
+        }
+        if (auto u = w->udp.find(key); u != w->udp.end()) {
+          u->second->close();
+          w->udp.erase(u);
+        }
+      });
+    }
+    it = open.erase(it);
+  }
+
+  // Barrier: a handler that loaded the previous routes has finished with it
+  // (picking an endpoint and issuing connect() happen in one handler) once
+  // every worker ran this.
+  std::vector<std::future<void>> done;
+  for (auto& w : workers) {
+    auto p = std::make_shared<std::promise<void>>();
+    done.push_back(p->get_future());
+    asio::post(w->ctx, [p] { p->set_value(); });
+  }
+  for (auto& f : done) f.wait();
+  c.listeners.store(open.size() * workers.size(), std::memory_order_relaxed);
+  bump(c.updates);
+  c.last_update_us.store(
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count()),
+      std::memory_order_relaxed);
+  return warnings;
+}
+
+void UserspaceProxier::Impl::stop() {
+  if (stopped) return;
+  stopped = true;
+  for (auto& w : workers) {
+    w->guard.reset();
+    w->ctx.stop();
+  }
+  for (auto& w : workers)
+    if (w->thread.joinable()) w->thread.join();
+  // The threads are gone: close listeners (and UDP flows, which point back
+  // at their listener) from here; the contexts' destructors then destroy
+  // every pending handler and with it every connection.
+  for (auto& w : workers) {
+    for (auto& [_, l] : w->tcp) l->close();
+    for (auto& [_, l] : w->udp) l->close();
+    w->tcp.clear();
+    w->udp.clear();
+  }
+  workers.clear();
+  open.clear();
+  c.listeners.store(0);
+}
+
+ProxierStats UserspaceProxier::Impl::stats() const {
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  ProxierStats s;
+  s.accepted = get(c.accepted);
+  s.proxied = get(c.proxied);
+  s.active = get(c.active);
+  s.rejected_no_endpoints = get(c.rejected_no_endpoints);
+  s.rejected_source_range = get(c.rejected_source_range);
+  s.rejected_limit = get(c.rejected_limit);
+  s.connect_failures = get(c.connect_failures);
+  s.retries = get(c.retries);
+  s.ejections = get(c.ejections);
+  s.accept_backoffs = get(c.accept_backoffs);
+  s.spliced_connections = get(c.spliced);
+  s.copied_connections = get(c.copied);
+  s.udp_flows = get(c.udp_flows);
+  s.udp_active_flows = get(c.udp_active);
+  s.udp_datagrams_in = get(c.udp_in);
+  s.udp_datagrams_out = get(c.udp_out);
+  s.udp_dropped = get(c.udp_dropped);
+  s.listeners = get(c.listeners);
+  s.listen_errors = get(c.listen_errors);
+  s.updates = get(c.updates);
+  s.last_update_duration = std::chrono::microseconds(get(c.last_update_us));
+  return s;
+}
+
+// ====================================================================== facade
+
+UserspaceProxier::UserspaceProxier(ProxierOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+UserspaceProxier::~UserspaceProxier() { stop(); }
+std::vector<std::string> UserspaceProxier::update(const std::vector<model::ServicePortState>& ports) {
+  return impl_->update(ports);
+}
+void UserspaceProxier::stop() { impl_->stop(); }
+ProxierStats UserspaceProxier::stats() const {
+  return impl_->stats();
+}
+unsigned UserspaceProxier::workers() const { return impl_->worker_count; }
+
+}  // namespace svcproxy::userspace

@@ -1,0 +1,94 @@
+// The userspace L4 proxy (kube-proxy's old userspace mode, rebuilt): one
+// Boost.Asio io_context per worker thread, SO_REUSEPORT listeners per
+// (address, port, protocol) on every worker, and a connection or UDP flow
+// living on the worker that accepted it for its whole life.
+//
+// update() publishes a new immutable Routes snapshot (atomic shared_ptr),
+// opens/closes listeners for the difference, and returns only after every
+// worker has passed a barrier: from then on no new connection or flow is
+// sent to an endpoint the update removed. Established TCP connections to a
+// removed endpoint are left to finish.
+//
+// The client's address is not preserved: upstream sees the node's address
+// (this is a proxy, not NAT). Listeners bind with IP_FREEBIND so the order
+// of "address on svcproxy0" vs "listen" does not matter.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/service_ports.h"
+#include "userspace/endpoint_table.h"
+
+namespace svcproxy::userspace {
+
+struct ProxierOptions {
+  unsigned workers = 0;  // 0: one per CPU
+  NodePortAddresses nodeports;
+  size_t max_connections = 0;  // TCP connections at once; 0: unlimited
+  std::chrono::milliseconds udp_timeout{250};
+  // An endpoint that refused (or timed out) is skipped this long.
+  std::chrono::milliseconds ejection_backoff{5000};
+  // Connect attempts per client connection, the first timing out after
+  // connect_timeout, each next one after twice the previous.
+  unsigned connect_attempts = 4;
+  std::chrono::milliseconds connect_timeout{250};
+  // Bytes buffered per direction (a pipe's capacity with splice, a buffer
+  // with copy); a full buffer stops reading from the sender.
+  size_t buffer_bytes = 256 * 1024;
+  bool use_splice = true;
+  // accept() failing with EMFILE/ENFILE/ENOBUFS/ENOMEM pauses that
+  // listener this long; existing connections keep being served.
+  std::chrono::milliseconds accept_backoff{100};
+};
+
+struct ProxierStats {
+  uint64_t accepted = 0;               // TCP connections accepted
+  uint64_t proxied = 0;                // ... connected to an endpoint
+  uint64_t active = 0;                 // ... open now
+  uint64_t rejected_no_endpoints = 0;  // reset: no endpoint (or all attempts failed)
+  uint64_t rejected_source_range = 0;  // reset: loadBalancerSourceRanges
+  uint64_t rejected_limit = 0;         // reset: --userspace-max-connections
+  uint64_t connect_failures = 0;       // attempts that failed (refused/timeout)
+  uint64_t retries = 0;                // attempts after the first
+  uint64_t ejections = 0;              // endpoints put in back-off
+  uint64_t accept_backoffs = 0;        // accept() paused on fd exhaustion
+  uint64_t spliced_connections = 0;    // relayed with splice(2)
+  uint64_t copied_connections = 0;     // relayed by copy (splice unavailable)
+  uint64_t udp_flows = 0;              // UDP flows created
+  uint64_t udp_active_flows = 0;
+  uint64_t udp_datagrams_in = 0;       // client -> endpoint
+  uint64_t udp_datagrams_out = 0;      // endpoint -> client
+  uint64_t udp_dropped = 0;            // no endpoint or send failed
+  uint64_t listeners = 0;              // listening sockets (all workers)
+  uint64_t listen_errors = 0;          // listeners that could not be opened
+  uint64_t updates = 0;
+  std::chrono::microseconds last_update_duration{0};
+};
+
+class UserspaceProxier {
+ public:
+  explicit UserspaceProxier(ProxierOptions options);
+  ~UserspaceProxier();  // stop()
+  UserspaceProxier(const UserspaceProxier&) = delete;
+  UserspaceProxier& operator=(const UserspaceProxier&) = delete;
+
+  // Applies the service ports (the whole set). Returns warnings (listeners
+  // that could not be opened, conflicting claims). Not thread-safe against
+  // itself: call from one control thread.
+  std::vector<std::string> update(const std::vector<model::ServicePortState>& ports);
+  // Closes every listener and connection and joins the workers. Idempotent.
+  void stop();
+  ProxierStats stats() const;
+  unsigned workers() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace svcproxy::userspace

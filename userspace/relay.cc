@@ -1,0 +1,140 @@
+#include "userspace/relay.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <vector>
+
+namespace svcproxy::userspace {
+
+namespace asio = boost::asio;
+
+class Relay::Pump {
+ public:
+  Pump(Relay& relay, Socket& in, Socket& out, size_t capacity, bool use_splice)
+      : relay_(relay), in_(in), out_(out), capacity_(capacity) {
+    if (use_splice && pipe2(pipe_, O_NONBLOCK | O_CLOEXEC) == 0) {
+      // A bigger pipe moves more per wakeup; refused above pipe-max-size,
+      // then the default (64 KiB) stays.
+      fcntl(pipe_[1], F_SETPIPE_SZ, static_cast<int>(capacity_));
+      const int size = fcntl(pipe_[1], F_GETPIPE_SZ);
+      if (size > 0) capacity_ = static_cast<size_t>(size);
+    } else {
+      pipe_[0] = pipe_[1] = -1;
+    }
+  }
+  ~Pump() { close_pipe(); }
+
+  bool spliced() const { return pipe_[0] >= 0; }
+
+  // Moves bytes until one side would block, then waits for it. A bounded
+  // number of rounds per call so one fast connection cannot starve the
+  // others on this worker.
+  void run() {
+    for (int round = 0; round < 16; ++round) {
+      if (relay_.aborted_) return;
+      if (pending_ > 0) {
+        const ssize_t n = spliced() ? splice(pipe_[0], nullptr, out_.native_handle(), nullptr, pending_,
+                                             SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                                    : ::send(out_.native_handle(), buffer_.data() + offset_, pending_, MSG_NOSIGNAL);
+        if (n > 0) {
+          pending_ -= static_cast<size_t>(n);
+          offset_ += static_cast<size_t>(n);
+          continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return wait(out_, Socket::wait_write);
+        return relay_.abort();
+      }
+      if (eof_) {
+        ::shutdown(out_.native_handle(), SHUT_WR);
+        return relay_.pump_finished();
+      }
+      ssize_t n;
+      if (spliced()) {
+        n = splice(in_.native_handle(), nullptr, pipe_[1], nullptr, capacity_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0 && errno == EINVAL) {  // this socket cannot splice: copy from now on
+          close_pipe();
+          continue;
+        }
+      } else {
+        if (buffer_.empty()) buffer_.resize(capacity_);
+        n = ::recv(in_.native_handle(), buffer_.data(), buffer_.size(), 0);
+      }
+      if (n > 0) {
+        pending_ = static_cast<size_t>(n);
+        offset_ = 0;
+        continue;
+      }
+      if (n == 0) {
+        eof_ = true;
+        continue;
+      }
+      if (errno == EAGAIN || errno == EINTR) return wait(in_, Socket::wait_read);
+      return relay_.abort();
+    }
+    asio::post(in_.get_executor(), [this, keep = relay_.owner_.keep_alive()] { run(); });
+  }
+
+ private:
+  void wait(Socket& s, Socket::wait_type type) {
+    s.async_wait(type, [this, keep = relay_.owner_.keep_alive()](const boost::system::error_code& ec) {
+      if (ec) return relay_.abort();
+      run();
+    });
+  }
+  void close_pipe() {
+    if (pipe_[0] >= 0) ::close(pipe_[0]);
+    if (pipe_[1] >= 0) ::close(pipe_[1]);
+    pipe_[0] = pipe_[1] = -1;
+  }
+
+  Relay& relay_;
+  Socket& in_;
+  Socket& out_;
+  size_t capacity_;
+  int pipe_[2] = {-1, -1};
+  std::vector<char> buffer_;
+  size_t pending_ = 0;  // bytes read, not yet written (in the pipe or buffer_)
+  size_t offset_ = 0;   // copy mode: where pending_ starts in buffer_
+  bool eof_ = false;
+};
+
+Relay::Relay(RelayOwner& owner, Socket& client, Socket& upstream, size_t buffer_bytes, bool use_splice)
+    : owner_(owner),
+      client_(client),
+      upstream_(upstream),
+      up_(std::make_unique<Pump>(*this, client, upstream, buffer_bytes, use_splice)),
+      down_(std::make_unique<Pump>(*this, upstream, client, buffer_bytes, use_splice)) {}
+
+Relay::~Relay() = default;
+
+bool Relay::spliced() const { return up_->spliced() && down_->spliced(); }
+
+void Relay::start() {
+  up_->run();
+  down_->run();
+}
+
+void Relay::pump_finished() {
+  if (++finished_ < 2) return;
+  boost::system::error_code ignored;
+  client_.close(ignored);
+  upstream_.close(ignored);
+}
+
+void Relay::abort() {
+  if (aborted_) return;
+  aborted_ = true;
+  // One side failed (reset, or its peer vanished): reset the other so the
+  // failure is not mistaken for a clean end.
+  boost::system::error_code ignored;
+  client_.set_option(asio::socket_base::linger(true, 0), ignored);
+  upstream_.set_option(asio::socket_base::linger(true, 0), ignored);
+  client_.close(ignored);
+  upstream_.close(ignored);
+}
+
+}  // namespace svcproxy::userspace
