@@ -33,6 +33,7 @@ instead of a silent timeout.
 from __future__ import annotations
 
 import atexit
+import calendar
 import json
 import os
 import re
@@ -51,6 +52,7 @@ from typing import Iterable, Sequence
 
 HERE = Path(__file__).resolve().parent
 CLIENT = HERE / "client.py"
+STREAMS = HERE / "streams.py"
 
 NODE_NAME = "node-a"
 REMOTE_NODE_NAME = "node-b"
@@ -185,6 +187,7 @@ class Sandbox:
         self.namespaces: list[str] = []  # created, in order
         self.echoes: list[Echo] = []
         self._agents: dict[str, _Agent] = {}
+        self.background: list[Background] = []  # daemons and traffic streams (spawn())
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self._closed = False
         atexit.register(self.close)
@@ -309,6 +312,9 @@ table inet sink {{
         if self._closed:
             return
         self._closed = True
+        for proc in reversed(self.background):
+            proc.stop()
+        self.background.clear()
         for agent in self._agents.values():
             agent.stop()
         self._agents.clear()
@@ -456,6 +462,40 @@ table inet sink {{
             raise SandboxError(f"svcproxy {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result
 
+    def svcproxy_in(self, ns: str, args: Sequence[str], *, check: bool = True,
+                    timeout: float = 120) -> subprocess.CompletedProcess:
+        """Runs the svcproxy binary inside namespace ns (run --once, rules
+        --live, cleanup, ...)."""
+        return self.exec(ns, [self.svcproxy, *args], check=check, timeout=timeout)
+
+    def spawn(self, ns: str, argv: Sequence[str], *, name: str, lines_from: str = "stdout",
+              stdin: bool = True) -> "Background":
+        """Starts a long-running process in ns whose stdout (or stderr) lines
+        are collected as they come (Background.lines). Stopped by close()."""
+        proc = Background(ns, argv, self.workdir / f"{name}-{len(self.background)}.log", lines_from=lines_from,
+                          stdin=stdin, verbose=self.verbose)
+        self.background.append(proc)
+        return proc
+
+    def start_stream(self, ns: str, mode: str, dst: str, port: int, **options) -> "Background":
+        """streams.py <mode> in ns (udp, tcp-loop, tcp-hold); options are its
+        flags (sport=40000 -> --sport 40000). Stop it with .stop()."""
+        argv = [sys.executable, str(STREAMS), mode, "--dst", dst, "--port", str(port)]
+        for key, value in options.items():
+            argv += [f"--{key}", str(value)]
+        return self.spawn(ns, argv, name=f"stream-{mode}")
+
+    def start_daemon(self, manifests: str | os.PathLike, flags: Sequence[str] = (), *,
+                     ns: str | None = None) -> "Daemon":
+        """`svcproxy run --manifests DIR` in the node namespace (or ns); its
+        log lines are collected. Stop it with .stop() (SIGTERM)."""
+        argv = [self.svcproxy, "run", "--manifests", str(manifests), *flags]
+        proc = Background(ns or self.node, argv, self.workdir / f"daemon-{len(self.background)}.log",
+                          lines_from="stderr", stdin=False, verbose=self.verbose)
+        daemon = Daemon(proc)
+        self.background.append(proc)
+        return daemon
+
     def node_addresses(self) -> set[str]:
         addresses = {NODE_V4, NODE_V6, UPLINK_NODE_V4, UPLINK_NODE_V6}
         for pod in self.pods.values():
@@ -530,6 +570,255 @@ class _Agent:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=3)
+
+
+class LineLog:
+    """The lines of a child's pipe, read by a thread as they come, each with
+    the wall-clock time it was read; waiters block on a condition with a
+    deadline (no polling, no fixed sleeps)."""
+
+    def __init__(self, stream, copy_to: Path):
+        self.lines: list[str] = []
+        self.received: list[float] = []  # time.time() when each line was read
+        self.closed = False
+        self._cond = threading.Condition()
+        self._stream = stream
+        self._copy = open(copy_to, "a", encoding="utf-8")
+        self._thread = threading.Thread(target=self._pump, daemon=True, name=f"lines:{copy_to.name}")
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for raw in iter(self._stream.readline, b""):
+                line = raw.decode(errors="replace").rstrip("\n")
+                now = time.time()
+                with self._cond:
+                    self.lines.append(line)
+                    self.received.append(now)
+                    self._cond.notify_all()
+                self._copy.write(line + "\n")
+                self._copy.flush()
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._cond:
+                self.closed = True
+                self._cond.notify_all()
+            self._copy.close()
+            try:
+                self._stream.close()
+            except OSError:
+                pass
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self.lines)
+
+    def snapshot(self, start: int = 0) -> list[str]:
+        with self._cond:
+            return self.lines[start:]
+
+    def wait_for(self, predicate, *, start: int = 0, timeout: float = 10, what: str = "") -> int:
+        """Index of the first line at or after `start` for which
+        predicate(line) is true; SandboxError after `timeout` seconds or if
+        the stream ends first. predicate may also be a regex string."""
+        if isinstance(predicate, str):
+            pattern = re.compile(predicate)
+            predicate = lambda line: pattern.search(line) is not None  # noqa: E731
+        deadline = time.monotonic() + timeout
+        i = start
+        with self._cond:
+            while True:
+                while i < len(self.lines):
+                    if predicate(self.lines[i]):
+                        return i
+                    i += 1
+                left = deadline - time.monotonic()
+                if self.closed or left <= 0:
+                    tail = "\n    ".join(self.lines[-15:])
+                    state = "stream ended" if self.closed else f"timed out after {timeout}s"
+                    raise SandboxError(f"waiting for {what or 'a line'}: {state}; last lines:\n    {tail}")
+                self._cond.wait(left)
+
+    def wait_count(self, predicate, count: int, *, start: int = 0, timeout: float = 10, what: str = "") -> int:
+        """Waits until `count` lines from `start` satisfy predicate; returns
+        the index of the count-th one."""
+        index = start - 1
+        for n in range(count):
+            index = self.wait_for(predicate, start=index + 1, timeout=timeout, what=f"{what} ({n + 1}/{count})")
+        return index
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+class Background:
+    """A long-running process inside a namespace (`ip netns exec` execs it:
+    the PID is the program's own), one of its output streams collected line
+    by line. stop() closes its stdin, then escalates to SIGTERM and
+    SIGKILL; never raises."""
+
+    def __init__(self, ns: str, argv: Sequence[str], log: Path, *, lines_from: str = "stdout", stdin: bool = True,
+                 verbose: bool = False):
+        self.ns = ns
+        self.argv = list(argv)
+        self.log = log
+        cmd = ["ip", "netns", "exec", ns, *argv]
+        if verbose:
+            print("+", " ".join(cmd), "&", file=sys.stderr)
+        with open(log.with_suffix(".other.log"), "wb") as other:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if lines_from == "stdout" else other,
+                stderr=subprocess.PIPE if lines_from == "stderr" else other)
+        stream = self.proc.stdout if lines_from == "stdout" else self.proc.stderr
+        self.lines = LineLog(stream, log)
+
+    def json_lines(self, start: int = 0) -> list[dict]:
+        out = []
+        for line in self.lines.snapshot(start):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def send_line(self, text: str = "") -> None:
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def stop(self, timeout: float = 5) -> int | None:
+        """Asks the process to finish (stdin closed, then SIGTERM) and waits
+        for it and for its output to be read. Returns its exit status."""
+        if self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            _terminate(self.proc)
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                try:
+                    self.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.lines.join(3)
+        return self.proc.returncode
+
+
+# klog's header: I1128 06:13:21.123456  1234 run] message
+_KLOG = re.compile(r"^([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+ (\S+)\] (.*)$")
+_SYNC = re.compile(r"^sync (done|failed) reason=(\S+)(.*)$")
+
+
+def klog_time(line: str) -> float:
+    """The wall-clock time (seconds since the epoch, UTC) in a klog line's
+    header. klog leaves out the year: the one that puts it nearest to now."""
+    m = _KLOG.match(line)
+    if not m:
+        raise ValueError(f"not a klog line: {line!r}")
+    month, day, hour, minute, second, micros = (int(g) for g in m.groups()[1:7])
+    now = time.time()
+    year = time.gmtime(now).tm_year
+    candidates = [calendar.timegm((y, month, day, hour, minute, second, 0, 0, 0)) + micros / 1e6
+                  for y in (year - 1, year, year + 1)]
+    return min(candidates, key=lambda t: abs(t - now))
+
+
+@dataclass
+class SyncLine:
+    """One "sync done" (or "sync failed") line of `svcproxy run`."""
+    index: int  # in Daemon.lines
+    time: float  # when it was logged (the line's own timestamp)
+    ok: bool
+    reason: str
+    mode: str = ""
+    operations: int = -1
+    conntrack_deleted: int = -1
+    duration_us: int = -1
+    text: str = ""
+
+
+def parse_sync_line(line: str, index: int = -1) -> SyncLine | None:
+    m = _KLOG.match(line)
+    if not m or m.group(8) != "run":
+        return None
+    s = _SYNC.match(m.group(9))
+    if not s:
+        return None
+    fields = dict(re.findall(r"(\w+)=(\S+)", s.group(3)))
+    sync = SyncLine(index=index, time=klog_time(line), ok=s.group(1) == "done", reason=s.group(2), text=line)
+    if sync.ok:
+        sync.mode = fields.get("mode", "")
+        for key in ("operations", "conntrack_deleted", "duration_us"):
+            setattr(sync, key, int(fields.get(key, -1)))
+    return sync
+
+
+class Daemon:
+    """`svcproxy run` in a namespace (Sandbox.start_daemon), read through its
+    log: mark() the log before an action, then wait_sync(after=mark) for the
+    sync that follows it."""
+
+    def __init__(self, proc: Background):
+        self.proc = proc
+        self.lines = proc.lines
+
+    @property
+    def pid(self) -> int:
+        return self.proc.proc.pid
+
+    def mark(self) -> int:
+        return len(self.lines)
+
+    def syncs(self, start: int = 0) -> list[SyncLine]:
+        out = []
+        for i, line in enumerate(self.lines.snapshot(start), start):
+            sync = parse_sync_line(line, i)
+            if sync:
+                out.append(sync)
+        return out
+
+    def wait_sync(self, *, after: int = 0, reason: str | None = None, timeout: float = 10,
+                  allow_failed: bool = False) -> SyncLine:
+        """The first sync line at or after index `after` (with `reason` if
+        given). A failed sync is an error unless allow_failed."""
+        def wanted(line: str) -> bool:
+            sync = parse_sync_line(line)
+            return sync is not None and (reason is None or sync.reason == reason)
+
+        index = self.lines.wait_for(wanted, start=after, timeout=timeout,
+                                    what=f"svcproxy run: sync {'reason=' + reason if reason else ''}")
+        sync = parse_sync_line(self.lines.snapshot(index)[0], index)
+        if not sync.ok and not allow_failed:
+            raise SandboxError(f"svcproxy run: {sync.text}")
+        return sync
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5) -> tuple[int | None, float]:
+        """Sends sig and waits up to timeout; returns (exit status or None if
+        still running, seconds it took). The process is always reaped
+        (escalating after the timeout)."""
+        start = time.monotonic()
+        rc = None
+        if self.proc.proc.poll() is None:
+            try:
+                self.proc.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        try:
+            rc = self.proc.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        elapsed = time.monotonic() - start
+        self.proc.stop(timeout=0.1)
+        return rc, elapsed
 
 
 def _terminate(proc: subprocess.Popen) -> None:

@@ -202,17 +202,36 @@ def tearDownModule():
 
 
 class FlowTestCase(unittest.TestCase):
-    """Loads one ruleset for the class; flow() checks one kind of packet."""
+    """Loads one ruleset for the class; flow() checks one kind of packet.
+
+    `loader` says how the ruleset reaches the kernel: "nft" (`svcproxy
+    rules` piped to `nft -f`) here; test_rules_netlink runs the same classes
+    with "netlink" (`svcproxy run --once` inside the node namespace)."""
     extra_flags: list[str] = []
     manifests = "cluster"
+    loader = "nft"
 
     @classmethod
     def setUpClass(cls):
         cls.box = Env.box
         cls.dir = Env.tmp / cls.manifests
         cls.ruleset = cls.svcproxy("rules")
-        cls.box.nft(cls.box.node, cls.ruleset)
+        cls.program()
         cls.box.flush_conntrack()
+
+    @classmethod
+    def program(cls, manifests: Path | None = None) -> None:
+        """Programs the node with the ruleset for `manifests` (default: the
+        class's) and the class's flags, through cls.loader."""
+        directory = manifests or cls.dir
+        flags = ["--manifests", str(directory), *sb.NODE_FLAGS, *cls.extra_flags]
+        if cls.loader == "nft":
+            text = cls.ruleset if manifests is None else cls.box.svcproxy_run(["rules", *flags]).stdout
+            cls.box.nft(cls.box.node, text)
+        elif cls.loader == "netlink":
+            cls.box.svcproxy_in(cls.box.node, ["run", "--once", *flags])
+        else:
+            raise ValueError(f"unknown loader {cls.loader!r}")
 
     @classmethod
     def svcproxy(cls, command: str, *args: str) -> str:
@@ -468,15 +487,14 @@ class TestServices(FlowTestCase):
             return "".join(box.nft_list(box.node, ["table", *t]) for t in ours)
 
         first = listing()
-        box.nft(box.node, self.ruleset)
+        self.program()
         self.assertEqual(listing(), first, "loading the same ruleset twice changed the kernel state")
         # An older, different ruleset is replaced whole.
         empty = Env.tmp / "empty"
         empty.mkdir(exist_ok=True)
-        older = box.svcproxy_run(["rules", "--manifests", str(empty), *sb.NODE_FLAGS]).stdout
-        box.nft(box.node, older)
+        self.program(empty)
         self.assertNotEqual(listing(), first)
-        box.nft(box.node, self.ruleset)
+        self.program()
         self.assertEqual(listing(), first, "loading over an older ruleset left traces of it")
         box.flush_conntrack()
 
@@ -490,7 +508,7 @@ class TestServices(FlowTestCase):
 
     def test_foreign_table_untouched(self):
         box = self.box
-        box.nft(box.node, self.ruleset)
+        self.program()
         self.assertEqual(box.nft_list(box.node, ["table", "inet", "foreign"]), Env.foreign_before)
 
     def test_examples_pass_nft_check(self):
