@@ -147,7 +147,7 @@ struct ApiClient::Impl {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
       lowest.expires_after(on_data != nullptr ? idle : timeout);
-      auto [rec, rn] = co_await http::async_read(stream, buffer, parser, kUseTuple);
+      auto [rec, rn] = co_await http::async_read_some(stream, buffer, parser, kUseTuple);
       const size_t got = chunk.size() - parser.get().body().size;
       if (got > 0) {
         if (streaming) {
@@ -204,8 +204,9 @@ struct ApiClient::Impl {
       throw ApiError(FailureKind::Tls, "TLS handshake with " + config.url() + " (server name " + name + "): " + why);
     }
     HttpReply reply = co_await exchange(stream, target, on_data, timeout, idle);
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
-    co_await stream.async_shutdown(kUseTuple);  // best effort
+    // The reply is complete (length or last chunk): close without waiting for
+    // the server's close_notify, which many servers never send.
+    beast::get_lowest_layer(stream).close();
     co_return reply;
   }
 

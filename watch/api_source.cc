@@ -123,14 +123,15 @@ struct ApiInformer::Impl {
                 std::lock_guard lock(mutex);
                 cv.notify_all();
               }),
-        client(io.get_executor(), std::move(config), log) {}
+        io(std::make_unique<net::io_context>()),
+        client(io->get_executor(), std::move(config), log) {}
 
   ApiSourceOptions options;
   Logger log;
   std::mutex mutex;
   std::condition_variable cv;
   Store store;
-  net::io_context io;
+  std::unique_ptr<net::io_context> io;
   ApiClient client;
   std::vector<std::unique_ptr<Reflector>> reflectors;
   std::thread thread;
@@ -142,19 +143,22 @@ ApiInformer::ApiInformer(ClientConfig config, ApiSourceOptions options, Logger l
 ApiInformer::~ApiInformer() { stop(); }
 
 void ApiInformer::start() {
-  if (impl_->thread.joinable()) return;
+  if (impl_->thread.joinable() || !impl_->io) return;
   for (const Resource resource : kAll) {
     impl_->reflectors.push_back(
         std::make_unique<Reflector>(impl_->client, impl_->store, options_for(resource, impl_->options), impl_->log));
-    net::co_spawn(impl_->io, impl_->reflectors.back()->run(), net::detached);
+    net::co_spawn(*impl_->io, impl_->reflectors.back()->run(), net::detached);
   }
-  impl_->thread = std::thread([this] { impl_->io.run(); });
+  impl_->thread = std::thread([this] { impl_->io->run(); });
 }
 
+// The coroutines are destroyed with their io_context, before the
+// reflectors they run on; an informer is not restarted.
 void ApiInformer::stop() {
-  if (!impl_->thread.joinable()) return;
-  impl_->io.stop();
-  impl_->thread.join();
+  if (!impl_->io) return;
+  impl_->io->stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->io.reset();
 }
 
 Store& ApiInformer::store() { return impl_->store; }
