@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 namespace svcproxy::proxy {
 namespace {
@@ -225,6 +226,42 @@ TEST(ProxyConfig, LoadsFromAFile) {
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()), path + ": cannot read the config file");
   }
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// The shipped configurations read cleanly: no errors, nothing ignored.
+TEST(ProxyConfig, ShippedExamplesParseWithoutWarnings) {
+  const auto example = parse_proxy_config(read_file(SVCPROXY_SOURCE_DIR "/deploy/etc/config.yaml"), "config.yaml");
+  EXPECT_TRUE(example.warnings.empty()) << example.warnings.front();
+  EXPECT_EQ(example.mode, "nftables");
+
+  // The DaemonSet's ConfigMap: the block under "config.yaml: |", dedented.
+  std::istringstream manifest(read_file(SVCPROXY_SOURCE_DIR "/deploy/daemonset.yaml"));
+  std::string line, embedded;
+  bool inside = false;
+  size_t indent = 0;
+  while (std::getline(manifest, line)) {
+    if (!inside) {
+      if (line.find("config.yaml: |") != std::string::npos) {
+        inside = true;
+        indent = line.find_first_not_of(' ') + 2;
+      }
+      continue;
+    }
+    if (!line.empty() && line.find_first_not_of(' ') < indent) break;
+    embedded += (line.size() > indent ? line.substr(indent) : "") + "\n";
+  }
+  ASSERT_FALSE(embedded.empty());
+  const auto configmap = parse_proxy_config(embedded, "daemonset.yaml ConfigMap");
+  EXPECT_TRUE(configmap.warnings.empty()) << configmap.warnings.front();
+  EXPECT_EQ(configmap.healthz_bind_address, "0.0.0.0:10256");
+  EXPECT_FALSE(configmap.kubeconfig);  // in-cluster
 }
 
 FlagGiven flags_given(std::vector<std::string> names) {
