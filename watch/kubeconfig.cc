@@ -48,19 +48,27 @@ std::string trim_token(std::string token) {
   return token;
 }
 
+// map[key], or a null node: yaml-cpp's missing-key nodes throw on every use
+// but IsDefined().
+YAML::Node child(const YAML::Node& map, const char* key) {
+  if (!map.IsDefined() || !map.IsMap()) return YAML::Node();
+  const YAML::Node& const_map = map;
+  YAML::Node value = const_map[key];
+  return value.IsDefined() ? value : YAML::Node();
+}
+
 std::string scalar(const YAML::Node& map, const char* key) {
-  if (!map.IsMap()) return "";
-  const YAML::Node value = map[key];
+  const YAML::Node value = child(map, key);
   return value.IsScalar() ? value.Scalar() : "";
 }
 
 // The `name`d entry of clusters/users/contexts: its inner mapping.
 YAML::Node named(const YAML::Node& root, const char* list, const char* inner, const std::string& name,
                  const std::string& path) {
-  const YAML::Node entries = root[list];
+  const YAML::Node entries = child(root, list);
   if (entries.IsSequence()) {
     for (const YAML::Node& entry : entries) {
-      if (scalar(entry, "name") == name) return entry[inner];
+      if (scalar(entry, "name") == name) return child(entry, inner);
     }
   }
   throw ConfigError(path + ": " + list + ": no entry named \"" + name + "\"");
@@ -175,7 +183,7 @@ ClientConfig load_kubeconfig(const std::string& path) {
       token_file = (std::filesystem::path(dir) / token_file).string();
     }
     if (config.token.empty()) config.token_file = token_file;  // token wins over tokenFile
-    if (user.IsMap() && (user["exec"].IsDefined() || user["auth-provider"].IsDefined())) {
+    if (!child(user, "exec").IsNull() || !child(user, "auth-provider").IsNull()) {
       config.warnings.push_back(where + ": user \"" + user_name + "\": exec and auth-provider are not supported");
     }
   }

@@ -78,14 +78,25 @@ TEST(Reflector, WatchErrorGoneRelistsAndEmitsTheDifference) {
   ASSERT_TRUE(h.wait_for([&] { return h.store().size(Resource::Services) == 2; }));
   // While the watch is down, the history is compacted: the next watch from
   // the old RV gets ERROR 410, and the relist must delete, add and update.
-  fx.fault(R"("http410_watch":0,"cut_watch":1)");
+  fx.fault(R"("status":{"code":503,"count":1000000,"on":"watch"},"close_watches":true)");
+  ASSERT_TRUE(h.wait_for_log("503"));
   fx.remove("services", "a", "drop");
   fx.apply("services", service_json("a", "keep", "10.96.0.1", 81));
   fx.apply("services", service_json("a", "new", "10.96.0.3", 80));
   fx.command(R"({"op":"compact"})");
-  fx.fault(R"("close_watches":true)");
+  fx.fault(R"("clear_statuses":true)");
   ASSERT_TRUE(h.wait_for([&] { return same(store_objects(h.store(), Resource::Services), fixture_objects(fx, "services", services_options())); }));
-  EXPECT_TRUE(h.log_contains("relisting")) << ::testing::PrintToString(h.logs());
+  EXPECT_TRUE(h.log_contains("too old resource version")) << ::testing::PrintToString(h.logs());
+  // The relist's difference: one delete, one update, one add, in that order.
+  const auto changes = h.changes();
+  ASSERT_GE(changes.size(), 5u);
+  const std::vector<Change> last(changes.end() - 3, changes.end());
+  EXPECT_EQ(last[0].type, ChangeType::Deleted);
+  EXPECT_EQ(last[0].key.name, "drop");
+  EXPECT_EQ(last[1].type, ChangeType::Updated);
+  EXPECT_EQ(last[1].key.name, "keep");
+  EXPECT_EQ(last[2].type, ChangeType::Added);
+  EXPECT_EQ(last[2].key.name, "new");
   // Replaying the change stream from nothing gives the store.
   std::map<std::pair<Resource, model::ObjectRef>, Object> replay;
   for (const Change& c : h.changes()) apply_change(replay, c);
