@@ -85,7 +85,9 @@ TEST(Reflector, WatchErrorGoneRelistsAndEmitsTheDifference) {
   fx.apply("services", service_json("a", "new", "10.96.0.3", 80));
   fx.command(R"({"op":"compact"})");
   fx.fault(R"("clear_statuses":true)");
-  ASSERT_TRUE(h.wait_for([&] { return same(store_objects(h.store(), Resource::Services), fixture_objects(fx, "services", services_options())); }));
+  const auto want = fixture_objects(fx, "services", services_options());
+  ASSERT_TRUE(h.wait_for([&] { return same(store_objects(h.store(), Resource::Services), want); }));
+  h.stop();  // every change handed out
   EXPECT_TRUE(h.log_contains("too old resource version")) << ::testing::PrintToString(h.logs());
   // The relist's difference: one delete, one update, one add, in that order.
   const auto changes = h.changes();
