@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -18,6 +19,8 @@
 #include "proxy/echo.h"
 #include "proxy/node_flags.h"
 #include "proxy/run.h"
+#include "watch/api_source.h"
+#include "watch/kubeconfig.h"
 #include "watch/manifests.h"
 
 namespace svcproxy::proxy {
@@ -25,21 +28,64 @@ namespace {
 
 constexpr int kExitUsage = 2;
 
-// Where the cluster comes from. Only --manifests today; the API server
-// source plugs in here.
+// Where the cluster comes from: --manifests, or the API server
+// (--kubeconfig / --master, listed once).
 struct SourceFlags {
   std::string manifests;
+  std::string kubeconfig;
+  std::string master;
+  std::string request_timeout = "30s";
   bool strict = false;
+  bool api() const { return !kubeconfig.empty() || !master.empty(); }
 };
 
 void add_source_flags(CLI::App& cmd, SourceFlags& flags) {
   cmd.add_option("--manifests", flags.manifests,
                  "File or directory of Kubernetes objects (kubectl get -o yaml|json output)");
+  cmd.add_option("--kubeconfig", flags.kubeconfig, "Read the cluster from the API server of this kubeconfig");
+  cmd.add_option("--master", flags.master, "The API server's URL (overrides the kubeconfig's server)");
+  cmd.add_option("--request-timeout", flags.request_timeout,
+                 "How long to keep trying the API server (transient failures are retried) (default 30s)");
   cmd.add_flag("--strict", flags.strict, "Exit 1 if any object was skipped as unusable");
 }
 
 void require_source(const SourceFlags& flags) {
-  if (flags.manifests.empty()) throw FlagError("--manifests: required (where the cluster's objects come from)");
+  if (!flags.manifests.empty() && flags.api()) throw FlagError("--manifests and --kubeconfig/--master: pick one");
+  if (flags.manifests.empty() && !flags.api()) {
+    throw FlagError("--manifests or --kubeconfig: required (where the cluster's objects come from)");
+  }
+}
+
+std::chrono::milliseconds parse_duration(const char* flag, const std::string& text, bool zero_ok);
+
+// The cluster from --manifests, or listed once from the API server; a server
+// that cannot be read throws (one line), never an empty cluster.
+watch::DecodeResult load_cluster(const SourceFlags& source, const NodeFlags& node_flags) {
+  if (!source.api()) return watch::load_manifests(source.manifests);
+  const watch::ClientConfig config =
+      watch::resolve_client_config(source.kubeconfig, source.master, [](const char* name) { return std::getenv(name); });
+  watch::ApiSourceOptions options;
+  options.request_timeout = parse_duration("--request-timeout", source.request_timeout, false);
+  options.node_name = node_flags.hostname_override;
+  if (options.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    options.node_name = host;
+  }
+  for (char& c : options.node_name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  watch::DecodeResult out;
+  const std::string url = config.url();
+  // Unusable objects become diagnostics; retries stay quiet (the final error
+  // says why); warnings (insecure TLS) are shown.
+  auto log = [&](const std::string& line) {
+    if (line.starts_with("skipped ")) {
+      out.diagnostics.push_back({.file = url, .kind = "", .object = "", .field = "", .message = line.substr(8)});
+    } else if (line.find("retrying") == std::string::npos) {
+      std::cerr << "svcproxy: " << line << "\n";
+    }
+  };
+  out.state = watch::list_cluster(config, options, log);
+  return out;
 }
 
 // The cluster as compiled for this node, with every problem already
@@ -53,7 +99,7 @@ struct Compiled {
 Compiled load_and_compile(const SourceFlags& source, const NodeFlags& node_flags) {
   require_source(source);
   Compiled out;
-  auto decoded = watch::load_manifests(source.manifests);
+  auto decoded = load_cluster(source, node_flags);
   for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
   out.node = resolve_node_config(node_flags, decoded.state, interface_addresses());
   auto state = model::build_proxy_state(decoded.state, out.node);
@@ -282,6 +328,7 @@ int run_cli(int argc, char** argv) {
       if (const int rc = check_proxy_mode(proxy_mode); rc != 0) return rc;
       if (once) return cmd_run_once(run_source, run_node_flags);
       require_source(run_source);
+      if (run_source.api()) throw FlagError("--kubeconfig: the daemon reads --manifests only so far (run --once reads the API)");
       RunOptions options;
       options.manifests = run_source.manifests;
       options.node = run_node_flags;
