@@ -1,0 +1,200 @@
+"""End-to-end: svcproxy and the real kubectl against the fixture API server
+(tests/fixtures/apiserver.py) over TLS.
+
+  - kubectl agrees with the fixture: `get services,endpointslices -A -o json`
+    prints exactly the fixture's objects, and `get services -A --watch` shows
+    a service created while it watches (skipped when kubectl is absent);
+  - `svcproxy rules --kubeconfig` compiles the same ruleset as
+    `svcproxy rules --manifests` on kubectl's JSON of the same cluster;
+  - unreachable server, rejected token and failed TLS verification exit 1
+    with one line on stderr and no ruleset.
+
+Needs python3 and openssl; no root. Run:
+SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_watch_api (from tests/e2e).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+SOURCE_DIR = Path(os.environ.get("SVCPROXY_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+SVCPROXY = os.environ.get("SVCPROXY_BIN", str(SOURCE_DIR / "build" / "svcproxy"))
+sys.path.insert(0, str(SOURCE_DIR / "tests" / "fixtures"))
+import apiserver  # noqa: E402
+
+KUBECTL = shutil.which("kubectl")
+NODE = ["--hostname-override", "node-a", "--node-ip", "192.168.50.2"]
+
+
+def service(ns, name, ip, port, node_port=None, **spec):
+    p = {"name": "http", "protocol": "TCP", "port": port, "targetPort": 8080}
+    if node_port:
+        p["nodePort"] = node_port
+    body = {"metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+            "spec": {"type": "NodePort" if node_port else "ClusterIP", "clusterIP": ip, "clusterIPs": [ip],
+                     "ports": [p], **spec}}
+    return body
+
+
+def slice_(ns, name, svc, ips, node="node-a"):
+    return {"metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+                           "nodeName": node, "zone": "z1"} for ip in ips],
+            "ports": [{"name": "http", "protocol": "TCP", "port": 8080}]}
+
+
+class WatchApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("openssl"):
+            raise unittest.SkipTest("openssl is not installed")
+        cls.tmp = tempfile.mkdtemp(prefix="svcproxy-api-")
+        cls.pki = apiserver.generate_pki(os.path.join(cls.tmp, "pki"))
+        cls.fixture = apiserver.Fixture(bookmark_interval=0.5)
+        cls.server, cls.url = apiserver.serve(cls.fixture, cls.pki)
+        fx = cls.fixture
+        fx.apply("services", service("shop", "web", "10.96.0.10", 80, node_port=30080))
+        fx.apply("services", service("shop", "api", "10.96.0.11", 9090, sessionAffinity="ClientIP"))
+        fx.apply("services", service("shop", "headless", "None", 80))
+        fx.apply("endpointslices", slice_("shop", "web-1", "web", ["10.244.0.5", "10.244.1.6"]))
+        fx.apply("endpointslices", slice_("shop", "api-1", "api", ["10.244.0.7"], node="node-b"))
+        fx.apply("nodes", {"metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "z1"}},
+                           "spec": {"podCIDRs": ["10.244.0.0/24"]},
+                           "status": {"addresses": [{"type": "InternalIP", "address": "192.168.50.2"}]}})
+        fx.apply("servicecidrs", {"metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["10.96.0.0/16"]}})
+        cls.kubeconfig = apiserver.write_kubeconfig(os.path.join(cls.tmp, "kubeconfig"), cls.url,
+                                                    ca=cls.pki["ca_crt"], token="test-token")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def svcproxy(self, *args, timeout=60):
+        return subprocess.run([SVCPROXY, *args], capture_output=True, text=True, timeout=timeout)
+
+    # -- kubectl agrees with the fixture --
+
+    def kubectl(self, *args):
+        if not KUBECTL:
+            self.skipTest("kubectl is not installed (not in Debian's archive); the fixture is checked by svcproxy only")
+        return subprocess.run([KUBECTL, "--kubeconfig", self.kubeconfig, *args], capture_output=True, text=True,
+                              timeout=60)
+
+    def test_kubectl_get_json_matches_the_fixture(self):
+        out = self.kubectl("get", "services,endpointslices", "-A", "-o", "json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        items = json.loads(out.stdout)["items"]
+        got = sorted((i["kind"], i["apiVersion"], i["metadata"]["namespace"], i["metadata"]["name"],
+                      i["metadata"]["resourceVersion"]) for i in items)
+        want = []
+        for resource, kind in (("services", "Service"), ("endpointslices", "EndpointSlice")):
+            for o in self.fixture.list_body(resource)["items"]:
+                want.append((kind, apiserver.api_version(resource), o["metadata"]["namespace"],
+                             o["metadata"]["name"], o["metadata"]["resourceVersion"]))
+        self.assertEqual(got, sorted(want))
+        web = next(i for i in items if i["metadata"]["name"] == "web")
+        self.assertEqual(web["spec"]["ports"][0]["nodePort"], 30080)
+
+    def test_kubectl_watch_sees_a_new_service(self):
+        if not KUBECTL:
+            self.skipTest("kubectl is not installed (not in Debian's archive)")
+        proc = subprocess.Popen([KUBECTL, "--kubeconfig", self.kubeconfig, "get", "services", "-A", "--watch",
+                                 "--request-timeout", "30s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        seen = threading.Event()
+        listed = threading.Event()
+
+        def read():
+            for line in proc.stdout:
+                lines.append(line)
+                if "api" in line:
+                    listed.set()
+                if "watched" in line:
+                    seen.set()
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            self.assertTrue(listed.wait(30), "kubectl listed nothing: %r %s" % (lines, proc.stderr))
+            self.fixture.apply("services", service("shop", "watched", "10.96.0.77", 8080))
+            self.assertTrue(seen.wait(30), "kubectl did not print the new service: %r" % lines)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+            self.fixture.delete("services", "shop", "watched")
+        row = next(l for l in lines if "watched" in l).split()
+        self.assertEqual(row[:2], ["shop", "watched"])
+
+    # -- svcproxy --
+
+    def test_rules_from_the_api_equal_rules_from_manifests(self):
+        live = self.svcproxy("rules", "--kubeconfig", self.kubeconfig, *NODE)
+        self.assertEqual(live.returncode, 0, live.stderr)
+        # The same cluster as files, in kubectl's List shape.
+        items = []
+        for resource in ("services", "endpointslices", "nodes", "servicecidrs"):
+            for o in self.fixture.list_body(resource)["items"]:
+                o = dict(o, kind=apiserver.RESOURCES[resource][2], apiVersion=apiserver.api_version(resource))
+                items.append(o)
+        # What the API server filters (headless services) is not in the files either.
+        items = [o for o in items if not (o["kind"] == "Service" and o["spec"].get("clusterIP") == "None")]
+        manifests = os.path.join(self.tmp, "cluster.json")
+        with open(manifests, "w") as f:
+            json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
+        files = self.svcproxy("rules", "--manifests", manifests, *NODE)
+        self.assertEqual(files.returncode, 0, files.stderr)
+        self.assertEqual(live.stdout, files.stdout)
+        self.assertIn("10.96.0.10", live.stdout)
+        trace = self.svcproxy("trace", "--kubeconfig", self.kubeconfig, *NODE, "--src", "192.168.50.9",
+                              "--dst", "10.96.0.10", "--dport", "80")
+        self.assertEqual(trace.returncode, 0, trace.stderr)
+        self.assertIn("10.244.0.5", trace.stdout)
+
+    def test_master_overrides_the_server(self):
+        bad = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-wrong-server"), "https://127.0.0.1:1",
+                                         ca=self.pki["ca_crt"], token="test-token")
+        out = self.svcproxy("rules", "--kubeconfig", bad, "--master", self.url, *NODE)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def assert_one_line_failure(self, out, needle):
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertEqual(out.stdout, "")
+        lines = out.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, out.stderr)
+        self.assertIn(needle, lines[0])
+
+    def test_failures_are_one_line(self):
+        refused = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-refused"), "https://127.0.0.1:1",
+                                             ca=self.pki["ca_crt"], token="test-token")
+        self.assert_one_line_failure(self.svcproxy("rules", "--kubeconfig", refused, "--request-timeout", "2s", *NODE),
+                                     "connection refused")
+        token = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-token"), self.url, ca=self.pki["ca_crt"],
+                                           token="wrong")
+        self.assert_one_line_failure(self.svcproxy("rules", "--kubeconfig", token, *NODE), "401 Unauthorized")
+        tls = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-tls"), self.url, ca=self.pki["other-ca_crt"],
+                                         token="test-token")
+        self.assert_one_line_failure(self.svcproxy("trace", "--kubeconfig", tls, *NODE, "--src", "192.168.50.9",
+                                                   "--dst", "10.96.0.10", "--dport", "80"),
+                                     "certificate verify failed")
+        both = self.svcproxy("rules", "--kubeconfig", self.kubeconfig, "--manifests", "x", *NODE)
+        self.assertEqual(both.returncode, 2, both.stderr)
+
+    def test_client_certificate_inline(self):
+        kc = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-cert"), self.url.replace("127.0.0.1", "localhost"),
+                                        ca=self.pki["ca_crt"], client_crt=self.pki["client_crt"],
+                                        client_key=self.pki["client_key"], inline=True)
+        out = self.svcproxy("rules", "--kubeconfig", kc, *NODE)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
