@@ -19,6 +19,7 @@
 #include "proxy/echo.h"
 #include "proxy/node_flags.h"
 #include "proxy/run.h"
+#include "userspace/vip_interface.h"
 #include "watch/api_source.h"
 #include "watch/kubeconfig.h"
 #include "watch/manifests.h"
@@ -131,6 +132,10 @@ int cmd_rules(const SourceFlags& source, const NodeFlags& node_flags, const std:
 // does the kernel have every feature the ruleset uses? Names what is missing.
 // Returns an empty string when nftables is usable.
 std::string nftables_unusable() {
+  // Test seam: the e2e tests make `auto` fall back without breaking the
+  // kernel.
+  if (const char* fail = std::getenv("SVCPROXY_TEST_FAIL_NFTABLES_PROBE"); fail && std::string(fail) == "1")
+    return "probe failed (SVCPROXY_TEST_FAIL_NFTABLES_PROBE=1)";
   try {
     const auto missing = dataplane::probe_nftables_features();
     if (missing.empty()) return {};
@@ -142,17 +147,27 @@ std::string nftables_unusable() {
   }
 }
 
-// --proxy-mode: only nftables exists today; "auto" means nftables.
-int check_proxy_mode(const std::string& mode) {
+// --proxy-mode: nftables (must be usable), userspace, or auto (nftables
+// when the probe passes, else userspace). Sets *chosen and logs why.
+int check_proxy_mode(const std::string& mode, std::string* chosen) {
   if (mode == "userspace") {
-    std::cerr << "svcproxy: --proxy-mode userspace: the userspace proxy is not available in this build\n";
-    return 1;
+    *chosen = "userspace";
+    std::cerr << "svcproxy: proxy mode userspace (--proxy-mode userspace)\n";
+    return 0;
   }
-  if (const auto problem = nftables_unusable(); !problem.empty()) {
-    std::cerr << "svcproxy: --proxy-mode " << mode << ": " << problem << "\n";
-    return 1;
+  const auto problem = nftables_unusable();
+  if (problem.empty()) {
+    *chosen = "nftables";
+    if (mode == "auto") std::cerr << "svcproxy: proxy mode nftables (--proxy-mode auto: the nftables probe passed)\n";
+    return 0;
   }
-  return 0;
+  if (mode == "auto") {
+    *chosen = "userspace";
+    std::cerr << "svcproxy: proxy mode userspace (--proxy-mode auto: nftables unusable: " << problem << ")\n";
+    return 0;
+  }
+  std::cerr << "svcproxy: --proxy-mode " << mode << ": " << problem << "\n";
+  return 1;
 }
 
 int cmd_run_once(const SourceFlags& source, const NodeFlags& node_flags) {
@@ -174,8 +189,15 @@ int cmd_run_once(const SourceFlags& source, const NodeFlags& node_flags) {
 }
 
 int cmd_cleanup() {
-  dataplane::NetlinkBackend backend;
-  backend.cleanup();
+  // The userspace proxy's interface (and its service addresses) first: it
+  // needs no nf_tables, so a node without nftables is cleaned up too.
+  if (userspace::remove_vip_interface()) std::cerr << "removed interface " << userspace::kVipInterfaceName << "\n";
+  try {
+    dataplane::NetlinkBackend backend;
+    backend.cleanup();
+  } catch (const std::exception&) {
+    if (nftables_unusable().empty()) throw;
+  }
   return 0;
 }
 
@@ -294,11 +316,18 @@ int run_cli(int argc, char** argv) {
   std::string proxy_mode = "nftables";
   run->add_option("--proxy-mode", proxy_mode, "nftables (default), userspace, or auto")
       ->check(CLI::IsMember({"nftables", "userspace", "auto"}));
+  UserspaceFlags userspace_flags;
+  std::string udp_timeout = "250ms";
+  run->add_option("--udp-timeout", udp_timeout, "userspace mode: idle time after which a UDP flow is closed (default 250ms)");
+  run->add_option("--userspace-max-connections", userspace_flags.max_connections,
+                  "userspace mode: TCP connections proxied at once; more are reset (default 0: unlimited)");
+  run->add_option("--userspace-workers", userspace_flags.workers,
+                  "userspace mode: proxy threads, one io_context each (default 0: one per CPU)");
   run->add_option("--sync-period", sync_period,
                   "Interval of full resyncs, which also repair hand edits of svcproxy's tables (e.g. 30s, 1m)");
 
   auto* cleanup = app.add_subcommand(
-      "cleanup", "Remove everything svcproxy created in this network namespace (its nftables tables), nothing else");
+      "cleanup", "Remove everything svcproxy created in this network namespace (its nftables tables, the svcproxy0 interface), nothing else");
 
   auto* echo = app.add_subcommand("echo", "A small TCP/UDP/HTTP backend that reports who it is and who called");
   EchoOptions echo_options;
@@ -325,7 +354,10 @@ int run_cli(int argc, char** argv) {
   try {
     if (rules->parsed()) return cmd_rules(source, node_flags, format, rules_live);
     if (run->parsed()) {
-      if (const int rc = check_proxy_mode(proxy_mode); rc != 0) return rc;
+      std::string chosen_mode;
+      if (const int rc = check_proxy_mode(proxy_mode, &chosen_mode); rc != 0) return rc;
+      if (once && chosen_mode == "userspace")
+        throw FlagError("--once: the userspace proxy is a daemon (use --proxy-mode nftables with --once)");
       if (once) return cmd_run_once(run_source, run_node_flags);
       require_source(run_source);
       if (run_source.api()) throw FlagError("--kubeconfig: the daemon reads --manifests only so far (run --once reads the API)");
@@ -334,6 +366,9 @@ int run_cli(int argc, char** argv) {
       options.node = run_node_flags;
       options.sync_period = parse_duration("--sync-period", sync_period);
       options.min_sync_period = parse_duration("--min-sync-period", min_sync_period, true);
+      options.proxy_mode = chosen_mode;
+      options.userspace = userspace_flags;
+      options.userspace.udp_timeout = parse_duration("--udp-timeout", udp_timeout);
       return run_daemon(options);
     }
     if (cleanup->parsed()) return cmd_cleanup();

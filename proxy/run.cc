@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 
 #include "proxy/sync_loop.h"
@@ -100,10 +101,20 @@ int run_daemon(const RunOptions& options) {
   Fd defer_fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
 
   auto cluster = load(options.manifests);
-  SyncLoop loop(resolve_node_config(options.node, cluster.state, interface_addresses()));
+  const auto node = resolve_node_config(options.node, cluster.state, interface_addresses());
+  // One dataplane: nftables rules, or the userspace proxy (userspace/).
+  std::optional<SyncLoop> loop;
+  std::optional<userspace::UserspaceBackend> proxier;
+  if (options.proxy_mode == "userspace") {
+    proxier.emplace(userspace_backend_options(options.userspace, node));
+    log_line('I', "userspace proxy started interface=" + proxier->interface().name() +
+                      " kind=" + proxier->interface().kind() + " workers=" + std::to_string(proxier->workers()));
+  } else {
+    loop.emplace(node);
+  }
   auto last_sync = std::chrono::steady_clock::now();
   auto sync = [&](bool full, const char* reason) {
-    report(loop.sync(cluster.state, full), reason);
+    report(proxier ? sync_userspace(*proxier, cluster.state, node) : loop->sync(cluster.state, full), reason);
     last_sync = std::chrono::steady_clock::now();
   };
   sync(false, "start");

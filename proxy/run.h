@@ -8,6 +8,7 @@
 #include <string>
 
 #include "proxy/node_flags.h"
+#include "proxy/userspace_mode.h"
 
 namespace svcproxy::proxy {
 
@@ -19,6 +20,10 @@ struct RunOptions {
   // meanwhile coalesce into one sync (kube-proxy's bounded-frequency runner;
   // 0 in nftables mode: at once).
   std::chrono::milliseconds min_sync_period{0};
+  // --proxy-mode as resolved at startup: "nftables" or "userspace" (the
+  // userspace L4 proxy on svcproxy0; see userspace/).
+  std::string proxy_mode = "nftables";
+  UserspaceFlags userspace;
 };
 
 int run_daemon(const RunOptions& options);

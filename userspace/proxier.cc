@@ -190,7 +190,16 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
     boost::system::error_code ec;
     upstream_ = tcp::socket(client_.get_executor());
     upstream_.open(backend->address.ip.family == model::IPFamily::V4 ? tcp::v4() : tcp::v6(), ec);
-    if (ec) {  // out of descriptors: nothing to retry with
+    if (ec) {
+      // Out of descriptors: the client waits (as those still in the
+      // backlog do) while connections finish and free some, up to ~2 s.
+      if (is_fd_exhaustion(ec) && ++fd_waits_ <= 20) {
+        timer_.expires_after(impl_.opt.accept_backoff);
+        timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+          if (!e) self->attempt();
+        });
+        return;
+      }
       bump(impl_.c.rejected_no_endpoints);
       reset_close(client_);
       return;
@@ -221,6 +230,10 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
       if (!health.ejected(now)) {
         bump(impl_.c.ejections);
         health.ejections.fetch_add(1, std::memory_order_relaxed);
+        if (impl_.opt.on_event)
+          impl_.opt.on_event("endpoint ejected endpoint=" + backend_->address.str() + " service=\"" + table_->name +
+                             "\" error=\"" + (timed_out_ ? std::string("connect timeout") : ec.message()) +
+                             "\" backoff_ms=" + std::to_string(impl_.opt.ejection_backoff.count()));
       }
       health.ejected_until_ns.store((now + impl_.opt.ejection_backoff).time_since_epoch().count(),
                                     std::memory_order_relaxed);
@@ -235,7 +248,8 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
     boost::system::error_code ignored;
     client_.set_option(tcp::no_delay(true), ignored);
     upstream_.set_option(tcp::no_delay(true), ignored);
-    relay_ = std::make_unique<Relay>(*this, client_, upstream_, impl_.opt.buffer_bytes, impl_.opt.use_splice);
+    relay_ = std::make_unique<Relay>(*this, client_, upstream_, impl_.opt.buffer_bytes, impl_.opt.use_splice,
+                                     impl_.opt.half_close_timeout);
     bump(relay_->spliced() ? impl_.c.spliced : impl_.c.copied);
     relay_->start();
   }
@@ -251,6 +265,7 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
   std::shared_ptr<const PortTable> table_;  // keeps backend_ alive
   const Backend* backend_ = nullptr;
   unsigned attempts_ = 0;
+  unsigned fd_waits_ = 0;
   bool timed_out_ = false;
   std::unique_ptr<Relay> relay_;
 };
@@ -283,6 +298,10 @@ class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<
         // Out of descriptors: stop accepting for a moment (the backlog
         // holds the clients) and keep serving what is open.
         bump(impl_.c.accept_backoffs);
+        if (!paused_ && impl_.opt.on_event)
+          impl_.opt.on_event("accept paused listener=" + key_.str() + " error=\"" + ec.message() +
+                             "\" retry_ms=" + std::to_string(impl_.opt.accept_backoff.count()));
+        paused_ = true;
         backoff_.expires_after(impl_.opt.accept_backoff);
         backoff_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
           if (!e && !self->closed_) self->start();
@@ -292,6 +311,8 @@ class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<
       return start();
     }
     bump(impl_.c.accepted);
+    if (paused_ && impl_.opt.on_event) impl_.opt.on_event("accept resumed listener=" + key_.str());
+    paused_ = false;
     boost::system::error_code rec;
     const auto remote = s.remote_endpoint(rec);
     if (rec) return start();  // already gone
@@ -318,6 +339,7 @@ class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<
   tcp::acceptor acceptor_;
   asio::steady_timer backoff_;
   bool closed_ = false;
+  bool paused_ = false;  // the last accept() failed for lack of descriptors
 };
 
 // ---------------------------------------------------------------------- UDP

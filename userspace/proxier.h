@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,9 +41,15 @@ struct ProxierOptions {
   // with copy); a full buffer stops reading from the sender.
   size_t buffer_bytes = 256 * 1024;
   bool use_splice = true;
+  // After one direction of a TCP connection ended (FIN), the other must end
+  // within this, else both sides are reset.
+  std::chrono::milliseconds half_close_timeout{5000};
   // accept() failing with EMFILE/ENFILE/ENOBUFS/ENOMEM pauses that
   // listener this long; existing connections keep being served.
   std::chrono::milliseconds accept_backoff{100};
+  // Called (from a worker thread) once per event worth a log line: an
+  // endpoint entering back-off, a listener pausing accept(). key=value text.
+  std::function<void(const std::string&)> on_event;
 };
 
 struct ProxierStats {

@@ -102,12 +102,15 @@ class Relay::Pump {
   bool eof_ = false;
 };
 
-Relay::Relay(RelayOwner& owner, Socket& client, Socket& upstream, size_t buffer_bytes, bool use_splice)
+Relay::Relay(RelayOwner& owner, Socket& client, Socket& upstream, size_t buffer_bytes, bool use_splice,
+             std::chrono::milliseconds half_close_timeout)
     : owner_(owner),
       client_(client),
       upstream_(upstream),
       up_(std::make_unique<Pump>(*this, client, upstream, buffer_bytes, use_splice)),
-      down_(std::make_unique<Pump>(*this, upstream, client, buffer_bytes, use_splice)) {}
+      down_(std::make_unique<Pump>(*this, upstream, client, buffer_bytes, use_splice)),
+      half_close_timer_(client.get_executor()),
+      half_close_timeout_(half_close_timeout) {}
 
 Relay::~Relay() = default;
 
@@ -119,7 +122,14 @@ void Relay::start() {
 }
 
 void Relay::pump_finished() {
-  if (++finished_ < 2) return;
+  if (++finished_ < 2) {
+    half_close_timer_.expires_after(half_close_timeout_);
+    half_close_timer_.async_wait([this, keep = owner_.keep_alive()](const boost::system::error_code& ec) {
+      if (!ec && finished_ < 2) abort();
+    });
+    return;
+  }
+  half_close_timer_.cancel();
   boost::system::error_code ignored;
   client_.close(ignored);
   upstream_.close(ignored);
@@ -128,6 +138,7 @@ void Relay::pump_finished() {
 void Relay::abort() {
   if (aborted_) return;
   aborted_ = true;
+  half_close_timer_.cancel();
   // One side failed (reset, or its peer vanished): reset the other so the
   // failure is not mistaken for a clean end.
   boost::system::error_code ignored;

@@ -4,10 +4,16 @@
 // be had (descriptors exhausted) or the kernel refuses to splice. A pump
 // holds at most `buffer_bytes` in flight and reads nothing more until that
 // is written: a slow receiver slows the sender (backpressure). EOF is passed
-// on as a half-close (shutdown SHUT_WR); an error resets both sides.
+// on as a half-close (shutdown SHUT_WR); an error resets both sides. Once
+// one direction has ended, the other gets `half_close_timeout` to end too,
+// then both are reset: a peer that never closes its half (many servers wait
+// for a full close that a FIN cannot tell from a half-close) must not pin
+// the connection's descriptors forever.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 
@@ -23,7 +29,8 @@ class RelayOwner {
 class Relay {
  public:
   using Socket = boost::asio::ip::tcp::socket;
-  Relay(RelayOwner& owner, Socket& client, Socket& upstream, size_t buffer_bytes, bool use_splice);
+  Relay(RelayOwner& owner, Socket& client, Socket& upstream, size_t buffer_bytes, bool use_splice,
+        std::chrono::milliseconds half_close_timeout);
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -41,6 +48,8 @@ class Relay {
   Socket& upstream_;
   std::unique_ptr<Pump> up_;    // client -> upstream
   std::unique_ptr<Pump> down_;  // upstream -> client
+  boost::asio::steady_timer half_close_timer_;
+  std::chrono::milliseconds half_close_timeout_;
   int finished_ = 0;
   bool aborted_ = false;
 };

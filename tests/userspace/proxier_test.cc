@@ -367,3 +367,23 @@ TEST(UserspaceProxier, StopIsIdempotentAndClosesListeners) {
 
 }  // namespace
 }  // namespace svcproxy::userspace
+
+namespace svcproxy::userspace {
+namespace {
+
+TEST(UserspaceProxier, ClosedConnectionsAreReleased) {
+  Backend a("a");
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  for (int i = 0; i < 5; ++i) {
+    std::string echoed;
+    EXPECT_EQ(ask("127.0.0.10", vport, "x", &echoed).first_line, "a");
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ask("127.0.0.10", vport).first_line, "a");
+  for (int i = 0; i < 100 && proxier.stats().active; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(proxier.stats().active, 0u);
+}
+
+}  // namespace
+}  // namespace svcproxy::userspace

@@ -1,0 +1,392 @@
+"""End-to-end: `svcproxy run --proxy-mode userspace` (and `auto` with the
+nftables probe made to fail) in the sandbox's node namespace, with real
+traffic from the external client namespace. No nftables rule is involved:
+svcproxy puts the service addresses on `svcproxy0` (a dummy interface, or a
+bridge on kernels without CONFIG_DUMMY) and proxies in userspace.
+
+  - svcproxy0 carries exactly the ClusterIPs/external IPs; no nft table.
+  - Round robin: 3000 connections over 3 pods, each within ±10 % of 1000.
+  - Unready pod: after the sync that marks it unready, 0 new connections.
+  - Killed pod (connection refused): 300 connections, none fails; the pod
+    is ejected (logged once) and retried past.
+  - ClientIP affinity sticks per client address.
+  - UDP request/response through a VIP (answers come from the VIP).
+  - NodePort on the node IP.
+  - No endpoints: the client is reset at once (not a timeout).
+  - fd exhaustion (ulimit -n 64): held connections keep working while
+    accept() backs off, and new connections succeed once descriptors free
+    (closed connections whose server never closes its half are reset after
+    the proxy's half-close timeout, 5 s).
+  - A removed service's address leaves svcproxy0; `svcproxy cleanup` deletes
+    svcproxy0.
+
+Needs root (network namespaces); skipped otherwise. Python 3 stdlib only.
+Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_userspace (from tests/e2e).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import unittest
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sandbox as sb  # noqa: E402
+from sandbox import NODE_V4, Pod, endpoint_slice, service  # noqa: E402
+
+SOURCE_DIR = Path(os.environ.get("SVCPROXY_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+SVCPROXY = os.environ.get("SVCPROXY_BIN", str(SOURCE_DIR / "build" / "svcproxy"))
+NS = "e2e"
+
+PODS = [Pod("p1", 1), Pod("p2", 2), Pod("p3", 3)]
+ECHO_PORTS = [(8080, "tcp"), (8080, "udp")]
+
+WEB = "10.96.5.10"        # TCP 80 -> p1, p2, p3
+STICKY = "10.96.5.11"     # TCP 80 -> p1, p2, p3, sessionAffinity ClientIP
+DNS = "10.96.5.12"        # UDP 53 -> p1, p2
+EMPTY = "10.96.5.13"      # TCP 80, no endpoints
+NODEPORT_SVC, NODEPORT = "10.96.5.14", 30080  # NodePort TCP 30080 -> p1, p2
+EXTERNAL_IP = "192.0.2.50"  # externalIP of WEB
+
+
+class Env:
+    box: sb.Sandbox | None = None
+    tmp: Path | None = None
+    echoes: dict[str, sb.Echo] = {}
+
+
+def setUpModule():
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("needs root: creates network namespaces")
+    missing = sb.missing_tools()
+    if missing:
+        raise unittest.SkipTest(f"missing tools: {', '.join(missing)}")
+    if not os.access(SVCPROXY, os.X_OK):
+        raise RuntimeError(f"svcproxy binary not found at {SVCPROXY} (set SVCPROXY_BIN)")
+    Env.tmp = Path(tempfile.mkdtemp(prefix="svcproxy-e2e-userspace-"))
+    Env.box = sb.Sandbox(SVCPROXY)
+    try:
+        box = Env.box
+        box.build()
+        box.add_pods(PODS)
+        echoes = []
+        for pod in PODS:
+            started = box.start_pod_echoes(pod, ECHO_PORTS, wait=False)
+            Env.echoes[pod.name] = started[0]  # the TCP one
+            echoes += started
+        box.wait_ready(echoes)
+    except BaseException:
+        tearDownModule()
+        raise
+
+
+def tearDownModule():
+    if Env.box:
+        Env.box.close()
+        Env.box = None
+    if Env.tmp:
+        shutil.rmtree(Env.tmp, ignore_errors=True)
+        Env.tmp = None
+
+
+def node_object() -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"labels": {"kubernetes.io/hostname": sb.NODE_NAME}, "name": sb.NODE_NAME,
+                     "resourceVersion": "1000"},
+        "spec": {"podCIDR": "10.244.0.0/17", "podCIDRs": ["10.244.0.0/17", "fd00:10:244::/57"]},
+        "status": {"addresses": [{"address": NODE_V4, "type": "InternalIP"}]},
+    }
+
+
+def tcp_service(name: str, ip: str, endpoints: list[dict], **spec) -> list[dict]:
+    http = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    port = {"name": "http", "port": 80, "targetPort": 8080}
+    if "node_port" in spec:
+        port["nodePort"] = spec.pop("node_port")
+        spec["type"] = "NodePort"
+    return [service(name, [ip], [port], namespace=NS, **spec),
+            endpoint_slice(name, "abcde", 4, endpoints, http, namespace=NS)]
+
+
+def udp_service(name: str, ip: str, pods: list[Pod]) -> list[dict]:
+    dns = [{"name": "dns", "port": 8080, "protocol": "UDP"}]
+    port = {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8080}
+    return [service(name, [ip], [port], namespace=NS),
+            endpoint_slice(name, "fghij", 4, [{"pod": p} for p in pods], dns, namespace=NS)]
+
+
+class Manifests:
+    """Edited by rename into place (one inotify event per edit)."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.staging = directory.with_name(directory.name + ".staging")
+        self.dir.mkdir(parents=True)
+        self.staging.mkdir()
+        self._n = 0
+
+    def put(self, name: str, objects: list[dict]) -> None:
+        self._n += 1
+        tmp = self.staging / f"{self._n}-{name}"
+        tmp.write_text(sb.to_yaml(objects))
+        os.rename(tmp, self.dir / name)
+
+    def remove(self, name: str) -> None:
+        os.unlink(self.dir / name)
+
+
+_STATS = re.compile(r"userspace\] stats (.*)$")
+
+
+class UserspaceTestCase(unittest.TestCase):
+    """A daemon in userspace mode on a fresh manifests directory."""
+    mode_flags = ["--proxy-mode", "userspace"]
+    env: dict[str, str] = {}
+    expect_mode_line = "proxy mode userspace (--proxy-mode userspace)"
+
+    def setUp(self):
+        self.box = Env.box
+        self.pods = self.box.pods
+        p1, p2, p3 = (self.pods[n] for n in ("p1", "p2", "p3"))
+        self.m = Manifests(Env.tmp / f"{type(self).__name__}-{self.id().rpartition('.')[2]}")
+        self.m.put("nodes.yaml", [node_object()])
+        self.m.put("web.yaml", tcp_service("web", WEB, [{"pod": p} for p in (p1, p2, p3)],
+                                           externalIPs=[EXTERNAL_IP]))
+        self.m.put("sticky.yaml", tcp_service("sticky", STICKY, [{"pod": p} for p in (p1, p2, p3)],
+                                              sessionAffinity="ClientIP",
+                                              sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}}))
+        self.m.put("dns.yaml", udp_service("dns", DNS, [p1, p2]))
+        self.m.put("empty.yaml", tcp_service("empty", EMPTY, []))
+        self.m.put("np.yaml", tcp_service("np", NODEPORT_SVC, [{"pod": p} for p in (p1, p2)], node_port=NODEPORT))
+        self.daemon = self.start(self.m.dir)
+        self.addCleanup(self.daemon.stop)
+        self.daemon.wait_sync(reason="start", timeout=30)
+
+    def start(self, manifests: Path, wrapper: list[str] | None = None) -> sb.Daemon:
+        argv = [SVCPROXY, "run", "--manifests", str(manifests), *sb.NODE_FLAGS, "--sync-period", "1h",
+                *self.mode_flags]
+        if wrapper:
+            argv = [*wrapper, *argv]
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            proc = sb.Background(self.box.node, argv, self.box.workdir / f"daemon-{len(self.box.background)}.log",
+                                 lines_from="stderr", stdin=False)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.box.background.append(proc)
+        return sb.Daemon(proc)
+
+    def edit(self, action, *args) -> sb.SyncLine:
+        mark = self.daemon.mark()
+        action(*args)
+        return self.daemon.wait_sync(after=mark, reason="manifests-changed", timeout=10)
+
+    def stats(self) -> dict[str, int]:
+        """Counters as of now: SIGHUP forces a sync, which logs them."""
+        mark = self.daemon.mark()
+        self.daemon.proc.proc.send_signal(signal.SIGHUP)
+        self.daemon.wait_sync(after=mark, reason="sighup", timeout=10)
+        index = self.daemon.lines.wait_for(lambda line: _STATS.search(line) is not None, start=mark, timeout=5)
+        text = _STATS.search(self.daemon.lines.snapshot(index)[0]).group(1)
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
+
+    def log(self) -> str:
+        return "\n    ".join(self.daemon.lines.snapshot()[-30:])
+
+    def request(self, dst: str, port: int, **kw) -> sb.RequestResult:
+        return self.box.request(self.box.ext, dst, port, **kw)
+
+    # ------------------------------------------------------------------ tests
+
+    def test_mode_and_interface(self):
+        self.assertTrue(any(self.expect_mode_line in line for line in self.daemon.lines.snapshot()), self.log())
+        link = self.box.exec(self.box.node, ["ip", "-d", "link", "show", "svcproxy0"]).stdout
+        self.assertTrue(" dummy " in link or " bridge " in link, link)
+        addrs = self.box.exec(self.box.node, ["ip", "-4", "-o", "addr", "show", "dev", "svcproxy0"]).stdout
+        found = set(re.findall(r"inet (\S+)/32", addrs))
+        self.assertEqual(found, {WEB, STICKY, DNS, EMPTY, NODEPORT_SVC, EXTERNAL_IP})
+        # No nftables involved.
+        ruleset = self.box.exec(self.box.node, ["nft", "list", "tables"]).stdout
+        self.assertNotIn("svcproxy", ruleset)
+        # A removed service's address goes; the others stay.
+        self.edit(self.m.remove, "empty.yaml")
+        addrs = self.box.exec(self.box.node, ["ip", "-4", "-o", "addr", "show", "dev", "svcproxy0"]).stdout
+        self.assertNotIn(EMPTY + "/32", addrs)
+        self.assertIn(WEB + "/32", addrs)
+
+    def test_round_robin_spread_over_3000_connections(self):
+        r = self.request(WEB, 80, count=3000, parallel=16, timeout=5)
+        self.assertEqual(r.outcomes, {"reply": 3000}, r.errors)
+        spread = Counter(r.ids)
+        self.assertEqual(set(spread), {"p1:8080", "p2:8080", "p3:8080"})
+        for pod, n in spread.items():
+            self.assertLessEqual(abs(n - 1000), 100, f"{pod}: {n} of 3000 ({spread})")
+        # The client's address is not preserved: the pod sees the node.
+        self.assertEqual({ip for _, ip, _ in r.replies}, {"10.244.1.1", "10.244.2.1", "10.244.3.1"})
+        # externalIP answers too.
+        r = self.request(EXTERNAL_IP, 80, count=30)
+        self.assertEqual(r.outcomes, {"reply": 30}, r.errors)
+
+    def test_unready_pod_gets_no_new_connections(self):
+        p1, p2, p3 = (self.pods[n] for n in ("p1", "p2", "p3"))
+        r = self.request(WEB, 80, count=30)
+        self.assertIn("p3:8080", r.ids)
+        sync = self.edit(self.m.put, "web.yaml", tcp_service(
+            "web", WEB, [{"pod": p1}, {"pod": p2}, {"pod": p3, "ready": False, "serving": False,
+                                                    "terminating": False}], externalIPs=[EXTERNAL_IP]))
+        r = self.request(WEB, 80, count=600, parallel=16)
+        self.assertEqual(r.outcomes, {"reply": 600}, r.errors)
+        self.assertNotIn("p3:8080", r.ids)
+        # How long the update took to apply (svcproxy0 + listeners + barrier).
+        print(f"\n  unready update applied in {sync.duration_us} us", file=sys.stderr)
+        self.assertLess(sync.duration_us, 1_000_000)
+
+    def test_killed_pod_is_retried_past_and_ejected(self):
+        echo = Env.echoes["p3"]
+        echo.proc.send_signal(signal.SIGTERM)
+        echo.proc.wait(timeout=5)
+        try:
+            r = self.request(WEB, 80, count=300, parallel=8, timeout=5)
+            self.assertEqual(r.outcomes, {"reply": 300}, r.errors)
+            self.assertEqual(set(r.ids), {"p1:8080", "p2:8080"})
+            stats = self.stats()
+            self.assertGreaterEqual(stats["ejections"], 1, stats)
+            self.assertLessEqual(stats["connect_failures"], 8, stats)  # back-off: not one per round
+            self.assertTrue(any("endpoint ejected endpoint=10.244.3.2:8080" in line
+                                for line in self.daemon.lines.snapshot()), self.log())
+        finally:
+            pod = self.pods["p3"]
+            Env.echoes["p3"] = self.box.start_pod_echoes(pod, [(8080, "tcp")])[0]
+
+    def test_client_ip_affinity_sticks(self):
+        a = self.request(STICKY, 80, count=40, parallel=4)
+        self.assertEqual(a.outcomes, {"reply": 40}, a.errors)
+        self.assertEqual(len(set(a.ids)), 1, a.ids)
+        b = self.request(STICKY, 80, count=40, parallel=4, src=sb.EXT_V4_ALT)
+        self.assertEqual(b.outcomes, {"reply": 40}, b.errors)
+        self.assertEqual(len(set(b.ids)), 1, b.ids)
+        # Different clients are balanced: the next new client lands elsewhere.
+        self.assertNotEqual(a.ids[0], b.ids[0])
+
+    def test_udp_request_response(self):
+        r = self.request(DNS, 53, proto="udp", count=40, parallel=8)
+        self.assertEqual(r.outcomes, {"reply": 40}, r.errors)
+        self.assertEqual(set(r.ids), {"p1:8080", "p2:8080"})
+
+    def test_nodeport(self):
+        r = self.request(NODE_V4, NODEPORT, count=40)
+        self.assertEqual(r.outcomes, {"reply": 40}, r.errors)
+        self.assertEqual(set(r.ids), {"p1:8080", "p2:8080"})
+
+    def test_no_endpoints_resets_at_once(self):
+        start = time.monotonic()
+        r = self.request(EMPTY, 80, count=20, timeout=3)
+        self.assertLess(time.monotonic() - start, 2.5)
+        self.assertEqual(set(r.outcomes) - {"reset", "refused"}, set(), r.outcomes)
+        self.assertEqual(self.stats()["rejected_no_endpoints"], 20)
+
+
+class TestUserspace(UserspaceTestCase):
+    def test_fd_exhaustion_survives(self):
+        """A daemon under `ulimit -n 64`: hold connections until accept()
+        runs out of descriptors; the held ones keep working; after they
+        close, new connections are served again."""
+        self.daemon.stop()
+        m = Manifests(Env.tmp / "fd-exhaustion")
+        m.put("nodes.yaml", [node_object()])
+        p1, p2 = self.pods["p1"], self.pods["p2"]
+        m.put("web.yaml", tcp_service("web", WEB, [{"pod": p1}, {"pod": p2}]))
+        daemon = self.start(m.dir, wrapper=["sh", "-c", 'ulimit -n 64 && exec "$@"', "sh"])
+        self.daemon = daemon
+        self.addCleanup(daemon.stop)
+        daemon.wait_sync(reason="start", timeout=30)
+        script = r"""
+import socket, sys, time
+dst = sys.argv[1]
+def ask(s):
+    s.sendall(b"hi\n")
+    return s.recv(100)
+# Open connections one by one (each answered) until one is not answered in
+# time: the proxy ran out of descriptors and the newcomer waits.
+alive = []
+for i in range(60):
+    s = socket.create_connection((dst, 80), timeout=1)
+    try:
+        if not ask(s):
+            break
+    except OSError:
+        s.close()
+        break
+    alive.append(s)
+waiting = [socket.create_connection((dst, 80), timeout=1) for _ in range(10)]
+# Every connection established before the exhaustion still works.
+still = 0
+for s in alive:
+    try:
+        if ask(s):
+            still += 1
+    except OSError:
+        pass
+print("alive", len(alive), "still", still)
+for s in alive + waiting:
+    s.close()
+def fresh_ok():
+    try:
+        s = socket.create_connection((dst, 80), timeout=10)
+        try:
+            return bool(ask(s))
+        finally:
+            s.close()
+    except OSError:
+        return False
+# Closed connections give their descriptors back (the echo server never
+# closes its half, so within the proxy's half-close timeout); then new
+# connections are served again (5: fewer than fit under the limit, since
+# each of them lingers for that timeout too).
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not fresh_ok():
+    pass
+print("fresh", sum(fresh_ok() for _ in range(5)))
+"""
+        out = self.box.exec(self.box.ext, [sys.executable, "-c", script, WEB], timeout=120).stdout
+        m = re.search(r"alive (\d+) still (\d+)", out)
+        self.assertIsNotNone(m, out)
+        self.assertGreaterEqual(int(m.group(1)), 5, out + self.log())
+        self.assertLess(int(m.group(1)), 60, "never ran out of descriptors: " + out)
+        self.assertEqual(m.group(1), m.group(2), out + self.log())
+        self.assertIn("fresh 5", out, out + self.log())
+        self.assertIsNone(daemon.proc.proc.poll(), "the daemon died")
+        self.assertTrue(any("accept paused" in line for line in daemon.lines.snapshot()), self.log())
+
+    def test_cleanup_removes_the_interface(self):
+        self.daemon.stop()
+        self.box.svcproxy_in(self.box.node, ["cleanup"])
+        r = self.box.exec(self.box.node, ["ip", "link", "show", "svcproxy0"], check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+
+
+class TestAutoFallsBackToUserspace(UserspaceTestCase):
+    """`--proxy-mode auto` with the nftables probe made to fail: the same
+    traffic tests pass through the userspace proxy."""
+    mode_flags = ["--proxy-mode", "auto"]
+    env = {"SVCPROXY_TEST_FAIL_NFTABLES_PROBE": "1"}
+    expect_mode_line = "proxy mode userspace (--proxy-mode auto: nftables unusable: probe failed"
+
+
+del UserspaceTestCase  # only the concrete classes run
+
+if __name__ == "__main__":
+    unittest.main()
