@@ -79,8 +79,12 @@ struct DaemonSettings {
   std::string log_format = "text";                                  // --log-format
 };
 
-// Whether a flag (by its long name as above, or "-v") was given on the
-// command line; with CLI11: [&](std::string_view f) { return cmd->count(std::string(f)) > 0; }.
+// Whether a flag (by its name as above, or "-v") was given on the command
+// line. Flags a command does not register count as not given. With CLI11:
+//   [&](std::string_view f) {
+//     const auto* opt = cmd->get_option_no_throw(std::string(f));
+//     return opt != nullptr && opt->count() > 0;
+//   }
 using FlagGiven = std::function<bool(std::string_view flag)>;
 
 // Sets in `settings` every value the file has and the command line did not

@@ -360,5 +360,37 @@ TEST(MergeConfig, ChecksTheCombinationNamingWhereEachValueCameFrom) {
   EXPECT_THROW(merge_config(parse(""), flags_given({"--sync-period"}), flags_only), ConfigError);
 }
 
+// The wiring the daemon uses: CLI11 parses the flags into DaemonSettings,
+// then the file fills in what the command line did not give.
+TEST(MergeConfig, WithFlagsParsedByCli11) {
+  CLI::App app;
+  DaemonSettings s;
+  add_node_flags(app, s.node);
+  app.add_option("-v", s.verbosity);
+  std::string sync_period = "30s";
+  app.add_option("--sync-period", sync_period);
+  const char* argv[] = {"svcproxy", "--masquerade-bit", "3", "-v", "2", "--cluster-cidr", "10.1.0.0/16"};
+  app.parse(7, argv);
+  s.sync_period = parse_go_duration(sync_period);
+
+  const auto file = parse(R"(
+hostnameOverride: from-file
+clusterCIDR: 10.244.0.0/16
+nftables: {syncPeriod: 1m, masqueradeBit: 15}
+logging: {verbosity: 4}
+)");
+  merge_config(file,
+               [&](std::string_view f) {
+                 const auto* opt = app.get_option_no_throw(std::string(f));
+                 return opt != nullptr && opt->count() > 0;
+               },
+               s);
+  EXPECT_EQ(s.node.masquerade_bit, 3);
+  EXPECT_EQ(s.verbosity, 2);
+  EXPECT_EQ(s.node.cluster_cidrs, std::vector<std::string>{"10.1.0.0/16"});
+  EXPECT_EQ(s.node.hostname_override, "from-file");
+  EXPECT_EQ(s.sync_period, 60s);
+}
+
 }  // namespace
 }  // namespace svcproxy::proxy
