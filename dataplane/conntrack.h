@@ -32,10 +32,22 @@ class ConntrackCleaner {
   // Returns how many were deleted.
   size_t delete_stale(const std::vector<StaleUdpFlow>& flows);
 
+  // After a full sync (start, restart, recovery), when what changed is
+  // unknown: deletes the UDP entries that were DNATed to a service address
+  // (ClusterIP, external IP, LB IP, or a NodePort on `nodeport_ips`) whose
+  // reply source is no longer an endpoint of that service port. Entries to
+  // live endpoints are kept: no flush at start (kube-proxy #122740).
+  size_t delete_orphans(const std::vector<model::ServicePortState>& ports,
+                        const std::vector<model::IPAddress>& nodeport_ips);
+
  private:
   struct HandleDeleter {
     void operator()(nfct_handle* h) const;
   };
+  // Dumps the UDP entries of one family; `doomed` decides which to delete.
+  template <typename Predicate>
+  size_t delete_matching(model::IPFamily family, Predicate doomed);
+
   std::unique_ptr<nfct_handle, HandleDeleter> handle_;
 };
 

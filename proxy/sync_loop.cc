@@ -13,17 +13,22 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
   SyncResult result;
   const auto state = model::build_proxy_state(cluster, compiler_.node());
   try {
-    if (force_full || !backend_.in_sync()) {
-      // A full sync replaces the tables atomically. Conntrack is left alone:
-      // flushing at start would break live UDP flows (kube-proxy #122740).
+    if (!backend_.in_sync()) {
+      // Start, or after a failure: what the kernel and conntrack hold is
+      // unknown. Replace the tables atomically, then delete the UDP entries
+      // whose endpoint is gone — only those (no flush: kube-proxy #122740).
       compiler_.reset(state.ports);
       const auto ruleset = compiler_.ruleset();
       backend_.apply_full(ruleset);
       result.full = true;
       for (const auto& t : ruleset.tables) result.operations += t.chains.size() + t.sets.size();
+      if (!conntrack_) conntrack_.emplace();
+      result.conntrack_deleted = conntrack_->delete_orphans(state.ports, compiler_.node().nodeport_ips);
     } else {
+      // The compiler knows what changed, even when a full sync is wanted
+      // (periodic drift repair, SIGHUP): stale UDP flows come from the diff.
       auto diff = compiler_.replace_all(state.ports);
-      if (diff.needs_full_sync) {
+      if (force_full || diff.needs_full_sync) {
         backend_.apply_full(compiler_.ruleset());
         result.full = true;
       } else {

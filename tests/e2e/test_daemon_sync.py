@@ -417,16 +417,10 @@ class TestUdpConntrack(DaemonTestCase):
                          "after the first answer every datagram is answered by the new endpoint")
 
 
-    # Known bug (reported with the commit that added this test): the start
-    # sync is full, and full syncs delete no conntrack entries, so an
-    # endpoint removed while svcproxy was down (or in a change first
-    # programmed by a full sync: after a failed transaction, on SIGHUP) keeps
-    # its UDP flows pinned for as long as packets keep coming: kube-proxy's
-    # blackhole (#139628) through a restart. Remove expectedFailure once
-    # full syncs clean up too (e.g. against the previous kernel ruleset, or
-    # a reconciler deleting entries whose DNAT target is no serving endpoint).
-    @unittest.expectedFailure
-    def test_endpoint_removed_while_the_daemon_was_down_is_left_by_the_flow_after_restart(self):
+    # The start sync is full: what changed while svcproxy was down is unknown,
+    # so it deletes the UDP entries whose endpoint is gone (and only those),
+    # or the flow would stay pinned to a dead pod (kube-proxy #139628).
+    def test_endpoint_removed_while_the_daemon_was_down_is_left_after_restart(self):
         sport = 40107
         stream = self.start_udp_flow(UDP_A, sport)
         pinned = self.pinned_endpoint(stream, sport)
