@@ -3,6 +3,12 @@
 // model. Prints MB/s, objects/s, store bytes per endpoint and the process RSS.
 //
 //   watch_bench [services=10000] [endpoints_per_slice=10] [managedFields=1] [rounds=5]
+//       everything in one process (the generated inputs count in its RSS)
+//   watch_bench --store DIR [services] [endpoints] [managedFields]
+//       writes the two LIST replies to DIR, then, as the informer does,
+//       receives each (read into a buffer), decodes it into a Store and frees
+//       it; prints the decode rate, the store's heap per endpoint and the
+//       process's peak RSS (the process holds nothing else)
 #include <sys/resource.h>
 #include <sys/utsname.h>
 
@@ -19,6 +25,7 @@
 #include "bench/watch_data.h"
 #include "watch/api_objects.h"
 #include "watch/manifests.h"
+#include "watch/store.h"
 
 #include <malloc.h>
 
@@ -35,7 +42,62 @@ long rss_kib(const char* field) {
 
 }  // namespace
 
+int store_mode(int argc, char** argv) {
+  const std::string dir = argv[2];
+  const int services = argc > 3 ? std::atoi(argv[3]) : 10000;
+  const int endpoints = argc > 4 ? std::atoi(argv[4]) : 10;
+  const bool managed = argc > 5 ? std::atoi(argv[5]) != 0 : true;
+  {
+    std::ofstream s(dir + "/services.json"), e(dir + "/endpointslices.json");
+    s << R"({"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"99999"},"items":[)";
+    e << R"({"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{"resourceVersion":"99999"},"items":[)";
+    for (int i = 0; i < services; ++i) {
+      s << (i > 0 ? "," : "") << svcproxy::bench::service_json(i, managed);
+      e << (i > 0 ? "," : "") << svcproxy::bench::slice_json(i, endpoints, managed);
+    }
+    s << "]}";
+    e << "]}";
+  }
+  const long rss_start = rss_kib("VmRSS:");
+  const size_t heap_start = mallinfo2().uordblks;
+  svcproxy::watch::Store store;
+  svcproxy::watch::ApiDecoder decoder;
+  double seconds = 0, bytes = 0;
+  for (const auto& [file, resource] : {std::pair{"services.json", svcproxy::watch::Resource::Services},
+                                       std::pair{"endpointslices.json", svcproxy::watch::Resource::EndpointSlices}}) {
+    std::ifstream in(dir + "/" + file, std::ios::binary | std::ios::ate);
+    std::string body(static_cast<size_t>(in.tellg()), '\0');
+    in.seekg(0);
+    in.read(body.data(), static_cast<std::streamsize>(body.size()));
+    body.reserve(body.size() + svcproxy::watch::ApiDecoder::kPadding);
+    svcproxy::watch::ListPage page;
+    std::string error;
+    const auto start = std::chrono::steady_clock::now();
+    if (!decoder.decode_list(body, resource, page, error)) {
+      std::fprintf(stderr, "%s\n", error.c_str());
+      return 1;
+    }
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    bytes += static_cast<double>(body.size());
+    std::string().swap(body);
+    store.replace(resource, std::move(page.objects));
+  }
+  const size_t heap = mallinfo2().uordblks - heap_start;
+  std::printf("command: watch_bench --store DIR %d %d %d\n", services, endpoints, managed ? 1 : 0);
+  std::printf("LIST replies %.1f MB: decode %.1f ms, %.0f MB/s, %.0f objects/s\n", bytes / 1e6, seconds * 1e3,
+              bytes / 1e6 / seconds, 2 * services / seconds);
+  std::printf("store: %zu services + %zu slices; heap %.1f MiB = %zu bytes per endpoint (all objects included)\n",
+              store.size(svcproxy::watch::Resource::Services), store.size(svcproxy::watch::Resource::EndpointSlices),
+              heap / 1048576.0, heap / static_cast<size_t>(services * endpoints));
+  std::printf("process RSS: start %.1f MiB, now %.1f MiB, peak %.1f MiB\n", rss_start / 1024.0,
+              rss_kib("VmRSS:") / 1024.0, rss_kib("VmHWM:") / 1024.0);
+  std::remove((dir + "/services.json").c_str());
+  std::remove((dir + "/endpointslices.json").c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "--store") return store_mode(argc, argv);
   const int services = argc > 1 ? std::atoi(argv[1]) : 10000;
   const int endpoints = argc > 2 ? std::atoi(argv[2]) : 10;
   const bool managed = argc > 3 ? std::atoi(argv[3]) != 0 : true;
