@@ -168,6 +168,18 @@ class Manifests(unittest.TestCase):
         self.assertIn("kind: KubeProxyConfiguration", config)
         self.assertIn("healthzBindAddress: 0.0.0.0:10256", config)
 
+        # The kubeconfig the config names is in the same ConfigMap, and its
+        # credentials are the pod's service account (mounted by default).
+        (kubeconfig_line,) = [line for line in config.splitlines() if line.strip().startswith("kubeconfig:")]
+        kubeconfig_path = Path(kubeconfig_line.split(":", 1)[1].split("#")[0].strip())
+        self.assertEqual(kubeconfig_path.parent, config_path.parent)
+        kubeconfig = configmap["data"][kubeconfig_path.name]
+        self.assertIn("tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token", kubeconfig)
+        self.assertIn("certificate-authority: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt", kubeconfig)
+        self.assertNotEqual(pod.get("automountServiceAccountToken", True), False)
+        # Host network pods resolve with the node's resolver, not cluster DNS.
+        self.assertNotIn("dnsPolicy", pod)
+
 
 class SystemdUnit(unittest.TestCase):
     def unit(self) -> configparser.ConfigParser:
