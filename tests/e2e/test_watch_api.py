@@ -136,21 +136,66 @@ class WatchApi(unittest.TestCase):
 
     # -- svcproxy --
 
-    def test_rules_from_the_api_equal_rules_from_manifests(self):
-        live = self.svcproxy("rules", "--kubeconfig", self.kubeconfig, *NODE)
-        self.assertEqual(live.returncode, 0, live.stderr)
-        # The same cluster as files, in kubectl's List shape.
+    def cluster_items(self):
+        """The fixture's cluster as kubectl-shaped objects (with kind)."""
         items = []
         for resource in ("services", "endpointslices", "nodes", "servicecidrs"):
             for o in self.fixture.list_body(resource)["items"]:
-                o = dict(o, kind=apiserver.RESOURCES[resource][2], apiVersion=apiserver.api_version(resource))
-                items.append(o)
+                items.append(dict(o, kind=apiserver.RESOURCES[resource][2], apiVersion=apiserver.api_version(resource)))
+        return items
+
+    def manifests_file(self):
         # What the API server filters (headless services) is not in the files either.
-        items = [o for o in items if not (o["kind"] == "Service" and o["spec"].get("clusterIP") == "None")]
+        items = [o for o in self.cluster_items() if not (o["kind"] == "Service" and o["spec"].get("clusterIP") == "None")]
         manifests = os.path.join(self.tmp, "cluster.json")
         with open(manifests, "w") as f:
             json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
-        files = self.svcproxy("rules", "--manifests", manifests, *NODE)
+        return manifests
+
+    def test_run_once_in_a_netns_programs_what_rules_manifests_prints(self):
+        if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"):
+            self.skipTest("needs root, ip and nft (a network namespace)")
+        ns = "svcproxy-watch-%d" % os.getpid()
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        proc = None
+        try:
+            def in_ns(*argv):
+                return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=120)
+            in_ns("ip", "link", "set", "lo", "up")
+            in_ns("ip", "link", "add", "eth0", "type", "dummy")
+            in_ns("ip", "addr", "add", "192.168.50.2/24", "dev", "eth0")
+            in_ns("ip", "link", "set", "eth0", "up")
+            # The same cluster served from inside the namespace.
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, apiserver.__file__, "--pki",
+                                     os.path.dirname(self.pki["ca_crt"])], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+            url = json.loads(proc.stdout.readline())["url"]
+            for o in self.cluster_items():
+                resource = next(r for r, spec in apiserver.RESOURCES.items() if spec[2] == o["kind"])
+                proc.stdin.write(json.dumps({"op": "apply", "resource": resource, "object": o}) + "\n")
+                proc.stdin.flush()
+                self.assertTrue(json.loads(proc.stdout.readline())["ok"])
+            kc = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-netns"), url, ca=self.pki["ca_crt"],
+                                            token="test-token")
+            once = in_ns(SVCPROXY, "run", "--once", "--kubeconfig", kc, *NODE)
+            self.assertEqual(once.returncode, 0, once.stderr)
+            live = in_ns(SVCPROXY, "rules", "--live")
+            files = in_ns(SVCPROXY, "rules", "--manifests", self.manifests_file(), *NODE)
+            self.assertEqual(files.returncode, 0, files.stderr)
+            self.assertTrue(live.stdout.strip(), live.stderr)
+            self.assertEqual(live.stdout, files.stdout)
+        finally:
+            if proc:
+                proc.kill()
+                proc.wait()
+                proc.stdin.close()
+                proc.stdout.close()
+            subprocess.run(["ip", "netns", "del", ns])
+
+    def test_rules_from_the_api_equal_rules_from_manifests(self):
+        live = self.svcproxy("rules", "--kubeconfig", self.kubeconfig, *NODE)
+        self.assertEqual(live.returncode, 0, live.stderr)
+        files = self.svcproxy("rules", "--manifests", self.manifests_file(), *NODE)
         self.assertEqual(files.returncode, 0, files.stderr)
         self.assertEqual(live.stdout, files.stdout)
         self.assertIn("10.96.0.10", live.stdout)
