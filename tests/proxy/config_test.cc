@@ -261,7 +261,8 @@ TEST(ProxyConfig, ShippedExamplesParseWithoutWarnings) {
   const auto configmap = parse_proxy_config(embedded, "daemonset.yaml ConfigMap");
   EXPECT_TRUE(configmap.warnings.empty()) << configmap.warnings.front();
   EXPECT_EQ(configmap.healthz_bind_address, "0.0.0.0:10256");
-  EXPECT_FALSE(configmap.kubeconfig);  // in-cluster
+  // The API server's real address, in the ConfigMap's kubeconfig.conf.
+  EXPECT_EQ(configmap.kubeconfig, "/etc/svcproxy/kubeconfig.conf");
 }
 
 FlagGiven flags_given(std::vector<std::string> names) {
