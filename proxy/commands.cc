@@ -313,6 +313,11 @@ int run_cli(int argc, char** argv) {
   std::string min_sync_period = "0s";
   run->add_option("--min-sync-period", min_sync_period,
                   "Changes are synced no sooner than this after the previous sync; bursts coalesce (default 0s)");
+  std::string healthz_bind = "0.0.0.0:10256", metrics_bind = "127.0.0.1:10249";
+  run->add_option("--healthz-bind-address", healthz_bind,
+                  "IP:port of /healthz and /livez (default 0.0.0.0:10256; empty: off)");
+  run->add_option("--metrics-bind-address", metrics_bind,
+                  "IP:port of /metrics (default 127.0.0.1:10249; empty: off)");
   std::string proxy_mode = "nftables";
   run->add_option("--proxy-mode", proxy_mode, "nftables (default), userspace, or auto")
       ->check(CLI::IsMember({"nftables", "userspace", "auto"}));
@@ -366,6 +371,8 @@ int run_cli(int argc, char** argv) {
       options.node = run_node_flags;
       options.sync_period = parse_duration("--sync-period", sync_period);
       options.min_sync_period = parse_duration("--min-sync-period", min_sync_period, true);
+      options.healthz_bind_address = healthz_bind;
+      options.metrics_bind_address = metrics_bind;
       options.proxy_mode = chosen_mode;
       options.userspace = userspace_flags;
       options.userspace.udp_timeout = parse_duration("--udp-timeout", udp_timeout);

@@ -13,9 +13,13 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <stdexcept>
 
+#include "proxy/health.h"
+#include "proxy/http_server.h"
+#include "proxy/metrics.h"
 #include "proxy/sync_loop.h"
 #include "watch/manifests.h"
 
@@ -49,11 +53,51 @@ void log_line(char severity, const std::string& message) {
   std::cerr << stamp << message << std::endl;
 }
 
-watch::DecodeResult load(const std::string& path) {
+watch::DecodeResult load(const std::string& path, Metrics& metrics) {
   auto decoded = watch::load_manifests(path);
   for (const auto& d : decoded.diagnostics) log_line('W', d.str());
+  metrics.count_decode_errors(decoded.diagnostics.size());
   return decoded;
 }
+
+// Health, metrics and the health-check servers follow every sync.
+struct Observers {
+  ProxyHealth& health;
+  Metrics& metrics;
+  HttpServer& server;
+  // EndpointSlice trigger times already observed: each change is observed
+  // once, when it is in the kernel (kube-proxy's network programming latency).
+  std::map<model::ObjectRef, std::string> seen_trigger_times;
+
+  void after_sync(const SyncResult& r, const SyncLoop* loop, const model::ClusterState& cluster,
+                  const model::NodeConfig& node) {
+    const auto now = std::chrono::system_clock::now();
+    metrics.observe_sync(r, now);
+    for (const auto& n : cluster.nodes)
+      if (n.name == node.node_name) health.set_node(n);
+    if (!r.error.empty()) return;
+    health.updated();
+    for (const auto& slice : cluster.endpoint_slices) {
+      if (slice.last_change_trigger_time.empty()) continue;
+      auto& seen = seen_trigger_times[slice.ref];
+      if (seen == slice.last_change_trigger_time) continue;
+      seen = slice.last_change_trigger_time;
+      metrics.observe_network_programming(slice.last_change_trigger_time, now);
+    }
+    if (!loop) return;
+    metrics.set_no_local_endpoints(count_no_local_endpoints(loop->ports()));
+    KernelObjects objects;
+    const auto ruleset = loop->compiler().ruleset();
+    for (const auto& t : ruleset.tables) {
+      objects.chains += t.chains.size();
+      objects.sets += t.sets.size();
+      for (const auto& set : t.sets) objects.elements += set.elements.size();
+    }
+    metrics.set_kernel_objects(objects);
+    for (const auto& problem : server.set_health_check_services(health_check_services(loop->ports())))
+      log_line('W', problem);
+  }
+};
 
 void report(const SyncResult& r, const char* reason) {
   if (!r.error.empty()) {
@@ -100,8 +144,18 @@ int run_daemon(const RunOptions& options) {
   // One-shot timer for a sync deferred by --min-sync-period.
   Fd defer_fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
 
-  auto cluster = load(options.manifests);
+  Metrics metrics;
+  ProxyHealth health(options.sync_period);
+  auto cluster = load(options.manifests, metrics);
   const auto node = resolve_node_config(options.node, cluster.state, interface_addresses());
+  HttpServerOptions http;
+  http.healthz_bind_address = options.healthz_bind_address;
+  http.metrics_bind_address = options.metrics_bind_address;
+  http.proxy_mode = options.proxy_mode;
+  for (const auto& ip : node.nodeport_ips) http.health_check_ips.push_back(ip.str());
+  HttpServer server(http, health, metrics);
+  server.start();
+  Observers observers{health, metrics, server, {}};
   // One dataplane: nftables rules, or the userspace proxy (userspace/).
   std::optional<SyncLoop> loop;
   std::optional<userspace::UserspaceBackend> proxier;
@@ -114,7 +168,10 @@ int run_daemon(const RunOptions& options) {
   }
   auto last_sync = std::chrono::steady_clock::now();
   auto sync = [&](bool full, const char* reason) {
-    report(proxier ? sync_userspace(*proxier, cluster.state, node) : loop->sync(cluster.state, full), reason);
+    const SyncResult result =
+        proxier ? sync_userspace(*proxier, cluster.state, node) : loop->sync(cluster.state, full);
+    report(result, reason);
+    observers.after_sync(result, loop ? &*loop : nullptr, cluster.state, node);
     last_sync = std::chrono::steady_clock::now();
   };
   sync(false, "start");
@@ -134,7 +191,7 @@ int run_daemon(const RunOptions& options) {
       signalfd_siginfo info;
       if (read(signal_fd.get(), &info, sizeof info) == sizeof info) {
         if (info.ssi_signo == SIGHUP) {
-          cluster = load(options.manifests);
+          cluster = load(options.manifests, metrics);
           sync(true, "sighup");
           pending = false;
           continue;
@@ -152,7 +209,11 @@ int run_daemon(const RunOptions& options) {
         for (char* p = buf; p < buf + n;) {
           const auto* event = reinterpret_cast<const inotify_event*>(p);
           const std::string name = event->len ? event->name : "";
-          pending = pending || is_dir || name == path.filename().string();
+          if ((is_dir || name == path.filename().string()) && !pending) {
+            pending = true;
+            health.queued();
+            metrics.sync_queued(std::chrono::system_clock::now());
+          }
           p += sizeof(inotify_event) + event->len;
         }
       }
@@ -160,7 +221,7 @@ int run_daemon(const RunOptions& options) {
     if (fds[2].revents & POLLIN) {
       uint64_t expirations = 0;
       if (read(timer_fd.get(), &expirations, sizeof expirations) > 0) {
-        if (pending) cluster = load(options.manifests);
+        if (pending) cluster = load(options.manifests, metrics);
         sync(true, "sync-period");
         pending = false;
       }
@@ -173,7 +234,7 @@ int run_daemon(const RunOptions& options) {
       const auto due = last_sync + options.min_sync_period;
       const auto now = std::chrono::steady_clock::now();
       if (now >= due) {
-        cluster = load(options.manifests);
+        cluster = load(options.manifests, metrics);
         sync(false, "manifests-changed");
         pending = false;
       } else {

@@ -11,7 +11,7 @@ SyncLoop::SyncLoop(model::NodeConfig node) : compiler_(std::move(node)) {}
 SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
   const auto start = std::chrono::steady_clock::now();
   SyncResult result;
-  const auto state = model::build_proxy_state(cluster, compiler_.node());
+  auto state = model::build_proxy_state(cluster, compiler_.node());
   try {
     if (!backend_.in_sync()) {
       // Start, or after a failure: what the kernel and conntrack hold is
@@ -45,6 +45,7 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
     result.error = e.what();
   }
   for (auto& w : compiler_.take_warnings()) std::cerr << "W " << w << "\n";
+  ports_ = std::move(state.ports);
   result.duration =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
   return result;

@@ -14,6 +14,7 @@
 #include "dataplane/kernel.h"
 #include "model/node_config.h"
 #include "model/objects.h"
+#include "model/service_ports.h"
 
 namespace svcproxy::proxy {
 
@@ -33,8 +34,11 @@ class SyncLoop {
   SyncResult sync(const model::ClusterState& cluster, bool force_full = false);
 
   const dataplane::RulesetCompiler& compiler() const { return compiler_; }
+  // The per-port view programmed by the last sync attempt.
+  const std::vector<model::ServicePortState>& ports() const { return ports_; }
 
  private:
+  std::vector<model::ServicePortState> ports_;
   dataplane::RulesetCompiler compiler_;
   dataplane::NetlinkBackend backend_;
   std::optional<dataplane::ConntrackCleaner> conntrack_;
