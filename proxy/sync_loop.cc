@@ -17,10 +17,10 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
       // Start, or after a failure: what the kernel and conntrack hold is
       // unknown. Replace the tables atomically, then delete the UDP entries
       // whose endpoint is gone — only those (no flush: kube-proxy #122740).
+      result.full = true;  // also when it fails: metrics count it as a full sync
       compiler_.reset(state.ports);
       const auto ruleset = compiler_.ruleset();
       backend_.apply_full(ruleset);
-      result.full = true;
       for (const auto& t : ruleset.tables) result.operations += t.chains.size() + t.sets.size();
       if (!conntrack_) conntrack_.emplace();
       result.conntrack_deleted = conntrack_->delete_orphans(state.ports, compiler_.node().nodeport_ips);
@@ -29,8 +29,8 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
       // (periodic drift repair, SIGHUP): stale UDP flows come from the diff.
       auto diff = compiler_.replace_all(state.ports);
       if (force_full || diff.needs_full_sync) {
-        backend_.apply_full(compiler_.ruleset());
         result.full = true;
+        backend_.apply_full(compiler_.ruleset());
       } else {
         backend_.apply_partial(diff, compiler_);
       }
