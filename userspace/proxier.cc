@@ -249,8 +249,7 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
     client_.set_option(tcp::no_delay(true), ignored);
     upstream_.set_option(tcp::no_delay(true), ignored);
     relay_ = std::make_unique<Relay>(*this, client_, upstream_, impl_.opt.buffer_bytes, impl_.opt.use_splice,
-                                     impl_.opt.half_close_timeout);
-    bump(relay_->spliced() ? impl_.c.spliced : impl_.c.copied);
+                                     impl_.opt.half_close_timeout, BulkCounters{&impl_.c.spliced, &impl_.c.copied});
     relay_->start();
   }
 

@@ -63,8 +63,8 @@ struct ProxierStats {
   uint64_t retries = 0;                // attempts after the first
   uint64_t ejections = 0;              // endpoints put in back-off
   uint64_t accept_backoffs = 0;        // accept() paused on fd exhaustion
-  uint64_t spliced_connections = 0;    // relayed with splice(2)
-  uint64_t copied_connections = 0;     // relayed by copy (splice unavailable)
+  uint64_t spliced_connections = 0;    // bulk (>= 64 KiB one way) relayed with splice(2)
+  uint64_t copied_connections = 0;     // bulk relayed by copy (splice off or no pipe)
   uint64_t udp_flows = 0;              // UDP flows created
   uint64_t udp_active_flows = 0;
   uint64_t udp_datagrams_in = 0;       // client -> endpoint

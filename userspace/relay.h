@@ -1,7 +1,9 @@
 // Moves a TCP connection's bytes both ways between two connected sockets.
-// Each direction is a Pump: splice(2) socket -> pipe -> socket (the payload
-// never enters userspace), or read/write through a buffer when a pipe cannot
-// be had (descriptors exhausted) or the kernel refuses to splice. A pump
+// Each direction is a Pump: copied through a small buffer at first (short
+// exchanges never pay for a pipe), then, once it has moved 64 KiB,
+// splice(2) socket -> pipe -> socket (the payload never enters userspace),
+// or read/write through a full-size buffer when a pipe cannot be had
+// (descriptors exhausted) or the kernel refuses to splice. A pump
 // holds at most `buffer_bytes` in flight and reads nothing more until that
 // is written: a slow receiver slows the sender (backpressure). EOF is passed
 // on as a half-close (shutdown SHUT_WR); an error resets both sides. Once
@@ -13,8 +15,10 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 namespace svcproxy::userspace {
@@ -26,24 +30,33 @@ class RelayOwner {
   virtual std::shared_ptr<void> keep_alive() = 0;
 };
 
+// Counted once per relay whose traffic became bulk (see Pump): spliced, or
+// copied because splicing was off or no pipe could be had.
+struct BulkCounters {
+  std::atomic<uint64_t>* spliced = nullptr;
+  std::atomic<uint64_t>* copied = nullptr;
+};
+
 class Relay {
  public:
   using Socket = boost::asio::ip::tcp::socket;
   Relay(RelayOwner& owner, Socket& client, Socket& upstream, size_t buffer_bytes, bool use_splice,
-        std::chrono::milliseconds half_close_timeout);
+        std::chrono::milliseconds half_close_timeout, BulkCounters counters = {});
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
   void start();
-  bool spliced() const;  // both directions use splice
 
  private:
   class Pump;
   void pump_finished();
+  void note_bulk(bool spliced);
   void abort();
 
   RelayOwner& owner_;
+  BulkCounters counters_;
+  bool counted_bulk_ = false;
   Socket& client_;
   Socket& upstream_;
   std::unique_ptr<Pump> up_;    // client -> upstream

@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# The userspace proxy against HAProxy and against no proxy at all, side by
+# side in one run, on the loopback of one throwaway network namespace:
+#
+#   direct     client -> backend (10.244.0.2, the "pod")
+#   svcproxy   client -> ClusterIP 10.96.0.10 on svcproxy0 -> backend
+#              (`svcproxy run --proxy-mode userspace --userspace-workers T`)
+#   haproxy    client -> 10.0.0.1 (HAProxy, mode tcp, balance roundrobin,
+#              nbthread T) -> backend
+#
+# Measures: iperf3 throughput with 1 and 16 streams; short connections
+# (connect, 1 request line, 1 reply line, close) from 16 threads: rate and
+# latency p50/p99 (bench/conn_rate.cc, compiled here).
+#
+#   bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S]
+#
+# Needs root, iperf3 and haproxy (./dev deps). Never touches the host's
+# namespace: everything, svcproxy0 included, lives in the namespace made
+# here and deleted on exit. Prints the machine, the commands and a table.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:?usage: bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S]}; shift
+build=$(cd "$build" && pwd)
+threads=2
+seconds=5
+while [ $# -gt 0 ]; do
+  case $1 in
+    --threads) threads=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    *) echo "userspace_bench: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "userspace_bench: needs root (network namespaces)" >&2; exit 1; }
+for t in ip iperf3 haproxy g++ python3; do
+  command -v "$t" >/dev/null || { echo "userspace_bench: $t missing (./dev deps)" >&2; exit 1; }
+done
+[ -x "$build/svcproxy" ] || { echo "userspace_bench: $build/svcproxy missing" >&2; exit 1; }
+
+ns=svpbench-$$
+work=$(mktemp -d /tmp/svcproxy-usbench-XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+in_ns() { ip netns exec "$ns" "$@"; }  # background jobs call ip netns exec directly: $! is then the process itself
+
+echo "# userspace proxy benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "# machine: $(uname -sr), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "# $(haproxy -v | head -1); $(iperf3 --version | head -1)"
+echo "# command: $0 $build --threads $threads --seconds $seconds"
+
+g++ -O2 -std=c++20 -pthread "$here/conn_rate.cc" -o "$work/conn_rate"
+
+ip netns add "$ns"
+in_ns ip link set lo up
+in_ns ip addr add 10.244.0.2/32 dev lo   # the backend ("pod")
+in_ns ip addr add 10.0.0.1/32 dev lo     # the node (HAProxy listens here)
+in_ns sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+ulimit -n "$(ulimit -Hn)"
+
+# Backends: iperf3 (throughput) and conn_rate serve (short connections).
+ip netns exec "$ns" iperf3 -s -B 10.244.0.2 -p 5201 >/dev/null 2>&1 & pids+=($!)
+ip netns exec "$ns" "$work/conn_rate" serve 10.244.0.2 8080 64 >/dev/null & pids+=($!)
+
+# svcproxy userspace: one Service, two ports, one endpoint.
+mkdir -p "$work/manifests"
+cat > "$work/manifests/bench.yaml" <<'EOF'
+apiVersion: v1
+kind: Service
+metadata: {name: bench, namespace: default, resourceVersion: "1", uid: 00000000-0000-0000-0000-000000000001}
+spec:
+  clusterIP: 10.96.0.10
+  clusterIPs: [10.96.0.10]
+  ipFamilies: [IPv4]
+  ports:
+  - {name: iperf, port: 5201, protocol: TCP, targetPort: 5201}
+  - {name: rr, port: 8080, protocol: TCP, targetPort: 8080}
+  type: ClusterIP
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: bench-1
+  namespace: default
+  labels: {kubernetes.io/service-name: bench}
+addressType: IPv4
+endpoints:
+- addresses: [10.244.0.2]
+  conditions: {ready: true, serving: true, terminating: false}
+  nodeName: node-a
+ports:
+- {name: iperf, port: 5201, protocol: TCP}
+- {name: rr, port: 8080, protocol: TCP}
+EOF
+ip netns exec "$ns" "$build/svcproxy" run --proxy-mode userspace --userspace-workers "$threads" --manifests "$work/manifests" \
+  --hostname-override node-a --node-ip 10.0.0.1 --cluster-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/16 \
+  2>"$work/svcproxy.log" & pids+=($!)
+
+cat > "$work/haproxy.cfg" <<EOF
+global
+  nbthread $threads
+  maxconn 8000
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+frontend iperf
+  bind 10.0.0.1:5201
+  default_backend iperf
+backend iperf
+  balance roundrobin
+  server pod 10.244.0.2:5201
+frontend rr
+  bind 10.0.0.1:8080
+  default_backend rr
+backend rr
+  balance roundrobin
+  server pod 10.244.0.2:8080
+EOF
+ip netns exec "$ns" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!)
+
+# Wait until every path answers.
+for target in 10.244.0.2 10.96.0.10 10.0.0.1; do
+  for i in $(seq 101); do
+    in_ns "$work/conn_rate" load "$target" 8080 0.05 1 2>/dev/null | grep -q "connections=[1-9]" && break
+    if [ "$i" -eq 101 ]; then
+      echo "userspace_bench: nothing answers on $target:8080" >&2
+      cat "$work/svcproxy.log" "$work/haproxy.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+done
+
+iperf() {  # target streams -> Gbit/s (retried: the server takes one test at a time)
+  local json
+  for _ in 1 2 3 4 5; do
+    json=$(in_ns iperf3 -c "$1" -p 5201 -t "$seconds" -P "$2" -J || true)
+    if python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))' \
+        <<<"$json" 2>/dev/null; then
+      return
+    fi
+    echo "# iperf3 -c $1 -P $2: $(python3 -c 'import json,sys; print(json.load(sys.stdin).get("error"))' <<<"$json" 2>&1 | tail -1); retrying" >&2
+    sleep 1
+  done
+  echo "n/a"
+}
+
+declare -A result
+for name in direct svcproxy haproxy; do
+  case $name in
+    direct) target=10.244.0.2 ;;
+    svcproxy) target=10.96.0.10 ;;
+    haproxy) target=10.0.0.1 ;;
+  esac
+  result[$name,1]=$(iperf "$target" 1)
+  result[$name,16]=$(iperf "$target" 16)
+  line=$(in_ns "$work/conn_rate" load "$target" 8080 "$seconds" 16)
+  echo "# $name short connections: $line"
+  result[$name,rate]=$(sed -E 's/.*rate=([0-9]+).*/\1/' <<<"$line")
+  result[$name,p50]=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")
+  result[$name,p99]=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
+  result[$name,fail]=$(sed -E 's/.*failures=([0-9]+).*/\1/' <<<"$line")
+done
+
+echo
+echo "| path | iperf3 1 stream (Gbit/s) | iperf3 16 streams (Gbit/s) | short conns/s | p50 (us) | p99 (us) | failed |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for name in direct svcproxy haproxy; do
+  echo "| $name | ${result[$name,1]} | ${result[$name,16]} | ${result[$name,rate]} | ${result[$name,p50]} | ${result[$name,p99]} | ${result[$name,fail]} |"
+done
+python3 - "${result[svcproxy,1]}" "${result[haproxy,1]}" "${result[svcproxy,16]}" "${result[haproxy,16]}" \
+  "${result[svcproxy,rate]}" "${result[haproxy,rate]}" "${result[svcproxy,p99]}" "${result[haproxy,p99]}" <<'EOF'
+import sys
+s1, h1, s16, h16, sr, hr, sp, hp = map(float, sys.argv[1:])
+print(f"\nsvcproxy/haproxy: 1 stream {s1/h1:.2f}x, 16 streams {s16/h16:.2f}x, "
+      f"connection rate {sr/hr:.2f}x, p99 {sp/hp:.2f}x (lower is better)")
+EOF
+grep -E "stats|ejected|paused" "$work/svcproxy.log" | tail -2 | sed 's/^/# svcproxy log: /' || true
