@@ -61,7 +61,17 @@ double seconds_since(Clock::time_point start) {
 
 double tv_seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
 
-// Wall, user and sys time of one phase of this process.
+// This process's resident set now, MiB.
+long rss_mib() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return -1;
+  long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%ld %ld", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * sysconf(_SC_PAGESIZE) / (1 << 20) : -1;
+}
+
+// Wall, user and sys time of one phase of this process, and the RSS after it.
 struct Phase {
   Clock::time_point wall0;
   rusage ru0{};
@@ -75,8 +85,8 @@ struct Phase {
     rusage ru1{};
     getrusage(RUSAGE_SELF, &ru1);
     char buf[96];
-    std::snprintf(buf, sizeof buf, "%.3f %.3f %.3f", wall, tv_seconds(ru1.ru_utime) - tv_seconds(ru0.ru_utime),
-                  tv_seconds(ru1.ru_stime) - tv_seconds(ru0.ru_stime));
+    std::snprintf(buf, sizeof buf, "%.3f %.3f %.3f %4ld", wall, tv_seconds(ru1.ru_utime) - tv_seconds(ru0.ru_utime),
+                  tv_seconds(ru1.ru_stime) - tv_seconds(ru0.ru_stime), rss_mib());
     start();
     return buf;
   }
@@ -178,8 +188,8 @@ model::NodeConfig bench_node() { return bench::synthetic_node(); }
 // ---------------------------------------------------------------- phases
 
 int cmd_phases(const std::vector<std::string>& files, int reps) {
-  std::printf("# run --once in phases, each rep in a fresh netns: wall user sys (s) per phase\n");
-  std::printf("%-28s %-20s %-20s %-20s %-20s %9s\n", "manifests", "decode", "view", "compile", "apply_full",
+  std::printf("# run --once in phases, each rep in a fresh netns: wall user sys (s) and RSS after it (MiB) per phase\n");
+  std::printf("%-26s %-25s %-25s %-25s %-25s %9s\n", "manifests", "decode", "view", "compile", "apply_full",
               "maxrss_MB");
   for (const auto& file : files) {
     for (int rep = 0; rep < reps; ++rep) {
@@ -206,7 +216,7 @@ int cmd_phases(const std::vector<std::string>& files, int reps) {
         parts.push_back(r.output.substr(start, bar - start));
       parts.push_back(r.output.substr(start));
       std::string name = file.substr(file.rfind('/') + 1);
-      std::printf("%-28s %-20s %-20s %-20s %-20s %9ld\n", name.c_str(), parts[0].c_str(), parts[1].c_str(),
+      std::printf("%-26s %-25s %-25s %-25s %-25s %9ld\n", name.c_str(), parts[0].c_str(), parts[1].c_str(),
                   parts[2].c_str(), parts[3].c_str(), r.maxrss_kib / 1024);
       std::fflush(stdout);
     }
@@ -219,8 +229,10 @@ int cmd_phases(const std::vector<std::string>& files, int reps) {
 int cmd_full(const std::vector<Size>& sizes, int reps) {
   std::printf("# full sync from a synthetic cluster in a fresh netns (RulesetCompiler reset + ruleset() + "
               "apply_full); seconds\n");
-  std::printf("%-10s %4s %8s %8s %8s %8s %8s %8s %8s %9s %9s\n", "size", "rep", "model", "reset", "ruleset",
-              "apply", "total", "user", "sys", "elements", "maxrss_MB");
+  std::printf("# total = reset + ruleset + apply (the model is built before); user/sys: the whole child; "
+              "rss_MiB after model/reset/ruleset/apply\n");
+  std::printf("%-10s %4s %8s %8s %8s %8s %8s %8s %8s %9s %9s  %s\n", "size", "rep", "model", "reset", "ruleset",
+              "apply", "total", "user", "sys", "elements", "maxrss_MB", "rss_MiB_steps");
   for (const auto& size : sizes) {
     std::vector<double> totals, rss;
     for (int rep = 0; rep < reps; ++rep) {
@@ -232,34 +244,39 @@ int cmd_full(const std::vector<Size>& sizes, int reps) {
         auto t0 = Clock::now();
         auto view = model::build_proxy_state(cluster, node);
         const double t_model = seconds_since(t0);
+        const long rss_model = rss_mib();
         t0 = Clock::now();
         const auto all = Clock::now();
         dataplane::RulesetCompiler compiler(node);
         compiler.reset(view.ports);
         const double t_reset = seconds_since(t0);
+        const long rss_reset = rss_mib();
         t0 = Clock::now();
         auto ruleset = compiler.ruleset();
         const double t_ruleset = seconds_since(t0);
+        const long rss_ruleset = rss_mib();
         t0 = Clock::now();
         dataplane::NetlinkBackend backend;
         backend.apply_full(ruleset);
         const double t_apply = seconds_since(t0);
+        const long rss_apply = rss_mib();
         const double total = seconds_since(all);
         const size_t elements = element_count(ruleset);
         backend.cleanup();
-        char buf[160];
-        std::snprintf(buf, sizeof buf, "%.3f %.3f %.3f %.3f %.3f %zu", t_model, t_reset, t_ruleset, t_apply, total,
-                      elements);
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "%.3f %.3f %.3f %.3f %.3f %zu %ld/%ld/%ld/%ld", t_model, t_reset, t_ruleset,
+                      t_apply, total, elements, rss_model, rss_reset, rss_ruleset, rss_apply);
         return std::string(buf);
       });
       if (!r.ok) throw std::runtime_error("full " + size.str() + ": " + r.output);
       double m, re, ru, ap, tot;
       size_t el;
-      std::sscanf(r.output.c_str(), "%lf %lf %lf %lf %lf %zu", &m, &re, &ru, &ap, &tot, &el);
+      char rss_steps[64] = "";
+      std::sscanf(r.output.c_str(), "%lf %lf %lf %lf %lf %zu %63s", &m, &re, &ru, &ap, &tot, &el, rss_steps);
       totals.push_back(tot);
       rss.push_back(static_cast<double>(r.maxrss_kib) / 1024);
-      std::printf("%-10s %4d %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %9zu %9ld\n", size.str().c_str(), rep, m, re,
-                  ru, ap, tot, r.user, r.sys, el, r.maxrss_kib / 1024);
+      std::printf("%-10s %4d %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %9zu %9ld  %s\n", size.str().c_str(), rep, m,
+                  re, ru, ap, tot, r.user, r.sys, el, r.maxrss_kib / 1024, rss_steps);
       std::fflush(stdout);
     }
     std::printf("SUMMARY full %s median_total_s=%.3f median_maxrss_MiB=%.0f\n", size.str().c_str(), median(totals),
