@@ -193,5 +193,22 @@ TEST(Reflector, WatchListStreamsTheInitialState) {
   EXPECT_EQ(requests.find(R"("limit")"), std::string::npos);  // no LIST at all
 }
 
+TEST(Reflector, WatchListFallsBackToListOnError) {
+  FixtureProcess fx(pki_dir());
+  fx.apply("services", service_json("a", "one", "10.96.0.1", 80));
+  fx.fault(R"("status":{"code":500,"count":1,"on":"watch"})");
+  Harness h(fixture_config(fx));
+  ReflectorOptions options = fast(services_options());
+  options.watch_list = true;
+  h.add(options);
+  h.start();
+  ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced(Resource::Services); }));
+  EXPECT_TRUE(h.log_contains("falling back to LIST")) << ::testing::PrintToString(h.logs());
+  const std::string requests = fx.command(R"({"op":"requests"})");
+  EXPECT_NE(requests.find(R"("limit":"500")"), std::string::npos);
+  fx.apply("services", service_json("a", "two", "10.96.0.2", 80));
+  ASSERT_TRUE(h.wait_for([&] { return h.store().size(Resource::Services) == 2; }));
+}
+
 }  // namespace
 }  // namespace svcproxy::watch
