@@ -112,6 +112,9 @@ int open_listener(const ListenKey& key, std::string& error) {
     ::close(fd);
     return -1;
   }
+  // Accepted sockets inherit TCP_NODELAY from the listener (one syscall
+  // less per connection).
+  if (type == SOCK_STREAM) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (type == SOCK_STREAM && ::listen(fd, 4096) < 0) {
     error = std::string("listen: ") + std::strerror(errno);
     ::close(fd);
@@ -246,8 +249,7 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
     }
     bump(impl_.c.proxied);
     boost::system::error_code ignored;
-    client_.set_option(tcp::no_delay(true), ignored);
-    upstream_.set_option(tcp::no_delay(true), ignored);
+    upstream_.set_option(tcp::no_delay(true), ignored);  // the client's is inherited from the listener
     relay_ = std::make_unique<Relay>(*this, client_, upstream_, impl_.opt.buffer_bytes, impl_.opt.use_splice,
                                      impl_.opt.half_close_timeout, BulkCounters{&impl_.c.spliced, &impl_.c.copied});
     relay_->start();
@@ -278,7 +280,8 @@ class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<
         backoff_(ctx) {}
 
   void start() {
-    acceptor_.async_accept([self = shared_from_this()](const boost::system::error_code& ec, tcp::socket s) {
+    // The peer's address comes with accept() itself (no getpeername).
+    acceptor_.async_accept(peer_, [self = shared_from_this()](const boost::system::error_code& ec, tcp::socket s) {
       self->accepted(ec, std::move(s));
     });
   }
@@ -313,9 +316,7 @@ class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<
     if (paused_ && impl_.opt.on_event) impl_.opt.on_event("accept resumed listener=" + key_.str());
     paused_ = false;
     boost::system::error_code rec;
-    const auto remote = s.remote_endpoint(rec);
-    if (rec) return start();  // already gone
-    const auto client_ip = from_asio(remote.address());
+    const auto client_ip = from_asio(peer_.address());
     if (impl_.opt.max_connections && impl_.c.active.load(std::memory_order_relaxed) >= impl_.opt.max_connections) {
       bump(impl_.c.rejected_limit);
       reset_close(s);
@@ -337,6 +338,7 @@ class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<
   ListenKey key_;
   tcp::acceptor acceptor_;
   asio::steady_timer backoff_;
+  tcp::endpoint peer_;  // filled in by the pending accept
   bool closed_ = false;
   bool paused_ = false;  // the last accept() failed for lack of descriptors
 };
