@@ -387,3 +387,43 @@ TEST(UserspaceProxier, ClosedConnectionsAreReleased) {
 
 }  // namespace
 }  // namespace svcproxy::userspace
+
+namespace svcproxy::userspace {
+namespace {
+
+// A server that never closes its half after the client's FIN (as `svcproxy
+// echo` with nothing left to answer): the proxy resets both sides after the
+// half-close timeout instead of keeping the connection forever.
+TEST(UserspaceProxier, HalfClosedConnectionIsResetAfterTheTimeout) {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  socklen_t len = sizeof sin;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
+  ::listen(lfd, 16);
+  auto o = options();
+  o.half_close_timeout = std::chrono::milliseconds(200);
+  UserspaceProxier proxier(o);
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {ntohs(sin.sin_port)})});
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(vport);
+  inet_pton(AF_INET, "127.0.0.10", &to.sin_addr);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  const int server_side = ::accept(lfd, nullptr, nullptr);
+  ASSERT_GE(server_side, 0);
+  ::close(fd);  // FIN; the server never answers it
+  for (int i = 0; i < 50 && proxier.stats().active == 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(proxier.stats().active, 0u);
+  ::close(server_side);
+  ::close(lfd);
+}
+
+}  // namespace
+}  // namespace svcproxy::userspace
