@@ -350,7 +350,10 @@ TEST(UserspaceProxier, UdpRequestResponseFromTheVip) {
   }
   EXPECT_EQ(seen.size(), 2u);
   EXPECT_EQ(proxier.stats().udp_flows, 20u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  // The flows expire after the idle timeout: poll for it with a deadline.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (proxier.stats().udp_active_flows != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(proxier.stats().udp_active_flows, 0u);  // idle timeout
 }
 
