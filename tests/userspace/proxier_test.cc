@@ -349,11 +349,13 @@ TEST(UserspaceProxier, UdpRequestResponseFromTheVip) {
     ::close(fd);
   }
   EXPECT_EQ(seen.size(), 2u);
-  EXPECT_EQ(proxier.stats().udp_flows, 20u);
-  // The flows expire after the idle timeout: poll for it with a deadline.
+  // Workers count a flow on their own thread, possibly just after relaying its
+  // reply; and flows expire after the idle timeout: poll both with a deadline.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (proxier.stats().udp_active_flows != 0 && std::chrono::steady_clock::now() < deadline)
+  while ((proxier.stats().udp_flows != 20u || proxier.stats().udp_active_flows != 0) &&
+         std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(proxier.stats().udp_flows, 20u);
   EXPECT_EQ(proxier.stats().udp_active_flows, 0u);  // idle timeout
 }
 
