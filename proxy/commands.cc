@@ -16,7 +16,9 @@
 #include "dataplane/render.h"
 #include "dataplane/trace.h"
 #include "model/service_ports.h"
+#include "proxy/config.h"
 #include "proxy/echo.h"
+#include "proxy/log.h"
 #include "proxy/node_flags.h"
 #include "proxy/run.h"
 #include "userspace/vip_interface.h"
@@ -37,7 +39,12 @@ struct SourceFlags {
   std::string master;
   std::string request_timeout = "30s";
   bool strict = false;
-  bool api() const { return !kubeconfig.empty() || !master.empty(); }
+  // The API server: named by a flag, or (without --manifests) by
+  // $KUBECONFIG or the in-cluster service account's environment.
+  bool api() const {
+    return !kubeconfig.empty() || !master.empty() ||
+           (manifests.empty() && (std::getenv("KUBECONFIG") || std::getenv("KUBERNETES_SERVICE_HOST")));
+  }
 };
 
 void add_source_flags(CLI::App& cmd, SourceFlags& flags) {
@@ -53,7 +60,9 @@ void add_source_flags(CLI::App& cmd, SourceFlags& flags) {
 void require_source(const SourceFlags& flags) {
   if (!flags.manifests.empty() && flags.api()) throw FlagError("--manifests and --kubeconfig/--master: pick one");
   if (flags.manifests.empty() && !flags.api()) {
-    throw FlagError("--manifests or --kubeconfig: required (where the cluster's objects come from)");
+    throw FlagError(
+        "--manifests or --kubeconfig: required (where the cluster's objects come from; in a pod, the "
+        "service account is used)");
   }
 }
 
@@ -67,13 +76,7 @@ watch::DecodeResult load_cluster(const SourceFlags& source, const NodeFlags& nod
       watch::resolve_client_config(source.kubeconfig, source.master, [](const char* name) { return std::getenv(name); });
   watch::ApiSourceOptions options;
   options.request_timeout = parse_duration("--request-timeout", source.request_timeout, false);
-  options.node_name = node_flags.hostname_override;
-  if (options.node_name.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    options.node_name = host;
-  }
-  for (char& c : options.node_name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  options.node_name = node_name(node_flags);
   watch::DecodeResult out;
   const std::string url = config.url();
   // Unusable objects become diagnostics; retries stay quiet (the final error
@@ -309,8 +312,16 @@ int run_cli(int argc, char** argv) {
   add_source_flags(*run, run_source);
   add_node_flags(*run, run_node_flags);
   run->add_flag("--once", once, "Compile and program once (one transaction), then exit");
+  std::string config_file;
+  run->add_option("--config", config_file,
+                  "A KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1); flags given on the command "
+                  "line override it");
+  bool run_cleanup = false;
+  run->add_flag("--cleanup", run_cleanup, "Remove everything svcproxy created (as `svcproxy cleanup`) and exit");
   std::string sync_period = "30s";
   std::string min_sync_period = "0s";
+  run->add_option("--sync-period", sync_period,
+                  "Interval of full resyncs, which also repair hand edits of svcproxy's tables (default 30s)");
   run->add_option("--min-sync-period", min_sync_period,
                   "Changes are synced no sooner than this after the previous sync; bursts coalesce (default 0s)");
   std::string healthz_bind = "0.0.0.0:10256", metrics_bind = "127.0.0.1:10249";
@@ -321,6 +332,12 @@ int run_cli(int argc, char** argv) {
   std::string proxy_mode = "nftables";
   run->add_option("--proxy-mode", proxy_mode, "nftables (default), userspace, or auto")
       ->check(CLI::IsMember({"nftables", "userspace", "auto"}));
+  int verbosity = 0;
+  run->add_option("-v,--v", verbosity, "Log verbosity: 0 (default) logs syncs and problems, 2 adds each queued change")
+      ->check(CLI::Range(0, 10));
+  std::string log_format = "text";
+  run->add_option("--log-format", log_format, "text (klog's line shape, default) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
   UserspaceFlags userspace_flags;
   std::string udp_timeout = "250ms";
   run->add_option("--udp-timeout", udp_timeout, "userspace mode: idle time after which a UDP flow is closed (default 250ms)");
@@ -328,8 +345,17 @@ int run_cli(int argc, char** argv) {
                   "userspace mode: TCP connections proxied at once; more are reset (default 0: unlimited)");
   run->add_option("--userspace-workers", userspace_flags.workers,
                   "userspace mode: proxy threads, one io_context each (default 0: one per CPU)");
-  run->add_option("--sync-period", sync_period,
-                  "Interval of full resyncs, which also repair hand edits of svcproxy's tables (e.g. 30s, 1m)");
+  run->add_option_function<std::string>(
+      "--userspace-drain-timeout",
+      [&userspace_flags](const std::string& text) {
+        try {
+          userspace_flags.drain_timeout = parse_duration("--userspace-drain-timeout", text, true);
+        } catch (const FlagError& e) {
+          throw CLI::ValidationError(e.what());
+        }
+      },
+      "userspace mode: TCP connections to a removed endpoint are reset this long after the update (default 0: "
+      "left to finish)");
 
   auto* cleanup = app.add_subcommand(
       "cleanup", "Remove everything svcproxy created in this network namespace (its nftables tables, the svcproxy0 interface), nothing else");
@@ -359,29 +385,64 @@ int run_cli(int argc, char** argv) {
   try {
     if (rules->parsed()) return cmd_rules(source, node_flags, format, rules_live);
     if (run->parsed()) {
+      if (run_cleanup) return cmd_cleanup();
+      // Flags, then the config file for what the command line left unset.
+      DaemonSettings settings;
+      settings.node = run_node_flags;
+      settings.kubeconfig = run_source.kubeconfig;
+      settings.proxy_mode = proxy_mode;
+      settings.healthz_bind_address = healthz_bind;
+      settings.metrics_bind_address = metrics_bind;
+      settings.sync_period = parse_duration("--sync-period", sync_period);
+      settings.min_sync_period = parse_duration("--min-sync-period", min_sync_period, true);
+      settings.detect_local_mode = run_node_flags.detect_local_mode;
+      settings.verbosity = verbosity;
+      settings.log_format = log_format;
+      std::vector<std::string> config_warnings;
+      if (!config_file.empty()) {
+        const auto file = load_proxy_config(config_file);
+        merge_config(file, [&](std::string_view flag) {
+          const auto* opt = run->get_option_no_throw(std::string(flag));
+          return opt != nullptr && opt->count() > 0;
+        }, settings);
+        config_warnings = file.warnings;
+      }
+      settings.node.detect_local_mode = settings.detect_local_mode;
+      Log log(std::cerr, settings.verbosity, settings.log_format == "json" ? LogFormat::Json : LogFormat::Text);
+      for (const auto& w : config_warnings) log.warning(w);
+      run_source.kubeconfig = settings.kubeconfig;
+
       std::string chosen_mode;
-      if (const int rc = check_proxy_mode(proxy_mode, &chosen_mode); rc != 0) return rc;
+      if (const int rc = check_proxy_mode(settings.proxy_mode, &chosen_mode); rc != 0) return rc;
       if (once && chosen_mode == "userspace")
         throw FlagError("--once: the userspace proxy is a daemon (use --proxy-mode nftables with --once)");
-      if (once) return cmd_run_once(run_source, run_node_flags);
+      if (once) return cmd_run_once(run_source, settings.node);
       require_source(run_source);
-      if (run_source.api()) throw FlagError("--kubeconfig: the daemon reads --manifests only so far (run --once reads the API)");
       RunOptions options;
       options.manifests = run_source.manifests;
-      options.node = run_node_flags;
-      options.sync_period = parse_duration("--sync-period", sync_period);
-      options.min_sync_period = parse_duration("--min-sync-period", min_sync_period, true);
-      options.healthz_bind_address = healthz_bind;
-      options.metrics_bind_address = metrics_bind;
+      if (run_source.api()) {
+        options.api = watch::resolve_client_config(run_source.kubeconfig, run_source.master,
+                                                   [](const char* name) { return std::getenv(name); });
+        options.api_options.request_timeout = parse_duration("--request-timeout", run_source.request_timeout, false);
+      }
+      options.node = settings.node;
+      options.sync_period = std::chrono::duration_cast<std::chrono::milliseconds>(settings.sync_period);
+      options.min_sync_period = std::chrono::duration_cast<std::chrono::milliseconds>(settings.min_sync_period);
+      options.healthz_bind_address = settings.healthz_bind_address;
+      options.metrics_bind_address = settings.metrics_bind_address;
       options.proxy_mode = chosen_mode;
       options.userspace = userspace_flags;
       options.userspace.udp_timeout = parse_duration("--udp-timeout", udp_timeout);
-      return run_daemon(options);
+      log.info("starting", {{"version", "0.1.0"}, {"proxy_mode", chosen_mode}});
+      return run_daemon(options, log);
     }
     if (cleanup->parsed()) return cmd_cleanup();
     if (trace->parsed()) return cmd_trace(trace_source, trace_node_flags, trace_flags);
     if (echo->parsed()) return run_echo(echo_options);
   } catch (const FlagError& e) {
+    std::cerr << "svcproxy: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const ConfigError& e) {
     std::cerr << "svcproxy: " << e.what() << "\n";
     return kExitUsage;
   } catch (const std::exception& e) {

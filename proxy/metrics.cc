@@ -271,6 +271,17 @@ void Metrics::count_watch_restart() {
   ++watch_restarts_total_;
 }
 
+void Metrics::set_watch_totals(uint64_t restarts, uint64_t relists) {
+  std::lock_guard lock(mutex_);
+  watch_restarts_total_ = restarts;
+  watch_relists_total_ = relists;
+}
+
+void Metrics::set_proxy_mode(std::string mode) {
+  std::lock_guard lock(mutex_);
+  proxy_mode_ = std::move(mode);
+}
+
 void Metrics::count_watch_relist() {
   std::lock_guard lock(mutex_);
   ++watch_relists_total_;
@@ -330,6 +341,10 @@ std::string Metrics::render() const {
   w.scalar("svcproxy_watch_relists_total", "counter",
            "Full relists after a watch could not resume (410 Gone or errors)",
            static_cast<double>(watch_relists_total_));
+  if (!proxy_mode_.empty()) {
+    w.header("svcproxy_proxy_mode", "gauge", "The dataplane in use (1 for the mode chosen at startup)");
+    w.sample("svcproxy_proxy_mode", "mode=\"" + proxy_mode_ + "\"", 1);
+  }
   return w.take();
 }
 

@@ -53,11 +53,6 @@ struct NoLocalEndpoints {
 // kube-proxy's count (per service port, as its nftables proxier).
 NoLocalEndpoints count_no_local_endpoints(std::span<const model::ServicePortState> ports);
 
-struct KernelObjects {
-  size_t chains = 0;
-  size_t sets = 0;  // sets and maps
-  size_t elements = 0;
-};
 KernelObjects count_kernel_objects(const dataplane::ir::Ruleset& ruleset);
 
 // Parses an EndpointSlice's endpoints.kubernetes.io/last-change-trigger-time
@@ -97,6 +92,10 @@ class Metrics {
   void count_decode_errors(size_t n);
   void count_watch_restart();
   void count_watch_relist();
+  // The informer's own monotonic counts (replace what the two above added).
+  void set_watch_totals(uint64_t restarts, uint64_t relists);
+  // The dataplane chosen at startup: svcproxy_proxy_mode{mode="…"} 1.
+  void set_proxy_mode(std::string mode);
 
   // The Prometheus text exposition format (version 0.0.4).
   std::string render() const;
@@ -122,6 +121,7 @@ class Metrics {
   uint64_t decode_errors_total_ = 0;
   uint64_t watch_restarts_total_ = 0;
   uint64_t watch_relists_total_ = 0;
+  std::string proxy_mode_;
 };
 
 }  // namespace svcproxy::proxy

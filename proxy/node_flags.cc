@@ -35,6 +35,10 @@ void add_node_flags(CLI::App& app, NodeFlags& flags) {
   app.add_flag("--masquerade-all", flags.masquerade_all, "Masquerade all traffic sent to service IPs");
   app.add_option("--masquerade-bit", flags.masquerade_bit, "fwmark bit marking packets to masquerade (0-31)")
       ->default_val(14);
+  app.add_option("--detect-local-mode", flags.detect_local_mode,
+                 "How pod traffic is recognised: ClusterCIDR (--cluster-cidr, default) or NodeCIDR (this Node's "
+                 "spec.podCIDRs)")
+      ->check(CLI::IsMember({"ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"}));
   app.add_option("--zone", flags.zone,
                  "This node's zone for topology hints; default: the Node's topology.kubernetes.io/zone label");
 }
@@ -151,6 +155,14 @@ model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::Clust
                             config.nodeport_ips.end());
 
   config.cluster_cidrs = parse_cidrs("--cluster-cidr", flags.cluster_cidrs);
+  if (flags.detect_local_mode == "NodeCIDR") {
+    // Only this node's pods count as local; until the Node has podCIDRs,
+    // none do (kube-proxy waits for them; the next sync picks them up).
+    config.cluster_cidrs = node ? node->pod_cidrs : std::vector<CIDR>{};
+  } else if (flags.detect_local_mode != "ClusterCIDR") {
+    throw FlagError("--detect-local-mode " + flags.detect_local_mode +
+                    ": not supported (svcproxy supports ClusterCIDR and NodeCIDR)");
+  }
   config.service_cidrs = parse_cidrs("--service-cidr", flags.service_cidrs);
   for (const auto& sc : cluster.service_cidrs)
     for (const auto& cidr : sc.cidrs) config.service_cidrs.push_back(cidr);

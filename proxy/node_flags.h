@@ -27,6 +27,10 @@ struct NodeFlags {
   bool masquerade_all = false;
   int masquerade_bit = 14;
   std::string zone;
+  // How traffic from this node's pods is told apart (kube-proxy's
+  // --detect-local-mode): ClusterCIDR (from --cluster-cidr) or NodeCIDR (this
+  // Node's spec.podCIDRs). Interface-based modes are not supported.
+  std::string detect_local_mode = "ClusterCIDR";
 };
 
 void add_node_flags(CLI::App& app, NodeFlags& flags);

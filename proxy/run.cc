@@ -2,35 +2,38 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/inotify.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
-#include <filesystem>
-#include <iostream>
 #include <map>
-#include <optional>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 
 #include "proxy/health.h"
 #include "proxy/http_server.h"
 #include "proxy/metrics.h"
 #include "proxy/sync_loop.h"
-#include "watch/manifests.h"
+#include "watch/manifests_source.h"
 
 namespace svcproxy::proxy {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
 // An owned file descriptor.
 class Fd {
  public:
-  explicit Fd(int fd) : fd_(fd) {
-    if (fd_ < 0) throw std::runtime_error(std::string("run: ") + std::strerror(errno));
+  explicit Fd(int fd, const char* what) : fd_(fd) {
+    if (fd_ < 0) throw std::runtime_error(std::string("run: ") + what + ": " + std::strerror(errno));
   }
   ~Fd() { close(fd_); }
   Fd(const Fd&) = delete;
@@ -41,78 +44,175 @@ class Fd {
   int fd_;
 };
 
-// One log line per event, klog's shape: I1128 06:13:21.123456  1234 run] msg
-void log_line(char severity, const std::string& message) {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  tm parts;
-  gmtime_r(&ts.tv_sec, &parts);
-  char stamp[64];
-  std::snprintf(stamp, sizeof stamp, "%c%02d%02d %02d:%02d:%02d.%06ld %6d run] ", severity, parts.tm_mon + 1,
-                parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec, ts.tv_nsec / 1000, getpid());
-  std::cerr << stamp << message << std::endl;
+void arm_timer(int fd, std::chrono::nanoseconds first, std::chrono::nanoseconds interval = {}) {
+  auto spec = [](std::chrono::nanoseconds d) {
+    // it_value 0 disarms: a timer due now fires in 1 ns.
+    const auto ns = std::max<int64_t>(d.count(), 1);
+    return timespec{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  };
+  itimerspec value{};
+  value.it_value = spec(first);
+  if (interval.count() > 0) value.it_interval = spec(interval);
+  timerfd_settime(fd, 0, &value, nullptr);
 }
 
-watch::DecodeResult load(const std::string& path, Metrics& metrics) {
-  auto decoded = watch::load_manifests(path);
-  for (const auto& d : decoded.diagnostics) log_line('W', d.str());
-  metrics.count_decode_errors(decoded.diagnostics.size());
-  return decoded;
+bool read_counter(int fd) {
+  uint64_t count = 0;
+  return read(fd, &count, sizeof count) == sizeof count;
 }
 
-// Health, metrics and the health-check servers follow every sync.
-struct Observers {
-  ProxyHealth& health;
-  Metrics& metrics;
-  HttpServer& server;
-  // EndpointSlice trigger times already observed: each change is observed
-  // once, when it is in the kernel (kube-proxy's network programming latency).
-  std::map<model::ObjectRef, std::string> seen_trigger_times;
+// The change tracker: counts what the store's change stream reports (on the
+// watch thread for the API source) and wakes the loop through an eventfd.
+// EndpointSlice trigger times are kept until their change is in the kernel
+// (kube-proxy's network programming latency).
+class ChangeTracker {
+ public:
+  ChangeTracker() : wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd") {}
 
-  void after_sync(const SyncResult& r, const SyncLoop* loop, const model::ClusterState& cluster,
-                  const model::NodeConfig& node) {
-    const auto now = std::chrono::system_clock::now();
-    metrics.observe_sync(r, now);
-    for (const auto& n : cluster.nodes)
-      if (n.name == node.node_name) health.set_node(n);
-    if (!r.error.empty()) return;
-    health.updated();
-    for (const auto& slice : cluster.endpoint_slices) {
-      if (slice.last_change_trigger_time.empty()) continue;
-      auto& seen = seen_trigger_times[slice.ref];
-      if (seen == slice.last_change_trigger_time) continue;
-      seen = slice.last_change_trigger_time;
-      metrics.observe_network_programming(slice.last_change_trigger_time, now);
+  void on_change(const watch::Change& change) {
+    {
+      std::lock_guard lock(mutex_);
+      switch (change.resource) {
+        case watch::Resource::Services:
+          ++arrived_.services;
+          break;
+        case watch::Resource::EndpointSlices:
+          ++arrived_.endpoint_slices;
+          if (change.type != watch::ChangeType::Deleted) {
+            const auto& slice = std::get<model::EndpointSlice>(change.object);
+            if (!slice.last_change_trigger_time.empty()) trigger_times_.push_back(slice.last_change_trigger_time);
+          }
+          break;
+        default:
+          ++arrived_.other;  // this Node, ServiceCIDRs
+      }
     }
-    if (!loop) return;
-    metrics.set_no_local_endpoints(count_no_local_endpoints(loop->ports()));
-    KernelObjects objects;
-    const auto ruleset = loop->compiler().ruleset();
-    for (const auto& t : ruleset.tables) {
-      objects.chains += t.chains.size();
-      objects.sets += t.sets.size();
-      for (const auto& set : t.sets) objects.elements += set.elements.size();
-    }
-    metrics.set_kernel_objects(objects);
-    for (const auto& problem : server.set_health_check_services(health_check_services(loop->ports())))
-      log_line('W', problem);
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = write(wake_.get(), &one, sizeof one);
   }
+
+  int fd() const { return wake_.get(); }
+
+  struct Counts {
+    size_t services = 0;
+    size_t endpoint_slices = 0;
+    size_t other = 0;
+    bool any() const { return services + endpoint_slices + other > 0; }
+  };
+  // Changes that arrived since the last call (drains the eventfd).
+  Counts take_arrived() {
+    read_counter(wake_.get());
+    std::lock_guard lock(mutex_);
+    return std::exchange(arrived_, {});
+  }
+  std::vector<std::string> take_trigger_times() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(trigger_times_, {});
+  }
+
+ private:
+  Fd wake_;
+  std::mutex mutex_;
+  Counts arrived_;
+  std::vector<std::string> trigger_times_;
 };
 
-void report(const SyncResult& r, const char* reason) {
-  if (!r.error.empty()) {
-    log_line('E', std::string("sync failed reason=") + reason + " error=\"" + r.error + "\" (next sync is full)");
-    return;
+// Where the cluster comes from. Both sources fill a watch::Store whose
+// changes go to the tracker.
+class ClusterSource {
+ public:
+  virtual ~ClusterSource() = default;
+  virtual watch::Store& store() = 0;
+  virtual bool has_synced() const = 0;
+  // Readable when the source has work for the loop (-1: none).
+  virtual int fd() const { return -1; }
+  virtual void on_readable() {}
+  // SIGHUP: read everything again.
+  virtual void reload() {}
+  virtual void export_metrics(Metrics&) {}
+  virtual const char* change_reason() const = 0;
+};
+
+class ManifestsClusterSource : public ClusterSource {
+ public:
+  ManifestsClusterSource(const std::string& path, Log& log, Metrics& metrics, ChangeTracker& tracker)
+      : source_(
+            path,
+            [&log, &metrics](const std::string& line) {
+              metrics.count_decode_errors(1);
+              log.warning(line);
+            },
+            [&tracker](const watch::Change& c) { tracker.on_change(c); }) {
+    source_.load();
   }
-  log_line('I', std::string("sync done reason=") + reason + " mode=" + (r.full ? "full" : "partial") +
-                    " operations=" + std::to_string(r.operations) +
-                    " conntrack_deleted=" + std::to_string(r.conntrack_deleted) +
-                    " duration_us=" + std::to_string(r.duration.count()));
-}
+  watch::Store& store() override { return source_.store(); }
+  bool has_synced() const override { return source_.has_synced(); }
+  int fd() const override { return source_.fd(); }
+  // A burst of writes (an editor's write, rename, chmod) is one reload.
+  void on_readable() override { source_.poll(milliseconds(0), milliseconds(10)); }
+  void reload() override { source_.load(); }
+  const char* change_reason() const override { return "manifests-changed"; }
+
+ private:
+  watch::ManifestsSource source_;
+};
+
+class ApiClusterSource : public ClusterSource {
+ public:
+  ApiClusterSource(const watch::ClientConfig& config, const watch::ApiSourceOptions& options, Log& log,
+                   ChangeTracker& tracker)
+      : informer_(
+            config, options, [&log](const std::string& line) { log.warning(line, {{"source", "api"}}); },
+            [&tracker](const watch::Change& c) { tracker.on_change(c); }) {
+    informer_.start();
+  }
+  watch::Store& store() override { return informer_.store(); }
+  bool has_synced() const override { return informer_.has_synced(); }
+  void export_metrics(Metrics& metrics) override {
+    const auto s = informer_.stats();
+    // Beyond each resource's first LIST and first watch: relists and restarts.
+    metrics.set_watch_totals(s.watches - std::min(s.watches, s.resources), s.lists - std::min(s.lists, s.resources));
+    if (s.bad_objects > bad_objects_) metrics.count_decode_errors(s.bad_objects - bad_objects_);
+    bad_objects_ = s.bad_objects;
+  }
+  const char* change_reason() const override { return "api-changed"; }
+
+ private:
+  watch::ApiInformer informer_;
+  uint64_t bad_objects_ = 0;
+};
+
+// Lines about the same problem are logged once, again only after the
+// problem went away and came back (no log spam in steady state).
+class OnceLog {
+ public:
+  explicit OnceLog(Log& log) : log_(log) {}
+  void warnings(const std::vector<std::string>& lines) {
+    std::set<std::string> now(lines.begin(), lines.end());
+    for (const auto& line : now)
+      if (!shown_.contains(line)) log_.warning(line);
+    shown_ = std::move(now);
+  }
+
+ private:
+  Log& log_;
+  std::set<std::string> shown_;
+};
 
 }  // namespace
 
-int run_daemon(const RunOptions& options) {
+std::string node_name(const NodeFlags& flags) {
+  std::string name = flags.hostname_override;
+  if (name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    name = host;
+  }
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+int run_daemon(const RunOptions& options, Log& log) {
   // Signals arrive through a descriptor so the loop never runs code in a
   // signal handler.
   sigset_t signals;
@@ -121,69 +221,152 @@ int run_daemon(const RunOptions& options) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
   sigprocmask(SIG_BLOCK, &signals, nullptr);
-  Fd signal_fd(signalfd(-1, &signals, SFD_CLOEXEC));
+  Fd signal_fd(signalfd(-1, &signals, SFD_CLOEXEC), "signalfd");
+  // Full resyncs, every sync period.
+  Fd period_fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "timerfd");
+  // One-shot: a sync deferred by --min-sync-period or a retry's backoff.
+  Fd defer_fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "timerfd");
 
-  // Watch the directory (or the file's directory): editors and config tools
-  // replace files by rename, which a watch on the file itself would lose.
-  namespace fs = std::filesystem;
-  const fs::path path(options.manifests);
-  const bool is_dir = fs::is_directory(path);
-  const fs::path dir = is_dir ? path : (path.has_parent_path() ? path.parent_path() : fs::path("."));
-  Fd inotify_fd(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (inotify_add_watch(inotify_fd.get(), dir.c_str(),
-                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE) < 0)
-    throw std::runtime_error("run: cannot watch " + dir.string() + ": " + std::strerror(errno));
-
-  Fd timer_fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
-  itimerspec period{};
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options.sync_period).count();
-  period.it_interval = {static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-  period.it_value = period.it_interval;
-  timerfd_settime(timer_fd.get(), 0, &period, nullptr);
-
-  // One-shot timer for a sync deferred by --min-sync-period.
-  Fd defer_fd(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+  NodeFlags node_flags = options.node;
+  node_flags.hostname_override = node_name(options.node);
+  // Bad flags fail here, before anything starts (FlagError: exit 2).
+  const auto start_node = resolve_node_config(node_flags, {}, interface_addresses());
 
   Metrics metrics;
+  metrics.set_proxy_mode(options.proxy_mode);
   ProxyHealth health(options.sync_period);
-  auto cluster = load(options.manifests, metrics);
-  const auto node = resolve_node_config(options.node, cluster.state, interface_addresses());
+  // Until the first sync, an update is pending: a daemon that cannot read
+  // its cluster turns unhealthy after 2 × sync period, as kube-proxy.
+  health.queued();
   HttpServerOptions http;
   http.healthz_bind_address = options.healthz_bind_address;
   http.metrics_bind_address = options.metrics_bind_address;
   http.proxy_mode = options.proxy_mode;
-  for (const auto& ip : node.nodeport_ips) http.health_check_ips.push_back(ip.str());
+  for (const auto& ip : start_node.nodeport_ips) http.health_check_ips.push_back(ip.str());
   HttpServer server(http, health, metrics);
   server.start();
-  Observers observers{health, metrics, server, {}};
-  // One dataplane: nftables rules, or the userspace proxy (userspace/).
+
+  ChangeTracker tracker;
+  std::unique_ptr<ClusterSource> source;
+  if (options.api) {
+    auto api_options = options.api_options;
+    api_options.node_name = node_flags.hostname_override;
+    source = std::make_unique<ApiClusterSource>(*options.api, api_options, log, tracker);
+    log.info("watching the API server", {{"server", options.api->url()}, {"node", api_options.node_name}});
+  } else {
+    source = std::make_unique<ManifestsClusterSource>(options.manifests, log, metrics, tracker);
+    log.info("reading manifests", {{"path", options.manifests}, {"node", node_flags.hostname_override}});
+  }
+
+  // The dataplane, created at the first sync (the node's configuration may
+  // need its Node object): nftables rules, or the userspace proxy.
   std::optional<SyncLoop> loop;
   std::optional<userspace::UserspaceBackend> proxier;
-  if (options.proxy_mode == "userspace") {
-    proxier.emplace(userspace_backend_options(options.userspace, node));
-    log_line('I', "userspace proxy started interface=" + proxier->interface().name() +
-                      " kind=" + proxier->interface().kind() + " workers=" + std::to_string(proxier->workers()));
-  } else {
-    loop.emplace(node);
-  }
-  auto last_sync = std::chrono::steady_clock::now();
-  auto sync = [&](bool full, const char* reason) {
-    const SyncResult result =
-        proxier ? sync_userspace(*proxier, cluster.state, node) : loop->sync(cluster.state, full);
-    report(result, reason);
-    observers.after_sync(result, loop ? &*loop : nullptr, cluster.state, node);
-    last_sync = std::chrono::steady_clock::now();
-  };
-  sync(false, "start");
+  model::NodeConfig node;
+  OnceLog once(log);
+  bool started = false;
+  bool pending = false;  // changes not yet synced
+  int failures = 0;      // consecutive failed syncs
+  auto next_sync_allowed = Clock::now();
+  bool defer_armed = false;
+  ChangeTracker::Counts backlog;  // changes not yet synced, for the pending gauges
+  // EndpointSlice trigger times whose change is not in the kernel yet.
+  std::vector<std::string> trigger_times;
 
-  bool pending = false;   // manifests changed, not yet synced
-  bool deferred = false;  // defer_fd is armed
-  pollfd fds[4] = {{signal_fd.get(), POLLIN, 0},
-                   {inotify_fd.get(), POLLIN, 0},
-                   {timer_fd.get(), POLLIN, 0},
-                   {defer_fd.get(), POLLIN, 0}};
+  auto sync = [&](bool full, const char* reason) {
+    model::ClusterState cluster = source->store().snapshot();
+    auto node_now = resolve_node_config(node_flags, cluster, interface_addresses());
+    if (!loop && !proxier) {
+      node = node_now;
+      if (options.proxy_mode == "userspace") {
+        proxier.emplace(userspace_backend_options(options.userspace, node));
+        log.info("userspace proxy started", {{"interface", proxier->interface().name()},
+                                             {"kind", proxier->interface().kind()},
+                                             {"workers", proxier->workers()}});
+      } else {
+        loop.emplace(node);
+      }
+    } else if (loop && node_now != node) {
+      log.info("node configuration changed; the next sync is full");
+      node = node_now;
+      loop->set_node(node);
+    }
+    for (auto& t : tracker.take_trigger_times()) trigger_times.push_back(std::move(t));
+    const SyncResult r = proxier ? sync_userspace(*proxier, cluster, node) : loop->sync(cluster, full);
+    const auto now = std::chrono::system_clock::now();
+    once.warnings(r.warnings);
+    metrics.observe_sync(r, now);
+    source->export_metrics(metrics);
+    for (const auto& n : cluster.nodes)
+      if (n.name == node.node_name) health.set_node(n);
+    next_sync_allowed = Clock::now() + options.min_sync_period;
+    if (!r.error.empty()) {
+      ++failures;
+      // kube-proxy's runner retries failures with backoff: 1 s doubling, at
+      // most the sync period.
+      const auto backoff =
+          std::min<milliseconds>(milliseconds(1000L << std::min(failures - 1, 16)), options.sync_period);
+      next_sync_allowed = std::max(next_sync_allowed, Clock::now() + backoff);
+      pending = true;
+      log.error("sync failed", {{"reason", reason}, {"error", r.error}, {"retry_in_ms", static_cast<int64_t>(backoff.count())}});
+      return;
+    }
+    failures = 0;
+    pending = false;
+    backlog = {};
+    metrics.set_changes_pending(0, 0);
+    health.updated();
+    log.info("sync done", {{"reason", reason},
+                           {"mode", r.full ? "full" : "partial"},
+                           {"operations", r.operations},
+                           {"conntrack_deleted", r.conntrack_deleted},
+                           {"duration_us", static_cast<int64_t>(r.duration.count())}});
+    for (const auto& t : trigger_times) metrics.observe_network_programming(t, now);
+    trigger_times.clear();
+    if (loop) {
+      metrics.set_no_local_endpoints(count_no_local_endpoints(loop->ports()));
+      metrics.set_kernel_objects(loop->kernel_objects());
+      for (const auto& problem : server.set_health_check_services(health_check_services(loop->ports())))
+        log.warning(problem);
+    }
+  };
+
+  // Arrivals before the first sync are part of it: they are not counted as
+  // pending changes.
+  auto take_changes = [&] {
+    const auto arrived = tracker.take_arrived();
+    if (!arrived.any()) return;
+    source->export_metrics(metrics);
+    metrics.changes_received(arrived.endpoint_slices, arrived.services);
+    if (!started) return;
+    backlog.services += arrived.services;
+    backlog.endpoint_slices += arrived.endpoint_slices;
+    metrics.set_changes_pending(backlog.endpoint_slices, backlog.services);
+    if (!pending) {
+      health.queued();
+      metrics.sync_queued(std::chrono::system_clock::now());
+      log.v(2, "changes queued", {{"services", arrived.services}, {"endpoint_slices", arrived.endpoint_slices}});
+    }
+    pending = true;
+  };
+
+  auto try_start = [&] {
+    if (started || !source->has_synced()) return;
+    tracker.take_arrived();
+    started = true;
+    sync(true, "start");
+    arm_timer(period_fd.get(), options.sync_period, options.sync_period);
+  };
+  if (!source->has_synced()) log.info("waiting for the first list of every resource before the first sync");
+  try_start();
+
+  pollfd fds[5] = {{signal_fd.get(), POLLIN, 0},
+                   {tracker.fd(), POLLIN, 0},
+                   {period_fd.get(), POLLIN, 0},
+                   {defer_fd.get(), POLLIN, 0},
+                   {source->fd(), POLLIN, 0}};
   for (;;) {
-    if (poll(fds, 4, -1) < 0) {
+    if (poll(fds, source->fd() >= 0 ? 5 : 4, -1) < 0) {
       if (errno == EINTR) continue;
       throw std::runtime_error(std::string("run: poll: ") + std::strerror(errno));
     }
@@ -191,58 +374,35 @@ int run_daemon(const RunOptions& options) {
       signalfd_siginfo info;
       if (read(signal_fd.get(), &info, sizeof info) == sizeof info) {
         if (info.ssi_signo == SIGHUP) {
-          cluster = load(options.manifests, metrics);
-          sync(true, "sighup");
-          pending = false;
+          source->reload();
+          take_changes();
+          if (started) sync(true, "sighup");
           continue;
         }
         // The rules stay in place: a restarting svcproxy adopts them, and
         // traffic keeps flowing meanwhile (as kube-proxy).
-        log_line('I', "exiting on signal " + std::to_string(info.ssi_signo) + "; rules left in place");
+        log.info("exiting; rules left in place", {{"signal", strsignal(static_cast<int>(info.ssi_signo))}});
         return 0;
       }
     }
+    if (source->fd() >= 0 && (fds[4].revents & POLLIN)) source->on_readable();
     if (fds[1].revents & POLLIN) {
-      // Drain every pending event: one sync covers a burst of edits.
-      char buf[16384];
-      for (ssize_t n; (n = read(inotify_fd.get(), buf, sizeof buf)) > 0;) {
-        for (char* p = buf; p < buf + n;) {
-          const auto* event = reinterpret_cast<const inotify_event*>(p);
-          const std::string name = event->len ? event->name : "";
-          if ((is_dir || name == path.filename().string()) && !pending) {
-            pending = true;
-            health.queued();
-            metrics.sync_queued(std::chrono::system_clock::now());
-          }
-          p += sizeof(inotify_event) + event->len;
-        }
+      take_changes();
+      try_start();
+    }
+    if ((fds[2].revents & POLLIN) && read_counter(period_fd.get()) && started) {
+      take_changes();
+      sync(true, "sync-period");
+    }
+    if ((fds[3].revents & POLLIN) && read_counter(defer_fd.get())) defer_armed = false;
+    if (started && pending && !defer_armed) {
+      const auto now = Clock::now();
+      if (now >= next_sync_allowed) {
+        sync(false, failures > 0 ? "retry" : source->change_reason());
       }
-    }
-    if (fds[2].revents & POLLIN) {
-      uint64_t expirations = 0;
-      if (read(timer_fd.get(), &expirations, sizeof expirations) > 0) {
-        if (pending) cluster = load(options.manifests, metrics);
-        sync(true, "sync-period");
-        pending = false;
-      }
-    }
-    if (fds[3].revents & POLLIN) {
-      uint64_t expirations = 0;
-      if (read(defer_fd.get(), &expirations, sizeof expirations) > 0) deferred = false;
-    }
-    if (pending && !deferred) {
-      const auto due = last_sync + options.min_sync_period;
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= due) {
-        cluster = load(options.manifests, metrics);
-        sync(false, "manifests-changed");
-        pending = false;
-      } else {
-        const auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(due - now).count();
-        itimerspec once{};
-        once.it_value = {static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
-        timerfd_settime(defer_fd.get(), 0, &once, nullptr);
-        deferred = true;
+      if (pending) {  // not yet due, or the sync failed: come back when it is
+        arm_timer(defer_fd.get(), std::max(next_sync_allowed - Clock::now(), Clock::duration(0)));
+        defer_armed = true;
       }
     }
   }

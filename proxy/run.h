@@ -1,19 +1,31 @@
-// `svcproxy run`: the long-running daemon over the manifests source. A first
-// full sync, then a partial sync whenever the manifests change (inotify), a
-// full resync every sync period (repairs hand edits of svcproxy's tables),
-// and a clean exit on SIGTERM/SIGINT that leaves the rules in place.
+// `svcproxy run`: the long-running daemon. The cluster comes from the API
+// server (an informer) or from a manifests file/directory (inotify); both
+// fill a store whose change stream wakes the loop. The first sync waits
+// until the source has listed everything; after it, a change triggers a
+// partial sync (no sooner than --min-sync-period after the previous one,
+// bursts coalescing), a full resync runs every sync period (repairing hand
+// edits of svcproxy's tables), a failed sync is retried with backoff and the
+// next one is full, and SIGTERM/SIGINT exit 0 leaving the rules in place.
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
+#include "proxy/log.h"
 #include "proxy/node_flags.h"
 #include "proxy/userspace_mode.h"
+#include "watch/api_source.h"
+#include "watch/kubeconfig.h"
 
 namespace svcproxy::proxy {
 
 struct RunOptions {
+  // Exactly one source: the manifests path, or the API server.
   std::string manifests;
+  std::optional<watch::ClientConfig> api;
+  watch::ApiSourceOptions api_options;  // node_name is set from the node flags
+
   NodeFlags node;
   std::chrono::milliseconds sync_period{30000};
   // A change is synced no sooner than this after the previous sync; changes
@@ -28,6 +40,10 @@ struct RunOptions {
   UserspaceFlags userspace;
 };
 
-int run_daemon(const RunOptions& options);
+// This node's name as kube-proxy derives it: --hostname-override, else the
+// hostname, lower-cased.
+std::string node_name(const NodeFlags& flags);
+
+int run_daemon(const RunOptions& options, Log& log);
 
 }  // namespace svcproxy::proxy

@@ -1,26 +1,34 @@
 #include "proxy/sync_loop.h"
 
-#include <iostream>
-
 #include "model/service_ports.h"
+#include "proxy/metrics.h"
 
 namespace svcproxy::proxy {
 
 SyncLoop::SyncLoop(model::NodeConfig node) : compiler_(std::move(node)) {}
+
+void SyncLoop::set_node(model::NodeConfig node) {
+  if (node == compiler_.node()) return;
+  compiler_ = dataplane::RulesetCompiler(std::move(node));
+  node_changed_ = true;
+}
 
 SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
   const auto start = std::chrono::steady_clock::now();
   SyncResult result;
   auto state = model::build_proxy_state(cluster, compiler_.node());
   try {
-    if (!backend_.in_sync()) {
-      // Start, or after a failure: what the kernel and conntrack hold is
-      // unknown. Replace the tables atomically, then delete the UDP entries
-      // whose endpoint is gone — only those (no flush: kube-proxy #122740).
+    if (!backend_.in_sync() || node_changed_) {
+      // Start, after a failure or a node change: what the kernel and
+      // conntrack hold is unknown. Replace the tables atomically, then
+      // delete the UDP entries whose endpoint is gone — only those (no
+      // flush: kube-proxy #122740).
       result.full = true;  // also when it fails: metrics count it as a full sync
       compiler_.reset(state.ports);
       const auto ruleset = compiler_.ruleset();
       backend_.apply_full(ruleset);
+      node_changed_ = false;
+      objects_ = count_kernel_objects(ruleset);
       for (const auto& t : ruleset.tables) result.operations += t.chains.size() + t.sets.size();
       if (!conntrack_) conntrack_.emplace();
       result.conntrack_deleted = conntrack_->delete_orphans(state.ports, compiler_.node().nodeport_ips);
@@ -30,9 +38,20 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
       auto diff = compiler_.replace_all(state.ports);
       if (force_full || diff.needs_full_sync) {
         result.full = true;
-        backend_.apply_full(compiler_.ruleset());
+        const auto ruleset = compiler_.ruleset();
+        backend_.apply_full(ruleset);
+        objects_ = count_kernel_objects(ruleset);
       } else {
         backend_.apply_partial(diff, compiler_);
+        for (const auto& t : diff.tables) {
+          objects_.chains += t.added_chains.size();
+          objects_.chains -= std::min(objects_.chains, t.deleted_chains.size());
+          objects_.sets += t.added_sets.size();
+          objects_.sets -= std::min(objects_.sets, t.deleted_sets.size());
+          for (const auto& s : t.added_sets) objects_.elements += s.elements.size();
+          objects_.elements += t.added_elements.size();
+          objects_.elements -= std::min(objects_.elements, t.deleted_elements.size());
+        }
       }
       result.operations = diff.operations();
       if (!diff.stale_udp_flows.empty()) {
@@ -44,7 +63,8 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
     // The backend is now out of sync: the next sync is full.
     result.error = e.what();
   }
-  for (auto& w : compiler_.take_warnings()) std::cerr << "W " << w << "\n";
+  for (const auto& s : state.skipped) result.warnings.push_back("skipped " + s.object.str() + ": " + s.reason);
+  for (auto& w : compiler_.take_warnings()) result.warnings.push_back(std::move(w));
   ports_ = std::move(state.ports);
   result.duration =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);

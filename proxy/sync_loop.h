@@ -8,6 +8,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dataplane/compile.h"
 #include "dataplane/conntrack.h"
@@ -24,11 +25,25 @@ struct SyncResult {
   size_t conntrack_deleted = 0;   // stale UDP entries removed
   std::chrono::microseconds duration{0};
   std::string error;              // empty: success
+  std::vector<std::string> warnings;  // service ports left out (conflicts), one line each
+};
+
+// What svcproxy's tables hold: recounted from the whole ruleset at every full
+// sync, adjusted by each partial sync's diff in between.
+struct KernelObjects {
+  size_t chains = 0;
+  size_t sets = 0;  // sets and maps
+  size_t elements = 0;
 };
 
 class SyncLoop {
  public:
   explicit SyncLoop(model::NodeConfig node);
+
+  // A new node configuration (e.g. ServiceCIDR objects changed): everything
+  // is recompiled and the next sync is full.
+  void set_node(model::NodeConfig node);
+  const model::NodeConfig& node() const { return compiler_.node(); }
 
   // Programs `cluster`. `force_full` repairs drift (periodic resync).
   SyncResult sync(const model::ClusterState& cluster, bool force_full = false);
@@ -36,12 +51,15 @@ class SyncLoop {
   const dataplane::RulesetCompiler& compiler() const { return compiler_; }
   // The per-port view programmed by the last sync attempt.
   const std::vector<model::ServicePortState>& ports() const { return ports_; }
+  const KernelObjects& kernel_objects() const { return objects_; }
 
  private:
   std::vector<model::ServicePortState> ports_;
   dataplane::RulesetCompiler compiler_;
   dataplane::NetlinkBackend backend_;
   std::optional<dataplane::ConntrackCleaner> conntrack_;
+  KernelObjects objects_;
+  bool node_changed_ = false;
 };
 
 }  // namespace svcproxy::proxy

@@ -170,4 +170,16 @@ bool ApiInformer::wait_for_sync(milliseconds timeout) {
   return impl_->cv.wait_for(lock, timeout, [this] { return impl_->store.has_synced(kAll); });
 }
 
+InformerStats ApiInformer::stats() const {
+  InformerStats out;
+  for (const auto& r : impl_->reflectors) {
+    out.lists += r->stats().lists;
+    out.watches += r->stats().watches;
+    out.failures += r->stats().failures;
+    out.bad_objects += r->stats().bad_objects;
+    ++out.resources;
+  }
+  return out;
+}
+
 }  // namespace svcproxy::watch

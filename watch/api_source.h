@@ -35,6 +35,15 @@ struct ApiSourceOptions {
 // once. Never returns a partial cluster.
 model::ClusterState list_cluster(const ClientConfig& config, const ApiSourceOptions& options, const Logger& log);
 
+// The informer's reflectors, summed (read from any thread).
+struct InformerStats {
+  uint64_t lists = 0;        // completed LISTs, the first one of each resource included
+  uint64_t watches = 0;      // watch requests made, the first one of each resource included
+  uint64_t failures = 0;     // backoffs taken
+  uint64_t bad_objects = 0;  // objects skipped as unusable
+  uint64_t resources = 0;    // resources watched (each needs one first LIST and one first watch)
+};
+
 class ApiInformer {
  public:
   ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change = {});
@@ -49,6 +58,7 @@ class ApiInformer {
   bool has_synced() const;
   // Waits (on a condition, not a sleep loop) until synced or the timeout.
   bool wait_for_sync(std::chrono::milliseconds timeout);
+  InformerStats stats() const;
 
  private:
   struct Impl;

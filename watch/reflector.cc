@@ -137,7 +137,10 @@ std::string Reflector::query(bool watching, const std::string& resource_version,
 void Reflector::log_bad(const BadObject& bad) {
   std::string key = bad.kind + "|" + bad.ref.str() + "|" + bad.resource_version + "|" + bad.message;
   if (logged_.size() > 10000) logged_.clear();
-  if (logged_.insert(std::move(key)).second) log_(bad.str());
+  if (logged_.insert(std::move(key)).second) {
+    ++stats_.bad_objects;
+    log_(bad.str());
+  }
 }
 
 awaitable<void> Reflector::sleep(milliseconds delay) {

@@ -79,6 +79,7 @@ struct ReflectorStats {
   std::atomic<uint64_t> watches{0};    // watch requests made
   std::atomic<uint64_t> events{0};     // watch events applied
   std::atomic<uint64_t> failures{0};   // backoffs taken
+  std::atomic<uint64_t> bad_objects{0};  // objects skipped as unusable (each logged once)
 };
 
 class Reflector {

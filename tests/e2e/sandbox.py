@@ -713,9 +713,21 @@ class Background:
         return self.proc.returncode
 
 
-# klog's header: I1128 06:13:21.123456  1234 run] message
+# klog's header: I1128 06:13:21.123456    1234 run.cc:42] message key="value" n=3
 _KLOG = re.compile(r"^([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+ (\S+)\] (.*)$")
-_SYNC = re.compile(r"^sync (done|failed) reason=(\S+)(.*)$")
+_SYNC = re.compile(r"^sync (done|failed) (.*)$")
+# key=value and key="quoted value" (klog's structured fields).
+_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def log_fields(text: str) -> dict[str, str]:
+    """The key=value fields of a klog line's message, quotes removed."""
+    out = {}
+    for key, value in _FIELD.findall(text):
+        if value.startswith('"'):
+            value = json.loads(value) if "\\x" not in value else value[1:-1]
+        out[key] = value
+    return out
 
 
 def klog_time(line: str) -> float:
@@ -748,13 +760,15 @@ class SyncLine:
 
 def parse_sync_line(line: str, index: int = -1) -> SyncLine | None:
     m = _KLOG.match(line)
-    if not m or m.group(8) != "run":
+    if not m or not m.group(8).startswith("run"):
         return None
     s = _SYNC.match(m.group(9))
     if not s:
         return None
-    fields = dict(re.findall(r"(\w+)=(\S+)", s.group(3)))
-    sync = SyncLine(index=index, time=klog_time(line), ok=s.group(1) == "done", reason=s.group(2), text=line)
+    fields = log_fields(s.group(2))
+    if "reason" not in fields:
+        return None
+    sync = SyncLine(index=index, time=klog_time(line), ok=s.group(1) == "done", reason=fields["reason"], text=line)
     if sync.ok:
         sync.mode = fields.get("mode", "")
         for key in ("operations", "conntrack_deleted", "duration_us"):
