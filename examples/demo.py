@@ -1,23 +1,32 @@
 #!/usr/bin/env python3
-"""svcproxy demo: a throwaway node in network namespaces, real traffic.
+"""svcproxy demo: the daemon on a throwaway node in network namespaces, real traffic.
 
   python3 examples/demo.py --svcproxy build/svcproxy --manifests examples   (root; `./dev demo`)
 
 1. builds a sandbox (tests/e2e/sandbox.py): a node, an external client and
    one network namespace per pod of the example manifests, each pod running
-   `svcproxy echo`;
-2. loads `svcproxy rules --manifests examples` into the node with `nft -f`;
-3. sends requests from the external client through the web Service's
-   ClusterIP and counts which pod answered;
-4. marks one ready web pod not ready in a copy of the manifests, reloads,
-   sends the same traffic again and shows that pod gets nothing;
-5. shows `svcproxy trace` for the same flow, and a few other services;
-6. removes every namespace and process it created, whatever happens.
+   `svcproxy echo`; nothing is linked to the host namespace;
+2. starts `svcproxy run --manifests COPY` in the node namespace on a copy of
+   the example manifests and shows what it programmed (`rules --live`);
+3. sends requests from the external client through web's ClusterIP and
+   NodePort and counts which pod answered;
+4. while traffic flows, marks one ready web pod not ready in the copy (a
+   temp file renamed into place, as config tools write) and measures how
+   long the running daemon takes to log its sync and to stop sending that
+   pod traffic; shows what the partial sync changed and that the pod then
+   gets nothing;
+5. checks a few other flows against `svcproxy trace --live`;
+6. reads /metrics and /healthz, stops the daemon with SIGTERM;
+7. removes every namespace and process it created, whatever happens
+   (failure, Ctrl-C, SIGTERM).
+
+Exits 1 if any check fails, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib.util
 import json
 import os
@@ -26,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -61,47 +71,89 @@ WEB_VIP, WEB_VIP6, WEB_PORT, WEB_NODEPORT = "10.96.120.15", "fd00:10:96::78:f", 
 DNS_VIP = "10.96.0.10"
 CHECKOUT_LB, CHECKOUT_PORT = "192.0.2.80", 443
 MAKE_UNREADY = "web-5d8f7b9c6-8mzt7"
+SLICES_FILE = "endpointslices.yaml"
+METRICS_URL = "http://127.0.0.1:10249/metrics"  # the daemon's defaults, inside the node netns
+HEALTHZ_URL = "http://127.0.0.1:10256/healthz"
 
 BOLD, DIM, GREEN, RED, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") \
     if sys.stdout.isatty() else ("",) * 5
 
 
 def heading(text: str) -> None:
-    print(f"\n{BOLD}== {text}{RESET}")
+    print(f"\n{BOLD}== {text}{RESET}", flush=True)
 
 
 def step(text: str) -> None:
-    print(f"   {text}")
+    print(f"   {text}", flush=True)
 
 
-def _run(binary: str, command: str, manifests: Path, *args: str) -> str:
-    """`svcproxy COMMAND --manifests DIR <node flags> ARGS` (rules and trace
-    read files only; they run in the host namespace)."""
-    argv = [binary, command, "--manifests", str(manifests), *sb.NODE_FLAGS, *args]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        raise SystemExit(f"demo: {' '.join(argv)} failed ({result.returncode}):\n{result.stderr}")
-    if result.stderr.strip():
-        print(f"{DIM}{result.stderr.rstrip()}{RESET}")
-    return result.stdout
+class Checks:
+    """Every claim the demo makes is checked; a failed one is printed where
+    it happens and makes the demo exit 1."""
+
+    def __init__(self):
+        self.failed: list[str] = []
+
+    def __call__(self, ok: bool, what: str, detail: str = "") -> bool:
+        if ok:
+            step(f"{GREEN}ok{RESET}    {what}")
+        else:
+            step(f"{RED}FAILED{RESET} {what}" + (f": {detail}" if detail else ""))
+            self.failed.append(what)
+        return ok
 
 
-def readiness(manifests: Path) -> dict[str, bool]:
-    """pod name -> ready, from the web EndpointSlices' IPv4 entries (a small
-    line-based reader: enough for kubectl's block style)."""
-    ready: dict[str, bool] = {}
-    for path in sorted(manifests.glob("*.yaml")):
-        for block in _endpoint_blocks(path.read_text().splitlines()):
-            text = "\n".join(block)
-            name = re.search(r"^\s*name:\s*(\S+)", text, re.M)
-            state = re.search(r"^\s*ready:\s*(\S+)", text, re.M)
-            if name and name.group(1) in WEB_PODS:
-                ready[name.group(1)] = ready.get(name.group(1), True) and bool(state) and state.group(1) == "true"
-    return ready
+# ---------------------------------------------------------------------- daemon log
+
+# klog's header, read tolerantly: "I1128 10:12:08.123456   1234 run] msg" or
+# "... 1234 run.cc:42] msg"; values in the message may be quoted.
+_KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6}\s+\d+\s+[^\]\s]+\]\s+(.*)$")
+_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def sync_fields(line: str) -> dict[str, str] | None:
+    """The key=value fields of a "sync done" / "sync failed" line (plus
+    "ok"), else None."""
+    m = _KLOG.match(line)
+    if not m or not re.match(r"sync (done|failed)\b", m.group(1)):
+        return None
+    fields = {k: json.loads(v) if v.startswith('"') else v for k, v in _FIELD.findall(m.group(1))}
+    fields["ok"] = "true" if m.group(1).startswith("sync done") else "false"
+    return fields
+
+
+def wait_sync(daemon, *, after: int, reason: str, timeout: float) -> tuple[int, str, dict[str, str]]:
+    """The first sync line logged at or after index `after` with `reason`:
+    (index, line, fields)."""
+    def wanted(line: str) -> bool:
+        fields = sync_fields(line)
+        return fields is not None and fields.get("reason") == reason
+
+    index = daemon.lines.wait_for(wanted, start=after, timeout=timeout, what=f"sync reason={reason}")
+    line = daemon.lines.snapshot(index)[0]
+    return index, line, sync_fields(line)
+
+
+def short(line: str) -> str:
+    """A log line without its klog header's date and pid."""
+    m = re.match(r"^[IWEF]\d{4} (\d\d:\d\d:\d\d\.\d{6})\s+\d+\s+[^\]\s]+\]\s+(.*)$", line)
+    return f"{m.group(1)} {m.group(2)}" if m else line
+
+
+# ---------------------------------------------------------------------- manifests
+
+def copy_manifests(src: Path, dst: Path) -> list[str]:
+    dst.mkdir(parents=True)
+    names = []
+    for path in sorted(src.iterdir()):
+        if path.suffix in (".yaml", ".yml", ".json"):
+            shutil.copy2(path, dst / path.name)
+            names.append(path.name)
+    return names
 
 
 def _endpoint_blocks(lines: list[str]):
-    """Yields the lines of each `- addresses:` item."""
+    """Yields the lines of each `- addresses:` item (kubectl's block style)."""
     i = 0
     while i < len(lines):
         m = re.match(r"^(\s*)- addresses:\s*$", lines[i])
@@ -121,58 +173,195 @@ def _endpoint_blocks(lines: list[str]):
         i = j
 
 
-def mark_unready(manifests: Path, pod: str) -> int:
-    """Sets ready/serving to false for every endpoint of `pod` (as the
-    EndpointSlice controller does when its readiness probe fails). Returns
-    how many endpoints were changed."""
-    changed = 0
+def readiness(manifests: Path) -> dict[str, bool]:
+    """pod name -> ready, from the web EndpointSlices' entries."""
+    ready: dict[str, bool] = {}
     for path in sorted(manifests.glob("*.yaml")):
-        lines = path.read_text().splitlines()
-        out: list[str] = []
+        for block in _endpoint_blocks(path.read_text().splitlines()):
+            text = "\n".join(block)
+            name = re.search(r"^\s*name:\s*(\S+)", text, re.M)
+            state = re.search(r"^\s*ready:\s*(\S+)", text, re.M)
+            if name and name.group(1) in WEB_PODS:
+                ready[name.group(1)] = ready.get(name.group(1), True) and bool(state) and state.group(1) == "true"
+    return ready
+
+
+def unready_text(text: str, pod: str, trigger_time: str) -> tuple[str, int]:
+    """`text` (a List of EndpointSlices) with ready/serving false for every
+    endpoint of `pod`, and the last-change-trigger-time of the slices that
+    hold it set to `trigger_time` (as the EndpointSlice controller does when
+    a readiness probe fails). Returns the text and how many endpoints changed."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("- ")] + [len(lines)]
+    out = lines[:starts[0]]
+    changed = 0
+    for begin, end in zip(starts, starts[1:]):
+        item = lines[begin:end]
+        new: list[str] = []
         i = 0
-        while i < len(lines):
-            m = re.match(r"^(\s*)- addresses:\s*$", lines[i])
-            if not m:
-                out.append(lines[i])
+        hit = False
+        while i < len(item):
+            if not re.match(r"^\s*- addresses:\s*$", item[i]):
+                new.append(item[i])
                 i += 1
                 continue
-            block = next(_endpoint_blocks(lines[i:]))
+            block = next(_endpoint_blocks(item[i:]))
             if any(re.match(rf"^\s*name:\s*{re.escape(pod)}\s*$", line) for line in block):
                 block = [re.sub(r"^(\s*)(ready|serving):\s*true\s*$", r"\1\2: false", line) for line in block]
                 changed += 1
-            out += block
+                hit = True
+            new += block
             i += len(block)
-        path.write_text("\n".join(out) + "\n")
-    return changed
+        if hit:
+            new = [re.sub(r"^(\s*endpoints\.kubernetes\.io/last-change-trigger-time:).*$",
+                          rf'\1 "{trigger_time}"', line) for line in new]
+        out += new
+    return "\n".join(out) + "\n", changed
 
 
-def send_web_traffic(box, count: int) -> Counter:
-    result = box.request(box.ext, WEB_VIP, WEB_PORT, count=count, src=sb.EXT_V4, http=True, parallel=16)
+def replace_file(path: Path, text: str, tmp_dir: Path) -> float:
+    """Writes a temp file and renames it over `path` (one atomic change for
+    a watcher). The temp file lives outside the watched directory, on the
+    same file system. Returns the time of the rename."""
+    tmp = tmp_dir / f".{path.name}.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    t = time.time()
+    os.rename(tmp, path)
+    return t
+
+
+# ---------------------------------------------------------------------- kernel rules
+
+def nft_blocks(text: str) -> dict[tuple[str, str], list[str]]:
+    """(table "ip"/"ip6", "chain services" / "map dnat-3" ...) -> its lines, from
+    `nft list`-style text."""
+    blocks: dict[tuple[str, str], list[str]] = {}
+    family, current = "", None
+    for line in text.splitlines():
+        m = re.match(r"^table (\S+) svcproxy \{", line)
+        if m:
+            family = m.group(1)
+            continue
+        m = re.match(r"^\t(chain|set|map) (\S+) \{", line)
+        if m:
+            current = blocks.setdefault((family, f"{m.group(1)} {m.group(2)}"), [])
+        if current is not None:
+            current.append(line)
+        if line == "\t}":
+            current = None
+    return blocks
+
+
+def element(line: str) -> str:
+    """One set or map element from its `nft list` line."""
+    text = line.strip()
+    text = text[len("elements = { "):] if text.startswith("elements = { ") else text
+    return text.rstrip(",").removesuffix(" }")
+
+
+def web_path(blocks: dict, family: str = "ip") -> list[str]:
+    """The lines a packet to web's IPv4 ClusterIP walks: the services chain,
+    web's entry in service-ips, web's chain, and web's endpoints in its dnat map."""
+    out = [line[1:] for line in blocks[(family, "chain services")]]
+    key = f"{WEB_VIP} . tcp . {WEB_PORT}"
+    entry = next((element(line) for line in blocks[(family, "map service-ips")] if key + " :" in line), "")
+    out.append(f"map service-ips {{ ... {entry or '(no entry for web)'} ... }}")
+    chain = blocks.get((family, f"chain {entry.partition('goto ')[2]}"), [])
+    out += [line[1:] for line in chain]
+    dnat = next((line.partition("goto ")[2].strip() for line in chain if "goto dnat-" in line), "")
+    elements = [element(line) for line in blocks.get((family, f"map {dnat}"), []) if key + " ." in line]
+    out.append(f"map {dnat} {{ ... {elements[0] if elements else ''}")
+    out += [f"    {' ' * len(dnat)}{e}" for e in elements[1:]]
+    out[-1] += " ... }"
+    return out
+
+
+def block_items(lines: list[str]) -> list[str]:
+    """A chain's rules, or a set's or map's properties and elements."""
+    items = []
+    for line in lines[1:-1]:
+        text = element(line)
+        if text:
+            items.append(text)
+    return items
+
+
+def rules_diff(before: str, after: str, family: str = "ip") -> list[tuple[str, str]]:
+    """What changed between two `rules --live` outputs in one table, object
+    by object: (object, "+ element" / "- rule" ...) pairs, new objects with
+    their contents, deleted objects on one line."""
+    old, new = nft_blocks(before), nft_blocks(after)
+    keys = sorted({k for k in (*old, *new) if k[0] == family}, key=lambda k: (k[1].split()[1], k[1]))
+    out, deleted = [], []
+    for key in keys:
+        name = key[1]
+        if key not in new:
+            deleted.append(name)
+            continue
+        a, b = block_items(old.get(key, ["", ""])), block_items(new[key])
+        changes = [f"- {i}" for i in a if i not in b] + [f"+ {i}" for i in b if i not in a]
+        if key not in old:
+            name += " (new)"
+            changes = [c for c in changes if not c.startswith(("+ type", "+ typeof"))]
+        out += [(name if i == 0 else "", c) for i, c in enumerate(changes)]
+    if deleted:
+        out.append((", ".join(deleted), "deleted"))
+    return out
+
+
+# ---------------------------------------------------------------------- traffic
+
+def send(box, dst: str, port: int, count: int) -> tuple[Counter, dict]:
+    """`count` HTTP requests from the external client; (who answered, failures)."""
+    result = box.request(box.ext, dst, port, count=count, src=sb.EXT_V4, http=True, parallel=16, timeout=2.0)
     failures = {k: v for k, v in result.outcomes.items() if k != "reply"}
-    if failures:
-        print(f"   {RED}unanswered requests: {failures} {result.errors}{RESET}")
-    return Counter(result.ids)
+    return Counter(result.ids), failures
 
 
-def bar(n: int, total: int, width: int = 30) -> str:
+def bar(n: int, total: int, width: int = 20) -> str:
     filled = round(width * n / total) if total else 0
     return "#" * filled + "." * (width - filled)
 
 
-def print_table(before: Counter, after: Counter, ready_before: dict, ready_after: dict, total: int) -> None:
+def counts_table(rounds: list[tuple[str, Counter]], ready: dict[str, bool], total: int) -> None:
     name_w = max(len(p) for p in WEB_PODS)
-    cell_w = 7 + 1 + 4 + 1 + 30
-    print(f"   {'pod':<{name_w}}  {'node':<6}  {'before':<{cell_w}}  {'after':<{cell_w}}")
     nodes = {name: node for name, _, node, _ in PODS}
+    head = "".join(f"  {title:<{4 + 1 + 20}}" for title, _ in rounds)
+    step(f"{'pod':<{name_w}}  {'node':<6}  {'state':<7}{head}".rstrip())
     for pod in WEB_PODS:
-        cells = []
-        for counts, ready in ((before, ready_before), (after, ready_after)):
-            n = counts.get(pod, 0)
-            state = "ready" if ready.get(pod) else "UNREADY"
-            colour = GREEN if ready.get(pod) else RED
-            cells.append(f"{colour}{state:<7}{RESET} {n:>4} {bar(n, total)}")
-        print(f"   {pod:<{name_w}}  {nodes[pod]:<6}  {cells[0]}  {cells[1]}")
+        state = f"{GREEN}ready  {RESET}" if ready.get(pod) else f"{RED}UNREADY{RESET}"
+        cells = "".join(f"  {counts.get(pod, 0):>4} {bar(counts.get(pod, 0), total)}" for _, counts in rounds)
+        step(f"{pod:<{name_w}}  {nodes[pod]:<6}  {state}{cells}")
 
+
+def http_get(box, url: str) -> tuple[int, str]:
+    """GET url from inside the node netns (Python's urllib; no proxies)."""
+    code = ("import sys, urllib.request, urllib.error\n"
+            "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+            "try:\n"
+            "    r = opener.open(sys.argv[1], timeout=5); print(r.status); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code); print(e.read().decode())\n")
+    result = box.exec(box.node, [sys.executable, "-c", code, url], check=False, timeout=30)
+    if result.returncode != 0:
+        return 0, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no answer"
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                values[name] = float(value)
+            except ValueError:
+                pass
+    return values
+
+
+# ---------------------------------------------------------------------- the story
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="svcproxy demo in a throwaway network-namespace sandbox")
@@ -185,99 +374,233 @@ def main() -> int:
         print("demo: needs root (it creates network namespaces); try: sudo ./dev demo", file=sys.stderr)
         return 1
     binary = str(Path(args.svcproxy).resolve())
-    manifests = Path(args.manifests).resolve()
+    source = Path(args.manifests).resolve()
     if not os.access(binary, os.X_OK):
         print(f"demo: no svcproxy binary at {binary} (run ./dev build)", file=sys.stderr)
         return 1
 
+    started = time.monotonic()
+    check = Checks()
     work = Path(tempfile.mkdtemp(prefix="svcproxy-demo-"))
     box = sb.Sandbox(binary)
     try:
-        heading("Sandbox")
-        box.build()
-        pods = box.add_pods([sb.Pod(name, index, node=node) for name, index, node, _ in PODS])
-        echoes = []
-        for (name, _, _, ports), pod in zip(PODS, pods):
-            echoes += box.start_pod_echoes(pod, ports, id_format="{pod}", wait=False)
-        box.wait_ready(echoes)
-        step(f"node netns {box.node}: {sb.NODE_V4}, {sb.NODE_V6} (node-a); external client {sb.EXT_V4}")
-        step(f"{len(pods)} pods, each in its own netns behind the node, running `svcproxy echo`:")
-        for pod in pods:
-            step(f"  {pod.name:<27} {pod.v4:<13} {pod.node}")
-
-        heading(f"svcproxy rules --manifests {manifests}  |  nft -f -   (in the node netns)")
-        ruleset = _run(binary, "rules", manifests)
-        box.nft(box.node, ruleset)
-        tables = [line for line in box.nft_list(box.node, ["tables"]).splitlines() if "svcproxy" in line]
-        step(f"loaded {len(ruleset.splitlines())} lines; kernel now has: {', '.join(tables)}")
-
-        ready_before = readiness(manifests)
-        heading(f"{args.requests} HTTP requests from the external client to web's ClusterIP {WEB_VIP}:{WEB_PORT}")
-        before = send_web_traffic(box, args.requests)
-        for pod in WEB_PODS:
-            step(f"{pod:<22} {'ready' if ready_before.get(pod) else 'not ready':<9} {before.get(pod, 0):>4}  "
-                 f"{bar(before.get(pod, 0), args.requests)}")
-
-        heading(f"Pod {MAKE_UNREADY} fails its readiness probe")
-        changed_dir = work / "manifests"
-        shutil.copytree(manifests, changed_dir)
-        n = mark_unready(changed_dir, MAKE_UNREADY)
-        if n == 0:
-            raise SystemExit(f"demo: {MAKE_UNREADY} not found in {manifests}/*.yaml")
-        step(f"marked ready: false, serving: false in {n} EndpointSlice entries (copy in {changed_dir})")
-        box.nft(box.node, _run(binary, "rules", changed_dir))
-        step("reloaded: svcproxy rules | nft -f -  (one atomic transaction)")
-        ready_after = readiness(changed_dir)
-        after = send_web_traffic(box, args.requests)
-
-        heading(f"Who answered ({args.requests} requests each round)")
-        print_table(before, after, ready_before, ready_after, args.requests)
-        got = after.get(MAKE_UNREADY, 0)
-        verdict = f"{GREEN}OK{RESET}" if got == 0 else f"{RED}UNEXPECTED{RESET}"
-        step(f"{MAKE_UNREADY} after it became unready: {got} requests  [{verdict}]")
-
-        heading(f"svcproxy trace --src {sb.EXT_V4} --dst {WEB_VIP} --dport {WEB_PORT}   (after the change)")
-        text = _run(binary, "trace", changed_dir, "--src", sb.EXT_V4, "--dst", WEB_VIP, "--dport", str(WEB_PORT))
-        for line in text.rstrip().splitlines():
-            step(line)
-
-        heading("A few more flows, each checked against trace")
-        other_flows(box, binary, changed_dir)
-        failed = got != 0 or any(before.get(p, 0) == 0 for p in WEB_PODS if ready_before.get(p))
-        return 1 if failed else 0
+        story(box, source, work, args.requests, check)
+    except KeyboardInterrupt:
+        print(f"\n{RED}demo: interrupted{RESET}")
+        return 130
+    except (sb.SandboxError, OSError, subprocess.TimeoutExpired) as exc:
+        check(False, "the demo stopped early", str(exc))
     finally:
         heading("Teardown")
         created = list(box.namespaces)
         box.close()
         shutil.rmtree(work, ignore_errors=True)
-        step(f"removed {len(created)} network namespaces and every process started in them")
+        left = [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+                .stdout.split() if ns.startswith(box.prefix + "-")]
+        step(f"removed {len(created)} network namespaces, the daemon and every other process started in them"
+             + (f"; {RED}still there: {left}{RESET}" if left else ""))
+    took = time.monotonic() - started
+    if check.failed:
+        print(f"\n{RED}demo: {len(check.failed)} check(s) failed: {'; '.join(check.failed)}{RESET} ({took:.1f} s)")
+        return 1
+    print(f"\n{GREEN}demo: all checks passed{RESET} ({took:.1f} s)")
+    return 0
 
 
-def other_flows(box, binary: str, manifests: Path) -> None:
+def story(box, source: Path, work: Path, requests: int, check: Checks) -> None:
+    heading("Sandbox: a node, an external client and 8 pods, each in its own network namespace")
+    box.build()
+    pods = box.add_pods([sb.Pod(name, index, node=node) for name, index, node, _ in PODS])
+    echoes = []
+    for (name, _, _, ports), pod in zip(PODS, pods):
+        echoes += box.start_pod_echoes(pod, ports, id_format="{pod}", wait=False)
+    box.wait_ready(echoes)
+    step(f"node {sb.NODE_V4} / {sb.NODE_V6} (node-a), netns {box.node}; external client {sb.EXT_V4}")
+    step("pods (behind the node, each running `svcproxy echo`; node-b's pods are wired the same way):")
+    for left, right in zip(pods[::2], pods[1::2]):
+        step("".join(f"  {p.name:<26} {p.v4:<13} {p.node:<8}" for p in (left, right)).rstrip())
+
+    manifests = work / "manifests"
+    names = copy_manifests(source, manifests)
+    flags = [*sb.NODE_FLAGS, "--sync-period", "1h"]
+    heading("svcproxy run --manifests COPY <node flags> --sync-period 1h   (in the node netns)")
+    step(f"COPY = {manifests} ({', '.join(names)}, copied from {source})")
+    daemon = box.start_daemon(manifests, flags)
+    _, line, fields = wait_sync(daemon, after=0, reason="start", timeout=30)
+    step(f"log: {short(line)}")
+    check(fields.get("ok") == "true" and fields.get("mode") == "full", "start: one full sync")
+
+    heading("svcproxy rules --live   (read back from the kernel in the node netns; web's IPv4 path)")
+    live_before = box.svcproxy_in(box.node, ["rules", "--live"]).stdout
+    blocks = nft_blocks(live_before)
+    tables = re.findall(r"^table (\S+ svcproxy) \{", live_before, re.M)
+    step(f"{len(live_before.splitlines())} lines: tables {', '.join(tables)}; "
+         f"{sum(1 for f, k in blocks if k.startswith('chain'))} chains, "
+         f"{sum(1 for f, k in blocks if not k.startswith('chain'))} sets and maps")
+    for line in web_path(blocks):
+        step(f"  {line.expandtabs(2)}")
+
+    ready_before = readiness(manifests)
+    heading(f"{requests} HTTP requests from the external client to each of web's ClusterIP and NodePort")
+    cluster_before, failures_c = send(box, WEB_VIP, WEB_PORT, requests)
+    nodeport_before, failures_n = send(box, sb.NODE_V4, WEB_NODEPORT, requests)
+    rounds = [(f"{WEB_VIP}:{WEB_PORT}", cluster_before), (f"{sb.NODE_V4}:{WEB_NODEPORT}", nodeport_before)]
+    counts_table(rounds, ready_before, requests)
+    missing = [p for p in WEB_PODS for _, counts in rounds if ready_before.get(p) and not counts.get(p)]
+    extra = [p for p in WEB_PODS for _, counts in rounds if not ready_before.get(p) and counts.get(p)]
+    check(not missing and not extra and all(sum(counts.values()) == requests for _, counts in rounds),
+          f"all {2 * requests} answered, by every ready pod and no other",
+          f"failures {failures_c or failures_n}, missing {missing}, unready pods answering {extra}")
+
+    heading(f"{MAKE_UNREADY} fails its readiness probe (edited while traffic flows)")
+    # Short connections to web's ClusterIP, back to back from 4 threads, each
+    # with its start time: they show when the pod stops getting new ones.
+    loop = box.start_stream(box.ext, "tcp-loop", WEB_VIP, WEB_PORT, parallel=4, timeout=2)
+    loop.lines.wait_count('"id"', 20, timeout=10, what="tcp-loop answers")
+    metrics_before = parse_metrics(http_get(box, METRICS_URL)[1])
+    mark = daemon.mark()
+    trigger = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text, changed = unready_text((manifests / SLICES_FILE).read_text(), MAKE_UNREADY, trigger)
+    if not changed:
+        raise sb.SandboxError(f"{MAKE_UNREADY} not found in {manifests / SLICES_FILE}")
+    t_edit = replace_file(manifests / SLICES_FILE, text, work)
+    step(f"COPY/{SLICES_FILE}: its {changed} endpoints (IPv4 and IPv6 slice) ready: false, serving: false; "
+         f"temp file renamed into place")
+    _, line, fields = wait_sync(daemon, after=mark, reason="manifests-changed", timeout=10)
+    t_sync = sb.klog_time(line)
+    step(f"log: {short(line)}")
+    check(fields.get("ok") == "true" and fields.get("mode") == "partial",
+          "the running daemon applied the edit in one partial sync (no restart)")
+    # Keep the loop going a while after the sync: every connection begun
+    # after it must miss the pod.
+    loop.lines.wait_count(lambda l: '"t0"' in l and json.loads(l)["t0"] > t_sync + 0.5, 1, timeout=15,
+                          what="tcp-loop answers after the sync")
+    loop.stop()
+    results = sorted((r for r in loop.json_lines() if "t0" in r), key=lambda r: r["t0"])
+    last_hit = max((r["t0"] for r in results if r.get("id") == MAKE_UNREADY), default=results[0]["t0"])
+    after_sync = [r for r in results if r["t0"] > t_sync]
+    errors = Counter(r["error"] for r in results if "error" in r)
+    rate = len(results) / max(1e-3, results[-1]["t0"] - results[0]["t0"])
+
+    def ms(t: float) -> str:
+        return f"{1000 * (t - t_edit):+6.1f} ms"
+
+    after_last = sum(1 for r in results if r["t0"] > last_hit)
+    step(f"edit (rename) -> \"sync done\" logged:             {ms(t_sync)}")
+    step(f"edit (rename) -> last connection to reach the pod: {ms(last_hit)}   (none of the {after_last} begun "
+         f"after it did; {rate:.0f} connections/s, ~1 in 3 to it until then)")
+    check(not any(r.get("id") == MAKE_UNREADY for r in after_sync) and not errors,
+          f"none of the {len(after_sync)} connections begun after the sync reached it; none of "
+          f"{len(results)} failed",
+          f"{sum(1 for r in after_sync if r.get('id') == MAKE_UNREADY)} reached it, errors {dict(errors)}")
+
+    heading("What the partial sync changed: `rules --live` before vs after   (IPv4 table; IPv6 alike)")
+    live_after = box.svcproxy_in(box.node, ["rules", "--live"]).stdout
+    diff = rules_diff(live_before, live_after)
+    width = max(len(name) for name, _ in diff if len(name) < 45)
+    for name, change in diff:
+        colour = RED if change.startswith("-") or change == "deleted" else GREEN
+        step(f"  {name:<{width}}  {colour}{change}{RESET}")
+    compiled = box.svcproxy_run(["rules", "--manifests", str(manifests), *sb.NODE_FLAGS]).stdout
+    check(compiled == live_after, "the kernel now holds exactly what `svcproxy rules --manifests COPY` compiles")
+
+    ready_after = readiness(manifests)
+    heading(f"The same {requests} requests again")
+    cluster_after, failures_c = send(box, WEB_VIP, WEB_PORT, requests)
+    nodeport_after, failures_n = send(box, sb.NODE_V4, WEB_NODEPORT, requests)
+    counts_table([(f"{WEB_VIP}:{WEB_PORT}", cluster_after), (f"{sb.NODE_V4}:{WEB_NODEPORT}", nodeport_after)],
+                 ready_after, requests)
+    got = cluster_after.get(MAKE_UNREADY, 0) + nodeport_after.get(MAKE_UNREADY, 0)
+    check(got == 0, f"{MAKE_UNREADY} got no traffic", f"{got} requests reached it")
+    others = [p for p in WEB_PODS if ready_after.get(p)]
+    check(all(cluster_after.get(p) and nodeport_after.get(p) for p in others)
+          and not failures_c and not failures_n
+          and sum(cluster_after.values()) == sum(nodeport_after.values()) == requests,
+          f"all answered by the other ready pods ({', '.join(p[-5:] for p in others)})",
+          f"failures {failures_c or failures_n}")
+
+    heading(f"svcproxy trace --live --src {sb.EXT_V4} --dst {WEB_VIP} --dport {WEB_PORT}   (node netns)")
+    text = box.svcproxy_in(box.node, ["trace", "--live", "--src", sb.EXT_V4, "--dst", WEB_VIP,
+                                      "--dport", str(WEB_PORT)]).stdout
+    for line in text.rstrip().splitlines():
+        step(f"  {line}")
+
+    heading("More flows, each checked against `svcproxy trace --live --json`")
+    other_flows(box, check)
+
+    heading("GET /metrics and /healthz   (the daemon's default addresses; Python urllib in the node netns)")
+    status, body = http_get(box, METRICS_URL)
+    metrics_after = parse_metrics(body)
+    step(f"{METRICS_URL}: {status}, {len(body.splitlines())} lines; a few, before the edit -> now:")
+
+    def value(metrics: dict, name: str) -> str:
+        v = metrics.get(name)
+        if v is None:
+            return "(absent)"
+        if name.endswith("timestamp_seconds"):
+            return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        return f"{v:.6g}"
+
+    for name, note in (
+            ("kubeproxy_sync_proxy_rules_duration_seconds_count", ""),
+            ("kubeproxy_sync_partial_proxy_rules_duration_seconds_count", "partial"),
+            ("kubeproxy_network_programming_duration_seconds_count", "network"),
+            ("kubeproxy_sync_proxy_rules_endpoint_changes_total", ""),
+            ("kubeproxy_sync_proxy_rules_last_timestamp_seconds", ""),
+            ('svcproxy_kernel_objects{kind="elements"}', "")):
+        extra = ""
+        if note:  # the histogram's new observations, from its _sum and _count
+            stem = name.removesuffix("_count")
+            n = metrics_after.get(name, 0) - metrics_before.get(name, 0)
+            total = metrics_after.get(stem + "_sum", 0) - metrics_before.get(stem + "_sum", 0)
+            if n > 0:
+                extra = f"   (+{n:.0f}" + (", the IPv4 and IPv6 slice" if note == "network" else "") \
+                    + f": {1000 * total / n:.1f} ms each)"
+        step(f"  {name:<58} {value(metrics_before, name):>12} -> {value(metrics_after, name)}{extra}")
+    check(status == 200 and metrics_after.get("kubeproxy_sync_partial_proxy_rules_duration_seconds_count", 0)
+          > metrics_before.get("kubeproxy_sync_partial_proxy_rules_duration_seconds_count", 0),
+          "/metrics counts the edit's partial sync", f"status {status}: {body[:200]}")
+    status, body = http_get(box, HEALTHZ_URL)
+    step(f"{HEALTHZ_URL}: {status} {body.strip()}")
+    try:
+        healthy = status == 200 and bool(json.loads(body).get("lastUpdated"))
+    except ValueError:
+        healthy = False
+    check(healthy, "/healthz answers 200 with JSON")
+
+    heading("kill -TERM the daemon")
+    rc, took = daemon.stop()
+    step(f"log: {short(daemon.lines.snapshot()[-1]) if len(daemon.lines) else '(nothing)'}")
+    left = [t for t in re.findall(r"^table (\S+ svcproxy)$", box.nft_list(box.node, ["tables"]), re.M)]
+    check(rc == 0, f"exited {rc} after {1000 * took:.0f} ms", "expected exit status 0")
+    check(len(left) == 2, f"rules left in place, as kube-proxy does: {', '.join(left)} still in the node netns")
+
+
+def other_flows(box, check: Checks) -> None:
     flows = [
-        ("UDP DNS via kube-dns ClusterIP", box.ext, sb.EXT_V4, DNS_VIP, 53, "udp"),
-        ("web over IPv6 ClusterIP", box.ext, sb.EXT_V6, WEB_VIP6, WEB_PORT, "tcp"),
-        ("web NodePort on the node IP", box.ext, sb.EXT_V4, sb.NODE_V4, WEB_NODEPORT, "tcp"),
-        ("checkout LB IP, externalTrafficPolicy: Local", box.ext, sb.EXT_V4, CHECKOUT_LB, CHECKOUT_PORT, "tcp"),
-        ("web ClusterIP, port not in the Service", box.ext, sb.EXT_V4, WEB_VIP, 8080, "tcp"),
+        ("UDP DNS via kube-dns ClusterIP", sb.EXT_V4, DNS_VIP, 53, "udp"),
+        ("web over IPv6 ClusterIP", sb.EXT_V6, WEB_VIP6, WEB_PORT, "tcp"),
+        ("checkout LB IP, externalTrafficPolicy: Local", sb.EXT_V4, CHECKOUT_LB, CHECKOUT_PORT, "tcp"),
+        ("web ClusterIP, a port not in the Service", sb.EXT_V4, WEB_VIP, 8080, "tcp"),
     ]
-    for title, ns, src, dst, port, proto in flows:
-        t = json.loads(_run(binary, "trace", manifests, "--json", "--src", src, "--dst", dst, "--dport", str(port),
-                            "--proto", proto))
-        r = box.request(ns, dst, port, proto=proto, count=20, src=src, timeout=2.0)
+    for title, src, dst, port, proto in flows:
+        t = json.loads(box.svcproxy_in(box.node, ["trace", "--live", "--json", "--src", src, "--dst", dst,
+                                                  "--dport", str(port), "--proto", proto]).stdout)
+        r = box.request(box.ext, dst, port, proto=proto, count=20, src=src, timeout=2.0)
         seen = Counter(r.ids)
         clients = sorted({ip for _, ip, _ in r.replies})
-        outcome = ", ".join(f"{k} {v}" for k, v in sorted(r.outcomes.items()))
         target = f"[{dst}]:{port}" if ":" in dst else f"{dst}:{port}"
-        print(f"   {BOLD}{title}{RESET}: {proto} {src} -> {target}")
-        step(f"  trace:   {t['verdict']}" + (f" to {', '.join(t['endpoints'])}" if t["endpoints"] else "")
-             + (", masquerade" if t.get("masquerade") else ""))
-        answered = ", ".join(f"{pod} {n}" for pod, n in sorted(seen.items()))
-        step(f"  packets: {outcome}" + (f" ({answered})" if seen else ""))
+        n = len(t["endpoints"])
+        verdict = t["verdict"] + (f" to {n} endpoint{'s' if n > 1 else ''}" if n else "") \
+            + (", masquerade" if t.get("masquerade") else "")
+        outcome = ", ".join(f"{k} {v}" for k, v in sorted(r.outcomes.items()))
+        answered = ", ".join(f"{pod.rsplit('-', 1)[-1]} {n}" for pod, n in sorted(seen.items()))
+        seen_as = ""
         if clients:
-            how = "client address kept" if clients == [src] else "masqueraded to the node's address"
-            step(f"           pods saw client {', '.join(clients)}: {how}")
-        step(f"  {GREEN + 'matches trace' + RESET if agrees(t, r, src) else RED + 'DIFFERS from trace' + RESET}")
+            seen_as = "; pods saw " + ("the client's address" if clients == [src] else "node addresses (masquerade)")
+        check(agrees(t, r, src), f"{title}: {proto} {src} -> {target}",
+              "packets did not do what trace said")
+        step(f"        trace: {verdict} | 20 sent: {outcome}" + (f" ({answered})" if seen else "") + seen_as)
 
 
 def agrees(t: dict, r, src: str) -> bool:
