@@ -8,10 +8,12 @@
 //   sync_bench phases MANIFESTS... [--reps R]
 //       run --once split in phases (decode, per-port view, compile, netlink
 //       apply_full) for each manifests file; wall, user and sys per phase.
-//   sync_bench full SxE... [--reps R]
-//       full sync from a synthetic cluster: RulesetCompiler reset + ruleset()
-//       + NetlinkBackend::apply_full; time and peak RSS of the child
-//       (wait4 ru_maxrss).
+//   sync_bench full SxE... [--reps R] [--copy]
+//       full sync from a synthetic cluster: RulesetCompiler reset +
+//       NetlinkBackend::apply_full(compiler) (encoded from the compiler's
+//       state; --copy: the older apply_full(compiler.ruleset()), which
+//       copies the ruleset first); time and peak RSS of the child (wait4
+//       ru_maxrss).
 //   sync_bench partial SxE... [--reps R] [--rounds K] [--max-seconds T] [--kind replace|remove|add]
 //       with S x E loaded by a full sync, one endpoint change at a time:
 //       RulesetCompiler::update of that service + apply_partial, R times per
@@ -226,9 +228,9 @@ int cmd_phases(const std::vector<std::string>& files, int reps) {
 
 // ---------------------------------------------------------------- full
 
-int cmd_full(const std::vector<Size>& sizes, int reps) {
-  std::printf("# full sync from a synthetic cluster in a fresh netns (RulesetCompiler reset + ruleset() + "
-              "apply_full); seconds\n");
+int cmd_full(const std::vector<Size>& sizes, int reps, bool copy) {
+  std::printf("# full sync from a synthetic cluster in a fresh netns (RulesetCompiler reset + %s); seconds\n",
+              copy ? "ruleset() + apply_full(ruleset) [--copy]" : "apply_full(compiler), no ruleset copy");
   std::printf("# total = reset + ruleset + apply (the model is built before); user/sys: the whole child; "
               "rss_MiB after model/reset/ruleset/apply\n");
   std::printf("%-10s %4s %8s %8s %8s %8s %8s %8s %8s %9s %9s  %s\n", "size", "rep", "model", "reset", "ruleset",
@@ -252,16 +254,24 @@ int cmd_full(const std::vector<Size>& sizes, int reps) {
         const double t_reset = seconds_since(t0);
         const long rss_reset = rss_mib();
         t0 = Clock::now();
-        auto ruleset = compiler.ruleset();
+        dataplane::ir::Ruleset ruleset;
+        if (copy) ruleset = compiler.ruleset();
         const double t_ruleset = seconds_since(t0);
         const long rss_ruleset = rss_mib();
         t0 = Clock::now();
         dataplane::NetlinkBackend backend;
-        backend.apply_full(ruleset);
+        if (copy) {
+          backend.apply_full(ruleset);
+        } else {
+          backend.apply_full(compiler);
+        }
         const double t_apply = seconds_since(t0);
         const long rss_apply = rss_mib();
         const double total = seconds_since(all);
-        const size_t elements = element_count(ruleset);
+        size_t elements = element_count(ruleset);  // outside the timings; no copy for the count
+        if (!copy)
+          for (const auto& t : compiler.ruleset_ref().tables)
+            for (const auto& set : t.sets) elements += set.size();
         backend.cleanup();
         char buf[200];
         std::snprintf(buf, sizeof buf, "%.3f %.3f %.3f %.3f %.3f %zu %ld/%ld/%ld/%ld", t_model, t_reset, t_ruleset,
@@ -313,7 +323,7 @@ std::string partial_case(const Size& size, int reps, double max_seconds, const s
   dataplane::RulesetCompiler compiler(node);
   compiler.reset(view.ports);
   dataplane::NetlinkBackend backend;
-  backend.apply_full(compiler.ruleset());
+  backend.apply_full(compiler);
 
   const model::ServicePortState original = port_of(view.ports, size.services / 2);
   model::ServicePortState changed = original;
@@ -475,7 +485,7 @@ int cmd_connect(const std::vector<std::string>& specs, int n) {
 int usage() {
   std::fprintf(stderr,
                "usage: sync_bench phases MANIFESTS... [--reps R]\n"
-               "       sync_bench full SxE... [--reps R]\n"
+               "       sync_bench full SxE... [--reps R] [--copy]\n"
                "       sync_bench partial SxE... [--reps R] [--rounds K] [--max-seconds T] [--kind replace|remove|add]\n"
                "       sync_bench connect [NETNS/]IP:PORT... N\n");
   return 2;
@@ -493,6 +503,7 @@ int main(int argc, char** argv) {
   int reps = -1, rounds = 3;
   double max_seconds = 10;
   std::vector<std::string> kinds = {"replace", "remove", "add"};
+  bool copy = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--reps" && i + 1 < argc) {
@@ -502,6 +513,8 @@ int main(int argc, char** argv) {
       if (kinds[0] != "replace" && kinds[0] != "remove" && kinds[0] != "add") return usage();
     } else if (a == "--max-seconds" && i + 1 < argc) {
       max_seconds = std::atof(argv[++i]);
+    } else if (a == "--copy") {
+      copy = true;
     } else if (a == "--rounds" && i + 1 < argc) {
       rounds = std::atoi(argv[++i]);
     } else {
@@ -519,7 +532,7 @@ int main(int argc, char** argv) {
     if (mode == "phases") return cmd_phases(args, reps > 0 ? reps : 3);
     std::vector<Size> sizes;
     for (const auto& a : args) sizes.push_back(parse_size(a));
-    if (mode == "full") return cmd_full(sizes, reps > 0 ? reps : 3);
+    if (mode == "full") return cmd_full(sizes, reps > 0 ? reps : 3, copy);
     if (mode == "partial") return cmd_partial(sizes, reps > 0 ? reps : 1000, max_seconds, rounds, kinds);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sync_bench: %s\n", e.what());

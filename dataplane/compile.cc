@@ -1,6 +1,9 @@
 #include "dataplane/compile.h"
 
 #include <algorithm>
+#include <deque>
+#include <iterator>
+#include <type_traits>
 #include <map>
 #include <set>
 #include <tuple>
@@ -125,6 +128,11 @@ class TableState {
   void update(const std::set<model::ObjectRef>& services, const std::vector<const ServicePortState*>& ports,
               TableDiff* diff, bool& needs_full, std::vector<StaleUdpFlow>* stale);
   ir::Table table() const;
+  // The table with every fragment's contents moved out (compile(): the
+  // state is discarded right after, so nothing is copied).
+  ir::Table take_table();
+  // The table by reference (RulesetRef): what apply_full encodes.
+  void ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& storage) const;
   IPFamily family() const { return family_; }
   const ir::Set* definition(const std::string& name) const {
     auto it = set_ids_.find(name);
@@ -151,6 +159,8 @@ class TableState {
   void contribute(const Contribution& c, int delta, TableDiff* diff);
   void diff_fragment(const Fragment& before, const Fragment& after, TableDiff* diff, bool& needs_full);
   ir::Chain dnat_chain(const DnatSpec& spec, const std::string& name) const;
+  template <bool kTake>
+  ir::Table make_table(std::conditional_t<kTake, TableState&, const TableState&> self) const;
 
   IPFamily family_;
   const model::NodeConfig& node_;
@@ -701,7 +711,10 @@ void TableState::update(const std::set<model::ObjectRef>& services,
   touched_dnat_.clear();
 }
 
-ir::Table TableState::table() const {
+// Builds the table: copies every fragment's objects (kTake: moves them out
+// and frees each fragment as it goes, so the ruleset is never held twice).
+template <bool kTake>
+ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const TableState&> self) const {
   ir::Table table;
   table.family = family_;
   table.name = names::kTable;
@@ -715,13 +728,29 @@ ir::Table TableState::table() const {
       elements[id].reserve(counts_[id]);
     }
   }
+  size_t chain_count = fixed_chains_.size() + dnat_specs_.size(), set_count = fixed_sets_.size() + definitions_.size();
+  for (const auto& [name, record] : ports_) {
+    chain_count += record.fragment.chains.size();
+    set_count += record.fragment.sets.size();
+  }
   std::vector<ir::Chain> chains = fixed_chains_;
   std::vector<ir::Set> sets = fixed_sets_;
-  for (const auto& [name, record] : ports_) {
-    for (const auto& c : record.fragment.elements)
-      if (!is_refcounted(definitions_[c.set].name)) elements[c.set].push_back(c.element);
-    chains.insert(chains.end(), record.fragment.chains.begin(), record.fragment.chains.end());
-    sets.insert(sets.end(), record.fragment.sets.begin(), record.fragment.sets.end());
+  chains.reserve(chain_count);
+  sets.reserve(set_count);
+  for (auto& [name, record] : self.ports_) {
+    auto& fragment = record.fragment;
+    if constexpr (kTake) {
+      for (auto& c : fragment.elements)
+        if (!is_refcounted(definitions_[c.set].name)) elements[c.set].push_back(std::move(c.element));
+      std::move(fragment.chains.begin(), fragment.chains.end(), std::back_inserter(chains));
+      std::move(fragment.sets.begin(), fragment.sets.end(), std::back_inserter(sets));
+      fragment = Fragment{};
+    } else {
+      for (const auto& c : fragment.elements)
+        if (!is_refcounted(definitions_[c.set].name)) elements[c.set].push_back(c.element);
+      chains.insert(chains.end(), fragment.chains.begin(), fragment.chains.end());
+      sets.insert(sets.end(), fragment.sets.begin(), fragment.sets.end());
+    }
   }
   for (uint32_t id = 0; id < definitions_.size(); ++id) {
     auto dnat = dnat_specs_.find(id);
@@ -739,6 +768,54 @@ ir::Table TableState::table() const {
   table.chains = std::move(chains);
   table.sets = std::move(sets);
   return table;
+}
+
+ir::Table TableState::table() const { return make_table<false>(*this); }
+
+ir::Table TableState::take_table() { return make_table<true>(*this); }
+
+}  // namespace svcproxy::dataplane
+
+// What a RulesetRef owns: objects that exist only in the view (the DNAT
+// chains and the refcounted sets' elements, which the compiler keeps as
+// counts).
+struct svcproxy::dataplane::ir::RulesetRef::Storage {
+  std::deque<Chain> chains;
+  std::deque<Element> elements;
+};
+
+namespace svcproxy::dataplane {
+
+void TableState::ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& storage) const {
+  out.header.family = family_;
+  out.header.name = names::kTable;
+  std::vector<std::vector<const ir::Element*>> elements(definitions_.size());
+  for (uint32_t id = 0; id < definitions_.size(); ++id) {
+    if (is_refcounted(definitions_[id].name)) {
+      elements[id].reserve(refs_[id].size());
+      for (const auto& [ip, count] : refs_[id]) elements[id].push_back(&storage.elements.emplace_back(refcounted_element(id, ip)));
+    } else {
+      elements[id].reserve(counts_[id]);
+    }
+  }
+  for (const auto& chain : fixed_chains_) out.chains.push_back(&chain);
+  for (const auto& set : fixed_sets_) out.sets.push_back({&set, {}});
+  for (const auto& [name, record] : ports_) {
+    for (const auto& c : record.fragment.elements)
+      if (!is_refcounted(definitions_[c.set].name)) elements[c.set].push_back(&c.element);
+    for (const auto& chain : record.fragment.chains) out.chains.push_back(&chain);
+    for (const auto& set : record.fragment.sets) out.sets.push_back({&set, {}});
+  }
+  for (uint32_t id = 0; id < definitions_.size(); ++id) {
+    auto dnat = dnat_specs_.find(id);
+    if (dnat != dnat_specs_.end()) {
+      if (elements[id].empty()) continue;  // a map exists only while used
+      out.chains.push_back(&storage.chains.emplace_back(dnat_chain(dnat->second, definitions_[id].name)));
+    }
+    out.sets.push_back({&definitions_[id], std::move(elements[id])});
+  }
+  std::sort(out.chains.begin(), out.chains.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+  std::sort(out.sets.begin(), out.sets.end(), [](const auto& a, const auto& b) { return a.set->name < b.set->name; });
 }
 
 namespace {
@@ -830,6 +907,20 @@ ir::Ruleset RulesetCompiler::ruleset() const {
   return ruleset;
 }
 
+ir::Ruleset RulesetCompiler::take_ruleset() && {
+  ir::Ruleset ruleset;
+  for (auto& table : impl_->tables) ruleset.tables.push_back(table.take_table());
+  impl_.reset();
+  return ruleset;
+}
+
+ir::RulesetRef RulesetCompiler::ruleset_ref() const {
+  ir::RulesetRef ref;
+  ref.storage = std::make_shared<ir::RulesetRef::Storage>();
+  for (const auto& table : impl_->tables) table.ref(ref.tables.emplace_back(), *ref.storage);
+  return ref;
+}
+
 std::vector<std::string> RulesetCompiler::take_warnings() {
   std::vector<std::string> out;
   for (auto& table : impl_->tables) {
@@ -867,7 +958,8 @@ void RulesetCompiler::reset(const std::vector<model::ServicePortState>& ports) {
 CompileResult compile(const std::vector<model::ServicePortState>& ports, const model::NodeConfig& node) {
   RulesetCompiler compiler(node);
   compiler.reset(ports);
-  return CompileResult{compiler.ruleset(), compiler.take_warnings()};
+  auto warnings = compiler.take_warnings();
+  return CompileResult{std::move(compiler).take_ruleset(), std::move(warnings)};
 }
 
 }  // namespace svcproxy::dataplane

@@ -97,8 +97,15 @@ class RulesetCompiler {
   // and recompiles only the services whose ports differ.
   RulesetDiff replace_all(const std::vector<model::ServicePortState>& ports);
 
-  // The full current ruleset (O(size); for full syncs, `rules`, trace).
+  // The full current ruleset (O(size); for `rules`, trace, tests). A copy of
+  // everything the compiler holds.
   ir::Ruleset ruleset() const;
+  // The same, by reference into the compiler's state (no copy; what
+  // NetlinkBackend::apply_full encodes). Valid until the next reset/update.
+  ir::RulesetRef ruleset_ref() const;
+  // The ruleset, moving the compiler's state out: no copy, and the compiler
+  // is empty afterwards (compile() uses it).
+  ir::Ruleset take_ruleset() &&;
   // Conflicts found so far (cleared by take_warnings()).
   std::vector<std::string> take_warnings();
   const model::NodeConfig& node() const;

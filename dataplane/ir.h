@@ -13,6 +13,7 @@
 #include <compare>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <stdexcept>
 #include <optional>
 #include <string>
@@ -267,6 +268,30 @@ struct Ruleset {
   std::vector<Table> tables;
   const Table* find_table(IPFamily family) const;
   auto operator<=>(const Ruleset&) const = default;
+};
+
+// A ruleset by reference: the same tables, sets and chains as a Ruleset,
+// pointing into whoever holds them (the incremental compiler's per-service
+// fragments) instead of copying them. A full sync encodes this, so the
+// ruleset is never held twice. `tables[i].header` carries only family and
+// name. A set's elements are `set->elements` followed by `extra` (shared sets
+// gather theirs from every service); their order means nothing to the
+// kernel. Chains are in name order, as in a Table. Valid while its source is
+// unchanged; `storage` keeps objects built for the view (e.g. DNAT chains).
+struct RulesetRef {
+  struct SetRef {
+    const Set* set = nullptr;
+    std::vector<const Element*> extra;
+    size_t size() const { return set->elements.size() + extra.size(); }
+  };
+  struct TableRef {
+    Table header;
+    std::vector<SetRef> sets;  // in name order
+    std::vector<const Chain*> chains;
+  };
+  std::vector<TableRef> tables;
+  struct Storage;
+  std::shared_ptr<Storage> storage;
 };
 
 // Sorts elements into the IR's canonical order (operator<). Rulesets hold

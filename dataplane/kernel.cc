@@ -35,6 +35,15 @@ void NetlinkBackend::apply_full(const ir::Ruleset& ruleset) {
   in_sync_ = true;
 }
 
+void NetlinkBackend::apply_full(const RulesetCompiler& compiler) {
+  in_sync_ = false;
+  const ir::RulesetRef ruleset = compiler.ruleset_ref();
+  NetlinkBatch batch = socket_.begin_batch();
+  encode_full_sync(ruleset, batch);
+  socket_.commit(batch);  // failure descriptions refer to `ruleset` and the compiler
+  in_sync_ = true;
+}
+
 void NetlinkBackend::apply_partial(const RulesetDiff& diff, const RulesetCompiler& definitions) {
   if (!in_sync_) throw std::logic_error("partial sync without a successful full sync first");
   if (diff.needs_full_sync) throw std::logic_error("partial sync of a diff that needs a full sync");

@@ -25,6 +25,9 @@ class NetlinkBackend {
   // all of it applies or nothing changes. Any other table is left alone.
   // Taken by value: the backend keeps it (move it in to avoid a copy).
   void apply_full(const ir::Ruleset& ruleset);
+  // The same for the compiler's current ruleset, encoded straight from its
+  // state: no copy of the ruleset is made (compare apply_full(c.ruleset())).
+  void apply_full(const RulesetCompiler& compiler);
 
   // Applies one compiler update in one transaction: only what changed
   // (O(changes)). Requires in_sync(); on failure nothing changes and the

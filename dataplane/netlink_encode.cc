@@ -590,6 +590,16 @@ uint32_t NetlinkEncoder::add_anonymous_vmap(const ir::Table& table, const ir::Ch
 // ---- sets ---------------------------------------------------------------------------------
 
 void NetlinkEncoder::add_set(const ir::Table& table, const ir::Set& set) {
+  add_set_definition(table, set);
+  if (!set.elements.empty()) elements(table, set, {set.elements, {}}, true);
+}
+
+void NetlinkEncoder::add_set(const ir::Table& table, const ir::RulesetRef::SetRef& ref) {
+  add_set_definition(table, *ref.set);
+  if (ref.size() != 0) elements(table, *ref.set, {ref.set->elements, ref.extra}, true);
+}
+
+void NetlinkEncoder::add_set_definition(const ir::Table& table, const ir::Set& set) {
   if (set.key.empty()) throw EncodeError(set_id_text(table, set) + ": empty key");
   if (set.is_verdict_map && !set.data.empty()) {
     throw EncodeError(set_id_text(table, set) + ": both a verdict map and a data map");
@@ -623,7 +633,6 @@ void NetlinkEncoder::add_set(const ir::Table& table, const ir::Set& set) {
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(batch_.next_message(), NFT_MSG_NEWSET, family, NLM_F_CREATE, 0);
   nftnl_set_nlmsg_build_payload(nlh, s.get());
   batch_.commit([&table, &set](const nlmsghdr*, uint32_t) { return set_id_text(table, set); });
-  if (!set.elements.empty()) elements(table, set, set.elements, true);
 }
 
 void NetlinkEncoder::delete_set(const ir::Table& table, const ir::Set& set) {
@@ -642,24 +651,24 @@ void NetlinkEncoder::delete_set(const ir::Table& table, const ir::Set& set) {
 // or removed on its own: such sets are rewritten whole.
 void NetlinkEncoder::add_elements(const ir::Table& table, const ir::Set& set, std::span<const ir::Element> elems) {
   if (set.interval) throw EncodeError(set_id_text(table, set) + ": interval sets are replaced whole");
-  elements(table, set, elems, true);
+  elements(table, set, {elems, {}}, true);
 }
 
 void NetlinkEncoder::delete_elements(const ir::Table& table, const ir::Set& set,
                                      std::span<const ir::Element> elems) {
   if (set.interval) throw EncodeError(set_id_text(table, set) + ": interval sets are replaced whole");
-  elements(table, set, elems, false);
+  elements(table, set, {elems, {}}, false);
 }
 
-void NetlinkEncoder::elements(const ir::Table& table, const ir::Set& set, std::span<const ir::Element> elems,
-                              bool add) {
+void NetlinkEncoder::elements(const ir::Table& table, const ir::Set& set, ElementList elems, bool add) {
   const IPFamily family = table.family;
   const uint16_t nfamily = static_cast<uint16_t>(nfproto(family));
   // Kernel elements in order, each with the IR element it comes from.
   std::vector<IntervalBound> bounds;
   if (set.interval) {
     try {
-      bounds = interval_bounds(elems, family);
+      if (!elems.pointers.empty()) throw std::invalid_argument("interval elements must be values");
+      bounds = interval_bounds(elems.values, family);
     } catch (const std::invalid_argument& error) {
       throw EncodeError(set_id_text(table, set) + ": " + error.what());
     }
@@ -761,6 +770,20 @@ void encode_full_sync(const ir::Ruleset& ruleset, NetlinkBatch& batch) {
     for (const auto& chain : table.chains) encoder.add_chain(table, chain);
     for (const auto& set : table.sets) encoder.add_set(table, set);
     for (const auto& chain : table.chains) encoder.add_rules(table, chain);
+  }
+}
+
+void encode_full_sync(const ir::RulesetRef& ruleset, NetlinkBatch& batch) {
+  NetlinkEncoder encoder(batch);
+  for (const auto& table : ruleset.tables) {
+    encoder.add_table(table.header, false);
+    encoder.delete_table(table.header);
+  }
+  for (const auto& table : ruleset.tables) {
+    encoder.add_table(table.header, true);
+    for (const auto* chain : table.chains) encoder.add_chain(table.header, *chain);
+    for (const auto& set : table.sets) encoder.add_set(table.header, set);
+    for (const auto* chain : table.chains) encoder.add_rules(table.header, *chain);
   }
 }
 

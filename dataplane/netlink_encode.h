@@ -44,6 +44,8 @@ class NetlinkEncoder {
 
   // The set and all its elements.
   void add_set(const ir::Table& table, const ir::Set& set);
+  // The set with its own elements followed by `extra` (a RulesetRef's set).
+  void add_set(const ir::Table& table, const ir::RulesetRef::SetRef& set);
   void delete_set(const ir::Table& table, const ir::Set& set);
   // Adds (or deletes) `elements` of `set`, split over as many messages as
   // needed so that no element list exceeds one netlink attribute (64 KiB).
@@ -52,8 +54,15 @@ class NetlinkEncoder {
   void delete_elements(const ir::Table& table, const ir::Set& set, std::span<const ir::Element> elements);
 
  private:
-  void elements(const ir::Table& table, const ir::Set& set, std::span<const ir::Element> elements,
-                bool add);
+  // Elements by index: from a span of values or of pointers.
+  struct ElementList {
+    std::span<const ir::Element> values;
+    std::span<const ir::Element* const> pointers;
+    size_t size() const { return values.size() + pointers.size(); }
+    const ir::Element& operator[](size_t i) const { return i < values.size() ? values[i] : *pointers[i - values.size()]; }
+  };
+  void add_set_definition(const ir::Table& table, const ir::Set& set);
+  void elements(const ir::Table& table, const ir::Set& set, ElementList elements, bool add);
   uint32_t add_anonymous_vmap(const ir::Table& table, const ir::Chain& chain, size_t rule_index,
                               const ir::NumgenVmapStmt& vmap);
 
@@ -65,6 +74,8 @@ class NetlinkEncoder {
 // its sets, elements, chains and rules" - what `nft -f` does with
 // render_nft()'s output - replacing the tables atomically.
 void encode_full_sync(const ir::Ruleset& ruleset, NetlinkBatch& batch);
+// The same from a ruleset by reference (no copy of the compiler's state).
+void encode_full_sync(const ir::RulesetRef& ruleset, NetlinkBatch& batch);
 
 // Removes `ruleset`'s tables if present ("add table; delete table"), touching
 // nothing else; succeeds when they do not exist.
