@@ -134,6 +134,15 @@ class TableState {
   // The table by reference (RulesetRef): what apply_full encodes.
   void ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& storage) const;
   IPFamily family() const { return family_; }
+  const std::map<model::ObjectRef, std::set<model::ServicePortName>>& services() const { return by_service_; }
+  size_t port_count(const model::ObjectRef& service) const {
+    auto it = by_service_.find(service);
+    return it == by_service_.end() ? 0 : it->second.size();
+  }
+  const ServicePortState* port(const model::ServicePortName& name) const {
+    auto it = ports_.find(name);
+    return it == ports_.end() ? nullptr : &it->second.state;
+  }
   const ir::Set* definition(const std::string& name) const {
     auto it = set_ids_.find(name);
     return it == set_ids_.end() ? nullptr : &definitions_[it->second];
@@ -850,8 +859,6 @@ struct RulesetCompiler::Impl {
     tables.emplace_back(IPFamily::V4, node);
     tables.emplace_back(IPFamily::V6, node);
   }
-  // Ports of every service known, for replace_all's comparison.
-  std::map<model::ObjectRef, std::vector<ServicePortState>> current;
 
   RulesetDiff apply(const std::set<model::ObjectRef>& services, const std::vector<ServicePortState>& ports,
                     bool record) {
@@ -869,8 +876,6 @@ struct RulesetCompiler::Impl {
     std::sort(diff.stale_udp_flows.begin(), diff.stale_udp_flows.end());
     diff.stale_udp_flows.erase(std::unique(diff.stale_udp_flows.begin(), diff.stale_udp_flows.end()),
                                diff.stale_udp_flows.end());
-    for (const auto& service : services) current.erase(service);
-    for (const auto& p : ports) current[p.name.service].push_back(p);
     return diff;
   }
 };
@@ -886,17 +891,26 @@ RulesetDiff RulesetCompiler::update(const std::vector<model::ObjectRef>& service
 }
 
 RulesetDiff RulesetCompiler::replace_all(const std::vector<model::ServicePortState>& ports) {
-  std::map<model::ObjectRef, std::vector<ServicePortState>> wanted;
-  for (const auto& p : ports) wanted[p.name.service].push_back(p);
+  // Compared with the ports the tables hold (no second copy of the state is
+  // kept for this): a service changed if it is new, gone, or any port differs.
+  std::map<model::ObjectRef, std::vector<const ServicePortState*>> wanted;
+  for (const auto& p : ports) wanted[p.name.service].push_back(&p);
   std::set<model::ObjectRef> changed;
   std::vector<ServicePortState> changed_ports;
-  for (const auto& [service, list] : impl_->current)
-    if (!wanted.contains(service)) changed.insert(service);
-  for (auto& [service, list] : wanted) {
-    auto it = impl_->current.find(service);
-    if (it != impl_->current.end() && it->second == list) continue;
+  for (const auto& table : impl_->tables)
+    for (const auto& [service, names] : table.services())
+      if (!wanted.contains(service)) changed.insert(service);
+  for (const auto& [service, list] : wanted) {
+    size_t known = 0;
+    for (const auto& table : impl_->tables) known += table.port_count(service);
+    bool same = known == list.size();
+    for (size_t i = 0; same && i < list.size(); ++i) {
+      const ServicePortState* held = impl_->tables[list[i]->name.family == IPFamily::V4 ? 0 : 1].port(list[i]->name);
+      same = held && *held == *list[i];
+    }
+    if (same) continue;
     changed.insert(service);
-    changed_ports.insert(changed_ports.end(), list.begin(), list.end());
+    for (const auto* p : list) changed_ports.push_back(*p);
   }
   return impl_->apply(changed, changed_ports, true);
 }
