@@ -87,6 +87,10 @@ class ChangeTracker {
           ++arrived_.other;  // this Node, ServiceCIDRs
       }
     }
+    wake();
+  }
+  // Also after a list that changed nothing (the loop may be waiting for it).
+  void wake() {
     const uint64_t one = 1;
     [[maybe_unused]] auto n = write(wake_.get(), &one, sizeof one);
   }
@@ -163,7 +167,7 @@ class ApiClusterSource : public ClusterSource {
                    ChangeTracker& tracker)
       : informer_(
             config, options, [&log](const std::string& line) { log.warning(line, {{"source", "api"}}); },
-            [&tracker](const watch::Change& c) { tracker.on_change(c); }) {
+            [&tracker](const watch::Change& c) { tracker.on_change(c); }, [&tracker] { tracker.wake(); }) {
     informer_.start();
   }
   watch::Store& store() override { return informer_.store(); }
@@ -232,6 +236,9 @@ int run_daemon(const RunOptions& options, Log& log) {
   // Bad flags fail here, before anything starts (FlagError: exit 2).
   const auto start_node = resolve_node_config(node_flags, {}, interface_addresses());
 
+  // Trigger times are whole seconds: a change made in the second this
+  // process started counts.
+  const auto process_start = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
   Metrics metrics;
   metrics.set_proxy_mode(options.proxy_mode);
   ProxyHealth health(options.sync_period);
@@ -321,7 +328,12 @@ int run_daemon(const RunOptions& options, Log& log) {
                            {"operations", r.operations},
                            {"conntrack_deleted", r.conntrack_deleted},
                            {"duration_us", static_cast<int64_t>(r.duration.count())}});
-    for (const auto& t : trigger_times) metrics.observe_network_programming(t, now);
+    for (const auto& t : trigger_times) {
+      // As kube-proxy: only changes made after this process started (the
+      // first list carries the annotations of changes long past).
+      const auto when = parse_rfc3339(t);
+      if (when && *when >= process_start) metrics.observe_network_programming(now - *when);
+    }
     trigger_times.clear();
     if (loop) {
       metrics.set_no_local_endpoints(count_no_local_endpoints(loop->ports()));
@@ -352,7 +364,7 @@ int run_daemon(const RunOptions& options, Log& log) {
 
   auto try_start = [&] {
     if (started || !source->has_synced()) return;
-    tracker.take_arrived();
+    take_changes();
     started = true;
     sync(true, "start");
     arm_timer(period_fd.get(), options.sync_period, options.sync_period);

@@ -13,6 +13,49 @@ void SyncLoop::set_node(model::NodeConfig node) {
   node_changed_ = true;
 }
 
+void SyncLoop::count_objects(const dataplane::ir::Ruleset& ruleset) {
+  objects_ = {};
+  set_elements_.clear();
+  for (const auto& t : ruleset.tables) {
+    objects_.chains += t.chains.size();
+    for (const auto& set : t.sets) set_elements_[{t.family, set.name}] = set.elements.size();
+  }
+  objects_.sets = set_elements_.size();
+  objects_.elements = 0;
+  for (const auto& [key, n] : set_elements_) objects_.elements += n;
+}
+
+void SyncLoop::count_objects(const dataplane::RulesetDiff& diff) {
+  for (const auto& t : diff.tables) {
+    objects_.chains += t.added_chains.size();
+    objects_.chains -= std::min(objects_.chains, t.deleted_chains.size());
+    for (const auto& set : t.added_sets) {
+      auto& n = set_elements_[{t.family, set.name}];
+      objects_.elements += set.elements.size();
+      objects_.elements -= std::min(objects_.elements, n);
+      n = set.elements.size();
+    }
+    for (const auto& [name, element] : t.deleted_elements) {
+      auto& n = set_elements_[{t.family, name}];
+      if (n > 0 && objects_.elements > 0) {
+        --n;
+        --objects_.elements;
+      }
+    }
+    for (const auto& [name, element] : t.added_elements) {
+      ++set_elements_[{t.family, name}];
+      ++objects_.elements;
+    }
+    for (const auto& name : t.deleted_sets) {
+      const auto it = set_elements_.find({t.family, name});
+      if (it == set_elements_.end()) continue;
+      objects_.elements -= std::min(objects_.elements, it->second);
+      set_elements_.erase(it);
+    }
+  }
+  objects_.sets = set_elements_.size();
+}
+
 SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
   const auto start = std::chrono::steady_clock::now();
   SyncResult result;
@@ -28,7 +71,7 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
       const auto ruleset = compiler_.ruleset();
       backend_.apply_full(ruleset);
       node_changed_ = false;
-      objects_ = count_kernel_objects(ruleset);
+      count_objects(ruleset);
       for (const auto& t : ruleset.tables) result.operations += t.chains.size() + t.sets.size();
       if (!conntrack_) conntrack_.emplace();
       result.conntrack_deleted = conntrack_->delete_orphans(state.ports, compiler_.node().nodeport_ips);
@@ -40,18 +83,10 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
         result.full = true;
         const auto ruleset = compiler_.ruleset();
         backend_.apply_full(ruleset);
-        objects_ = count_kernel_objects(ruleset);
+        count_objects(ruleset);
       } else {
         backend_.apply_partial(diff, compiler_);
-        for (const auto& t : diff.tables) {
-          objects_.chains += t.added_chains.size();
-          objects_.chains -= std::min(objects_.chains, t.deleted_chains.size());
-          objects_.sets += t.added_sets.size();
-          objects_.sets -= std::min(objects_.sets, t.deleted_sets.size());
-          for (const auto& s : t.added_sets) objects_.elements += s.elements.size();
-          objects_.elements += t.added_elements.size();
-          objects_.elements -= std::min(objects_.elements, t.deleted_elements.size());
-        }
+        count_objects(diff);
       }
       result.operations = diff.operations();
       if (!diff.stale_udp_flows.empty()) {

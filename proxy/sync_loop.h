@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,7 +59,12 @@ class SyncLoop {
   dataplane::RulesetCompiler compiler_;
   dataplane::NetlinkBackend backend_;
   std::optional<dataplane::ConntrackCleaner> conntrack_;
+  // Elements per set (by family and name) and chains: what the kernel holds,
+  // kept exact from each diff in O(changes).
+  void count_objects(const dataplane::ir::Ruleset& ruleset);
+  void count_objects(const dataplane::RulesetDiff& diff);
   KernelObjects objects_;
+  std::map<std::pair<model::IPFamily, std::string>, size_t> set_elements_;
   bool node_changed_ = false;
 };
 

@@ -115,19 +115,25 @@ model::ClusterState list_cluster(const ClientConfig& config, const ApiSourceOpti
 }
 
 struct ApiInformer::Impl {
-  Impl(ClientConfig config, ApiSourceOptions opts, Logger logger, ChangeHandler handler)
+  Impl(ClientConfig config, ApiSourceOptions opts, Logger logger, ChangeHandler handler,
+       std::function<void()> synced)
       : options(std::move(opts)),
         log(std::move(logger)),
+        on_synced(std::move(synced)),
         store(std::move(handler),
               [this] {
-                std::lock_guard lock(mutex);
-                cv.notify_all();
+                {
+                  std::lock_guard lock(mutex);
+                  cv.notify_all();
+                }
+                if (on_synced) on_synced();
               }),
         io(std::make_unique<net::io_context>()),
         client(io->get_executor(), std::move(config), log) {}
 
   ApiSourceOptions options;
   Logger log;
+  std::function<void()> on_synced;
   std::mutex mutex;
   std::condition_variable cv;
   Store store;
@@ -137,8 +143,10 @@ struct ApiInformer::Impl {
   std::thread thread;
 };
 
-ApiInformer::ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change)
-    : impl_(std::make_unique<Impl>(std::move(config), std::move(options), std::move(log), std::move(on_change))) {}
+ApiInformer::ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change,
+                         std::function<void()> on_synced)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(options), std::move(log), std::move(on_change),
+                                   std::move(on_synced))) {}
 
 ApiInformer::~ApiInformer() { stop(); }
 

@@ -46,7 +46,11 @@ struct InformerStats {
 
 class ApiInformer {
  public:
-  ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change = {});
+  // `on_synced` runs (on the informer's thread) after every complete list of
+  // a resource, also one that changed nothing: a consumer waiting for
+  // has_synced() learns when to look again.
+  ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change = {},
+              std::function<void()> on_synced = {});
   ~ApiInformer();  // stops
   ApiInformer(const ApiInformer&) = delete;
   ApiInformer& operator=(const ApiInformer&) = delete;
