@@ -1,7 +1,6 @@
 #include "proxy/sync_loop.h"
 
 #include "model/service_ports.h"
-#include "proxy/metrics.h"
 
 namespace svcproxy::proxy {
 
@@ -13,12 +12,12 @@ void SyncLoop::set_node(model::NodeConfig node) {
   node_changed_ = true;
 }
 
-void SyncLoop::count_objects(const dataplane::ir::Ruleset& ruleset) {
+void SyncLoop::count_objects(const dataplane::ir::RulesetRef& ruleset) {
   objects_ = {};
   set_elements_.clear();
   for (const auto& t : ruleset.tables) {
     objects_.chains += t.chains.size();
-    for (const auto& set : t.sets) set_elements_[{t.family, set.name}] = set.elements.size();
+    for (const auto& set : t.sets) set_elements_[{t.header.family, set.set->name}] = set.size();
   }
   objects_.sets = set_elements_.size();
   objects_.elements = 0;
@@ -68,11 +67,11 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
       // flush: kube-proxy #122740).
       result.full = true;  // also when it fails: metrics count it as a full sync
       compiler_.reset(state.ports);
-      const auto ruleset = compiler_.ruleset();
-      backend_.apply_full(ruleset);
+      // Encoded straight from the compiler's state (no copy of the ruleset).
+      backend_.apply_full(compiler_);
       node_changed_ = false;
-      count_objects(ruleset);
-      for (const auto& t : ruleset.tables) result.operations += t.chains.size() + t.sets.size();
+      count_objects(compiler_.ruleset_ref());
+      result.operations = objects_.chains + objects_.sets;
       if (!conntrack_) conntrack_.emplace();
       result.conntrack_deleted = conntrack_->delete_orphans(state.ports, compiler_.node().nodeport_ips);
     } else {
@@ -81,9 +80,8 @@ SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
       auto diff = compiler_.replace_all(state.ports);
       if (force_full || diff.needs_full_sync) {
         result.full = true;
-        const auto ruleset = compiler_.ruleset();
-        backend_.apply_full(ruleset);
-        count_objects(ruleset);
+        backend_.apply_full(compiler_);
+        count_objects(compiler_.ruleset_ref());
       } else {
         backend_.apply_partial(diff, compiler_);
         count_objects(diff);

@@ -61,7 +61,7 @@ class SyncLoop {
   std::optional<dataplane::ConntrackCleaner> conntrack_;
   // Elements per set (by family and name) and chains: what the kernel holds,
   // kept exact from each diff in O(changes).
-  void count_objects(const dataplane::ir::Ruleset& ruleset);
+  void count_objects(const dataplane::ir::RulesetRef& ruleset);
   void count_objects(const dataplane::RulesetDiff& diff);
   KernelObjects objects_;
   std::map<std::pair<model::IPFamily, std::string>, size_t> set_elements_;
