@@ -35,6 +35,32 @@ std::string dnat_chain_name(KeyKind kind, Flavour flavour, size_t n) {
   return name + std::to_string(n);
 }
 
+// The chain that tries every DNAT map of one kind and flavour in turn (a
+// map miss falls through to the next rule): `dnat-maps`,
+// `dnat-nodeport-maps`, `dnat-shortcut-maps`, `dnat-nodeport-shortcut-maps`
+// (`dnat` alone is an nft keyword).
+std::string cascade_chain_name(KeyKind kind, Flavour flavour) {
+  std::string name = "dnat-";
+  if (kind == KeyKind::NodePort) name += "nodeport-";
+  if (flavour == Flavour::Shortcut) name += "shortcut-";
+  return name + "maps";
+}
+
+// Shared chains a service port's keys are classified into by set membership
+// (sets of the same name hold the keys): no chain and no verdict element per
+// service, so adding or changing one is element changes in data sets only.
+namespace cls {
+constexpr const char* kClusterIP = "cluster-ip";           // ClusterIP keys with usable endpoints
+constexpr const char* kExternal = "external";              // eTP=Cluster external addresses
+constexpr const char* kExternalLocal = "external-local";   // eTP=Local external addresses
+constexpr const char* kReject = "no-endpoints";            // no endpoints: reject (any key kind)
+constexpr const char* kDrop = "no-local-endpoints";  // iTP=Local, none on this node: drop (set only)
+constexpr const char* kNodePorts = "nodeports";            // chain: NodePort classification
+constexpr const char* kNodePortExternal = "nodeport-external";
+constexpr const char* kNodePortExternalLocal = "nodeport-external-local";
+constexpr const char* kNodePortReject = "nodeport-no-endpoints";  // set only; its chain is no-endpoints
+}  // namespace cls
+
 // nft identifiers allow letters, digits and / - _ . ; IPv6 colons are not.
 std::string sanitize(std::string text) {
   for (char& c : text) {
@@ -51,13 +77,6 @@ std::string endpoint_suffix(const EndpointAddress& ep) {
 
 ir::Rule rule(std::vector<ir::Match> matches, std::vector<ir::Statement> statements) {
   return ir::Rule{std::move(matches), std::move(statements), {}};
-}
-
-// Reject for one service port: a TCP reset for TCP (not rate-limited like
-// ICMP errors), ICMP port unreachable otherwise.
-ir::Rule reject_rule(model::Protocol protocol) {
-  if (protocol == model::Protocol::TCP) return rule({ir::ProtoMatch{protocol}}, {ir::RejectStmt{true}});
-  return rule({}, {ir::RejectStmt{false}});
 }
 
 ir::Verdict goto_chain(std::string chain) { return {ir::VerdictKind::Goto, std::move(chain)}; }
@@ -158,8 +177,8 @@ class TableState {
   Fragment compile_port(const ServicePortState& sp);
   std::string picker(const ServicePortState& sp, const std::string& id, const std::vector<EndpointAddress>& list,
                      KeyKind kind, Flavour flavour, const ir::ValueList& key, bool local, Fragment& out);
-  std::vector<ir::Rule> external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
-                                       const ir::ValueList& key, Fragment& out);
+  std::vector<ir::Rule> affinity_external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
+                                                const ir::ValueList& key, Fragment& out);
   ir::Rule mark_for_masquerade(std::vector<ir::Match> matches = {}) const {
     return rule(std::move(matches), {jump_chain(names::kMarkForMasquerade)});
   }
@@ -167,7 +186,11 @@ class TableState {
   // so that only the net change reaches the kernel.
   void contribute(const Contribution& c, int delta, TableDiff* diff);
   void diff_fragment(const Fragment& before, const Fragment& after, TableDiff* diff, bool& needs_full);
+  // The chain `dnat-N` binding map `dnat-N`, and the cascade chain of one
+  // kind and flavour: a jump to each such chain in use, by ascending N.
   ir::Chain dnat_chain(const DnatSpec& spec, const std::string& name) const;
+  ir::Chain cascade_chain(KeyKind kind, Flavour flavour) const;
+  std::string external_class(const ServicePortState& sp, KeyKind kind, const ir::ValueList& key, Fragment& out);
   template <bool kTake>
   ir::Table make_table(std::conditional_t<kTake, TableState&, const TableState&> self) const;
 
@@ -241,17 +264,94 @@ void TableState::build_fixed() {
   nodeports.is_verdict_map = true;
   set_id(nodeports.name, &nodeports);
 
-  std::vector<ir::Rule> services;
-  services.push_back(rule({}, {ir::VmapStmt{{KeyField::DstAddr, KeyField::L4Proto, KeyField::DstPort},
-                                            names::kServiceIPs, 0}}));
-  const bool all_local = family_ == IPFamily::V4 ? node_.nodeport_all_local_v4 : node_.nodeport_all_local_v6;
-  const ir::VmapStmt nodeport_vmap{{KeyField::L4Proto, KeyField::DstPort}, names::kServiceNodePorts, 0};
-  if (all_local) {
-    services.push_back(rule({ir::FibLocalMatch{KeyField::DstAddr}}, {nodeport_vmap}));
-  } else if (!nodeport_ips.empty()) {
-    services.push_back(
-        rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kNodePortIPs}}, {nodeport_vmap}));
+  // Class sets: keys of service ports, by what their packets need.
+  const std::vector<KeyType> addr_key{KeyType::Addr, KeyType::Proto, KeyType::Port};
+  const std::vector<KeyType> port_key{KeyType::Proto, KeyType::Port};
+  for (const char* name : {cls::kClusterIP, cls::kExternal, cls::kExternalLocal, cls::kReject, cls::kDrop}) {
+    ir::Set set;
+    set.name = name;
+    set.key = addr_key;
+    set_id(set.name, &set);
   }
+  for (const char* name : {cls::kNodePortExternal, cls::kNodePortExternalLocal, cls::kNodePortReject}) {
+    ir::Set set;
+    set.name = name;
+    set.key = port_key;
+    set_id(set.name, &set);
+  }
+
+  // Classification: one set lookup per class, then a shared chain. Only
+  // service ports that need chains of their own (session affinity, source
+  // ranges) go through the verdict maps.
+  const std::vector<KeyField> addr_fields{KeyField::DstAddr, KeyField::L4Proto, KeyField::DstPort};
+  const std::vector<KeyField> port_fields{KeyField::L4Proto, KeyField::DstPort};
+  auto to_class = [&](const std::vector<KeyField>& fields, const char* set, const char* chain) {
+    return rule({ir::SetMatch{fields, set}}, {goto_chain(chain)});
+  };
+  std::vector<ir::Rule> services;
+  services.push_back(to_class(addr_fields, cls::kClusterIP, cls::kClusterIP));
+  services.push_back(to_class(addr_fields, cls::kExternal, cls::kExternal));
+  services.push_back(to_class(addr_fields, cls::kExternalLocal, cls::kExternalLocal));
+  services.push_back(to_class(addr_fields, cls::kReject, cls::kReject));
+  services.push_back(rule({ir::SetMatch{addr_fields, cls::kDrop}}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+  services.push_back(rule({}, {ir::VmapStmt{addr_fields, names::kServiceIPs, 0}}));
+  const bool all_local = family_ == IPFamily::V4 ? node_.nodeport_all_local_v4 : node_.nodeport_all_local_v6;
+  if (all_local) {
+    services.push_back(rule({ir::FibLocalMatch{KeyField::DstAddr}}, {jump_chain(cls::kNodePorts)}));
+  } else if (!nodeport_ips.empty()) {
+    services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kNodePortIPs}},
+                            {jump_chain(cls::kNodePorts)}));
+  }
+  std::vector<ir::Rule> nodeport_rules;
+  nodeport_rules.push_back(to_class(port_fields, cls::kNodePortExternal, cls::kNodePortExternal));
+  nodeport_rules.push_back(to_class(port_fields, cls::kNodePortExternalLocal, cls::kNodePortExternalLocal));
+  nodeport_rules.push_back(to_class(port_fields, cls::kNodePortReject, cls::kReject));
+  nodeport_rules.push_back(rule({}, {ir::VmapStmt{port_fields, names::kServiceNodePorts, 0}}));
+
+  // The class chains. ClusterIP: off-cluster clients are masqueraded so the
+  // reply returns through this node (all clients with --masquerade-all).
+  std::vector<ir::Rule> cluster_ip;
+  if (node_.masquerade_all) {
+    cluster_ip.push_back(mark_for_masquerade());
+  } else if (!cluster_cidrs_.empty()) {
+    cluster_ip.push_back(
+        mark_for_masquerade({ir::AddrMatch{KeyField::SrcAddr, true, std::nullopt, names::kClusterCIDRs}}));
+  }
+  cluster_ip.push_back(rule({}, {goto_chain(cascade_chain_name(KeyKind::Address, Flavour::Main))}));
+  // eTP=Cluster: external traffic may land on any node's pod: masquerade so
+  // replies come back through this node.
+  auto external = [&](KeyKind kind) {
+    return std::vector<ir::Rule>{mark_for_masquerade(),
+                                 rule({}, {goto_chain(cascade_chain_name(kind, Flavour::Main))})};
+  };
+  // eTP=Local: pods and the node itself short-circuit to every endpoint (the
+  // node's own traffic is masqueraded: its source would not route back);
+  // others go to the local endpoints (the main maps), or are dropped when
+  // there is none (no element: the cascade falls through).
+  auto external_local = [&](KeyKind kind) {
+    const std::string shortcut = cascade_chain_name(kind, Flavour::Shortcut);
+    std::vector<ir::Rule> rules;
+    if (!cluster_cidrs_.empty()) {
+      rules.push_back(rule({ir::AddrMatch{KeyField::SrcAddr, false, std::nullopt, names::kClusterCIDRs}},
+                           {goto_chain(shortcut)}));
+    }
+    rules.push_back(mark_for_masquerade({ir::FibLocalMatch{KeyField::SrcAddr}}));
+    rules.push_back(rule({ir::FibLocalMatch{KeyField::SrcAddr}}, {goto_chain(shortcut)}));
+    rules.push_back(rule({}, {jump_chain(cascade_chain_name(kind, Flavour::Main))}));
+    rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+    return rules;
+  };
+  // No endpoints: a TCP reset for TCP (not rate-limited like ICMP errors),
+  // ICMP port unreachable otherwise.
+  std::vector<ir::Rule> reject{rule({ir::ProtoMatch{model::Protocol::TCP}}, {ir::RejectStmt{true}}),
+                               rule({}, {ir::RejectStmt{false}})};
+  fixed_chains_.push_back(ir::Chain{cls::kClusterIP, std::nullopt, std::move(cluster_ip)});
+  fixed_chains_.push_back(ir::Chain{cls::kExternal, std::nullopt, external(KeyKind::Address)});
+  fixed_chains_.push_back(ir::Chain{cls::kExternalLocal, std::nullopt, external_local(KeyKind::Address)});
+  fixed_chains_.push_back(ir::Chain{cls::kReject, std::nullopt, std::move(reject)});
+  fixed_chains_.push_back(ir::Chain{cls::kNodePorts, std::nullopt, std::move(nodeport_rules)});
+  fixed_chains_.push_back(ir::Chain{cls::kNodePortExternal, std::nullopt, external(KeyKind::NodePort)});
+  fixed_chains_.push_back(ir::Chain{cls::kNodePortExternalLocal, std::nullopt, external_local(KeyKind::NodePort)});
   // Still addressed to a ClusterIP: no such port on that service.
   const ir::AddrMatch to_cluster_ip{KeyField::DstAddr, false, std::nullopt, names::kClusterIPs};
   services.push_back(rule({to_cluster_ip, ir::ProtoMatch{model::Protocol::TCP}}, {ir::RejectStmt{true}}));
@@ -312,7 +412,8 @@ uint32_t TableState::dnat_set(KeyKind kind, Flavour flavour, size_t n) {
 
 ir::Chain TableState::dnat_chain(const DnatSpec& spec, const std::string& name) const {
   // The only rule binding the map: the kernel's cost of a binding grows
-  // with the map, so one per map, whatever the number of services.
+  // with the map, so one per map, whatever the number of services, and never
+  // rewritten while the map lives.
   std::vector<ir::KeyField> key;
   if (spec.kind == KeyKind::Address) {
     key = {ir::KeyField::DstAddr, ir::KeyField::L4Proto, ir::KeyField::DstPort, ir::KeyField::Numgen};
@@ -320,6 +421,20 @@ ir::Chain TableState::dnat_chain(const DnatSpec& spec, const std::string& name) 
     key = {ir::KeyField::L4Proto, ir::KeyField::DstPort, ir::KeyField::Numgen};
   }
   return ir::Chain{name, std::nullopt, {rule({}, {ir::DnatMapStmt{key, name, static_cast<uint32_t>(spec.n)}})}};
+}
+
+ir::Chain TableState::cascade_chain(KeyKind kind, Flavour flavour) const {
+  // A jump to each map's chain, by ascending N. A key's elements are in
+  // exactly one map of a kind and flavour: the other maps miss, their chain
+  // returns, and the next is tried. Rewriting this chain when a map comes
+  // or goes binds no map.
+  std::vector<std::pair<size_t, uint32_t>> maps;  // n, set id
+  for (const auto& [id, spec] : dnat_specs_)
+    if (spec.kind == kind && spec.flavour == flavour && counts_[id] > 0) maps.emplace_back(spec.n, id);
+  std::sort(maps.begin(), maps.end());
+  std::vector<ir::Rule> rules;
+  for (const auto& [n, id] : maps) rules.push_back(rule({}, {jump_chain(definitions_[id].name)}));
+  return ir::Chain{cascade_chain_name(kind, flavour), std::nullopt, std::move(rules)};
 }
 
 std::vector<ClaimKey> TableState::wants(const ServicePortState& sp) const {
@@ -399,26 +514,21 @@ std::string TableState::picker(const ServicePortState& sp, const std::string& id
     c.element.data = {list[slot].ip, list[slot].port};
     out.elements.push_back(std::move(c));
   }
-  return dnat_chain_name(kind, flavour, n);
+  return cascade_chain_name(kind, flavour);
 }
 
-std::vector<ir::Rule> TableState::external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
-                                                 const ir::ValueList& key, Fragment& out) {
+// Session affinity keeps the per-service shape (chains of the service's
+// own, reached through the verdict maps): the endpoint is remembered per
+// client. Only called with endpoints.
+std::vector<ir::Rule> TableState::affinity_external_rules(const ServicePortState& sp, const std::string& id,
+                                                          KeyKind kind, const ir::ValueList& key, Fragment& out) {
   std::vector<ir::Rule> rules;
   const auto& cluster = sp.cluster_endpoints;
-  if (cluster.empty()) {
-    rules.push_back(reject_rule(sp.name.protocol));
-    return rules;
-  }
   if (sp.external_traffic_policy == TrafficPolicy::Cluster) {
-    // External traffic may land on any node's pod: masquerade so replies
-    // come back through this node.
     rules.push_back(mark_for_masquerade());
     rules.push_back(rule({}, {goto_chain(picker(sp, id, cluster, kind, Flavour::Main, key, false, out))}));
     return rules;
   }
-  // eTP=Local: pods and the node itself short-circuit to every endpoint;
-  // the node's own traffic is masqueraded (its source would not route back).
   const std::string shortcut = picker(sp, id, cluster, kind, Flavour::Shortcut, key, false, out);
   if (!cluster_cidrs_.empty()) {
     rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, std::nullopt, names::kClusterCIDRs}},
@@ -435,12 +545,28 @@ std::vector<ir::Rule> TableState::external_rules(const ServicePortState& sp, con
   return rules;
 }
 
+// An external key (external IP, LB IP, NodePort) without affinity: adds its
+// DNAT elements and returns its class set (for addresses, also the name of
+// the shared chain its packets go to).
+std::string TableState::external_class(const ServicePortState& sp, KeyKind kind, const ir::ValueList& key,
+                                       Fragment& out) {
+  const bool nodeport = kind == KeyKind::NodePort;
+  if (sp.cluster_endpoints.empty()) return nodeport ? cls::kNodePortReject : cls::kReject;
+  if (sp.external_traffic_policy == TrafficPolicy::Cluster) {
+    picker(sp, {}, sp.cluster_endpoints, kind, Flavour::Main, key, false, out);
+    return nodeport ? cls::kNodePortExternal : cls::kExternal;
+  }
+  picker(sp, {}, sp.cluster_endpoints, kind, Flavour::Shortcut, key, false, out);
+  if (!sp.local_endpoints.empty()) picker(sp, {}, sp.local_endpoints, kind, Flavour::Main, key, true, out);
+  return nodeport ? cls::kNodePortExternalLocal : cls::kExternalLocal;
+}
+
 Fragment TableState::compile_port(const ServicePortState& sp) {
   Fragment out;
   // Elements are large; size the vector once (an upper bound).
   const size_t addresses = 1 + sp.external_ips.size() + sp.load_balancer_ips.size() + (sp.node_port ? 1 : 0);
   out.elements.reserve(1 + sp.local_endpoints.size() +
-                       addresses * (1 + sp.cluster_endpoints.size() + sp.local_endpoints.size()));
+                       addresses * (2 + sp.cluster_endpoints.size() + sp.local_endpoints.size()));
   const std::string id = service_port_id(sp.name);
   const auto proto = sp.name.protocol;
   const uint32_t cluster_ips = set_ids_.at(names::kClusterIPs);
@@ -455,33 +581,40 @@ Fragment TableState::compile_port(const ServicePortState& sp) {
   out.elements.push_back({cluster_ips, {{sp.cluster_ip}, std::nullopt, {}}});
   std::set<ClaimKey> used;  // one port may list an address twice
   auto claim = [&](const ClaimKey& key) { return used.insert(key).second && wins(key, sp); };
+  auto classify = [&](const std::string& set, const ir::ValueList& key) {
+    out.elements.push_back({set_ids_.at(set), {key, std::nullopt, {}}});
+  };
+  // Affinity needs chains of the service's own; everything else is set
+  // elements: class sets and DNAT maps.
+  const bool affinity = sp.affinity_timeout_seconds && !sp.cluster_endpoints.empty();
 
   // ---- ClusterIP --------------------------------------------------------
   if (claim({false, sp.cluster_ip, proto, sp.port})) {
-    std::vector<ir::Rule> rules;
-    if (node_.masquerade_all) {
-      rules.push_back(mark_for_masquerade());
-    } else if (!cluster_cidrs_.empty()) {
-      // Off-cluster clients reaching a ClusterIP are masqueraded so the
-      // reply returns through this node.
-      rules.push_back(mark_for_masquerade(
-          {ir::AddrMatch{ir::KeyField::SrcAddr, true, std::nullopt, names::kClusterCIDRs}}));
-    }
+    const ir::ValueList key{sp.cluster_ip, proto, sp.port};
     const auto& internal = sp.internal_endpoints();
+    const bool local = sp.internal_traffic_policy == TrafficPolicy::Local;
     if (sp.cluster_endpoints.empty()) {
-      rules.push_back(reject_rule(proto));
+      classify(cls::kReject, key);
     } else if (internal.empty()) {
       // internalTrafficPolicy=Local with endpoints only on other nodes.
-      rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+      classify(cls::kDrop, key);
+    } else if (!affinity) {
+      picker(sp, id, internal, KeyKind::Address, Flavour::Main, key, local, out);
+      classify(cls::kClusterIP, key);
     } else {
-      const ir::ValueList key{sp.cluster_ip, proto, sp.port};
-      const bool local = sp.internal_traffic_policy == TrafficPolicy::Local;
+      std::vector<ir::Rule> rules;
+      if (node_.masquerade_all) {
+        rules.push_back(mark_for_masquerade());
+      } else if (!cluster_cidrs_.empty()) {
+        rules.push_back(mark_for_masquerade(
+            {ir::AddrMatch{ir::KeyField::SrcAddr, true, std::nullopt, names::kClusterCIDRs}}));
+      }
       rules.push_back(
           rule({}, {goto_chain(picker(sp, id, internal, KeyKind::Address, Flavour::Main, key, local, out))}));
+      const std::string chain = "svc-" + id;
+      out.chains.push_back(ir::Chain{chain, std::nullopt, std::move(rules)});
+      out.elements.push_back({service_ips, {key, goto_chain(chain), {}}});
     }
-    const std::string chain = "svc-" + id;
-    out.chains.push_back(ir::Chain{chain, std::nullopt, std::move(rules)});
-    out.elements.push_back({service_ips, {{sp.cluster_ip, proto, sp.port}, goto_chain(chain), {}}});
   }
 
   // ---- externalIPs and load-balancer IPs ---------------------------------
@@ -489,40 +622,60 @@ Fragment TableState::compile_port(const ServicePortState& sp) {
   const std::string fw_chain = "fw-" + id;
   bool have_ext_chain = false;
   std::vector<ir::Rule> ext_rules;
+  std::string fw_target;  // where allowed sources go: ext-<id> or a class chain
   auto add_external = [&](const IPAddress& ip, bool firewalled) {
     if (!claim({false, ip, proto, sp.port})) return;
     // Every address gets its own DNAT map entries, keyed by the address.
-    auto rules = external_rules(sp, id, KeyKind::Address, {ip, proto, sp.port}, out);
-    if (!have_ext_chain) {
-      ext_rules = std::move(rules);
-      have_ext_chain = true;
+    const ir::ValueList key{ip, proto, sp.port};
+    std::string target;
+    if (affinity) {
+      auto rules = affinity_external_rules(sp, id, KeyKind::Address, key, out);
+      if (!have_ext_chain) {
+        ext_rules = std::move(rules);
+        have_ext_chain = true;
+      }
+      target = ext_chain;
+    } else {
+      target = external_class(sp, KeyKind::Address, key, out);
     }
-    out.elements.push_back(
-        {service_ips, {{ip, proto, sp.port}, goto_chain(firewalled ? fw_chain : ext_chain), {}}});
+    if (firewalled) {
+      fw_target = target;
+      out.elements.push_back({service_ips, {key, goto_chain(fw_chain), {}}});
+    } else if (affinity) {
+      out.elements.push_back({service_ips, {key, goto_chain(ext_chain), {}}});
+    } else {
+      classify(target, key);
+    }
   };
   for (const auto& ip : sp.external_ips) add_external(ip, false);
   const bool firewalled = !sp.load_balancer_source_ranges.empty();
   for (const auto& ip : sp.load_balancer_ips) add_external(ip, firewalled);
   if (have_ext_chain) out.chains.push_back(ir::Chain{ext_chain, std::nullopt, std::move(ext_rules)});
-  if (firewalled && have_ext_chain) {
+  if (!fw_target.empty()) {
+    // loadBalancerSourceRanges: allowed sources go on, others are dropped.
     std::vector<ir::Rule> rules;
     bool covers_node = false;
     for (const auto& range : sp.load_balancer_source_ranges) {
-      rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, range, {}}}, {goto_chain(ext_chain)}));
+      rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, range, {}}}, {goto_chain(fw_target)}));
       for (const auto& node_ip : node_.node_ips) covers_node = covers_node || range.contains(node_ip);
     }
     // A range that contains a node IP admits the node itself (kube-proxy).
-    if (covers_node) rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(ext_chain)}));
+    if (covers_node) rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(fw_target)}));
     rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
     out.chains.push_back(ir::Chain{fw_chain, std::nullopt, std::move(rules)});
   }
 
   // ---- NodePort -----------------------------------------------------------
   if (sp.node_port != 0 && claim({true, IPAddress{}, proto, sp.node_port})) {
-    const std::string chain = "nodeport-" + id;
-    out.chains.push_back(
-        ir::Chain{chain, std::nullopt, external_rules(sp, id, KeyKind::NodePort, {proto, sp.node_port}, out)});
-    out.elements.push_back({nodeports, {{proto, sp.node_port}, goto_chain(chain), {}}});
+    const ir::ValueList key{proto, sp.node_port};
+    if (affinity) {
+      const std::string chain = "nodeport-" + id;
+      out.chains.push_back(
+          ir::Chain{chain, std::nullopt, affinity_external_rules(sp, id, KeyKind::NodePort, key, out)});
+      out.elements.push_back({nodeports, {key, goto_chain(chain), {}}});
+    } else {
+      classify(external_class(sp, KeyKind::NodePort, key, out), key);
+    }
   }
 
   std::sort(out.chains.begin(), out.chains.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -704,19 +857,26 @@ void TableState::update(const std::set<model::ObjectRef>& services,
         .emplace_back(definitions_[key.first].name, refcounted_element(key.first, key.second));
   }
   touched_refs_.clear();
+  // A DNAT map that appears or goes changes its cascade chain: rewritten
+  // after the map is added, before it is deleted (apply_partial's order).
+  std::set<std::pair<KeyKind, Flavour>> cascades;
   for (const auto& [id, before] : touched_dnat_) {
     const size_t now = counts_[id];
     const auto& name = definitions_[id].name;
+    const auto& spec = dnat_specs_.at(id);
     if (before == 0 && now > 0) {
       diff->added_sets.push_back(definitions_[id]);
-      diff->added_chains.push_back(dnat_chain(dnat_specs_.at(id), name));
+      diff->added_chains.push_back(dnat_chain(spec, name));
+      cascades.emplace(spec.kind, spec.flavour);
     } else if (before > 0 && now == 0) {
       // Deleting the map deletes its elements; drop the individual deletes.
       std::erase_if(diff->deleted_elements, [&](const auto& e) { return e.first == name; });
       diff->deleted_chains.push_back(name);
       diff->deleted_sets.push_back(name);
+      cascades.emplace(spec.kind, spec.flavour);
     }
   }
+  for (const auto& [kind, flavour] : cascades) diff->replaced_chains.push_back(cascade_chain(kind, flavour));
   touched_dnat_.clear();
 }
 
@@ -737,7 +897,7 @@ ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const Ta
       elements[id].reserve(counts_[id]);
     }
   }
-  size_t chain_count = fixed_chains_.size() + dnat_specs_.size(), set_count = fixed_sets_.size() + definitions_.size();
+  size_t chain_count = fixed_chains_.size() + 4 + dnat_specs_.size(), set_count = fixed_sets_.size() + definitions_.size();
   for (const auto& [name, record] : ports_) {
     chain_count += record.fragment.chains.size();
     set_count += record.fragment.sets.size();
@@ -761,6 +921,8 @@ ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const Ta
       sets.insert(sets.end(), fragment.sets.begin(), fragment.sets.end());
     }
   }
+  for (auto kind : {KeyKind::Address, KeyKind::NodePort})
+    for (auto flavour : {Flavour::Main, Flavour::Shortcut}) chains.push_back(cascade_chain(kind, flavour));
   for (uint32_t id = 0; id < definitions_.size(); ++id) {
     auto dnat = dnat_specs_.find(id);
     if (dnat != dnat_specs_.end()) {
@@ -815,6 +977,9 @@ void TableState::ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& sto
     for (const auto& chain : record.fragment.chains) out.chains.push_back(&chain);
     for (const auto& set : record.fragment.sets) out.sets.push_back({&set, {}});
   }
+  for (auto kind : {KeyKind::Address, KeyKind::NodePort})
+    for (auto flavour : {Flavour::Main, Flavour::Shortcut})
+      out.chains.push_back(&storage.chains.emplace_back(cascade_chain(kind, flavour)));
   for (uint32_t id = 0; id < definitions_.size(); ++id) {
     auto dnat = dnat_specs_.find(id);
     if (dnat != dnat_specs_.end()) {

@@ -236,14 +236,17 @@ TEST(NetlinkBackend, ARejectedTransactionNamesTheObjectAndChangesNothing) {
 TEST(NetlinkBackend, ConflictingElementsAreNamedDownToTheElement) {
   REQUIRE_ROOT();
   ir::Ruleset bad = testing::rich_ruleset();
-  // One key with two different verdicts: the kernel refuses the second
-  // element, and the extended ack points at it.
+  // One key with two different endpoints in a DNAT map: the kernel refuses
+  // the second element, and the extended ack points at it.
+  std::string expected;
   for (auto& set : bad.tables[0].sets) {
-    if (set.name != names::kServiceIPs) continue;
+    if (set.data.empty() || set.elements.empty() || !expected.empty()) continue;
     ir::Element twin = set.elements.front();
-    twin.verdict = ir::Verdict{ir::VerdictKind::Goto, names::kServices};
+    twin.data = {model::IPAddress::v4(10, 1, 2, 3), uint16_t{1}};
     set.elements.push_back(twin);
+    expected = "of map ip svcproxy " + set.name + ", element " + std::get<model::IPAddress>(twin.key[0]).str() + " . ";
   }
+  ASSERT_FALSE(expected.empty()) << "no data map with elements in the rich ruleset";
   auto result = run_in_fresh_netns([&] {
     NetlinkBackend backend;
     try {
@@ -254,9 +257,8 @@ TEST(NetlinkBackend, ConflictingElementsAreNamedDownToTheElement) {
     throw std::runtime_error("accepted");
   });
   ASSERT_TRUE(result.ok) << result.output;
-  EXPECT_NE(result.output.find("of map ip svcproxy service-ips, element 10.96.0.10 . tcp . 80: File exists"),
-            std::string::npos)
-      << result.output;
+  EXPECT_NE(result.output.find(expected), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("File exists"), std::string::npos) << result.output;
 }
 
 TEST(NetlinkBackend, HandEditedTablesAreReportedWithChainAndRule) {
