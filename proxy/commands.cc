@@ -152,24 +152,26 @@ std::string nftables_unusable() {
 
 // --proxy-mode: nftables (must be usable), userspace, or auto (nftables
 // when the probe passes, else userspace). Sets *chosen and logs why.
-int check_proxy_mode(const std::string& mode, std::string* chosen) {
+int check_proxy_mode(const std::string& mode, std::string* chosen, Log& log) {
   if (mode == "userspace") {
     *chosen = "userspace";
-    std::cerr << "svcproxy: proxy mode userspace (--proxy-mode userspace)\n";
+    log.info("proxy mode userspace (--proxy-mode userspace)", {{"mode", "userspace"}});
     return 0;
   }
   const auto problem = nftables_unusable();
   if (problem.empty()) {
     *chosen = "nftables";
-    if (mode == "auto") std::cerr << "svcproxy: proxy mode nftables (--proxy-mode auto: the nftables probe passed)\n";
+    log.info(mode == "auto" ? "proxy mode nftables (--proxy-mode auto: the nftables probe passed)"
+                            : "proxy mode nftables (--proxy-mode nftables: the nftables probe passed)",
+             {{"mode", "nftables"}});
     return 0;
   }
   if (mode == "auto") {
     *chosen = "userspace";
-    std::cerr << "svcproxy: proxy mode userspace (--proxy-mode auto: nftables unusable: " << problem << ")\n";
+    log.warning("proxy mode userspace (--proxy-mode auto: nftables unusable: " + problem + ")", {{"mode", "userspace"}});
     return 0;
   }
-  std::cerr << "svcproxy: --proxy-mode " << mode << ": " << problem << "\n";
+  log.error("--proxy-mode " + mode + ": " + problem);
   return 1;
 }
 
@@ -398,22 +400,21 @@ int run_cli(int argc, char** argv) {
       settings.detect_local_mode = run_node_flags.detect_local_mode;
       settings.verbosity = verbosity;
       settings.log_format = log_format;
-      std::vector<std::string> config_warnings;
-      if (!config_file.empty()) {
-        const auto file = load_proxy_config(config_file);
-        merge_config(file, [&](std::string_view flag) {
-          const auto* opt = run->get_option_no_throw(std::string(flag));
-          return opt != nullptr && opt->count() > 0;
-        }, settings);
-        config_warnings = file.warnings;
-      }
+      // Without a file, merging an empty one still checks the combination
+      // (--min-sync-period <= --sync-period).
+      const ProxyConfigFile file = config_file.empty() ? ProxyConfigFile{} : load_proxy_config(config_file);
+      merge_config(file, [&](std::string_view flag) {
+        const auto* opt = run->get_option_no_throw(std::string(flag));
+        return opt != nullptr && opt->count() > 0;
+      }, settings);
+      const std::vector<std::string>& config_warnings = file.warnings;
       settings.node.detect_local_mode = settings.detect_local_mode;
       Log log(std::cerr, settings.verbosity, settings.log_format == "json" ? LogFormat::Json : LogFormat::Text);
       for (const auto& w : config_warnings) log.warning(w);
       run_source.kubeconfig = settings.kubeconfig;
 
       std::string chosen_mode;
-      if (const int rc = check_proxy_mode(settings.proxy_mode, &chosen_mode); rc != 0) return rc;
+      if (const int rc = check_proxy_mode(settings.proxy_mode, &chosen_mode, log); rc != 0) return rc;
       if (once && chosen_mode == "userspace")
         throw FlagError("--once: the userspace proxy is a daemon (use --proxy-mode nftables with --once)");
       if (once) return cmd_run_once(run_source, settings.node);

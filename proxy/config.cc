@@ -273,7 +273,10 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
   for (auto [field, value] : {std::pair{"healthzBindAddress", &out.healthz_bind_address},
                               std::pair{"metricsBindAddress", &out.metrics_bind_address}}) {
     *value = r.string(root, field);
-    if (*value && !(*value)->empty()) {
+    // "" means the default, as kube-proxy's defaulting has it (kubeadm's
+    // ConfigMap writes both as ""): it must not turn the server off.
+    if (*value && (*value)->empty()) value->reset();
+    if (*value) {
       std::string error;
       if (!parse_host_port(**value, &error)) r.fail(field, error);
     }

@@ -395,3 +395,37 @@ logging: {verbosity: 4}
 
 }  // namespace
 }  // namespace svcproxy::proxy
+
+namespace svcproxy::proxy {
+namespace {
+
+// kubeadm's kube-proxy ConfigMap writes both bind addresses as "": kube-proxy
+// defaults them, so they must not switch the servers off.
+TEST(MergeConfig, EmptyBindAddressesInTheFileMeanTheDefaults) {
+  const auto file = parse_proxy_config(
+      "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+      "healthzBindAddress: \"\"\nmetricsBindAddress: \"\"\n",
+      "config.yaml");
+  EXPECT_FALSE(file.healthz_bind_address.has_value());
+  EXPECT_FALSE(file.metrics_bind_address.has_value());
+  DaemonSettings s;
+  merge_config(file, [](std::string_view) { return false; }, s);
+  EXPECT_EQ(s.healthz_bind_address, "0.0.0.0:10256");
+  EXPECT_EQ(s.metrics_bind_address, "127.0.0.1:10249");
+}
+
+// Without a file the flags' combination is still checked.
+TEST(MergeConfig, MinSyncPeriodAboveSyncPeriodIsRejectedWithoutAFile) {
+  DaemonSettings s;
+  s.sync_period = std::chrono::seconds(10);
+  s.min_sync_period = std::chrono::minutes(1);
+  try {
+    merge_config(ProxyConfigFile{}, [](std::string_view) { return true; }, s);
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "--min-sync-period (1m0s) must not be greater than --sync-period (10s)");
+  }
+}
+
+}  // namespace
+}  // namespace svcproxy::proxy
