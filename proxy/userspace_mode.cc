@@ -33,6 +33,7 @@ userspace::BackendOptions userspace_backend_options(const UserspaceFlags& flags,
   out.proxier.workers = flags.workers;
   out.proxier.max_connections = flags.max_connections;
   out.proxier.udp_timeout = flags.udp_timeout;
+  out.proxier.drain_timeout = flags.drain_timeout;
   out.proxier.nodeports.ips = node.nodeport_ips;
   out.proxier.nodeports.all_v4 = node.nodeport_all_local_v4;
   out.proxier.nodeports.all_v6 = node.nodeport_all_local_v6;
@@ -53,7 +54,8 @@ SyncResult sync_userspace(userspace::UserspaceBackend& backend, const model::Clu
             " rejected_source_range=" + std::to_string(s.rejected_source_range) +
             " rejected_limit=" + std::to_string(s.rejected_limit) + " connect_failures=" +
             std::to_string(s.connect_failures) + " ejections=" + std::to_string(s.ejections) +
-            " accept_backoffs=" + std::to_string(s.accept_backoffs) + " udp_flows=" + std::to_string(s.udp_flows) +
+            " accept_backoffs=" + std::to_string(s.accept_backoffs) + " drained=" + std::to_string(s.drained) +
+            " udp_flows=" + std::to_string(s.udp_flows) +
             " update_us=" + std::to_string(s.last_update_duration.count()));
   SyncResult r;
   r.full = true;

@@ -17,6 +17,9 @@ struct UserspaceFlags {
   unsigned workers = 0;          // --userspace-workers (0: one per CPU)
   size_t max_connections = 0;    // --userspace-max-connections (0: unlimited)
   std::chrono::milliseconds udp_timeout{250};  // --udp-timeout
+  // --userspace-drain-timeout: TCP connections to an endpoint an update
+  // removed are reset this long after it (0: left to finish).
+  std::chrono::milliseconds drain_timeout{0};
 };
 
 userspace::BackendOptions userspace_backend_options(const UserspaceFlags& flags, const model::NodeConfig& node);

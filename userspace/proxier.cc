@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/intrusive/list.hpp>
 #include <cerrno>
 #include <cstring>
 #include <future>
@@ -27,7 +28,7 @@ using asio::ip::udp;
 
 struct Counters {
   std::atomic<uint64_t> accepted{0}, proxied{0}, active{0}, rejected_no_endpoints{0}, rejected_source_range{0},
-      rejected_limit{0}, connect_failures{0}, retries{0}, ejections{0}, accept_backoffs{0}, spliced{0}, copied{0},
+      rejected_limit{0}, connect_failures{0}, retries{0}, ejections{0}, accept_backoffs{0}, drained{0}, spliced{0}, copied{0},
       udp_flows{0}, udp_active{0}, udp_in{0}, udp_out{0}, udp_dropped{0}, listeners{0}, listen_errors{0}, updates{0},
       last_update_us{0};
 };
@@ -140,6 +141,9 @@ class UserspaceProxier::Impl {
   std::vector<std::string> update(const std::vector<model::ServicePortState>& ports);
   void stop();
   ProxierStats stats() const;
+  // On `w`'s thread: connections whose endpoint `next` no longer routes to
+  // are reset at `deadline` unless it routes to them again by then.
+  void schedule_drain(Worker& w, const Routes& next, Clock::time_point deadline);
 
   ProxierOptions opt;
   Counters c;
@@ -151,34 +155,46 @@ class UserspaceProxier::Impl {
   unsigned worker_count = 0;
 };
 
-struct UserspaceProxier::Impl::Worker {
-  asio::io_context ctx{1};
-  asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};
-  std::thread thread;
-  // Touched only on this worker's thread.
-  std::map<ListenKey, std::shared_ptr<TcpListener>> tcp;
-  std::map<ListenKey, std::shared_ptr<UdpListener>> udp;
-};
-
 // ---------------------------------------------------------------------- TCP
 
-class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_this<TcpConnection>, public RelayOwner {
+// Every TCP connection is linked into its worker's list (no allocation;
+// unlinked by its destructor) so that an update can find the ones whose
+// endpoint it removed.
+using ConnectionHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_this<TcpConnection>,
+                                              public RelayOwner,
+                                              public ConnectionHook {
  public:
-  TcpConnection(Impl& impl, ListenKey key, tcp::socket client, model::IPAddress client_ip)
-      : impl_(impl),
-        key_(std::move(key)),
-        client_(std::move(client)),
-        upstream_(client_.get_executor()),
-        timer_(client_.get_executor()),
-        client_ip_(client_ip) {
-    bump(impl_.c.active);
-  }
+  TcpConnection(Impl& impl, Worker& worker, ListenKey key, tcp::socket client, model::IPAddress client_ip);
   ~TcpConnection() override { impl_.c.active.fetch_sub(1, std::memory_order_relaxed); }
 
   void start() { attempt(); }
 
+  // Its endpoint (chosen, connecting or connected) is not one `routes`
+  // sends this listener's connections to.
+  bool endpoint_gone(const Routes& routes) const {
+    if (!backend_ || closed_) return false;
+    const Route* route = routes.find(key_);
+    return !route || !route->table->find(backend_->address);
+  }
+  bool draining = false;  // in a pending drain batch
+  // The drain deadline passed: reset both sides unless the endpoint is
+  // usable again.
+  void drain_expired(const Routes& routes) {
+    draining = false;
+    if (!endpoint_gone(routes)) return;
+    bump(impl_.c.drained);
+    closed_ = true;
+    timer_.cancel();
+    if (relay_) return relay_->abort();
+    reset_close(client_);
+    reset_close(upstream_);
+  }
+
  private:
   void attempt() {
+    if (closed_) return;
     const auto routes = impl_.routes.load(std::memory_order_acquire);
     const Route* route = routes ? routes->find(key_) : nullptr;
     const Backend* backend =
@@ -224,6 +240,7 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
 
   void connected(const boost::system::error_code& ec) {
     timer_.cancel();
+    if (closed_) return;
     if (ec || timed_out_) {
       bump(impl_.c.connect_failures);
       // Refused, unreachable or silent: skip it for a while (passive
@@ -268,16 +285,42 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
   unsigned attempts_ = 0;
   unsigned fd_waits_ = 0;
   bool timed_out_ = false;
+  bool closed_ = false;  // reset by the drain timeout
   std::unique_ptr<Relay> relay_;
 };
 
+struct UserspaceProxier::Impl::Worker {
+  // Declared first, destroyed last: the io_context's destructor destroys
+  // pending handlers and with them connections, which unlink themselves.
+  boost::intrusive::list<TcpConnection, boost::intrusive::constant_time_size<false>> connections;
+  asio::io_context ctx{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard{ctx.get_executor()};
+  std::thread thread;
+  // Touched only on this worker's thread.
+  std::map<ListenKey, std::shared_ptr<TcpListener>> tcp;
+  std::map<ListenKey, std::shared_ptr<UdpListener>> udp;
+};
+
+UserspaceProxier::Impl::TcpConnection::TcpConnection(Impl& impl, Worker& worker, ListenKey key, tcp::socket client,
+                                                     model::IPAddress client_ip)
+    : impl_(impl),
+      key_(std::move(key)),
+      client_(std::move(client)),
+      upstream_(client_.get_executor()),
+      timer_(client_.get_executor()),
+      client_ip_(client_ip) {
+  bump(impl_.c.active);
+  worker.connections.push_back(*this);
+}
+
 class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<TcpListener> {
  public:
-  TcpListener(Impl& impl, asio::io_context& ctx, ListenKey key, int fd)
+  TcpListener(Impl& impl, Worker& worker, ListenKey key, int fd)
       : impl_(impl),
+        worker_(worker),
         key_(std::move(key)),
-        acceptor_(ctx, key_.ip.family == model::IPFamily::V4 ? tcp::v4() : tcp::v6(), fd),
-        backoff_(ctx) {}
+        acceptor_(worker.ctx, key_.ip.family == model::IPFamily::V4 ? tcp::v4() : tcp::v6(), fd),
+        backoff_(worker.ctx) {}
 
   void start() {
     // The peer's address comes with accept() itself (no getpeername).
@@ -330,11 +373,12 @@ class UserspaceProxier::Impl::TcpListener : public std::enable_shared_from_this<
       return start();
     }
     s.native_non_blocking(true, rec);
-    std::make_shared<TcpConnection>(impl_, key_, std::move(s), client_ip)->start();
+    std::make_shared<TcpConnection>(impl_, worker_, key_, std::move(s), client_ip)->start();
     start();
   }
 
   Impl& impl_;
+  Worker& worker_;
   ListenKey key_;
   tcp::acceptor acceptor_;
   asio::steady_timer backoff_;
@@ -541,8 +585,12 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
   // Publish first: a listener opened below already finds its route.
   routes.store(next, std::memory_order_release);
 
+  // A UDP port with no endpoints gets no socket: the kernel then answers
+  // its datagrams with ICMP port unreachable, as kube-proxy's REJECT does
+  // (a TCP port keeps its listener and resets, which a client sees alike).
   std::set<ListenKey> wanted;
-  for (const auto& [key, _] : next->by_listener) wanted.insert(key);
+  for (const auto& [key, route] : next->by_listener)
+    if (key.protocol != model::Protocol::UDP || !route.table->backends.empty()) wanted.insert(key);
   for (const auto& key : wanted) {
     if (open.count(key)) continue;
     std::vector<int> fds;
@@ -566,7 +614,7 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
           w->udp[key] = l;
           l->start();
         } else {
-          auto l = std::make_shared<TcpListener>(*this, w->ctx, key, fd);
+          auto l = std::make_shared<TcpListener>(*this, *w, key, fd);
           w->tcp[key] = l;
           l->start();
         }
@@ -596,12 +644,16 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
 
   // Barrier: a handler that loaded the previous routes has finished with it
   // (picking an endpoint and issuing connect() happen in one handler) once
-  // every worker ran this.
+  // every worker ran this. Connections to endpoints gone are found here too.
   std::vector<std::future<void>> done;
+  const bool drain = opt.drain_timeout.count() > 0;
   for (auto& w : workers) {
     auto p = std::make_shared<std::promise<void>>();
     done.push_back(p->get_future());
-    asio::post(w->ctx, [p] { p->set_value(); });
+    asio::post(w->ctx, [this, p, w = w.get(), next = drain ? next : nullptr, deadline = start + opt.drain_timeout] {
+      if (next) schedule_drain(*w, *next, deadline);
+      p->set_value();
+    });
   }
   for (auto& f : done) f.wait();
   c.listeners.store(open.size() * workers.size(), std::memory_order_relaxed);
@@ -610,6 +662,24 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count()),
       std::memory_order_relaxed);
   return warnings;
+}
+
+void UserspaceProxier::Impl::schedule_drain(Worker& w, const Routes& next, Clock::time_point deadline) {
+  std::vector<std::weak_ptr<TcpConnection>> batch;
+  for (auto& conn : w.connections) {
+    if (conn.draining || !conn.endpoint_gone(next)) continue;
+    conn.draining = true;
+    batch.push_back(conn.weak_from_this());
+  }
+  if (batch.empty()) return;
+  auto timer = std::make_shared<asio::steady_timer>(w.ctx, deadline);
+  timer->async_wait([this, timer, batch = std::move(batch)](const boost::system::error_code& ec) {
+    if (ec) return;
+    // Judged by the routes of now: an endpoint that came back is kept.
+    const auto current = routes.load(std::memory_order_acquire);
+    for (const auto& weak : batch)
+      if (auto conn = weak.lock()) conn->drain_expired(*current);
+  });
 }
 
 void UserspaceProxier::Impl::stop() {
@@ -648,6 +718,7 @@ ProxierStats UserspaceProxier::Impl::stats() const {
   s.retries = get(c.retries);
   s.ejections = get(c.ejections);
   s.accept_backoffs = get(c.accept_backoffs);
+  s.drained = get(c.drained);
   s.spliced_connections = get(c.spliced);
   s.copied_connections = get(c.copied);
   s.udp_flows = get(c.udp_flows);

@@ -7,7 +7,8 @@
 // opens/closes listeners for the difference, and returns only after every
 // worker has passed a barrier: from then on no new connection or flow is
 // sent to an endpoint the update removed. Established TCP connections to a
-// removed endpoint are left to finish.
+// removed endpoint are left to finish, or, with a drain timeout, reset that
+// long after the update unless the endpoint came back meanwhile.
 //
 // The client's address is not preserved: upstream sees the node's address
 // (this is a proxy, not NAT). Listeners bind with IP_FREEBIND so the order
@@ -47,6 +48,10 @@ struct ProxierOptions {
   // accept() failing with EMFILE/ENFILE/ENOBUFS/ENOMEM pauses that
   // listener this long; existing connections keep being served.
   std::chrono::milliseconds accept_backoff{100};
+  // TCP connections to an endpoint an update removed (or made unusable:
+  // unready, its service port gone) are reset this long after that update
+  // if the endpoint is still not usable then. 0: left to finish.
+  std::chrono::milliseconds drain_timeout{0};
   // Called (from a worker thread) once per event worth a log line: an
   // endpoint entering back-off, a listener pausing accept(). key=value text.
   std::function<void(const std::string&)> on_event;
@@ -63,13 +68,16 @@ struct ProxierStats {
   uint64_t retries = 0;                // attempts after the first
   uint64_t ejections = 0;              // endpoints put in back-off
   uint64_t accept_backoffs = 0;        // accept() paused on fd exhaustion
+  uint64_t drained = 0;                // reset: endpoint removed drain_timeout ago
   uint64_t spliced_connections = 0;    // bulk (>= 64 KiB one way) relayed with splice(2)
   uint64_t copied_connections = 0;     // bulk relayed by copy (splice off or no pipe)
   uint64_t udp_flows = 0;              // UDP flows created
   uint64_t udp_active_flows = 0;
   uint64_t udp_datagrams_in = 0;       // client -> endpoint
   uint64_t udp_datagrams_out = 0;      // endpoint -> client
-  uint64_t udp_dropped = 0;            // no endpoint or send failed
+  uint64_t udp_dropped = 0;            // source range, or no socket / send failed
+                                       // (no endpoints: no listener, the kernel
+                                       // answers ICMP port unreachable)
   uint64_t listeners = 0;              // listening sockets (all workers)
   uint64_t listen_errors = 0;          // listeners that could not be opened
   uint64_t updates = 0;

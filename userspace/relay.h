@@ -47,12 +47,13 @@ class Relay {
   Relay& operator=(const Relay&) = delete;
 
   void start();
+  // Resets both sides (SO_LINGER 0) and stops relaying. Idempotent.
+  void abort();
 
  private:
   class Pump;
   void pump_finished();
   void note_bulk(bool spliced);
-  void abort();
 
   RelayOwner& owner_;
   BulkCounters counters_;

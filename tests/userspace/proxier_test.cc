@@ -432,3 +432,131 @@ TEST(UserspaceProxier, HalfClosedConnectionIsResetAfterTheTimeout) {
 
 }  // namespace
 }  // namespace svcproxy::userspace
+
+namespace svcproxy::userspace {
+namespace {
+
+// A connected client socket to vip:port whose backend id line was read.
+int hold(const char* vip, uint16_t port, std::string* id) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  inet_pton(AF_INET, vip, &sin.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) < 0) return -1;
+  char c;
+  for (ssize_t n; (n = ::recv(fd, &c, 1, 0)) == 1 && c != '\n';) *id += c;
+  return fd;
+}
+
+// Waits up to `within` for the connection to end (EOF or reset): true if it did.
+bool ends_within(int fd, std::chrono::milliseconds within) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(within.count())) <= 0) return false;
+  char buf[64];
+  return ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) <= 0;
+}
+
+// --userspace-drain-timeout: after the update that removed endpoint b, the
+// connection to b is reset the drain timeout later; the one to a (kept)
+// is not and keeps relaying.
+TEST(UserspaceProxier, DrainTimeoutResetsConnectionsToARemovedEndpointOnly) {
+  Backend a("a"), b("b");
+  auto o = options();
+  o.drain_timeout = std::chrono::milliseconds(300);
+  UserspaceProxier proxier(o);
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port(), b.port()})});
+  std::map<std::string, int> held;
+  while (held.size() < 2) {  // round robin: two connections reach both
+    std::string id;
+    const int fd = hold("127.0.0.10", vport, &id);
+    ASSERT_GE(fd, 0);
+    if (held.count(id)) ::close(fd);
+    else held[id] = fd;
+  }
+  const auto removed = std::chrono::steady_clock::now();
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  // Not before the timeout (with slack for a slow machine's timer), then soon.
+  EXPECT_FALSE(ends_within(held["b"], std::chrono::milliseconds(200)));
+  EXPECT_TRUE(ends_within(held["b"], std::chrono::seconds(5)));
+  EXPECT_GE(std::chrono::steady_clock::now() - removed, std::chrono::milliseconds(300));
+  EXPECT_EQ(proxier.stats().drained, 1u);
+  // The kept endpoint's connection still relays, past the deadline.
+  ASSERT_EQ(::send(held["a"], "ping", 4, 0), 4);
+  char buf[4];
+  ASSERT_EQ(::recv(held["a"], buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(std::string(buf, 4), "ping");
+  for (auto& [_, fd] : held) ::close(fd);
+}
+
+// An endpoint that is removed and comes back before the deadline keeps its
+// connections; without a drain timeout nothing is ever reset.
+TEST(UserspaceProxier, DrainKeepsConnectionsOfAnEndpointThatCameBack) {
+  for (const auto timeout : {std::chrono::milliseconds(300), std::chrono::milliseconds(0)}) {
+    Backend a("a"), b("b");
+    auto o = options();
+    o.drain_timeout = timeout;
+    UserspaceProxier proxier(o);
+    const uint16_t vport = free_port();
+    proxier.update({service("127.0.0.10", vport, {a.port()})});
+    std::string id;
+    const int fd = hold("127.0.0.10", vport, &id);
+    ASSERT_EQ(id, "a");
+    proxier.update({service("127.0.0.10", vport, {b.port()})});
+    if (timeout.count()) proxier.update({service("127.0.0.10", vport, {a.port(), b.port()})});
+    EXPECT_FALSE(ends_within(fd, std::chrono::milliseconds(800))) << "drain timeout " << timeout.count() << " ms";
+    ASSERT_EQ(::send(fd, "ping", 4, 0), 4);
+    char buf[4];
+    ASSERT_EQ(::recv(fd, buf, 4, MSG_WAITALL), 4);
+    EXPECT_EQ(proxier.stats().drained, 0u);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+}  // namespace svcproxy::userspace
+
+namespace svcproxy::userspace {
+namespace {
+
+// One datagram to vip:port from a connected UDP socket: the answer, or
+// "refused" when ICMP port unreachable came back (ECONNREFUSED), or
+// "timeout".
+std::string udp_ask(const char* vip, uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  inet_pton(AF_INET, vip, &to.sin_addr);
+  std::string out = "error";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 && ::send(fd, "hi", 2, 0) == 2) {
+    char buf[64];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    out = n > 0 ? std::string(buf, static_cast<size_t>(n)) : errno == ECONNREFUSED ? "refused" : "timeout";
+  }
+  ::close(fd);
+  return out;
+}
+
+// A UDP port without endpoints has no socket, so the kernel answers with
+// ICMP port unreachable (kube-proxy's REJECT); it gets one when an endpoint
+// appears and loses it again when the last one goes.
+TEST(UserspaceProxier, UdpWithoutEndpointsIsRefusedWithIcmp) {
+  Backend a("a", true);
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port(SOCK_DGRAM);
+  proxier.update({service("127.0.0.10", vport, {}, model::Protocol::UDP)});
+  EXPECT_EQ(udp_ask("127.0.0.10", vport), "refused");
+  EXPECT_EQ(proxier.stats().listeners, 0u);
+  proxier.update({service("127.0.0.10", vport, {a.port()}, model::Protocol::UDP)});
+  EXPECT_EQ(udp_ask("127.0.0.10", vport), "a:hi");
+  proxier.update({service("127.0.0.10", vport, {}, model::Protocol::UDP)});
+  EXPECT_EQ(udp_ask("127.0.0.10", vport), "refused");
+  EXPECT_EQ(proxier.stats().udp_dropped, 0u);
+}
+
+}  // namespace
+}  // namespace svcproxy::userspace
