@@ -11,6 +11,10 @@ bridge on kernels without CONFIG_DUMMY) and proxies in userspace.
     is ejected (logged once) and retried past.
   - ClientIP affinity sticks per client address.
   - UDP request/response through a VIP (answers come from the VIP).
+  - UDP to a port with no endpoints: ICMP port unreachable ("refused").
+  - IPv6 ClusterIP: TCP and UDP request/response through the VIP.
+  - --userspace-drain-timeout: a held connection to a pod made unready is
+    reset that long after the update; those to the other pods are not.
   - NodePort on the node IP.
   - No endpoints: the client is reset at once (not a timeout).
   - fd exhaustion (ulimit -n 64): held connections keep working while
@@ -52,6 +56,9 @@ DNS = "10.96.5.12"        # UDP 53 -> p1, p2
 EMPTY = "10.96.5.13"      # TCP 80, no endpoints
 NODEPORT_SVC, NODEPORT = "10.96.5.14", 30080  # NodePort TCP 30080 -> p1, p2
 EXTERNAL_IP = "192.0.2.50"  # externalIP of WEB
+EMPTY_UDP = "10.96.5.15"  # UDP 53, no endpoints
+WEB6 = "fd00:10:96::5:10"  # TCP 80 -> p1, p2, p3 (IPv6)
+DNS6 = "fd00:10:96::5:12"  # UDP 53 -> p1, p2 (IPv6)
 
 
 class Env:
@@ -104,6 +111,10 @@ def node_object() -> dict:
     }
 
 
+def family(ip: str) -> int:
+    return 6 if ":" in ip else 4
+
+
 def tcp_service(name: str, ip: str, endpoints: list[dict], **spec) -> list[dict]:
     http = [{"name": "http", "port": 8080, "protocol": "TCP"}]
     port = {"name": "http", "port": 80, "targetPort": 8080}
@@ -111,14 +122,14 @@ def tcp_service(name: str, ip: str, endpoints: list[dict], **spec) -> list[dict]
         port["nodePort"] = spec.pop("node_port")
         spec["type"] = "NodePort"
     return [service(name, [ip], [port], namespace=NS, **spec),
-            endpoint_slice(name, "abcde", 4, endpoints, http, namespace=NS)]
+            endpoint_slice(name, "abcde", family(ip), endpoints, http, namespace=NS)]
 
 
 def udp_service(name: str, ip: str, pods: list[Pod]) -> list[dict]:
     dns = [{"name": "dns", "port": 8080, "protocol": "UDP"}]
     port = {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8080}
     return [service(name, [ip], [port], namespace=NS),
-            endpoint_slice(name, "fghij", 4, [{"pod": p} for p in pods], dns, namespace=NS)]
+            endpoint_slice(name, "fghij", family(ip), [{"pod": p} for p in pods], dns, namespace=NS)]
 
 
 class Manifests:
@@ -164,13 +175,16 @@ class UserspaceTestCase(unittest.TestCase):
         self.m.put("dns.yaml", udp_service("dns", DNS, [p1, p2]))
         self.m.put("empty.yaml", tcp_service("empty", EMPTY, []))
         self.m.put("np.yaml", tcp_service("np", NODEPORT_SVC, [{"pod": p} for p in (p1, p2)], node_port=NODEPORT))
+        self.m.put("empty-udp.yaml", udp_service("empty-udp", EMPTY_UDP, []))
+        self.m.put("web6.yaml", tcp_service("web6", WEB6, [{"pod": p} for p in (p1, p2, p3)]))
+        self.m.put("dns6.yaml", udp_service("dns6", DNS6, [p1, p2]))
         self.daemon = self.start(self.m.dir)
         self.addCleanup(self.daemon.stop)
         self.daemon.wait_sync(reason="start", timeout=30)
 
-    def start(self, manifests: Path, wrapper: list[str] | None = None) -> sb.Daemon:
+    def start(self, manifests: Path, wrapper: list[str] | None = None, extra: list[str] | None = None) -> sb.Daemon:
         argv = [SVCPROXY, "run", "--manifests", str(manifests), *sb.NODE_FLAGS, "--sync-period", "1h",
-                *self.mode_flags]
+                *self.mode_flags, *(extra or [])]
         if wrapper:
             argv = [*wrapper, *argv]
         saved = {k: os.environ.get(k) for k in self.env}
@@ -215,7 +229,9 @@ class UserspaceTestCase(unittest.TestCase):
         self.assertTrue(" dummy " in link or " bridge " in link, link)
         addrs = self.box.exec(self.box.node, ["ip", "-4", "-o", "addr", "show", "dev", "svcproxy0"]).stdout
         found = set(re.findall(r"inet (\S+)/32", addrs))
-        self.assertEqual(found, {WEB, STICKY, DNS, EMPTY, NODEPORT_SVC, EXTERNAL_IP})
+        self.assertEqual(found, {WEB, STICKY, DNS, EMPTY, NODEPORT_SVC, EXTERNAL_IP, EMPTY_UDP})
+        addrs6 = self.box.exec(self.box.node, ["ip", "-6", "-o", "addr", "show", "dev", "svcproxy0"]).stdout
+        self.assertEqual(set(re.findall(r"inet6 (\S+)/128", addrs6)), {WEB6, DNS6}, addrs6)
         # No nftables involved.
         ruleset = self.box.exec(self.box.node, ["nft", "list", "tables"]).stdout
         self.assertNotIn("svcproxy", ruleset)
@@ -281,6 +297,23 @@ class UserspaceTestCase(unittest.TestCase):
 
     def test_udp_request_response(self):
         r = self.request(DNS, 53, proto="udp", count=40, parallel=8)
+        self.assertEqual(r.outcomes, {"reply": 40}, r.errors)
+        self.assertEqual(set(r.ids), {"p1:8080", "p2:8080"})
+
+    def test_udp_without_endpoints_is_refused(self):
+        # No socket listens on a UDP port without endpoints: the kernel
+        # answers ICMP port unreachable, as kube-proxy's REJECT does.
+        r = self.request(EMPTY_UDP, 53, proto="udp", count=10, parallel=2, timeout=2)
+        self.assertEqual(r.outcomes, {"refused": 10}, r.errors)
+
+    def test_ipv6_cluster_ip(self):
+        r = self.request(WEB6, 80, count=90, parallel=8)
+        self.assertEqual(r.outcomes, {"reply": 90}, r.errors)
+        self.assertEqual(set(r.ids), {"p1:8080", "p2:8080", "p3:8080"})
+        # Over IPv6 to the pods too: each sees its gateway's (the node's) v6 address.
+        self.assertEqual({ip for _, ip, _ in r.replies},
+                         {f"fd00:10:244:{i}::1" for i in (1, 2, 3)}, r.replies[:5])
+        r = self.request(DNS6, 53, proto="udp", count=40, parallel=8)
         self.assertEqual(r.outcomes, {"reply": 40}, r.errors)
         self.assertEqual(set(r.ids), {"p1:8080", "p2:8080"})
 
@@ -372,6 +405,76 @@ print("fresh", sum(fresh_ok() for _ in range(20)))
         self.assertIn("fresh 20", out, out + self.log())
         self.assertIsNone(daemon.proc.proc.poll(), "the daemon died")
         self.assertTrue(any("accept paused" in line for line in daemon.lines.snapshot()), self.log())
+
+    def test_drain_timeout_resets_connections_to_a_removed_pod(self):
+        """--userspace-drain-timeout 1s: a held connection to each pod; p3
+        is made unready; its connection is reset about 1 s after that sync,
+        the others stay open and keep working."""
+        self.daemon.stop()
+        self.daemon = self.start(self.m.dir, extra=["--userspace-drain-timeout", "1s"])
+        self.addCleanup(self.daemon.stop)
+        self.daemon.wait_sync(reason="start", timeout=30)
+        script = r"""
+import select, socket, sys, time
+held = {}
+deadline = time.monotonic() + 20
+while len(held) < 3 and time.monotonic() < deadline:
+    s = socket.create_connection((sys.argv[1], 80), timeout=5)
+    s.sendall(b"hi\n")
+    pod = s.recv(200).decode().split()[0]
+    if pod in held:
+        s.close()
+    else:
+        held[pod] = s
+print("held", " ".join(sorted(held)), flush=True)
+open_ = {s.fileno(): (pod, s) for pod, s in held.items()}
+for line in sys.stdin:
+    if line.strip() == "check":
+        for pod, s in sorted(held.items()):
+            if s.fileno() in open_:
+                s.sendall(b"hi\n")
+                print("alive" if s.recv(200).decode().startswith(pod) else "dead", pod, flush=True)
+        continue
+    # "wait": report the next connection that ends (EOF or reset), with when.
+    ready, _, _ = select.select(list(open_), [], [], 10)
+    for fd in ready:
+        pod, s = open_[fd]
+        try:
+            data = s.recv(200)
+        except OSError:
+            data = b""
+        if not data:
+            del open_[fd]
+            print("closed", pod, time.monotonic(), flush=True)
+    if not ready:
+        print("nothing closed", flush=True)
+"""
+        holder = sb.Background(self.box.ext, [sys.executable, "-c", script, WEB],
+                               self.box.workdir / "drain-holder.log")
+        self.box.background.append(holder)
+        self.addCleanup(holder.stop)
+        holder.lines.wait_for(lambda line: line.startswith("held"), timeout=30, what="held connections")
+        self.assertEqual(holder.lines.snapshot()[0], "held p1:8080 p2:8080 p3:8080")
+        p1, p2, p3 = (self.pods[n] for n in ("p1", "p2", "p3"))
+        mark = len(holder.lines)
+        removed = time.monotonic()
+        self.edit(self.m.put, "web.yaml", tcp_service(
+            "web", WEB, [{"pod": p1}, {"pod": p2}, {"pod": p3, "ready": False, "serving": False,
+                                                    "terminating": False}], externalIPs=[EXTERNAL_IP]))
+        holder.send_line("wait")
+        index = holder.lines.wait_for(lambda line: line.startswith(("closed", "nothing")), start=mark, timeout=15,
+                                      what="a connection ending")
+        line = holder.lines.snapshot(index)[0]
+        self.assertTrue(line.startswith("closed p3:8080 "), line)
+        elapsed = float(line.split()[2]) - removed
+        self.assertGreaterEqual(elapsed, 1.0, line)
+        self.assertLess(elapsed, 5.0, line)
+        mark = len(holder.lines)
+        holder.send_line("check")
+        holder.lines.wait_count(lambda line: line.startswith(("alive", "dead")), 2, start=mark, timeout=10,
+                                what="the kept connections answering")
+        self.assertEqual(holder.lines.snapshot(mark)[:2], ["alive p1:8080", "alive p2:8080"])
+        self.assertEqual(self.stats()["drained"], 1)
 
     def test_cleanup_removes_the_interface(self):
         self.daemon.stop()
