@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -563,6 +565,13 @@ UserspaceProxier::Impl::Impl(ProxierOptions options) : opt(std::move(options)) {
     auto w = std::make_unique<Worker>();
     auto* ctx = &w->ctx;
     w->thread = std::thread([ctx] {
+      // splice(2) into a socket whose peer is gone raises SIGPIPE (there is
+      // no MSG_NOSIGNAL for it); blocked on the workers, the call just
+      // fails with EPIPE and the relay resets.
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
       for (;;) {
         try {
           ctx->run();

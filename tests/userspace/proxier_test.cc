@@ -560,3 +560,62 @@ TEST(UserspaceProxier, UdpWithoutEndpointsIsRefusedWithIcmp) {
 
 }  // namespace
 }  // namespace svcproxy::userspace
+
+namespace svcproxy::userspace {
+namespace {
+
+// An endpoint that resets or closes while the proxy splices into it:
+// splice(2) has no MSG_NOSIGNAL, so the worker must not die of SIGPIPE
+// (EPIPE); the client is reset.
+TEST(UserspaceProxier, EndpointResetDuringSpliceDoesNotKillTheProcess) {
+  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  socklen_t len = sizeof sin;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
+  ::listen(lfd, 16);
+  UserspaceProxier proxier(options());
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {ntohs(sin.sin_port)})});
+  for (int round = 0; round < 6; ++round) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(vport);
+    inet_pton(AF_INET, "127.0.0.10", &to.sin_addr);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+    const int server_side = ::accept(lfd, nullptr, nullptr);
+    ASSERT_GE(server_side, 0);
+    // The client streams; the endpoint reads 1 MiB (the proxy is splicing
+    // by then), then resets.
+    std::thread client([fd] {
+      std::string chunk(64 * 1024, 'x');
+      while (::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0) {
+      }
+    });
+    std::vector<char> buf(64 * 1024);
+    size_t got = 0;
+    for (ssize_t n; got < (1u << 20) && (n = ::recv(server_side, buf.data(), buf.size(), 0)) > 0;) got += n;
+    if (round % 2 == 0) {  // reset at once
+      linger hard{1, 0};
+      setsockopt(server_side, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    } else {  // or a plain close: the proxy's next writes meet a reset
+      while (::recv(server_side, buf.data(), buf.size(), MSG_DONTWAIT) > 0) {
+      }
+    }
+    ::close(server_side);
+    client.join();  // ends once the proxy resets the client
+    ::close(fd);
+  }
+  EXPECT_GE(proxier.stats().spliced_connections, 1u);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (proxier.stats().active && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(proxier.stats().active, 0u);
+  ::close(lfd);
+}
+
+}  // namespace
+}  // namespace svcproxy::userspace
