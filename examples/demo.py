@@ -261,18 +261,40 @@ def element(line: str) -> str:
 
 def web_path(blocks: dict, family: str = "ip") -> list[str]:
     """The lines a packet to web's IPv4 ClusterIP walks: the services chain,
-    web's entry in service-ips, web's chain, and web's endpoints in its dnat map."""
+    the set that classifies web's address . protocol . port, the chain that
+    set leads to, and web's endpoints in the dnat map that holds them."""
     out = [line[1:] for line in blocks[(family, "chain services")]]
     key = f"{WEB_VIP} . tcp . {WEB_PORT}"
-    entry = next((element(line) for line in blocks[(family, "map service-ips")] if key + " :" in line), "")
-    out.append(f"map service-ips {{ ... {entry or '(no entry for web)'} ... }}")
-    chain = blocks.get((family, f"chain {entry.partition('goto ')[2]}"), [])
+
+    def holds(lines: list[str], suffix: str) -> bool:
+        return any(element(line) == key + suffix or element(line).startswith(key + suffix) for line in lines)
+
+    # A set whose element is exactly web's key (the class of service it is),
+    # or the service-ips verdict map (services with a chain of their own).
+    classes = [name for (fam, name), lines in blocks.items()
+               if fam == family and name.startswith("set ") and any(element(line) == key for line in lines)]
+    chain_name = ""
+    for cls in classes:
+        set_name = cls.split(" ", 1)[1]
+        out.append(f"{cls} {{ ... {key} ... }}")
+        rule = next((line for line in blocks[(family, "chain services")] if f"@{set_name} goto " in line), "")
+        chain_name = chain_name or rule.partition(" goto ")[2].strip()
+    entry = next((element(line) for line in blocks.get((family, "map service-ips"), []) if key + " :" in line), "")
+    if entry:
+        out.append(f"map service-ips {{ ... {entry} ... }}")
+        chain_name = entry.partition("goto ")[2]
+    chain = blocks.get((family, f"chain {chain_name}"), [])
     out += [line[1:] for line in chain]
-    dnat = next((line.partition("goto ")[2].strip() for line in chain if "goto dnat-" in line), "")
+    # The chain that finds the service's dnat map (one lookup per endpoint count).
+    hop = next((line.partition("goto ")[2].strip() for line in chain if "goto dnat-maps" in line), "")
+    out += [line[1:] for line in blocks.get((family, f"chain {hop}"), [])]
+    dnat = next((name.split(" ", 1)[1] for (fam, name), lines in blocks.items()
+                 if fam == family and name.startswith("map dnat-") and holds(lines, " . ")), "")
     elements = [element(line) for line in blocks.get((family, f"map {dnat}"), []) if key + " ." in line]
-    out.append(f"map {dnat} {{ ... {elements[0] if elements else ''}")
-    out += [f"    {' ' * len(dnat)}{e}" for e in elements[1:]]
-    out[-1] += " ... }"
+    if elements:
+        out.append(f"map {dnat} {{ ... {elements[0]}")
+        out += [f"    {' ' * len(dnat)}{e}" for e in elements[1:]]
+        out[-1] += " ... }"
     return out
 
 
