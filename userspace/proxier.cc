@@ -236,8 +236,26 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
       boost::system::error_code ignored;
       self->upstream_.close(ignored);
     });
-    upstream_.async_connect(tcp::endpoint(to_asio(backend->address.ip), backend->address.port),
-                            [self = shared_from_this()](const boost::system::error_code& e) { self->connected(e); });
+    // connect() by hand and wait for writability: Asio's async_connect
+    // adds a poll() per connection to what getsockopt(SO_ERROR) tells.
+    const tcp::endpoint to(to_asio(backend->address.ip), backend->address.port);
+    upstream_.native_non_blocking(true, ec);
+    if (!ec && ::connect(upstream_.native_handle(), to.data(), static_cast<socklen_t>(to.size())) != 0 &&
+        errno != EINPROGRESS)
+      ec.assign(errno, boost::system::system_category());
+    if (ec) {
+      asio::post(client_.get_executor(), [self = shared_from_this(), ec] { self->connected(ec); });
+      return;
+    }
+    upstream_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](boost::system::error_code e) {
+      if (!e && self->upstream_.is_open()) {
+        int error = 0;
+        socklen_t len = sizeof error;
+        if (::getsockopt(self->upstream_.native_handle(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
+        if (error) e.assign(error, boost::system::system_category());
+      }
+      self->connected(e);
+    });
   }
 
   void connected(const boost::system::error_code& ec) {

@@ -46,25 +46,21 @@ class Relay::Pump {
         return relay_.abort();
       }
       if (eof_) {
-        ::shutdown(out_.native_handle(), SHUT_WR);
+        // The last direction to end needs no half-close: closing both
+        // sockets (pump_finished) sends the FIN.
+        if (relay_.finished_ == 0) ::shutdown(out_.native_handle(), SHUT_WR);
         return relay_.pump_finished();
       }
       if (moved_ >= kSpliceAfter && !bulk_) become_bulk();
-      ssize_t n;
-      if (spliced()) {
-        n = splice(in_.native_handle(), nullptr, pipe_[1], nullptr, capacity_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0 && errno == EINVAL) {  // this socket cannot splice: copy from now on
-          close_pipe();
-          continue;
-        }
-      } else {
-        if (buffer_.empty()) buffer_.resize(std::min(capacity_, kSmallBuffer));
-        n = ::recv(in_.native_handle(), buffer_.data(), buffer_.size(), 0);
+      if (!spliced()) return receive();
+      const ssize_t n =
+          splice(in_.native_handle(), nullptr, pipe_[1], nullptr, capacity_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n < 0 && errno == EINVAL) {  // this socket cannot splice: copy from now on
+        close_pipe();
+        continue;
       }
       if (n > 0) {
-        pending_ = static_cast<size_t>(n);
-        offset_ = 0;
-        moved_ += pending_;
+        got(static_cast<size_t>(n));
         continue;
       }
       if (n == 0) {
@@ -78,6 +74,30 @@ class Relay::Pump {
   }
 
  private:
+  void got(size_t n) {
+    pending_ = n;
+    offset_ = 0;
+    moved_ += n;
+  }
+  // Copy mode reads through Asio's own receive operation rather than
+  // recv() + async_wait: the reactor tries the read at once, and after a
+  // short read waits for the next edge without another recv() (no EAGAIN
+  // round trip), and a pending read needs no epoll_ctl(MOD) per wait.
+  void receive() {
+    if (buffer_.empty()) buffer_.resize(std::min(capacity_, kSmallBuffer));
+    in_.async_receive(asio::buffer(buffer_),
+                      [this, keep = relay_.owner_.keep_alive()](const boost::system::error_code& ec, size_t n) {
+                        if (ec == asio::error::eof) {
+                          eof_ = true;
+                        } else if (ec) {
+                          return relay_.abort();
+                        } else {
+                          got(n);
+                        }
+                        run();
+                      });
+  }
+
   // A bulk transfer: splice through a pipe of `capacity_` bytes, or (no
   // descriptors for a pipe, or splicing disabled) copy through a buffer of
   // that size.
