@@ -10,23 +10,29 @@
 #
 # Measures: iperf3 throughput with 1 and 16 streams; short connections
 # (connect, 1 request line, 1 reply line, close) from 16 threads: rate and
-# latency p50/p99 (bench/conn_rate.cc, compiled here).
+# latency p50/p99 (bench/conn_rate.cc, compiled here), and the proxy's own
+# CPU time per short connection (utime+stime from /proc during that test).
 #
-#   bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S]
+#   bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S] [--compare OTHER_BUILD_DIR]
+#
+# --compare adds the path "before": OTHER_BUILD_DIR/svcproxy, measured the
+# same way in the same run (the two daemons take turns on svcproxy0).
 #
 # Needs root, iperf3 and haproxy (./dev deps). Never touches the host's
 # namespace: everything, svcproxy0 included, lives in the namespace made
 # here and deleted on exit. Prints the machine, the commands and a table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:?usage: bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S]}; shift
+build=${1:?usage: bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S] [--compare OTHER_BUILD_DIR]}; shift
 build=$(cd "$build" && pwd)
 threads=2
 seconds=5
+compare=
 while [ $# -gt 0 ]; do
   case $1 in
     --threads) threads=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
+    --compare) compare=$(cd "$2" && pwd); shift 2 ;;
     *) echo "userspace_bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +41,7 @@ for t in ip iperf3 haproxy g++ python3; do
   command -v "$t" >/dev/null || { echo "userspace_bench: $t missing (./dev deps)" >&2; exit 1; }
 done
 [ -x "$build/svcproxy" ] || { echo "userspace_bench: $build/svcproxy missing" >&2; exit 1; }
+[ -z "$compare" ] || [ -x "$compare/svcproxy" ] || { echo "userspace_bench: $compare/svcproxy missing" >&2; exit 1; }
 
 ns=svpbench-$$
 work=$(mktemp -d /tmp/svcproxy-usbench-XXXXXX)
@@ -52,7 +59,8 @@ in_ns() { ip netns exec "$ns" "$@"; }  # background jobs call ip netns exec dire
 echo "# userspace proxy benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(uname -sr), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "# $(haproxy -v | head -1); $(iperf3 --version | head -1)"
-echo "# command: $0 $build --threads $threads --seconds $seconds"
+echo "# command: $0 $build --threads $threads --seconds $seconds${compare:+ --compare $compare}"
+echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 g++ -O2 -std=c++20 -pthread "$here/conn_rate.cc" -o "$work/conn_rate"
 
@@ -97,9 +105,15 @@ ports:
 - {name: iperf, port: 5201, protocol: TCP}
 - {name: rr, port: 8080, protocol: TCP}
 EOF
-ip netns exec "$ns" "$build/svcproxy" run --proxy-mode userspace --userspace-workers "$threads" --manifests "$work/manifests" \
-  --hostname-override node-a --node-ip 10.0.0.1 --cluster-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/16 \
-  2>"$work/svcproxy.log" & pids+=($!)
+svcproxy_pid=
+start_svcproxy() {  # BUILD_DIR: one daemon at a time owns svcproxy0
+  if [ -n "$svcproxy_pid" ]; then kill "$svcproxy_pid"; wait "$svcproxy_pid" 2>/dev/null || true; fi
+  ip netns exec "$ns" "$1/svcproxy" run --proxy-mode userspace --userspace-workers "$threads" --manifests "$work/manifests" \
+    --hostname-override node-a --node-ip 10.0.0.1 --cluster-cidr 10.244.0.0/16 --service-cidr 10.96.0.0/16 \
+    --healthz-bind-address "" --metrics-bind-address "" 2>>"$work/svcproxy.log" & svcproxy_pid=$!
+  pids+=("$svcproxy_pid")
+  wait_answers 10.96.0.10
+}
 
 cat > "$work/haproxy.cfg" <<EOF
 global
@@ -123,20 +137,19 @@ backend rr
   balance roundrobin
   server pod 10.244.0.2:8080
 EOF
-ip netns exec "$ns" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!)
+ip netns exec "$ns" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & haproxy_pid=$!; pids+=($!)
 
-# Wait until every path answers.
-for target in 10.244.0.2 10.96.0.10 10.0.0.1; do
+wait_answers() {  # TARGET: until a short connection to it succeeds
   for i in $(seq 101); do
-    in_ns "$work/conn_rate" load "$target" 8080 0.05 1 2>/dev/null | grep -q "connections=[1-9]" && break
-    if [ "$i" -eq 101 ]; then
-      echo "userspace_bench: nothing answers on $target:8080" >&2
-      cat "$work/svcproxy.log" "$work/haproxy.log" >&2
-      exit 1
-    fi
+    in_ns "$work/conn_rate" load "$1" 8080 0.05 1 2>/dev/null | grep -q "connections=[1-9]" && return
     sleep 0.1
   done
-done
+  echo "userspace_bench: nothing answers on $1:8080" >&2
+  cat "$work/svcproxy.log" "$work/haproxy.log" >&2
+  exit 1
+}
+wait_answers 10.244.0.2
+wait_answers 10.0.0.1
 
 iperf() {  # target streams -> Gbit/s (retried: the server takes one test at a time)
   local json
@@ -152,17 +165,31 @@ iperf() {  # target streams -> Gbit/s (retried: the server takes one test at a t
   echo "n/a"
 }
 
+cpu_ticks() {  # PID -> utime+stime (clock ticks)
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 declare -A result
-for name in direct svcproxy haproxy; do
+paths="direct${compare:+ before} svcproxy haproxy"
+for name in $paths; do
+  pid=
   case $name in
     direct) target=10.244.0.2 ;;
-    svcproxy) target=10.96.0.10 ;;
-    haproxy) target=10.0.0.1 ;;
+    before) target=10.96.0.10; start_svcproxy "$compare"; pid=$svcproxy_pid ;;
+    svcproxy) target=10.96.0.10; start_svcproxy "$build"; pid=$svcproxy_pid ;;
+    haproxy) target=10.0.0.1; pid=$haproxy_pid ;;
   esac
   result[$name,1]=$(iperf "$target" 1)
   result[$name,16]=$(iperf "$target" 16)
+  [ -z "$pid" ] || t0=$(cpu_ticks "$pid")
   line=$(in_ns "$work/conn_rate" load "$target" 8080 "$seconds" 16)
   echo "# $name short connections: $line"
+  result[$name,cpu]=-
+  if [ -n "$pid" ]; then
+    t1=$(cpu_ticks "$pid")
+    conns=$(sed -E 's/.*connections=([0-9]+).*/\1/' <<<"$line")
+    result[$name,cpu]=$(python3 -c "import os,sys; t=(int(sys.argv[2])-int(sys.argv[1]))/os.sysconf('SC_CLK_TCK'); print('%.1f' % (t*1e6/max(1,int(sys.argv[3]))))" "$t0" "$t1" "$conns")
+  fi
   result[$name,rate]=$(sed -E 's/.*rate=([0-9]+).*/\1/' <<<"$line")
   result[$name,p50]=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")
   result[$name,p99]=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
@@ -170,10 +197,10 @@ for name in direct svcproxy haproxy; do
 done
 
 echo
-echo "| path | iperf3 1 stream (Gbit/s) | iperf3 16 streams (Gbit/s) | short conns/s | p50 (us) | p99 (us) | failed |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for name in direct svcproxy haproxy; do
-  echo "| $name | ${result[$name,1]} | ${result[$name,16]} | ${result[$name,rate]} | ${result[$name,p50]} | ${result[$name,p99]} | ${result[$name,fail]} |"
+echo "| path | iperf3 1 stream (Gbit/s) | iperf3 16 streams (Gbit/s) | short conns/s | p50 (us) | p99 (us) | failed | proxy CPU/conn (us) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for name in $paths; do
+  echo "| $name | ${result[$name,1]} | ${result[$name,16]} | ${result[$name,rate]} | ${result[$name,p50]} | ${result[$name,p99]} | ${result[$name,fail]} | ${result[$name,cpu]} |"
 done
 python3 - "${result[svcproxy,1]}" "${result[haproxy,1]}" "${result[svcproxy,16]}" "${result[haproxy,16]}" \
   "${result[svcproxy,rate]}" "${result[haproxy,rate]}" "${result[svcproxy,p99]}" "${result[haproxy,p99]}" <<'EOF'
@@ -182,4 +209,14 @@ s1, h1, s16, h16, sr, hr, sp, hp = map(float, sys.argv[1:])
 print(f"\nsvcproxy/haproxy: 1 stream {s1/h1:.2f}x, 16 streams {s16/h16:.2f}x, "
       f"connection rate {sr/hr:.2f}x, p99 {sp/hp:.2f}x (lower is better)")
 EOF
+if [ -n "$compare" ]; then
+  python3 - "${result[before,1]}" "${result[haproxy,1]}" "${result[before,16]}" "${result[haproxy,16]}" \
+    "${result[before,rate]}" "${result[haproxy,rate]}" "${result[before,p99]}" "${result[haproxy,p99]}" <<'EOF'
+import sys
+s1, h1, s16, h16, sr, hr, sp, hp = map(float, sys.argv[1:])
+print(f"before/haproxy: 1 stream {s1/h1:.2f}x, 16 streams {s16/h16:.2f}x, "
+      f"connection rate {sr/hr:.2f}x, p99 {sp/hp:.2f}x")
+EOF
+fi
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 grep -E "stats|ejected|paused" "$work/svcproxy.log" | tail -2 | sed 's/^/# svcproxy log: /' || true
