@@ -269,6 +269,7 @@ int run_daemon(const RunOptions& options, Log& log) {
   // need its Node object): nftables rules, or the userspace proxy.
   std::optional<SyncLoop> loop;
   std::optional<userspace::UserspaceBackend> proxier;
+  std::vector<model::ServicePortState> userspace_ports;  // what the userspace proxy serves
   model::NodeConfig node;
   OnceLog once(log);
   bool started = false;
@@ -286,7 +287,7 @@ int run_daemon(const RunOptions& options, Log& log) {
     if (!loop && !proxier) {
       node = node_now;
       if (options.proxy_mode == "userspace") {
-        proxier.emplace(userspace_backend_options(options.userspace, node));
+        proxier.emplace(userspace_backend_options(options.userspace, node, log));
         log.info("userspace proxy started", {{"interface", proxier->interface().name()},
                                              {"kind", proxier->interface().kind()},
                                              {"workers", proxier->workers()}});
@@ -299,7 +300,8 @@ int run_daemon(const RunOptions& options, Log& log) {
       loop->set_node(node);
     }
     for (auto& t : tracker.take_trigger_times()) trigger_times.push_back(std::move(t));
-    const SyncResult r = proxier ? sync_userspace(*proxier, cluster, node) : loop->sync(cluster, full);
+    const SyncResult r =
+        proxier ? sync_userspace(*proxier, cluster, node, log, &userspace_ports) : loop->sync(cluster, full);
     const auto now = std::chrono::system_clock::now();
     once.warnings(r.warnings);
     metrics.observe_sync(r, now);
@@ -335,12 +337,10 @@ int run_daemon(const RunOptions& options, Log& log) {
       if (when && *when >= process_start) metrics.observe_network_programming(now - *when);
     }
     trigger_times.clear();
-    if (loop) {
-      metrics.set_no_local_endpoints(count_no_local_endpoints(loop->ports()));
-      metrics.set_kernel_objects(loop->kernel_objects());
-      for (const auto& problem : server.set_health_check_services(health_check_services(loop->ports())))
-        log.warning(problem);
-    }
+    const auto& ports = loop ? loop->ports() : userspace_ports;
+    metrics.set_no_local_endpoints(count_no_local_endpoints(ports));
+    if (loop) metrics.set_kernel_objects(loop->kernel_objects());
+    for (const auto& problem : server.set_health_check_services(health_check_services(ports))) log.warning(problem);
   };
 
   // Arrivals before the first sync are part of it: they are not counted as

@@ -8,6 +8,7 @@
 
 #include "model/node_config.h"
 #include "model/objects.h"
+#include "proxy/log.h"
 #include "proxy/sync_loop.h"
 #include "userspace/backend.h"
 
@@ -22,12 +23,18 @@ struct UserspaceFlags {
   std::chrono::milliseconds drain_timeout{0};
 };
 
-userspace::BackendOptions userspace_backend_options(const UserspaceFlags& flags, const model::NodeConfig& node);
+// Proxy events (ejections, accept back-off) are logged to `log`, which must
+// outlive the backend.
+userspace::BackendOptions userspace_backend_options(const UserspaceFlags& flags, const model::NodeConfig& node,
+                                                    Log& log);
 
 // Builds the per-port state and applies it; SyncResult.full is always true
 // (every apply is computed from the whole state; only differences touch
 // the kernel and the listeners).
+// Logs the proxy's counters; `ports` (optional) receives the per-port state
+// applied (for the health check servers and gauges).
 SyncResult sync_userspace(userspace::UserspaceBackend& backend, const model::ClusterState& cluster,
-                          const model::NodeConfig& node);
+                          const model::NodeConfig& node, Log& log,
+                          std::vector<model::ServicePortState>* ports = nullptr);
 
 }  // namespace svcproxy::proxy

@@ -152,7 +152,7 @@ class Manifests:
         os.unlink(self.dir / name)
 
 
-_STATS = re.compile(r"userspace\] stats (.*)$")
+_STATS = re.compile(r"\] userspace stats (.*)$")
 
 
 class UserspaceTestCase(unittest.TestCase):
