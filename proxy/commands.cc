@@ -176,21 +176,41 @@ int check_proxy_mode(const std::string& mode, std::string* chosen, Log& log) {
 }
 
 int cmd_run_once(const SourceFlags& source, const NodeFlags& node_flags) {
-  auto compiled = load_and_compile(source, node_flags);
+  require_source(source);
+  // The daemon's full-sync path: the kernel's batch is encoded straight from
+  // the compiler's state (no copy of the ruleset), and the decoded cluster
+  // and per-port view are freed before the batch is built, so their heap is
+  // reused for it instead of adding to the peak.
+  std::optional<dataplane::RulesetCompiler> compiler;
+  bool had_problems = false;
+  {
+    auto decoded = load_cluster(source, node_flags);
+    for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
+    model::NodeConfig node = resolve_node_config(node_flags, decoded.state, interface_addresses());
+    auto state = model::build_proxy_state(decoded.state, node);
+    had_problems = !decoded.diagnostics.empty() || !state.skipped.empty();
+    decoded = {};
+    for (const auto& s : state.skipped) std::cerr << "skipped " << s.object.str() << ": " << s.reason << "\n";
+    compiler.emplace(std::move(node));
+    compiler->reset(state.ports);
+    const auto warnings = compiler->take_warnings();
+    for (const auto& w : warnings) std::cerr << w << "\n";
+    had_problems = had_problems || !warnings.empty();
+  }
   dataplane::NetlinkBackend backend;
   try {
-    backend.apply_full(compiled.result.ruleset);
+    backend.apply_full(*compiler);
   } catch (const std::exception& e) {
     std::cerr << "svcproxy: the kernel refused the ruleset; nothing was changed: " << e.what() << "\n";
     return 1;
   }
   size_t chains = 0, elements = 0;
-  for (const auto& t : compiled.result.ruleset.tables) {
+  for (const auto& t : compiler->ruleset_ref().tables) {
     chains += t.chains.size();
-    for (const auto& set : t.sets) elements += set.elements.size();
+    for (const auto& set : t.sets) elements += set.size();
   }
   std::cerr << "programmed " << chains << " chains and " << elements << " set elements in one transaction\n";
-  return source.strict && compiled.had_problems ? 1 : 0;
+  return source.strict && had_problems ? 1 : 0;
 }
 
 int cmd_cleanup() {
