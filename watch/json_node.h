@@ -9,6 +9,7 @@
 #include <simdjson.h>
 
 #include <charconv>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -137,6 +138,13 @@ struct JsonListView {
 // when the root is not an object, an item is not an object, or the envelope
 // is not well-formed, and the caller then parses the document whole.
 bool split_json_list(std::string_view text, JsonListView& out);
+
+// The same, handing each item to `on_item(index, raw_text)` as soon as it is
+// found (while it is still in cache) instead of collecting `out.items`. The
+// envelope's kind may come after the items (kubectl prints it there). Returns
+// false when the envelope is not well-formed or `on_item` returns false.
+bool split_json_list(std::string_view text, JsonListView& out,
+                     const std::function<bool(size_t, std::string_view)>& on_item);
 
 // The 1-based line in `whole` of the value at JSON pointer `pointer` inside
 // the JSON object `object` (a view into `whole`, followed by padding); -1 if

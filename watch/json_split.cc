@@ -1,5 +1,8 @@
 #include <algorithm>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "watch/json_node.h"
 
@@ -65,23 +68,44 @@ class Scanner {
   }
 
  private:
+  // The first byte at or after `p` that is one of C..., or `end`. Sixteen
+  // bytes at a time: indented JSON is mostly spaces and short strings, which
+  // a byte loop (or a memchr per string) walks slowly.
+  template <char... C>
+  static const char* find_any(const char* p, const char* end) {
+#if defined(__SSE2__)
+    while (end - p >= 16) {
+      const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      const __m128i hits = (_mm_cmpeq_epi8(block, _mm_set1_epi8(C)) | ...);
+      if (const int mask = _mm_movemask_epi8(hits); mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+      p += 16;
+    }
+#endif
+    while (p < end && ((*p != C) && ...)) ++p;
+    return p;
+  }
+
   bool skip_string() {  // at '"'
     if (p_ == end_ || *p_ != '"') return false;
     ++p_;
     for (;;) {
-      const void* quote = std::memchr(p_, '"', static_cast<size_t>(end_ - p_));
-      if (quote == nullptr) return false;
-      const char* q = static_cast<const char*>(quote);
-      size_t backslashes = 0;
-      for (const char* b = q; b > p_ && b[-1] == '\\'; --b) ++backslashes;
+      const char* q = find_any<'"', '\\'>(p_, end_);
+      if (q == end_) return false;
+      if (*q == '\\') {  // an escape: skip it and the character it escapes
+        if (end_ - q < 2) return false;
+        p_ = q + 2;
+        continue;
+      }
       p_ = q + 1;
-      if (backslashes % 2 == 0) return true;
+      return true;
     }
   }
 
   bool skip_nested() {  // at '{' or '['
     size_t depth = 0;
-    while (p_ < end_) {
+    for (;;) {
+      p_ = find_any<'"', '{', '}', '[', ']'>(p_, end_);
+      if (p_ == end_) return false;
       const char c = *p_;
       if (c == '"') {
         if (!skip_string()) return false;
@@ -90,11 +114,10 @@ class Scanner {
       ++p_;
       if (c == '{' || c == '[') {
         ++depth;
-      } else if (c == '}' || c == ']') {
-        if (--depth == 0) return true;
+      } else if (--depth == 0) {
+        return true;
       }
     }
-    return false;
   }
 
   const char* p_;
@@ -104,10 +127,19 @@ class Scanner {
 }  // namespace
 
 bool split_json_list(std::string_view text, JsonListView& out) {
+  return split_json_list(text, out, [&out](size_t, std::string_view item) {
+    out.items.push_back(item);
+    return true;
+  });
+}
+
+bool split_json_list(std::string_view text, JsonListView& out,
+                     const std::function<bool(size_t, std::string_view)>& on_item) {
   out = JsonListView();
   Scanner scan(text);
   if (!scan.eat('{')) return false;
   if (scan.eat('}')) return scan.at_end();
+  size_t index = 0;
   for (;;) {
     std::string_view key;
     std::string_view value;
@@ -118,7 +150,7 @@ bool split_json_list(std::string_view text, JsonListView& out) {
       if (!scan.eat(']')) {
         for (;;) {
           if (scan.peek() != '{' || !scan.value(value)) return false;
-          out.items.push_back(value);
+          if (!on_item(index++, value)) return false;
           if (scan.eat(']')) break;
           if (!scan.eat(',')) return false;
         }
