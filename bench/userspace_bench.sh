@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# The userspace proxy against HAProxy and against no proxy at all, side by
-# side in one run, on the loopback of one throwaway network namespace:
+# The userspace proxy against HAProxy, nginx stream and no proxy at all, side
+# by side in one run, on the loopback of one throwaway network namespace:
 #
 #   direct     client -> backend (10.244.0.2, the "pod")
 #   svcproxy   client -> ClusterIP 10.96.0.10 on svcproxy0 -> backend
 #              (`svcproxy run --proxy-mode userspace --userspace-workers T`)
 #   haproxy    client -> 10.0.0.1 (HAProxy, mode tcp, balance roundrobin,
 #              nbthread T) -> backend
+#   nginx      client -> 10.0.0.2 (nginx stream module, proxy_pass to an
+#              upstream (round robin), worker_processes T) -> backend
 #
 # Measures: iperf3 throughput with 1 and 16 streams; short connections
 # (connect, 1 request line, 1 reply line, close) from 16 threads: rate and
 # latency p50/p99 (bench/conn_rate.cc, compiled here), and the proxy's own
-# CPU time per short connection (utime+stime from /proc during that test).
+# CPU time per short connection (utime+stime from /proc during that test;
+# for nginx the master and its workers together).
 #
 #   bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S] [--compare OTHER_BUILD_DIR]
 #
 # --compare adds the path "before": OTHER_BUILD_DIR/svcproxy, measured the
 # same way in the same run (the two daemons take turns on svcproxy0).
 #
-# Needs root, iperf3 and haproxy (./dev deps). Never touches the host's
+# Needs root, iperf3 and haproxy (./dev deps); nginx with the stream module
+# (libnginx-mod-stream, installed by `./dev bench`) is measured when present
+# and skipped with one line otherwise. Never touches the host's
 # namespace: everything, svcproxy0 included, lives in the namespace made
 # here and deleted on exit. Prints the machine, the commands and a table.
 set -euo pipefail
@@ -42,6 +47,14 @@ for t in ip iperf3 haproxy g++ python3; do
 done
 [ -x "$build/svcproxy" ] || { echo "userspace_bench: $build/svcproxy missing" >&2; exit 1; }
 [ -z "$compare" ] || [ -x "$compare/svcproxy" ] || { echo "userspace_bench: $compare/svcproxy missing" >&2; exit 1; }
+# nginx stream: the Debian module package, or a binary built with the module in.
+nginx_module=/usr/lib/nginx/modules/ngx_stream_module.so
+have_nginx=
+if command -v nginx >/dev/null; then
+  if [ -f "$nginx_module" ]; then have_nginx=1
+  elif nginx -V 2>&1 | tr ' ' '\n' | grep -qx -- --with-stream; then have_nginx=1; nginx_module=
+  fi
+fi
 
 ns=svpbench-$$
 work=$(mktemp -d /tmp/svcproxy-usbench-XXXXXX)
@@ -59,6 +72,11 @@ in_ns() { ip netns exec "$ns" "$@"; }  # background jobs call ip netns exec dire
 echo "# userspace proxy benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(uname -sr), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "# $(haproxy -v | head -1); $(iperf3 --version | head -1)"
+if [ -n "$have_nginx" ]; then
+  echo "# $(nginx -v 2>&1 | head -1) (stream module)"
+else
+  echo "# nginx stream: skipped (no nginx with the stream module; ./dev bench installs nginx libnginx-mod-stream)"
+fi
 echo "# command: $0 $build --threads $threads --seconds $seconds${compare:+ --compare $compare}"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -68,6 +86,7 @@ ip netns add "$ns"
 in_ns ip link set lo up
 in_ns ip addr add 10.244.0.2/32 dev lo   # the backend ("pod")
 in_ns ip addr add 10.0.0.1/32 dev lo     # the node (HAProxy listens here)
+in_ns ip addr add 10.0.0.2/32 dev lo     # nginx stream listens here (same ports)
 in_ns sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
 ulimit -n "$(ulimit -Hn)"
 
@@ -139,6 +158,32 @@ backend rr
 EOF
 ip netns exec "$ns" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & haproxy_pid=$!; pids+=($!)
 
+# nginx stream: the same two ports as HAProxy, on 10.0.0.2; a foreground
+# master (daemon off) owned by this script, everything in $work/nginx.
+nginx_pid=
+if [ -n "$have_nginx" ]; then
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<EOF
+${nginx_module:+load_module $nginx_module;}
+worker_processes $threads;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 16000; }
+stream {
+  proxy_connect_timeout 2s;
+  proxy_timeout 60s;
+  upstream iperf { server 10.244.0.2:5201; }
+  upstream rr { server 10.244.0.2:8080; }
+  server { listen 10.0.0.2:5201; proxy_pass iperf; }
+  server { listen 10.0.0.2:8080; proxy_pass rr; }
+}
+EOF
+  ip netns exec "$ns" nginx -p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
+    >>"$work/nginx/error.log" 2>&1 & nginx_pid=$!; pids+=($!)
+fi
+
 wait_answers() {  # TARGET: until a short connection to it succeeds
   for i in $(seq 101); do
     in_ns "$work/conn_rate" load "$1" 8080 0.05 1 2>/dev/null | grep -q "connections=[1-9]" && return
@@ -146,10 +191,12 @@ wait_answers() {  # TARGET: until a short connection to it succeeds
   done
   echo "userspace_bench: nothing answers on $1:8080" >&2
   cat "$work/svcproxy.log" "$work/haproxy.log" >&2
+  [ -z "$nginx_pid" ] || cat "$work/nginx/error.log" >&2
   exit 1
 }
 wait_answers 10.244.0.2
 wait_answers 10.0.0.1
+[ -z "$nginx_pid" ] || wait_answers 10.0.0.2
 
 iperf() {  # target streams -> Gbit/s (retried: the server takes one test at a time)
   local json
@@ -165,12 +212,14 @@ iperf() {  # target streams -> Gbit/s (retried: the server takes one test at a t
   echo "n/a"
 }
 
-cpu_ticks() {  # PID -> utime+stime (clock ticks)
-  awk '{print $14 + $15}' "/proc/$1/stat"
+cpu_ticks() {  # PID... -> utime+stime summed (clock ticks)
+  local p sum=0
+  for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$sum"
 }
 
 declare -A result
-paths="direct${compare:+ before} svcproxy haproxy"
+paths="direct${compare:+ before} svcproxy haproxy${nginx_pid:+ nginx}"
 for name in $paths; do
   pid=
   case $name in
@@ -178,15 +227,16 @@ for name in $paths; do
     before) target=10.96.0.10; start_svcproxy "$compare"; pid=$svcproxy_pid ;;
     svcproxy) target=10.96.0.10; start_svcproxy "$build"; pid=$svcproxy_pid ;;
     haproxy) target=10.0.0.1; pid=$haproxy_pid ;;
+    nginx) target=10.0.0.2; pid="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')" ;;
   esac
   result[$name,1]=$(iperf "$target" 1)
   result[$name,16]=$(iperf "$target" 16)
-  [ -z "$pid" ] || t0=$(cpu_ticks "$pid")
+  [ -z "$pid" ] || t0=$(cpu_ticks $pid)
   line=$(in_ns "$work/conn_rate" load "$target" 8080 "$seconds" 16)
   echo "# $name short connections: $line"
   result[$name,cpu]=-
   if [ -n "$pid" ]; then
-    t1=$(cpu_ticks "$pid")
+    t1=$(cpu_ticks $pid)
     conns=$(sed -E 's/.*connections=([0-9]+).*/\1/' <<<"$line")
     result[$name,cpu]=$(python3 -c "import os,sys; t=(int(sys.argv[2])-int(sys.argv[1]))/os.sysconf('SC_CLK_TCK'); print('%.1f' % (t*1e6/max(1,int(sys.argv[3]))))" "$t0" "$t1" "$conns")
   fi
@@ -202,21 +252,27 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for name in $paths; do
   echo "| $name | ${result[$name,1]} | ${result[$name,16]} | ${result[$name,rate]} | ${result[$name,p50]} | ${result[$name,p99]} | ${result[$name,fail]} | ${result[$name,cpu]} |"
 done
-python3 - "${result[svcproxy,1]}" "${result[haproxy,1]}" "${result[svcproxy,16]}" "${result[haproxy,16]}" \
-  "${result[svcproxy,rate]}" "${result[haproxy,rate]}" "${result[svcproxy,p99]}" "${result[haproxy,p99]}" <<'EOF'
+ratio() {  # LABEL A B: A's numbers over B's
+  python3 - "$1" "${result[$2,1]}" "${result[$3,1]}" "${result[$2,16]}" "${result[$3,16]}" \
+    "${result[$2,rate]}" "${result[$3,rate]}" "${result[$2,p99]}" "${result[$3,p99]}" <<'EOF'
 import sys
-s1, h1, s16, h16, sr, hr, sp, hp = map(float, sys.argv[1:])
-print(f"\nsvcproxy/haproxy: 1 stream {s1/h1:.2f}x, 16 streams {s16/h16:.2f}x, "
-      f"connection rate {sr/hr:.2f}x, p99 {sp/hp:.2f}x (lower is better)")
+label = sys.argv[1]
+def r(a, b):
+    try: return f"{float(a)/float(b):.2f}x"
+    except (ValueError, ZeroDivisionError): return "n/a"
+a = sys.argv[2:]
+print(f"| {label} | {r(a[0], a[1])} | {r(a[2], a[3])} | {r(a[4], a[5])} | {r(a[6], a[7])} |")
 EOF
+}
+echo
+echo "| ratio | iperf3 1 stream | iperf3 16 streams | short conns/s | p99 (lower is better) |"
+echo "|---|---:|---:|---:|---:|"
+ratio svcproxy/haproxy svcproxy haproxy
+[ -z "$nginx_pid" ] || ratio svcproxy/nginx svcproxy nginx
+[ -z "$nginx_pid" ] || ratio nginx/haproxy nginx haproxy
 if [ -n "$compare" ]; then
-  python3 - "${result[before,1]}" "${result[haproxy,1]}" "${result[before,16]}" "${result[haproxy,16]}" \
-    "${result[before,rate]}" "${result[haproxy,rate]}" "${result[before,p99]}" "${result[haproxy,p99]}" <<'EOF'
-import sys
-s1, h1, s16, h16, sr, hr, sp, hp = map(float, sys.argv[1:])
-print(f"before/haproxy: 1 stream {s1/h1:.2f}x, 16 streams {s16/h16:.2f}x, "
-      f"connection rate {sr/hr:.2f}x, p99 {sp/hp:.2f}x")
-EOF
+  ratio before/haproxy before haproxy
+  [ -z "$nginx_pid" ] || ratio before/nginx before nginx
 fi
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 grep -E "stats|ejected|paused" "$work/svcproxy.log" | tail -2 | sed 's/^/# svcproxy log: /' || true
