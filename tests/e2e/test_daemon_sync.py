@@ -12,7 +12,8 @@ namespace, driven by edits of DIR, with live traffic through it.
     while 100 unrelated services are added and removed by ≥ 200 edits, each
     its own partial sync; a connection opened before the edits still works
     after them; the kernel ruleset then equals a fresh compile.
-  - Drift: with --sync-period 1s, a map element deleted by hand is back
+  - Drift: with --sync-period 1s, a set element deleted by hand (service A's
+    classification) is back
     after the next periodic full sync (`rules --live` equals `rules`).
   - SIGTERM: exit 0 within 1 s, rules left in place.
 
@@ -517,26 +518,37 @@ class TestNoDisruption(DaemonTestCase):
         self.assert_foreign_untouched()
 
 
+def set_elements(ruleset: str, name: str) -> list[str]:
+    """The elements of set `name` in the ip table of an nft listing."""
+    m = re.search(r"^table ip svcproxy \{.*?^\tset " + re.escape(name) + r" \{(.*?)^\t\}", ruleset, re.M | re.S)
+    if not m:
+        return []
+    body = m.group(1).partition("elements = {")[2].rpartition("}")[0]
+    return [e.strip() for e in body.split(",") if e.strip()]
+
+
 class TestDriftRepair(DaemonTestCase):
     sync_period = "1s"
 
-    def test_periodic_full_sync_restores_a_hand_deleted_map_element(self):
+    def test_periodic_full_sync_restores_a_hand_deleted_set_element(self):
         box = self.box
         compiled = self.compiled()
         element = f"{TCP_A} . tcp . 80"
-        self.assertIn(f"{element} : goto", compiled)
+        # Service A's address . protocol . port classifies it as a ClusterIP
+        # service (set cluster-ip); without it, its traffic is rejected.
+        self.assertIn(element, set_elements(compiled, "cluster-ip"))
         # Delete by hand and see it missing (retried if a periodic sync
         # happened to repair it before the readback).
         for _ in range(5):
             mark = self.daemon.mark()
-            box.exec(box.node, ["nft", "delete", "element", "ip", "svcproxy", "service-ips", f"{{ {element} }}"])
+            box.exec(box.node, ["nft", "delete", "element", "ip", "svcproxy", "cluster-ip", f"{{ {element} }}"])
             t_deleted = time.time()
             drifted = self.live()
             if drifted != compiled:
                 break
         else:
             self.fail("the hand-deleted element never showed in rules --live")
-        self.assertNotIn(f"{element} : goto", drifted)
+        self.assertNotIn(element, set_elements(drifted, "cluster-ip"))
         # The first periodic sync that started after the deletion repairs it.
         while True:
             sync = self.daemon.wait_sync(after=mark, reason="sync-period", timeout=5)
