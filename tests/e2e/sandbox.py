@@ -572,6 +572,37 @@ class _Agent:
             self.proc.wait(timeout=3)
 
 
+def require_root_and_tools(svcproxy: str | os.PathLike) -> None:
+    """An e2e module's first check: skipped (unittest.SkipTest) unless root
+    with every tool present; an error if the svcproxy binary is missing."""
+    import unittest
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("needs root: creates network namespaces")
+    missing = missing_tools()
+    if missing:
+        raise unittest.SkipTest(f"missing tools: {', '.join(missing)}")
+    if not os.access(svcproxy, os.X_OK):
+        raise RuntimeError(f"svcproxy binary not found at {svcproxy} (set SVCPROXY_BIN)")
+
+
+def start_pods_sandbox(svcproxy: str | os.PathLike, pods: Sequence[Pod],
+                       echo_ports: Iterable[tuple[int, str]]) -> tuple["Sandbox", dict[str, list[Echo]]]:
+    """A built sandbox with `pods`, each running echo on `echo_ports`, every
+    echo answering; closed again if any step fails. Returns the sandbox and
+    each pod's echoes (in `echo_ports` order)."""
+    echo_ports = list(echo_ports)
+    box = Sandbox(svcproxy)
+    try:
+        box.build()
+        box.add_pods(pods)
+        echoes = {pod.name: box.start_pod_echoes(pod, echo_ports, wait=False) for pod in pods}
+        box.wait_ready([e for started in echoes.values() for e in started])
+        return box, echoes
+    except BaseException:
+        box.close()
+        raise
+
+
 class LineLog:
     """The lines of a child's pipe, read by a thread as they come, each with
     the wall-clock time it was read; waiters block on a condition with a

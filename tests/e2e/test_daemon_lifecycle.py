@@ -101,22 +101,10 @@ class Env:
 
 
 def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("needs root: creates network namespaces")
-    missing = sb.missing_tools()
-    if missing:
-        raise unittest.SkipTest(f"missing tools: {', '.join(missing)}")
-    if not os.access(SVCPROXY, os.X_OK):
-        raise RuntimeError(f"svcproxy binary not found at {SVCPROXY} (set SVCPROXY_BIN)")
+    sb.require_root_and_tools(SVCPROXY)
     Env.tmp = Path(tempfile.mkdtemp(prefix="svcproxy-e2e-lifecycle-"))
-    Env.box = sb.Sandbox(SVCPROXY)
     try:
-        Env.box.build()
-        Env.box.add_pods(PODS)
-        echoes = []
-        for pod in PODS:
-            echoes += Env.box.start_pod_echoes(pod, [(8080, "tcp")], wait=False)
-        Env.box.wait_ready(echoes)
+        Env.box, _ = sb.start_pods_sandbox(SVCPROXY, PODS, [(8080, "tcp")])
     except BaseException:
         tearDownModule()
         raise

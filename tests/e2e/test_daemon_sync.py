@@ -81,23 +81,11 @@ class Env:
 
 
 def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("needs root: creates network namespaces")
-    missing = sb.missing_tools()
-    if missing:
-        raise unittest.SkipTest(f"missing tools: {', '.join(missing)}")
-    if not os.access(SVCPROXY, os.X_OK):
-        raise RuntimeError(f"svcproxy binary not found at {SVCPROXY} (set SVCPROXY_BIN)")
+    sb.require_root_and_tools(SVCPROXY)
     Env.tmp = Path(tempfile.mkdtemp(prefix="svcproxy-e2e-daemon-"))
-    Env.box = sb.Sandbox(SVCPROXY)
     try:
+        Env.box, _ = sb.start_pods_sandbox(SVCPROXY, PODS, ECHO_PORTS)
         box = Env.box
-        box.build()
-        box.add_pods(PODS)
-        echoes = []
-        for pod in PODS:
-            echoes += box.start_pod_echoes(pod, ECHO_PORTS, wait=False)
-        box.wait_ready(echoes)
         box.nft(box.node, FOREIGN_TABLE)
         Env.foreign_before = box.nft_list(box.node, ["table", "inet", "foreign"])
     except BaseException:

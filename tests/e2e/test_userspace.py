@@ -68,25 +68,12 @@ class Env:
 
 
 def setUpModule():
-    if os.geteuid() != 0:
-        raise unittest.SkipTest("needs root: creates network namespaces")
-    missing = sb.missing_tools()
-    if missing:
-        raise unittest.SkipTest(f"missing tools: {', '.join(missing)}")
-    if not os.access(SVCPROXY, os.X_OK):
-        raise RuntimeError(f"svcproxy binary not found at {SVCPROXY} (set SVCPROXY_BIN)")
+    sb.require_root_and_tools(SVCPROXY)
     Env.tmp = Path(tempfile.mkdtemp(prefix="svcproxy-e2e-userspace-"))
-    Env.box = sb.Sandbox(SVCPROXY)
     try:
-        box = Env.box
-        box.build()
-        box.add_pods(PODS)
-        echoes = []
-        for pod in PODS:
-            started = box.start_pod_echoes(pod, ECHO_PORTS, wait=False)
-            Env.echoes[pod.name] = started[0]  # the TCP one
-            echoes += started
-        box.wait_ready(echoes)
+        Env.box, echoes = sb.start_pods_sandbox(SVCPROXY, PODS, ECHO_PORTS)
+        for name, started in echoes.items():
+            Env.echoes[name] = started[0]  # the TCP one
     except BaseException:
         tearDownModule()
         raise
