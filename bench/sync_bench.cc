@@ -50,6 +50,7 @@
 #include "dataplane/compile.h"
 #include "dataplane/kernel.h"
 #include "model/service_ports.h"
+#include "tests/dataplane/netlink_test_kernel.h"
 #include "watch/manifests.h"
 
 namespace {
@@ -94,63 +95,8 @@ struct Phase {
   }
 };
 
-struct ChildResult {
-  bool ok = false;
-  std::string output;
-  long maxrss_kib = 0;
-  double user = 0, sys = 0;
-};
-
-// Forks; the child enters a new network namespace and runs `work`, whose
-// return value (or exception text) comes back through a pipe.
-ChildResult run_in_fresh_netns(const std::function<std::string()>& work) {
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    close(fds[0]);
-    std::string out;
-    int status = 1;
-    if (unshare(CLONE_NEWNET) != 0) {
-      out = "unshare(CLONE_NEWNET) failed (needs root)";
-    } else {
-      try {
-        out = work();
-        status = 0;
-      } catch (const std::exception& e) {
-        out = e.what();
-      }
-    }
-    size_t done = 0;
-    while (done < out.size()) {
-      const ssize_t n = write(fds[1], out.data() + done, out.size() - done);
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    close(fds[1]);
-    _exit(status);
-  }
-  close(fds[1]);
-  ChildResult result;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    result.output.append(buf, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  int status = 0;
-  rusage ru{};
-  wait4(pid, &status, 0, &ru);
-  result.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  if (WIFSIGNALED(status)) result.output += "child killed by signal " + std::to_string(WTERMSIG(status));
-  result.maxrss_kib = ru.ru_maxrss;
-  result.user = tv_seconds(ru.ru_utime);
-  result.sys = tv_seconds(ru.ru_stime);
-  return result;
-}
+// A fresh network namespace per measurement, as the netlink tests use.
+using dataplane::testing::run_in_fresh_netns;
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -286,7 +232,7 @@ int cmd_full(const std::vector<Size>& sizes, int reps, bool copy) {
       totals.push_back(tot);
       rss.push_back(static_cast<double>(r.maxrss_kib) / 1024);
       std::printf("%-10s %4d %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f %9zu %9ld  %s\n", size.str().c_str(), rep, m,
-                  re, ru, ap, tot, r.user, r.sys, el, r.maxrss_kib / 1024, rss_steps);
+                  re, ru, ap, tot, r.user_seconds, r.sys_seconds, el, r.maxrss_kib / 1024, rss_steps);
       std::fflush(stdout);
     }
     std::printf("SUMMARY full %s median_total_s=%.3f median_maxrss_MiB=%.0f\n", size.str().c_str(), median(totals),
