@@ -14,6 +14,7 @@
 #   bench/dnat_cascade.sh BUILD_DIR [--distinct K] [--connects N] [--control]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/topology.sh"
 build=${1:?build dir}; shift
 distinct=100 connects=5000 control=0
 while [ $# -gt 0 ]; do
@@ -38,22 +39,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for n in "$cl" "$nd" "$be"; do ip netns add "$n"; done
-ip netns exec "$nd" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
-ip -n "$nd" -batch - <<EOF
-link set lo up
-link add ext0 type veth peer name eth0 netns $cl
-link add vb0 type veth peer name eth0 netns $be
-addr add 203.0.113.1/24 dev ext0
-addr add 10.250.0.1/16 dev vb0
-link set ext0 up
-link set vb0 up
-EOF
-ip -n "$cl" -batch - <<EOF
-link set lo up
-addr add 203.0.113.2/24 dev eth0
-link set eth0 up
-route add default via 203.0.113.1
-EOF
+bench_wire "$cl" "$nd" "$be" 16
 {
   echo "link set lo up"
   for ((i = 0; i < distinct; i++)); do echo "addr add 10.250.$(( (2 + i) / 256 )).$(( (2 + i) % 256 ))/16 dev eth0"; done
@@ -62,7 +48,7 @@ EOF
 } | ip -n "$be" -batch -
 ip netns exec "$be" "$build/svcproxy" echo --listen 0.0.0.0:8080 --id backend > "$tmp/echo.out" 2>&1 &
 echo_pid=$!
-for _ in $(seq 100); do grep -q listening "$tmp/echo.out" 2>/dev/null && break; sleep 0.05; done
+bench_wait_listening "$tmp/echo.out" dnat_cascade.sh
 
 HERE=$here CONTROL=$control python3 - "$distinct" "$tmp/cluster.json" <<'EOF'
 import json, os, sys

@@ -19,6 +19,7 @@
 #   bench/latency.sh BUILD_DIR [--connects N] [--rounds K] [--data DIR] [--big S]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/topology.sh"
 build=${1:?build dir}; shift
 connects=2000 rounds=3 data= big=10000
 while [ $# -gt 0 ]; do
@@ -51,22 +52,7 @@ TARGET=10.96.0.2:80=10.250.0.2:8080
 topology() {  # name: creates $p-name-{client,node,backend} and starts the echo backend
   local cl=$p-$1-client nd=$p-$1-node be=$p-$1-backend
   for n in "$cl" "$nd" "$be"; do ip netns add "$n"; namespaces+=("$n"); done
-  ip netns exec "$nd" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
-  ip -n "$nd" -batch - <<EOF
-link set lo up
-link add ext0 type veth peer name eth0 netns $cl
-link add vb0 type veth peer name eth0 netns $be
-addr add 203.0.113.1/24 dev ext0
-addr add 10.250.0.1/24 dev vb0
-link set ext0 up
-link set vb0 up
-EOF
-  ip -n "$cl" -batch - <<EOF
-link set lo up
-addr add 203.0.113.2/24 dev eth0
-link set eth0 up
-route add default via 203.0.113.1
-EOF
+  bench_wire "$cl" "$nd" "$be" 24
   ip -n "$be" -batch - <<EOF
 link set lo up
 addr add 10.250.0.2/24 dev eth0
@@ -75,8 +61,7 @@ route add default via 10.250.0.1
 EOF
   ip netns exec "$be" "$svcproxy" echo --listen 0.0.0.0:8080 --id "$1" > "$tmp/echo-$1.out" 2>&1 &
   echo_pids+=($!)
-  for _ in $(seq 100); do grep -q listening "$tmp/echo-$1.out" 2>/dev/null && break; sleep 0.05; done
-  grep -q listening "$tmp/echo-$1.out" || { echo "latency.sh: echo did not start: $(cat "$tmp/echo-$1.out")" >&2; exit 1; }
+  bench_wait_listening "$tmp/echo-$1.out" latency.sh
 }
 topology a
 topology b
