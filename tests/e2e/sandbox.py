@@ -585,6 +585,17 @@ def require_root_and_tools(svcproxy: str | os.PathLike) -> None:
         raise RuntimeError(f"svcproxy binary not found at {svcproxy} (set SVCPROXY_BIN)")
 
 
+def close_env(env) -> None:
+    """An e2e module's teardown: closes env.box (namespaces, processes) and
+    removes env.tmp; safe to call twice and after a failed setup."""
+    if getattr(env, "box", None):
+        env.box.close()
+        env.box = None
+    if getattr(env, "tmp", None):
+        shutil.rmtree(env.tmp, ignore_errors=True)
+        env.tmp = None
+
+
 def start_pods_sandbox(svcproxy: str | os.PathLike, pods: Sequence[Pod],
                        echo_ports: Iterable[tuple[int, str]]) -> tuple["Sandbox", dict[str, list[Echo]]]:
     """A built sandbox with `pods`, each running echo on `echo_ports`, every

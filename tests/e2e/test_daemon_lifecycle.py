@@ -57,7 +57,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -111,12 +110,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if Env.box:
-        Env.box.close()
-        Env.box = None
-    if Env.tmp:
-        shutil.rmtree(Env.tmp, ignore_errors=True)
-        Env.tmp = None
+    sb.close_env(Env)
 
 
 # ---------------------------------------------------------------------- time

@@ -94,12 +94,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if Env.box:
-        Env.box.close()
-        Env.box = None
-    if Env.tmp:
-        shutil.rmtree(Env.tmp, ignore_errors=True)
-        Env.tmp = None
+    sb.close_env(Env)
 
 
 # ---------------------------------------------------------------------- manifests

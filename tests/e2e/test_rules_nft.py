@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -181,12 +180,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if Env.box:
-        Env.box.close()
-        Env.box = None
-    if Env.tmp:
-        shutil.rmtree(Env.tmp, ignore_errors=True)
-        Env.tmp = None
+    sb.close_env(Env)
 
 
 class FlowTestCase(unittest.TestCase):

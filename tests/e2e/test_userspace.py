@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -80,12 +79,7 @@ def setUpModule():
 
 
 def tearDownModule():
-    if Env.box:
-        Env.box.close()
-        Env.box = None
-    if Env.tmp:
-        shutil.rmtree(Env.tmp, ignore_errors=True)
-        Env.tmp = None
+    sb.close_env(Env)
 
 
 def node_object() -> dict:
