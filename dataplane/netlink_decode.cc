@@ -826,6 +826,12 @@ class TableReader {
       }
     });
     std::sort(set.elements.begin(), set.elements.end());
+    // A hash set's dump spans several messages, each resuming by skipping
+    // the elements already sent; when the kernel resizes the table between
+    // them (it does so in the background after a large transaction), the
+    // order changes and the dump repeats some elements and misses as many.
+    // A repeat is the visible half: read everything again.
+    if (std::adjacent_find(set.elements.begin(), set.elements.end()) != set.elements.end()) *changed_ = true;
   }
 
   // `numgen random mod N vmap { ... }` maps: slot -> verdict, for the rule
