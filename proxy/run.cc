@@ -347,8 +347,9 @@ int run_daemon(const RunOptions& options, Log& log) {
   // pending changes.
   auto take_changes = [&] {
     const auto arrived = tracker.take_arrived();
-    if (!arrived.any()) return;
+    // Every wake, also a relist that changed nothing: the watch counters move.
     source->export_metrics(metrics);
+    if (!arrived.any()) return;
     metrics.changes_received(arrived.endpoint_slices, arrived.services);
     if (!started) return;
     backlog.services += arrived.services;

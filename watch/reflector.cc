@@ -183,10 +183,12 @@ awaitable<void> Reflector::list() {
     for (const BadObject& bad : page.bad) log_bad(bad);
     for (Object& object : page.objects) objects.push_back(std::move(object));
     if (page.continue_token.empty()) {
+      // Counted before the store tells its consumers, so that what they
+      // read of the stats includes this list.
+      ++stats_.lists;
       store_.replace(options_.resource, std::move(objects));
       resource_version_ = page.resource_version;
       resource_version_unavailable_ = false;
-      ++stats_.lists;
       co_return;
     }
     continue_token = page.continue_token;
@@ -244,9 +246,9 @@ awaitable<Reflector::WatchOutcome> Reflector::watch() {
           objects.reserve(initial_objects.size());
           for (auto& [key, object] : initial_objects) objects.push_back(std::move(object));
           initial_objects.clear();
+          ++stats_.lists;
           store_.replace(resource, std::move(objects));
           in_initial = false;
-          ++stats_.lists;
         }
         break;
       case EventType::Error:
