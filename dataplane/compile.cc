@@ -153,10 +153,14 @@ class TableState {
   // The table by reference (RulesetRef): what apply_full encodes.
   void ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& storage) const;
   IPFamily family() const { return family_; }
-  const std::map<model::ObjectRef, std::set<model::ServicePortName>>& services() const { return by_service_; }
+  // Calls f(service) for each port held (a service once per port).
+  template <typename F>
+  void each_service(F f) const {
+    for (const auto& [name, record] : ports_) f(name.service);
+  }
   size_t port_count(const model::ObjectRef& service) const {
-    auto it = by_service_.find(service);
-    return it == by_service_.end() ? 0 : it->second.size();
+    auto [begin, end] = service_ports(service);
+    return static_cast<size_t>(std::distance(begin, end));
   }
   const ServicePortState* port(const model::ServicePortName& name) const {
     auto it = ports_.find(name);
@@ -213,8 +217,17 @@ class TableState {
   std::vector<std::map<IPAddress, int>> refs_;
   std::vector<size_t> counts_;
 
+  // A service's ports are one contiguous range of ports_ (names order by
+  // service first), so no index by service is kept.
   std::map<model::ServicePortName, PortRecord> ports_;
-  std::map<model::ObjectRef, std::set<model::ServicePortName>> by_service_;
+  using PortIterator = std::map<model::ServicePortName, PortRecord>::const_iterator;
+  std::pair<PortIterator, PortIterator> service_ports(const model::ObjectRef& service) const {
+    const model::ServicePortName first{service, {}, static_cast<model::Protocol>(0), IPFamily::V4};
+    const auto begin = ports_.lower_bound(first);
+    auto end = begin;
+    while (end != ports_.end() && end->first.service == service) ++end;
+    return {begin, end};
+  }
   std::map<ClaimKey, std::set<model::ServicePortName>> claims_;
   std::map<uint32_t, size_t> touched_dnat_;                       // set id -> count before
   std::map<std::pair<uint32_t, IPAddress>, bool> touched_refs_;  // -> present before
@@ -691,7 +704,7 @@ void TableState::contribute(const Contribution& c, int delta, TableDiff* diff) {
   const auto& name = definitions_[c.set].name;
   if (is_refcounted(name)) {
     auto& refs = refs_[c.set];
-    const auto& ip = std::get<IPAddress>(c.element.key[0]);
+    const IPAddress ip = std::get<IPAddress>(c.element.key[0]);
     auto it = refs.find(ip);
     const bool present = it != refs.end();
     if (diff) touched_refs_.try_emplace({c.set, ip}, present);
@@ -784,7 +797,11 @@ void TableState::update(const std::set<model::ObjectRef>& services,
   for (const auto* sp : ports)
     if (sp->name.family == family_) incoming[sp->name] = sp;
 
-  // 1. Register the new claims and find whose ownership changes.
+  // 1. Register the new claims and find whose ownership changes. With
+  // nothing compiled yet (a reset) every incoming port is compiled anyway,
+  // so neither the winners nor the set of ports to recompile are tracked:
+  // at 50k services those temporaries were ~20 MiB of the peak.
+  const bool fresh = ports_.empty();
   std::set<model::ServicePortName> recompile, removed;
   std::map<ClaimKey, std::optional<model::ServicePortName>> winner_before;
   auto note_winner = [&](const ClaimKey& key) {
@@ -794,30 +811,28 @@ void TableState::update(const std::set<model::ObjectRef>& services,
                                                                    : std::optional(*it->second.begin());
   };
   for (const auto& service : services) {
-    auto known = by_service_.find(service);
-    if (known != by_service_.end()) {
-      for (const auto& name : known->second) {
-        const auto& record = ports_.at(name);
-        auto in = incoming.find(name);
-        if (in != incoming.end() && *in->second == record.state) continue;  // unchanged
-        for (const auto& key : wants(record.state)) {
-          note_winner(key);
-          auto& owners = claims_[key];
-          owners.erase(name);
-          if (owners.empty()) claims_.erase(key);
-        }
-        if (in == incoming.end()) removed.insert(name);
+    const auto [begin, end] = service_ports(service);
+    for (auto port = begin; port != end; ++port) {
+      const auto& [name, record] = *port;
+      auto in = incoming.find(name);
+      if (in != incoming.end() && *in->second == record.state) continue;  // unchanged
+      for (const auto& key : wants(record.state)) {
+        note_winner(key);
+        auto& owners = claims_[key];
+        owners.erase(name);
+        if (owners.empty()) claims_.erase(key);
       }
+      if (in == incoming.end()) removed.insert(name);
     }
   }
   for (const auto& [name, sp] : incoming) {
     auto existing = ports_.find(name);
     if (existing != ports_.end() && existing->second.state == *sp) continue;
     for (const auto& key : wants(*sp)) {
-      note_winner(key);
+      if (!fresh) note_winner(key);
       claims_[key].insert(name);
     }
-    recompile.insert(name);
+    if (!fresh) recompile.insert(name);
   }
   for (const auto& [key, before] : winner_before) {
     auto it = claims_.find(key);
@@ -834,21 +849,23 @@ void TableState::update(const std::set<model::ObjectRef>& services,
     auto it = ports_.find(name);
     if (stale) stale_udp_flows(it->second.state, nullptr, *stale);
     diff_fragment(it->second.fragment, kEmpty, diff, needs_full);
-    by_service_[name.service].erase(name);
-    if (by_service_[name.service].empty()) by_service_.erase(name.service);
     ports_.erase(it);
   }
-  for (const auto& name : recompile) {
+  auto recompile_port = [&](const model::ServicePortName& name) {
     auto in = incoming.find(name);
     auto existing = ports_.find(name);
     if (stale && existing != ports_.end() && in != incoming.end())
       stale_udp_flows(existing->second.state, in->second, *stale);
     auto& record = ports_[name];
     if (in != incoming.end()) record.state = *in->second;
-    by_service_[name.service].insert(name);
     Fragment fragment = compile_port(record.state);
     diff_fragment(record.fragment, fragment, diff, needs_full);
     record.fragment = std::move(fragment);
+  };
+  if (fresh) {
+    for (const auto& [name, sp] : incoming) recompile_port(name);
+  } else {
+    for (const auto& name : recompile) recompile_port(name);
   }
   if (!diff) return;
 
@@ -1066,8 +1083,9 @@ RulesetDiff RulesetCompiler::replace_all(const std::vector<model::ServicePortSta
   std::set<model::ObjectRef> changed;
   std::vector<ServicePortState> changed_ports;
   for (const auto& table : impl_->tables)
-    for (const auto& [service, names] : table.services())
+    table.each_service([&](const model::ObjectRef& service) {
       if (!wanted.contains(service)) changed.insert(service);
+    });
   for (const auto& [service, list] : wanted) {
     size_t known = 0;
     for (const auto& table : impl_->tables) known += table.port_count(service);
@@ -1132,9 +1150,9 @@ size_t RulesetDiff::operations() const {
 void RulesetCompiler::reset(const std::vector<model::ServicePortState>& ports) {
   model::NodeConfig node = impl_->node;
   impl_ = std::make_unique<Impl>(std::move(node));
-  std::set<model::ObjectRef> services;
-  for (const auto& p : ports) services.insert(p.name.service);
-  impl_->apply(services, ports, false);
+  // The state is empty, so there are no held ports of any service to
+  // remove: no set of the services is needed (it was ~5 MiB at 50k).
+  impl_->apply({}, ports, false);
 }
 
 CompileResult compile(const std::vector<model::ServicePortState>& ports, const model::NodeConfig& node) {

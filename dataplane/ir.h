@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <array>
 #include <compare>
+#include <cstring>
+#include <iterator>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -59,55 +61,201 @@ struct Verdict {
   auto operator<=>(const Verdict&) const = default;
 };
 
-// The components of one element key or data tuple, stored inline: an
-// element has at most 4 key components (addr . proto . port . slot) and 2 data
-// components, and rulesets hold 100k+ elements, so per-element heap
-// allocations would dominate compile time. Vector-like interface.
-template <size_t Capacity>
-class InlineValues {
+// The components of one element key or data tuple, packed into a fixed
+// number of bytes inside the element: rulesets hold 100k+ elements and the
+// incremental compiler keeps every one of them, so neither a heap allocation
+// nor a 24-byte variant per component can be afforded (an element was 208
+// bytes with std::variant components; packed it is 72). Each component is a
+// tag byte followed by its value, big-endian, IPv4 addresses in 4 bytes:
+//
+//   tag 0 IPv4 address (4)    tag 2 IPv4 prefix (4 + length)   tag 4 protocol (1)
+//   tag 1 IPv6 address (16)   tag 3 IPv6 prefix (16 + length)  tag 5 port (2)   tag 6 slot (4)
+//
+// The tags follow Value's alternatives (and IPv4 before IPv6, as IPAddress
+// orders them), so comparing the bytes orders lists exactly as comparing
+// their Values would. Capacity fits every key svcproxy uses (IPv6 . IPv6 is
+// 34 bytes, IPv6 . proto . port . slot 27); push_back throws beyond it.
+// Read-only access decodes: operator[] and iteration yield Values by value.
+template <size_t Bytes>
+class PackedValues {
  public:
-  static constexpr size_t kCapacity = Capacity;
-  InlineValues() = default;
-  InlineValues(std::initializer_list<Value> values) {
+  static constexpr size_t kBytes = Bytes;
+  PackedValues() = default;
+  PackedValues(std::initializer_list<Value> values) {
     for (const auto& v : values) push_back(v);
   }
-  size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
-  void clear() { size_ = 0; }
-  const Value& operator[](size_t i) const { return values_[i]; }
-  Value& operator[](size_t i) { return values_[i]; }
-  const Value* begin() const { return values_.data(); }
-  const Value* end() const { return values_.data() + size_; }
-  Value* begin() { return values_.data(); }
-  Value* end() { return values_.data() + size_; }
-  const Value& front() const { return values_[0]; }
-  const Value& back() const { return values_[size_ - 1]; }
+
+  class const_iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = Value;
+    using difference_type = std::ptrdiff_t;
+    using reference = Value;
+    using pointer = void;
+    const_iterator() = default;
+    explicit const_iterator(const uint8_t* at) : at_(at) {}
+    Value operator*() const { return decode(at_); }
+    const_iterator& operator++() {
+      at_ += encoded_size(*at_);
+      return *this;
+    }
+    const_iterator operator++(int) {
+      auto old = *this;
+      ++*this;
+      return old;
+    }
+    bool operator==(const const_iterator& o) const { return at_ == o.at_; }
+
+   private:
+    const uint8_t* at_ = nullptr;
+  };
+
+  size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  void clear() { *this = PackedValues(); }
+  const_iterator begin() const { return const_iterator(bytes_.data()); }
+  const_iterator end() const { return const_iterator(bytes_.data() + used_); }
+  Value operator[](size_t i) const {
+    const uint8_t* at = bytes_.data();
+    while (i-- > 0) at += encoded_size(*at);
+    return decode(at);
+  }
+  Value front() const { return (*this)[0]; }
+  Value back() const { return (*this)[count_ - 1]; }
   void push_back(const Value& v) {
-    if (size_ == kCapacity) throw std::length_error("ir: too many components in an element");
-    values_[size_++] = v;
+    uint8_t buf[kMaxComponent];
+    const size_t n = encode(v, buf);
+    if (used_ + n > Bytes) throw std::length_error("ir: an element's components exceed its packed capacity");
+    std::memcpy(bytes_.data() + used_, buf, n);
+    used_ = static_cast<uint8_t>(used_ + n);
+    ++count_;
   }
   template <typename T>
   void emplace_back(T&& v) {
     push_back(Value(std::forward<T>(v)));
   }
-  bool operator==(const InlineValues& o) const { return std::equal(begin(), end(), o.begin(), o.end()); }
-  std::strong_ordering operator<=>(const InlineValues& o) const {
-    return std::lexicographical_compare_three_way(begin(), end(), o.begin(), o.end());
+  bool operator==(const PackedValues& o) const {
+    return used_ == o.used_ && std::memcmp(bytes_.data(), o.bytes_.data(), used_) == 0;
+  }
+  std::strong_ordering operator<=>(const PackedValues& o) const {
+    const int c = std::memcmp(bytes_.data(), o.bytes_.data(), std::min(used_, o.used_));
+    if (c != 0) return c < 0 ? std::strong_ordering::less : std::strong_ordering::greater;
+    return used_ <=> o.used_;
   }
 
  private:
-  std::array<Value, kCapacity> values_{};
-  uint8_t size_ = 0;
+  static constexpr size_t kMaxComponent = 18;  // tag + IPv6 prefix
+  static size_t encoded_size(uint8_t tag) {
+    static constexpr uint8_t kSizes[] = {5, 17, 6, 18, 2, 3, 5};
+    return kSizes[tag];
+  }
+  static size_t encode(const Value& value, uint8_t* out) {
+    return std::visit(
+        [&](const auto& v) -> size_t {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, IPAddress>) {
+            const bool v6 = v.family == IPFamily::V6;
+            out[0] = v6 ? 1 : 0;
+            std::memcpy(out + 1, v.bytes.data(), v6 ? 16 : 4);
+            return v6 ? 17 : 5;
+          } else if constexpr (std::is_same_v<T, CIDR>) {
+            const bool v6 = v.address.family == IPFamily::V6;
+            out[0] = v6 ? 3 : 2;
+            std::memcpy(out + 1, v.address.bytes.data(), v6 ? 16 : 4);
+            out[v6 ? 17 : 5] = v.prefix;
+            return v6 ? 18 : 6;
+          } else if constexpr (std::is_same_v<T, model::Protocol>) {
+            out[0] = 4;
+            out[1] = static_cast<uint8_t>(v);
+            return 2;
+          } else if constexpr (std::is_same_v<T, uint16_t>) {
+            out[0] = 5;
+            out[1] = static_cast<uint8_t>(v >> 8);
+            out[2] = static_cast<uint8_t>(v);
+            return 3;
+          } else {
+            out[0] = 6;
+            for (int i = 0; i < 4; ++i) out[1 + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
+            return 5;
+          }
+        },
+        value);
+  }
+  static Value decode(const uint8_t* at) {
+    auto address = [](const uint8_t* p, bool v6) {
+      IPAddress ip;
+      ip.family = v6 ? IPFamily::V6 : IPFamily::V4;
+      std::memcpy(ip.bytes.data(), p, v6 ? 16 : 4);
+      return ip;
+    };
+    switch (at[0]) {
+      case 0:
+      case 1:
+        return address(at + 1, at[0] == 1);
+      case 2:
+      case 3: {
+        CIDR cidr;
+        cidr.address = address(at + 1, at[0] == 3);
+        cidr.prefix = at[at[0] == 3 ? 17 : 5];
+        return cidr;
+      }
+      case 4:
+        return static_cast<model::Protocol>(at[1]);
+      case 5:
+        return static_cast<uint16_t>((at[1] << 8) | at[2]);
+      default:
+        return (uint32_t{at[1]} << 24) | (uint32_t{at[2]} << 16) | (uint32_t{at[3]} << 8) | uint32_t{at[4]};
+    }
+  }
+
+  std::array<uint8_t, Bytes> bytes_{};
+  uint8_t used_ = 0;
+  uint8_t count_ = 0;
 };
-using ValueList = InlineValues<4>;  // element keys
-using DataList = InlineValues<2>;   // element data (address . port)
+using ValueList = PackedValues<38>;  // element keys
+using DataList = PackedValues<22>;   // element data (address . port)
+
+// An element's optional verdict, held out of line: only verdict-map
+// elements have one (affinity and source-range services), and an inline
+// std::optional<Verdict> would add 48 bytes to every element. Same interface
+// as std::optional for what the IR's consumers do with it.
+class OptionalVerdict {
+ public:
+  OptionalVerdict() = default;
+  OptionalVerdict(std::nullopt_t) {}
+  OptionalVerdict(Verdict v) : verdict_(std::make_unique<Verdict>(std::move(v))) {}
+  OptionalVerdict(const OptionalVerdict& o) : verdict_(o ? std::make_unique<Verdict>(*o) : nullptr) {}
+  OptionalVerdict(OptionalVerdict&&) noexcept = default;
+  OptionalVerdict& operator=(const OptionalVerdict& o) {
+    if (this != &o) verdict_ = o ? std::make_unique<Verdict>(*o) : nullptr;
+    return *this;
+  }
+  OptionalVerdict& operator=(OptionalVerdict&&) noexcept = default;
+  explicit operator bool() const { return verdict_ != nullptr; }
+  bool has_value() const { return verdict_ != nullptr; }
+  const Verdict& operator*() const { return *verdict_; }
+  const Verdict* operator->() const { return verdict_.get(); }
+  std::optional<Verdict> optional() const { return verdict_ ? std::optional<Verdict>(*verdict_) : std::nullopt; }
+  bool operator==(const OptionalVerdict& o) const {
+    if (!*this || !o) return has_value() == o.has_value();
+    return *verdict_ == *o.verdict_;
+  }
+  std::strong_ordering operator<=>(const OptionalVerdict& o) const {
+    if (!*this || !o) return has_value() <=> o.has_value();
+    return *verdict_ <=> *o.verdict_;
+  }
+
+ private:
+  std::unique_ptr<Verdict> verdict_;
+};
 
 struct Element {
   ValueList key;
   // Maps only: a verdict (verdict maps) or a value tuple (data maps).
-  std::optional<Verdict> verdict;
+  OptionalVerdict verdict;
   DataList data;
   auto operator<=>(const Element&) const = default;
+  bool operator==(const Element&) const = default;
 };
 
 struct Set {
@@ -294,9 +442,8 @@ struct RulesetRef {
   std::shared_ptr<Storage> storage;
 };
 
-// Sorts elements into the IR's canonical order (operator<). Rulesets hold
-// 100k+ elements: keys are encoded once into order-preserving bytes and
-// compared with memcmp, and each element moves at most once.
+// Sorts elements into the IR's canonical order (operator<; keys compare as
+// packed bytes, so this is a memcmp sort).
 void sort_elements(std::vector<Element>& elements);
 
 // nft family keyword: "ip" / "ip6".

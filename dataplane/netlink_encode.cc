@@ -396,10 +396,11 @@ std::vector<IntervalBound> interval_bounds(std::span<const ir::Element> elements
   std::vector<std::pair<model::CIDR, uint32_t>> ranges;
   for (size_t i = 0; i < elements.size(); ++i) {
     const auto& key = elements[i].key;
-    if (key.size() != 1 || !std::holds_alternative<model::CIDR>(key[0])) {
+    const ir::Value first = key.empty() ? ir::Value{} : key[0];
+    if (key.size() != 1 || !std::holds_alternative<model::CIDR>(first)) {
       throw std::invalid_argument("interval set element is not a prefix");
     }
-    const auto& cidr = std::get<model::CIDR>(key[0]);
+    const auto& cidr = std::get<model::CIDR>(first);
     if (cidr.family() != family) throw std::invalid_argument("prefix of the other family: " + cidr.str());
     ranges.emplace_back(cidr, static_cast<uint32_t>(i));
   }

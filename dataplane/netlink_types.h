@@ -5,6 +5,7 @@
 // that the kernel holds the same objects as after `nft -f` of render_nft().
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -92,7 +93,14 @@ void append_values(std::string& out, std::span<const ir::Value> values, const st
 template <typename Values>
 void append_values(std::string& out, const Values& values, const std::vector<ir::KeyType>& types,
                    model::IPFamily family) {
-  append_values(out, std::span<const ir::Value>(values.begin(), values.size()), types, family);
+  // Packed lists (ir::ValueList) decode into a small buffer first.
+  std::array<ir::Value, 8> buffer;
+  size_t n = 0;
+  for (const ir::Value& v : values) {
+    if (n == buffer.size()) throw std::invalid_argument("value tuple does not match the set's type");
+    buffer[n++] = v;
+  }
+  append_values(out, std::span<const ir::Value>(buffer.data(), n), types, family);
 }
 // Parses a tuple into out[0..types.size()) (out must have room); throws
 // std::runtime_error on a length mismatch or an unknown protocol.

@@ -273,7 +273,7 @@ class Evaluator {
     std::vector<std::optional<Verdict>> choices;  // nullopt: no element
     for (uint32_t slot : slots(s.key, s.numgen_modulus, c)) {
       const Element* element = lookup(set, build_key(s.key, slot, c), c);  // verdicts checked there
-      add_choice(choices, element ? element->verdict : std::nullopt);
+      add_choice(choices, element ? element->verdict.optional() : std::nullopt);
     }
     return fork(choices, c, out);
   }
@@ -292,8 +292,10 @@ class Evaluator {
         missed = true;
         continue;
       }
-      const auto* ip = element->data.size() == 2 ? std::get_if<IPAddress>(&element->data[0]) : nullptr;
-      const auto* port = element->data.size() == 2 ? std::get_if<uint16_t>(&element->data[1]) : nullptr;
+      const ir::Value data0 = element->data.size() == 2 ? element->data[0] : ir::Value{};
+      const ir::Value data1 = element->data.size() == 2 ? element->data[1] : ir::Value{};
+      const auto* ip = element->data.size() == 2 ? std::get_if<IPAddress>(&data0) : nullptr;
+      const auto* port = element->data.size() == 2 ? std::get_if<uint16_t>(&data1) : nullptr;
       if (!ip || !port) {
         fail(c, "element of dnat map @" + set.name + " whose data is not address . port");
       }
@@ -571,6 +573,7 @@ class Evaluator {
     return nullptr;
   }
 
+  static std::strong_ordering compare_keys(const ir::ValueList& a, const ir::ValueList& b) { return a <=> b; }
   template <typename A, typename B>
   static std::strong_ordering compare_keys(const A& a, const B& b) {
     return std::lexicographical_compare_three_way(a.begin(), a.end(), b.begin(), b.end());
