@@ -134,6 +134,34 @@ struct JsonListView {
   std::vector<std::string_view> items;  // raw text of each element (all objects)
 };
 
+// The same split, over text that arrives piece by piece: call next() with all
+// the text not yet consumed (earlier text may be gone); it consumes envelope
+// tokens and items and says what to do next. A token cut off by the end of
+// the text is left unconsumed (NeedMore) until the text is `final`. Items
+// are whole objects, their envelope is checked; each item is to be parsed
+// later (the scanner is lenient inside values).
+class JsonListSplitter {
+ public:
+  enum class Step {
+    Item,      // `item` is the next item (a view into `text`)
+    NeedMore,  // call again with more text after what `text` held
+    End,       // the envelope is closed and only white space follows
+    Malformed  // the root is not an object, an item is not one, or the envelope is broken
+  };
+  Step next(std::string_view text, bool final, size_t& consumed, std::string_view& item);
+
+  // kind, apiVersion and has_items of the envelope as far as seen; metadata
+  // is a view into the text it was in (valid only while that text is).
+  const JsonListView& list() const { return list_; }
+  size_t items() const { return items_; }  // items returned so far
+
+ private:
+  enum class State { Open, FirstKey, Key, FirstItem, Item, AfterItem, AfterValue, Trailing };
+  State state_ = State::Open;
+  JsonListView list_;
+  size_t items_ = 0;
+};
+
 // Only the envelope is checked (each item is parsed later); returns false
 // when the root is not an object, an item is not an object, or the envelope
 // is not well-formed, and the caller then parses the document whole.
@@ -146,9 +174,12 @@ bool split_json_list(std::string_view text, JsonListView& out);
 bool split_json_list(std::string_view text, JsonListView& out,
                      const std::function<bool(size_t, std::string_view)>& on_item);
 
-// The 1-based line in `whole` of the value at JSON pointer `pointer` inside
-// the JSON object `object` (a view into `whole`, followed by padding); -1 if
-// it cannot be found.
-int locate_line(std::string_view whole, std::string_view object, const std::string& pointer);
+// The number of '\n' in `text`.
+size_t count_newlines(std::string_view text);
+
+// The 0-based line, counted from the start of the JSON object `object`
+// (followed by SIMDJSON_PADDING readable bytes), of the value at JSON pointer
+// `pointer` inside it; -1 if it cannot be found.
+int locate_line(std::string_view object, const std::string& pointer);
 
 }  // namespace svcproxy::watch::detail

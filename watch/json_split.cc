@@ -13,29 +13,35 @@ namespace ondemand = simdjson::ondemand;
 namespace {
 
 // A forward scanner over JSON text that finds the extent of values without
-// building anything: strings are skipped with memchr, nesting is counted.
-// It is lenient inside values (the DOM parser validates each item later) and
-// strict about the envelope's separators.
+// building anything: strings are skipped sixteen bytes at a time, nesting is
+// counted. It is lenient inside values (the DOM parser validates each item
+// later) and strict about the envelope's separators. When the text runs out
+// before a token is complete, `truncated()` says so: with more text the same
+// token may turn out well-formed.
 class Scanner {
  public:
   explicit Scanner(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
 
+  const char* position() const { return p_; }
+  bool truncated() const { return truncated_; }
+
   void skip_space() {
     while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
   }
-  bool at_end() {
-    skip_space();
-    return p_ == end_;
-  }
   bool eat(char c) {
     skip_space();
-    if (p_ == end_ || *p_ != c) return false;
+    if (p_ == end_) return ran_out();
+    if (*p_ != c) return false;
     ++p_;
     return true;
   }
   char peek() {
     skip_space();
-    return p_ == end_ ? '\0' : *p_;
+    if (p_ == end_) {
+      truncated_ = true;
+      return '\0';
+    }
+    return *p_;
   }
 
   // A string without escapes (keys and the kinds we compare); false otherwise.
@@ -51,7 +57,7 @@ class Scanner {
   bool value(std::string_view& out) {
     skip_space();
     const char* start = p_;
-    if (p_ == end_) return false;
+    if (p_ == end_) return ran_out();
     if (*p_ == '"') {
       if (!skip_string()) return false;
     } else if (*p_ == '{' || *p_ == '[') {
@@ -61,6 +67,7 @@ class Scanner {
              *p_ != '\t') {
         ++p_;
       }
+      if (p_ == end_) truncated_ = true;  // a number or literal may go on
       if (p_ == start) return false;
     }
     out = std::string_view(start, static_cast<size_t>(p_ - start));
@@ -68,6 +75,11 @@ class Scanner {
   }
 
  private:
+  bool ran_out() {
+    truncated_ = true;
+    return false;
+  }
+
   // The first byte at or after `p` that is one of C..., or `end`. Sixteen
   // bytes at a time: indented JSON is mostly spaces and short strings, which
   // a byte loop (or a memchr per string) walks slowly.
@@ -86,14 +98,15 @@ class Scanner {
   }
 
   bool skip_string() {  // at '"'
-    if (p_ == end_ || *p_ != '"') return false;
-    ++p_;
+    if (p_ == end_) return ran_out();
+    if (*p_ != '"') return false;
+    const char* q = p_ + 1;
     for (;;) {
-      const char* q = find_any<'"', '\\'>(p_, end_);
-      if (q == end_) return false;
+      q = find_any<'"', '\\'>(q, end_);
+      if (q == end_) return ran_out();
       if (*q == '\\') {  // an escape: skip it and the character it escapes
-        if (end_ - q < 2) return false;
-        p_ = q + 2;
+        if (end_ - q < 2) return ran_out();
+        q += 2;
         continue;
       }
       p_ = q + 1;
@@ -105,7 +118,7 @@ class Scanner {
     size_t depth = 0;
     for (;;) {
       p_ = find_any<'"', '{', '}', '[', ']'>(p_, end_);
-      if (p_ == end_) return false;
+      if (p_ == end_) return ran_out();
       const char c = *p_;
       if (c == '"') {
         if (!skip_string()) return false;
@@ -122,9 +135,111 @@ class Scanner {
 
   const char* p_;
   const char* end_;
+  bool truncated_ = false;
 };
 
 }  // namespace
+
+JsonListSplitter::Step JsonListSplitter::next(std::string_view text, bool final, size_t& consumed,
+                                              std::string_view& item) {
+  for (;;) {
+    Scanner scan(text.substr(consumed));
+    // One token of the envelope (or one item) per turn; `commit` moves past
+    // it. A token cut off by the end of `text` is looked at again once more
+    // text has come.
+    const auto commit = [&] { consumed = static_cast<size_t>(scan.position() - text.data()); };
+    const auto stuck = [&] { return scan.truncated() && !final ? Step::NeedMore : Step::Malformed; };
+    switch (state_) {
+      case State::Open:
+        if (!scan.eat('{')) return stuck();
+        if (scan.truncated() && !final) return Step::NeedMore;
+        commit();
+        state_ = State::FirstKey;
+        continue;
+      case State::FirstKey:
+        if (scan.peek() == '}') {
+          scan.eat('}');
+          commit();
+          state_ = State::Trailing;
+          continue;
+        }
+        if (scan.truncated()) return stuck();
+        state_ = State::Key;
+        continue;
+      case State::Key: {
+        std::string_view key;
+        if (!scan.simple_string(key) || !scan.eat(':')) return stuck();
+        if (key == "items") {
+          if (!scan.eat('[')) return stuck();
+          if (scan.truncated() && !final) return Step::NeedMore;
+          commit();
+          list_.has_items = true;
+          state_ = State::FirstItem;
+        } else if (key == "kind" || key == "apiVersion") {
+          std::string_view value;
+          if (scan.peek() != '"' || !scan.simple_string(value)) return stuck();
+          if (scan.truncated() && !final) return Step::NeedMore;
+          commit();
+          (key == "kind" ? list_.kind : list_.api_version) = std::string(value);
+          state_ = State::AfterValue;
+        } else {
+          std::string_view value;
+          if (!scan.value(value)) return stuck();
+          if (scan.truncated() && !final) return Step::NeedMore;
+          commit();
+          if (key == "metadata") list_.metadata = value;
+          state_ = State::AfterValue;
+        }
+        continue;
+      }
+      case State::FirstItem:
+        if (scan.peek() == ']') {
+          scan.eat(']');
+          commit();
+          state_ = State::AfterValue;
+          continue;
+        }
+        if (scan.truncated()) return stuck();
+        state_ = State::Item;
+        continue;
+      case State::Item:
+        if (scan.peek() != '{' || !scan.value(item)) return stuck();
+        commit();
+        state_ = State::AfterItem;
+        ++items_;
+        return Step::Item;
+      case State::AfterItem:
+        if (scan.peek() == ']') {
+          scan.eat(']');
+          commit();
+          state_ = State::AfterValue;
+        } else if (scan.eat(',')) {
+          commit();
+          state_ = State::Item;
+        } else {
+          return stuck();
+        }
+        continue;
+      case State::AfterValue:
+        if (scan.peek() == '}') {
+          scan.eat('}');
+          commit();
+          state_ = State::Trailing;
+        } else if (scan.eat(',')) {
+          commit();
+          state_ = State::Key;
+        } else {
+          return stuck();
+        }
+        continue;
+      case State::Trailing:
+        scan.skip_space();
+        if (scan.position() != text.data() + text.size()) return Step::Malformed;
+        commit();
+        return final ? Step::End : Step::NeedMore;
+    }
+  }
+}
 
 bool split_json_list(std::string_view text, JsonListView& out) {
   return split_json_list(text, out, [&out](size_t, std::string_view item) {
@@ -136,43 +251,59 @@ bool split_json_list(std::string_view text, JsonListView& out) {
 bool split_json_list(std::string_view text, JsonListView& out,
                      const std::function<bool(size_t, std::string_view)>& on_item) {
   out = JsonListView();
-  Scanner scan(text);
-  if (!scan.eat('{')) return false;
-  if (scan.eat('}')) return scan.at_end();
-  size_t index = 0;
-  for (;;) {
-    std::string_view key;
-    std::string_view value;
-    if (!scan.simple_string(key) || !scan.eat(':')) return false;
-    if (key == "items") {
-      if (!scan.eat('[')) return false;
-      out.has_items = true;
-      if (!scan.eat(']')) {
-        for (;;) {
-          if (scan.peek() != '{' || !scan.value(value)) return false;
-          if (!on_item(index++, value)) return false;
-          if (scan.eat(']')) break;
-          if (!scan.eat(',')) return false;
-        }
-      }
-    } else if (key == "kind" || key == "apiVersion") {
-      std::string_view text_value;
-      if (scan.peek() != '"' || !scan.simple_string(text_value)) return false;
-      (key == "kind" ? out.kind : out.api_version) = std::string(text_value);
-    } else {
-      if (!scan.value(value)) return false;
-      if (key == "metadata") out.metadata = value;
+  JsonListSplitter splitter;
+  size_t consumed = 0;
+  std::string_view item;
+  bool ok = false;
+  for (bool done = false; !done;) {
+    switch (splitter.next(text, true, consumed, item)) {
+      case JsonListSplitter::Step::Item:
+        done = !on_item(splitter.items() - 1, item);
+        break;
+      case JsonListSplitter::Step::End:
+        ok = done = true;
+        break;
+      case JsonListSplitter::Step::NeedMore:
+      case JsonListSplitter::Step::Malformed:
+        done = true;
+        break;
     }
-    if (scan.eat('}')) return scan.at_end();
-    if (!scan.eat(',')) return false;
   }
+  const JsonListView& list = splitter.list();
+  out.kind = list.kind;
+  out.api_version = list.api_version;
+  out.metadata = list.metadata;
+  out.has_items = list.has_items;
+  return ok;
 }
 
-int locate_line(std::string_view whole, std::string_view object, const std::string& pointer) {
+size_t count_newlines(std::string_view text) {
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  size_t count = 0;
+#if defined(__SSE2__)
+  // Per byte lane, 0 - (matches) in up to 255 blocks, then summed by SAD.
+  const __m128i newline = _mm_set1_epi8('\n');
+  while (end - p >= 16) {
+    __m128i lanes = _mm_setzero_si128();
+    for (int i = 0; i < 255 && end - p >= 16; ++i, p += 16) {
+      lanes = _mm_sub_epi8(lanes, _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), newline));
+    }
+    const __m128i sums = _mm_sad_epu8(lanes, _mm_setzero_si128());
+    count += static_cast<size_t>(_mm_cvtsi128_si64(sums)) + static_cast<size_t>(_mm_extract_epi16(sums, 4));
+  }
+#endif
+  for (; p < end; ++p) count += *p == '\n';
+  return count;
+}
+
+int locate_line(std::string_view object, const std::string& pointer) {
   ondemand::parser parser;
   ondemand::document doc;
-  const size_t capacity = static_cast<size_t>(whole.data() + whole.size() - object.data()) + simdjson::SIMDJSON_PADDING;
-  if (parser.iterate(simdjson::padded_string_view(object.data(), object.size(), capacity)).get(doc)) return -1;
+  if (parser.iterate(simdjson::padded_string_view(object.data(), object.size(), object.size() + simdjson::SIMDJSON_PADDING))
+          .get(doc)) {
+    return -1;
+  }
   std::string_view token;
   if (pointer.empty()) {
     token = object;
@@ -181,8 +312,8 @@ int locate_line(std::string_view whole, std::string_view object, const std::stri
     if (doc.at_pointer(pointer).get(value)) return -1;
     token = value.raw_json_token();
   }
-  if (token.data() < whole.data() || token.data() > whole.data() + whole.size()) return -1;
-  return 1 + static_cast<int>(std::count(whole.data(), token.data(), '\n'));
+  if (token.data() < object.data() || token.data() > object.data() + object.size()) return -1;
+  return static_cast<int>(count_newlines(object.substr(0, static_cast<size_t>(token.data() - object.data()))));
 }
 
 }  // namespace svcproxy::watch::detail

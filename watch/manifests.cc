@@ -114,6 +114,168 @@ std::string location_pointer(std::string_view location) {
   return out;
 }
 
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
+std::string_view without_bom(std::string_view text) {
+  if (text.starts_with(kUtf8Bom)) text.remove_prefix(kUtf8Bom.size());
+  return text;
+}
+
+// A file that could not be read after all; the message is the diagnostic's.
+struct ReadError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Where a JSON stream's bytes come from.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  // Up to `size` bytes into `out`; 0 at the end. Throws ReadError.
+  virtual size_t read(char* out, size_t size) = 0;
+  // All of it again from the first byte, with SIMDJSON_PADDING bytes of
+  // capacity after it. Throws ReadError.
+  virtual void read_whole(std::string& out) = 0;
+};
+
+class MemorySource final : public ByteSource {
+ public:
+  explicit MemorySource(std::string_view text) : text_(text) {}
+  size_t read(char* out, size_t size) override {
+    const size_t n = std::min(size, text_.size() - used_);
+    std::memcpy(out, text_.data() + used_, n);
+    used_ += n;
+    return n;
+  }
+  void read_whole(std::string& out) override {
+    out.reserve(text_.size() + simdjson::SIMDJSON_PADDING);
+    out.assign(text_);
+  }
+
+ private:
+  std::string_view text_;
+  size_t used_ = 0;
+};
+
+// A regular file (read again from its start by pread for the fallback).
+class FileSource final : public ByteSource {
+ public:
+  explicit FileSource(int fd) : fd_(fd) {}
+  size_t read(char* out, size_t size) override {
+    for (;;) {
+      const ssize_t got = ::read(fd_, out, size);
+      if (got >= 0) return static_cast<size_t>(got);
+      if (errno != EINTR) throw ReadError(std::string("cannot read: ") + std::strerror(errno));
+    }
+  }
+  void read_whole(std::string& out) override {
+    out.clear();
+    size_t used = 0;
+    for (;;) {
+      if (out.size() - used < 65536) out.resize(std::max<size_t>(2 * out.size(), 1 << 20));
+      const ssize_t got = ::pread(fd_, out.data() + used, out.size() - used, static_cast<off_t>(used));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) throw ReadError(std::string("cannot read: ") + std::strerror(errno));
+      if (got == 0) break;
+      used += static_cast<size_t>(got);
+    }
+    out.resize(used);
+    out.reserve(used + simdjson::SIMDJSON_PADDING);
+  }
+
+ private:
+  int fd_;
+};
+
+// The unconsumed bytes of a JSON stream, followed by SIMDJSON_PADDING
+// readable bytes: either all of it in memory, or read piece by piece into one
+// reused buffer (grown only while one token does not fit), so a 100 MB
+// manifest costs neither 100 MB of fresh memory nor the kernel's zeroing of
+// it. Lines of consumed text are counted as the buffer drops them, so that
+// diagnostics can name lines of the whole stream.
+class JsonStream {
+ public:
+  // All of `text` (followed by SIMDJSON_PADDING readable bytes), no copy.
+  explicit JsonStream(std::string_view text) : data_(text.data()), capacity_(text.size()), end_(text.size()) {}
+
+  JsonStream(ByteSource& source, size_t buffer_bytes)
+      : source_(&source), capacity_(std::max<size_t>(buffer_bytes, 1)), eof_(false) {
+    own_ = std::make_unique<char[]>(capacity_ + simdjson::SIMDJSON_PADDING);
+    data_ = own_.get();
+  }
+
+  std::string_view text() const { return {data_ + begin_, end_ - begin_}; }
+  bool final() const { return eof_; }
+  void consume(size_t n) { begin_ += n; }
+
+  // Reads more after text(), keeping it. False at the end of the stream.
+  bool more() {
+    if (eof_) return false;
+    if (begin_ > 0) {  // drop what was consumed, counting its lines first
+      if (counted_ < begin_) {
+        lines_ += detail::count_newlines({data_ + counted_, begin_ - counted_});
+        counted_ = begin_;
+      }
+      std::memmove(own_.get(), data_ + begin_, end_ - begin_);
+      end_ -= begin_;
+      counted_ -= begin_;
+      begin_ = 0;
+    }
+    if (end_ == capacity_) {  // one token fills the buffer
+      capacity_ *= 2;
+      auto grown = std::make_unique<char[]>(capacity_ + simdjson::SIMDJSON_PADDING);
+      std::memcpy(grown.get(), own_.get(), end_);
+      own_ = std::move(grown);
+      data_ = own_.get();
+    }
+    while (end_ < capacity_) {
+      const size_t got = source_->read(own_.get() + end_, capacity_ - end_);
+      if (got == 0) {
+        eof_ = true;
+        break;
+      }
+      end_ += got;
+    }
+    return true;
+  }
+
+  // At least `n` bytes in text(), unless the stream ends first.
+  void want(size_t n) {
+    while (end_ - begin_ < n && more()) {
+    }
+  }
+
+  // The 0-based line in the stream of `p`, a byte of text().
+  int line_of(const char* p) {
+    const size_t at = static_cast<size_t>(p - data_);
+    if (at >= counted_) {
+      lines_ += detail::count_newlines({data_ + counted_, at - counted_});
+      counted_ = at;
+      return static_cast<int>(lines_);
+    }
+    return static_cast<int>(lines_ - detail::count_newlines({p, counted_ - at}));
+  }
+
+  // The whole stream from its first byte, followed by SIMDJSON_PADDING
+  // readable bytes (read again unless it is all in memory).
+  std::string_view whole() {
+    if (source_ == nullptr) return {data_, end_};
+    source_->read_whole(whole_);
+    return whole_;
+  }
+
+ private:
+  ByteSource* source_ = nullptr;
+  std::unique_ptr<char[]> own_;
+  const char* data_ = nullptr;
+  size_t capacity_ = 0;
+  size_t begin_ = 0;  // first unconsumed byte
+  size_t end_ = 0;
+  bool eof_ = true;
+  size_t counted_ = 0;  // lines_ counts the newlines before data_ + counted_
+  size_t lines_ = 0;
+  std::string whole_;
+};
+
 class Decoder {
  public:
   Decoder(const std::string& origin, DecodeResult& out) : origin_(origin), out_(out) {
@@ -157,16 +319,25 @@ class Decoder {
     }
   }
 
-  // One JSON document (kubectl -o json). `text` must be followed by
-  // SIMDJSON_PADDING readable bytes. Anything that is not exactly one valid
-  // JSON document goes through the YAML reader instead (JSON is YAML), which
-  // reports syntax errors with their line.
-  void decode_json_document(std::string_view text) {
-    if (!check_encoding(text)) return;
-    const Mark mark = this->mark();
-    if (!try_json(text)) {
-      rollback(mark);
+  // One JSON document (kubectl -o json), read piece by piece from `stream`.
+  // Anything that is not exactly one valid JSON document goes through the
+  // YAML reader instead (JSON is YAML), which reports syntax errors with
+  // their line; that path reads the whole stream again.
+  void decode_json_document(JsonStream& stream) {
+    const Mark entry = mark();
+    try {
+      stream.want(3);
+      if (!check_encoding(stream.text())) return;
+      const ListOutcome outcome = decode_json_list(stream);
+      if (outcome == ListOutcome::Decoded) return;
+      rollback(entry);
+      const std::string_view text = stream.whole();
+      if (outcome == ListOutcome::NotAList && decode_json_object(without_bom(text))) return;
+      rollback(entry);
       decode_yaml_stream(text);
+    } catch (const ReadError& e) {  // as if the file could not be read at all
+      rollback(entry);
+      report("", "", "", e.what());
     }
   }
 
@@ -200,60 +371,85 @@ class Decoder {
     document_ = mark.document;
   }
 
-  bool try_json(std::string_view text) {
-    if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 byte order mark
-    simdjson::dom::element root;
-    detail::JsonListView list;
-    // A List: each item parsed on its own, so memory stays at one item's DOM,
-    // and decoded as soon as the scanner has found it (while it is still in
-    // cache). An item that names its own kind and apiVersion decodes the
-    // same in any list; from the first one that does not, items wait for the
-    // envelope's kind (kubectl prints it after the items). Should the
-    // document turn out not to be a List, what was decoded is rolled back.
-    const Mark start = mark();
+  enum class ListOutcome { Decoded, ItemUnparsable, NotAList };
+
+  // A List: each item parsed on its own, so memory stays at one item's DOM
+  // and the text at one buffer, and decoded as soon as the scanner has found
+  // it (while it is still in cache). An item that names its own kind and
+  // apiVersion decodes the same in any list; from the first one that does
+  // not, items are kept (copied) to wait for the envelope's kind (kubectl
+  // prints it after the items). Unless Decoded, the caller rolls back.
+  ListOutcome decode_json_list(JsonStream& stream) {
+    if (stream.text().starts_with(kUtf8Bom)) stream.consume(kUtf8Bom.size());
     ++document_;
-    bool item_unparsable = false;
-    std::vector<std::pair<size_t, std::string_view>> waiting;
+    struct Waiting {
+      size_t index;
+      simdjson::padded_string text;
+      int first_line;  // 0-based line of its first byte in the stream
+    };
+    std::vector<Waiting> waiting;
+    simdjson::dom::element root;
+    std::string location;
+    // `root` is `item` parsed; `first_line` gives the item's 0-based line.
     auto decode_item = [&](size_t i, std::string_view item, const std::string& item_kind,
-                           const std::string& item_api_version) {
-      const std::string location = "items[" + std::to_string(i) + "]";
+                           const std::string& item_api_version, const auto& first_line) {
+      location = "items[" + std::to_string(i) + "]";
       const Locate locate = [&](const FieldError& e, const std::string& where) {
-        return detail::locate_line(text, item, location_pointer(where.substr(location.size())) + e.pointer);
+        const int line = detail::locate_line(item, location_pointer(where.substr(location.size())) + e.pointer);
+        return line < 0 ? -1 : first_line() + line + 1;
       };
       decode_object(Field<JsonNode>::object(JsonNode(root)), item_kind, item_api_version, location, locate);
     };
     const std::string no_kind;
-    const bool split = detail::split_json_list(text, list, [&](size_t i, std::string_view item) {
-      if (waiting.empty()) {
-        if (dom_.parse(item.data(), item.size(), false).get(root)) {
-          item_unparsable = true;
-          return false;
-        }
-        if (names_own_kind(root)) {
-          decode_item(i, item, no_kind, no_kind);
-          return true;
-        }
+    detail::JsonListSplitter splitter;
+    for (bool end = false; !end;) {
+      size_t consumed = 0;
+      std::string_view item;
+      const auto step = splitter.next(stream.text(), stream.final(), consumed, item);
+      stream.consume(consumed);
+      switch (step) {
+        case detail::JsonListSplitter::Step::Item:
+          if (waiting.empty()) {
+            if (dom_.parse(item.data(), item.size(), false).get(root)) return ListOutcome::ItemUnparsable;
+            if (names_own_kind(root)) {
+              decode_item(splitter.items() - 1, item, no_kind, no_kind, [&] { return stream.line_of(item.data()); });
+              break;
+            }
+          }
+          waiting.push_back({splitter.items() - 1, simdjson::padded_string(item), stream.line_of(item.data())});
+          break;
+        case detail::JsonListSplitter::Step::NeedMore:
+          stream.more();
+          break;
+        case detail::JsonListSplitter::Step::End:
+          end = true;
+          break;
+        case detail::JsonListSplitter::Step::Malformed:
+          return ListOutcome::NotAList;
       }
-      waiting.emplace_back(i, item);
-      return true;
-    });
-    if (item_unparsable) return false;
-    if (split && list.has_items && list.kind.ends_with("List")) {
-      const bool typed = list.kind != "List";
-      const std::string item_kind = typed ? list.kind.substr(0, list.kind.size() - 4) : "";
-      const std::string item_api_version = typed ? list.api_version : "";
-      for (const auto& [i, item] : waiting) {
-        if (dom_.parse(item.data(), item.size(), false).get(root)) return false;
-        decode_item(i, item, item_kind, item_api_version);
-      }
-      return true;
     }
-    rollback(start);
+    const detail::JsonListView& list = splitter.list();
+    if (!list.has_items || !list.kind.ends_with("List")) return ListOutcome::NotAList;
+    const bool typed = list.kind != "List";
+    const std::string item_kind = typed ? list.kind.substr(0, list.kind.size() - 4) : "";
+    const std::string item_api_version = typed ? list.api_version : "";
+    for (const Waiting& item : waiting) {
+      if (dom_.parse(item.text).get(root)) return ListOutcome::ItemUnparsable;
+      decode_item(item.index, item.text, item_kind, item_api_version, [&] { return item.first_line; });
+    }
+    return ListOutcome::Decoded;
+  }
+
+  // One JSON document that is not a List, whole (`text` followed by
+  // SIMDJSON_PADDING readable bytes); false if it is not valid JSON.
+  bool decode_json_object(std::string_view text) {
+    simdjson::dom::element root;
     if (dom_.parse(text.data(), text.size(), false).get(root)) return false;
     ++document_;
     if (root.is_null()) return true;
     const Locate locate = [&](const FieldError& e, const std::string& where) {
-      return detail::locate_line(text, text, location_pointer(where) + e.pointer);
+      const int line = detail::locate_line(text, location_pointer(where) + e.pointer);
+      return line < 0 ? -1 : line + 1;
     };
     decode_object(Field<JsonNode>::object(JsonNode(root)), "", "", "", locate);
     return true;
@@ -363,7 +559,8 @@ void decode_into(std::string_view text, const std::string& origin, DecodeResult&
   try {
     Decoder decoder(origin, out);
     if (json) {
-      decoder.decode_json_document(text);
+      JsonStream stream(text);
+      decoder.decode_json_document(stream);
     } else {
       decoder.decode_yaml_stream(text);
     }
@@ -371,6 +568,31 @@ void decode_into(std::string_view text, const std::string& origin, DecodeResult&
     out.diagnostics.push_back({.file = origin, .kind = "", .object = "", .field = "", .message = e.what()});
   }
 }
+
+// JSON read from `source` through a buffer of `buffer_bytes`.
+void decode_json_from(ByteSource& source, size_t buffer_bytes, const std::string& origin, DecodeResult& out) {
+  try {
+    Decoder decoder(origin, out);
+    JsonStream stream(source, buffer_bytes);
+    decoder.decode_json_document(stream);
+  } catch (const std::exception& e) {
+    out.diagnostics.push_back({.file = origin, .kind = "", .object = "", .field = "", .message = e.what()});
+  }
+}
+
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
 
 // A file's bytes with simdjson's padding readable after them.
 class FileText {
@@ -382,16 +604,8 @@ class FileText {
     if (map_ != nullptr) ::munmap(map_, map_size_);
   }
 
-  bool load(const std::filesystem::path& path, std::string& error) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      error = std::string("cannot open: ") + std::strerror(errno);
-      return false;
-    }
-    const bool ok = map(fd) || read_all(fd, error);
-    ::close(fd);
-    return ok;
-  }
+  // From `fd` (open, at its start).
+  bool load(int fd, std::string& error) { return map(fd) || read_all(fd, error); }
 
   std::string_view view() const {
     return map_ != nullptr ? std::string_view(static_cast<const char*>(map_), size_) : std::string_view(buffer_);
@@ -461,6 +675,36 @@ bool is_manifest_name(const std::filesystem::path& path) {
   return extension == ".yaml" || extension == ".yml" || extension == ".json";
 }
 
+// One file: JSON in a regular file streams through a reused buffer; YAML,
+// and JSON from a pipe or device, are read whole first.
+void load_file(const std::filesystem::path& file, const ReadOptions& options, DecodeResult& out) {
+  const std::string origin = file.string();
+  const FileDescriptor fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    out.diagnostics.push_back({.file = origin,
+                               .kind = "",
+                               .object = "",
+                               .field = "",
+                               .message = std::string("cannot open: ") + std::strerror(errno)});
+    return;
+  }
+  const bool json = is_json_name(origin);
+  struct stat st {};
+  if (json && ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode)) {
+    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    FileSource source(fd.get());
+    decode_json_from(source, options.json_buffer_bytes, origin, out);
+    return;
+  }
+  FileText text;
+  std::string error;
+  if (text.load(fd.get(), error)) {
+    decode_into(text.view(), origin, out, json);
+  } else {
+    out.diagnostics.push_back({.file = origin, .kind = "", .object = "", .field = "", .message = std::move(error)});
+  }
+}
+
 }  // namespace
 
 std::string Diagnostic::str() const {
@@ -475,11 +719,11 @@ std::string Diagnostic::str() const {
 }
 
 void decode_manifests(std::string_view text, const std::string& origin, DecodeResult& out,
-                      ManifestFormat format) {
+                      ManifestFormat format, const ReadOptions& options) {
   const bool json = format == ManifestFormat::Json || (format == ManifestFormat::ByName && is_json_name(origin));
   if (json) {
-    const simdjson::padded_string padded(text);
-    decode_into(padded, origin, out, true);
+    MemorySource source(text);
+    decode_json_from(source, options.json_buffer_bytes, origin, out);
   } else {
     decode_into(text, origin, out, false);
   }
@@ -492,7 +736,7 @@ void decode_manifests_json_padded(std::string_view text, const std::string& orig
   out.state.sort();
 }
 
-DecodeResult load_manifests(const std::string& path) {
+DecodeResult load_manifests(const std::string& path, const ReadOptions& options) {
   namespace fs = std::filesystem;
   DecodeResult result;
   auto fail = [&](const std::string& file, std::string message) {
@@ -525,15 +769,7 @@ DecodeResult load_manifests(const std::string& path) {
     });
   }
 
-  for (const fs::path& file : files) {
-    FileText text;
-    std::string error;
-    if (text.load(file, error)) {
-      decode_into(text.view(), file.string(), result, is_json_name(file.string()));
-    } else {
-      fail(file.string(), std::move(error));
-    }
-  }
+  for (const fs::path& file : files) load_file(file, options, result);
   result.state.sort();
   return result;
 }

@@ -12,6 +12,7 @@
 // keeps its first definition; the later one is reported.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,18 +50,26 @@ struct DecodeResult {
 // name ends in ".json".
 enum class ManifestFormat { ByName, Yaml, Json };
 
+// How JSON is read: through one buffer of `json_buffer_bytes`, reused item
+// after item of a List and grown only while one item does not fit (the
+// diagnostics do not depend on it; tests shrink it to cut items anywhere).
+struct ReadOptions {
+  size_t json_buffer_bytes = size_t{1} << 20;
+};
+
 // Decodes one document stream (multi-document YAML or JSON) from memory.
 // `origin` names the source in diagnostics. Appends to `out`.
 void decode_manifests(std::string_view text, const std::string& origin, DecodeResult& out,
-                      ManifestFormat format = ManifestFormat::ByName);
+                      ManifestFormat format = ManifestFormat::ByName, const ReadOptions& options = {});
 
 // The same for JSON already in memory with 64 readable bytes after it (no
 // copy; what decode_manifests does for Json after copying into such a buffer).
 void decode_manifests_json_padded(std::string_view text, const std::string& origin, DecodeResult& out);
 
 // Reads a file, or every *.yaml / *.yml / *.json in a directory (sorted by
-// name, not recursive); *.json through simdjson. An unreadable path is a
-// Diagnostic with empty kind.
-DecodeResult load_manifests(const std::string& path);
+// name, not recursive); *.json through simdjson, streamed from a regular file
+// (memory stays at one buffer and one item's DOM, whatever the file's size).
+// An unreadable path is a Diagnostic with empty kind.
+DecodeResult load_manifests(const std::string& path, const ReadOptions& options = {});
 
 }  // namespace svcproxy::watch
