@@ -1,9 +1,12 @@
 #include "proxy/commands.h"
 
+#include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -68,9 +71,36 @@ void require_source(const SourceFlags& flags) {
 
 std::chrono::milliseconds parse_duration(const char* flag, const std::string& text, bool zero_ok);
 
+// A one-shot command (rules, trace, run --once) builds the model, the
+// compiler's state and the netlink batch in a heap nothing has touched yet:
+// at 10k services that is ~80 MB of fresh memory, and faulting it in 4 KiB
+// at a time cost this guest ~0.3 s of CPU, a third of `run --once`. So the
+// heap grows now, by kHeapReserve past a block larger than its free top
+// (address space only: pages are still touched lazily), and that range is
+// advised as transparent huge pages, as glibc's `glibc.malloc.hugetlb=1`
+// tunable would do. Relies on main()'s M_MMAP_THRESHOLD and M_TRIM_THRESHOLD
+// (the block comes from the heap, its top stays after the free). Nothing
+// changes where the kernel has THP off; failures are ignored (it is only
+// faster).
+void back_heap_with_huge_pages() {
+  constexpr size_t kHeapReserve = size_t{256} << 20;
+  constexpr size_t kGrow = size_t{64} << 20;
+  constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+  mallopt(M_TOP_PAD, static_cast<int>(kHeapReserve));
+  const auto before = reinterpret_cast<uintptr_t>(::sbrk(0));
+  void* volatile grow = std::malloc(kGrow);  // volatile: the pair must not be optimised out
+  std::free(grow);
+  const auto after = reinterpret_cast<uintptr_t>(::sbrk(0));
+  const uintptr_t start = (before + kHugePage - 1) & ~(kHugePage - 1);
+  if (before != static_cast<uintptr_t>(-1) && start < after) {
+    ::madvise(reinterpret_cast<void*>(start), after - start, MADV_HUGEPAGE);
+  }
+}
+
 // The cluster from --manifests, or listed once from the API server; a server
 // that cannot be read throws (one line), never an empty cluster.
 watch::DecodeResult load_cluster(const SourceFlags& source, const NodeFlags& node_flags) {
+  back_heap_with_huge_pages();
   if (!source.api()) return watch::load_manifests(source.manifests);
   const watch::ClientConfig config =
       watch::resolve_client_config(source.kubeconfig, source.master, [](const char* name) { return std::getenv(name); });
