@@ -16,8 +16,9 @@
 # CPU time per short connection (utime+stime from /proc during that test;
 # for nginx the master and its workers together).
 #
-#   bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S] [--compare OTHER_BUILD_DIR]
+#   bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S] [--compare OTHER_BUILD_DIR] [--no-iperf]
 #
+# --no-iperf measures short connections only (quicker experiments).
 # --compare adds the path "before": OTHER_BUILD_DIR/svcproxy, measured the
 # same way in the same run (the two daemons take turns on svcproxy0).
 #
@@ -33,11 +34,13 @@ build=$(cd "$build" && pwd)
 threads=2
 seconds=5
 compare=
+no_iperf=
 while [ $# -gt 0 ]; do
   case $1 in
     --threads) threads=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --compare) compare=$(cd "$2" && pwd); shift 2 ;;
+    --no-iperf) no_iperf=1; shift ;;
     *) echo "userspace_bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -77,7 +80,7 @@ if [ -n "$have_nginx" ]; then
 else
   echo "# nginx stream: skipped (no nginx with the stream module; ./dev bench installs nginx libnginx-mod-stream)"
 fi
-echo "# command: $0 $build --threads $threads --seconds $seconds${compare:+ --compare $compare}"
+echo "# command: $0 $build --threads $threads --seconds $seconds${compare:+ --compare $compare}${no_iperf:+ --no-iperf}"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 g++ -O2 -std=c++20 -pthread "$here/conn_rate.cc" -o "$work/conn_rate"
@@ -229,8 +232,12 @@ for name in $paths; do
     haproxy) target=10.0.0.1; pid=$haproxy_pid ;;
     nginx) target=10.0.0.2; pid="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')" ;;
   esac
-  result[$name,1]=$(iperf "$target" 1)
-  result[$name,16]=$(iperf "$target" 16)
+  result[$name,1]=-
+  result[$name,16]=-
+  if [ -z "$no_iperf" ]; then
+    result[$name,1]=$(iperf "$target" 1)
+    result[$name,16]=$(iperf "$target" 16)
+  fi
   [ -z "$pid" ] || t0=$(cpu_ticks $pid)
   line=$(in_ns "$work/conn_rate" load "$target" 8080 "$seconds" 16)
   echo "# $name short connections: $line"

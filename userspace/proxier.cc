@@ -171,7 +171,10 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
   TcpConnection(Impl& impl, Worker& worker, ListenKey key, tcp::socket client, model::IPAddress client_ip);
   ~TcpConnection() override { impl_.c.active.fetch_sub(1, std::memory_order_relaxed); }
 
-  void start() { attempt(); }
+  void start() {
+    read_first();
+    attempt();
+  }
 
   // Its endpoint (chosen, connecting or connected) is not one `routes`
   // sends this listener's connections to.
@@ -229,6 +232,30 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
     const auto timeout = impl_.opt.connect_timeout * (1u << std::min(attempts_, 8u));
     ++attempts_;
     timed_out_ = false;
+    // connect() by hand: Asio's async_connect adds a poll() per connection
+    // to what getsockopt(SO_ERROR) tells.
+    const tcp::endpoint to(to_asio(backend->address.ip), backend->address.port);
+    const int fd = upstream_.native_handle();
+    upstream_.native_non_blocking(true, ec);
+    if (!ec && ::connect(fd, to.data(), static_cast<socklen_t>(to.size())) != 0 && errno != EINPROGRESS)
+      ec.assign(errno, boost::system::system_category());
+    // The client's first bytes, sent at once: a connect to a local
+    // endpoint (loopback, a bridge) has usually completed inside connect(),
+    // and then the send proves it without a wait for writability (an
+    // epoll_ctl MOD, a wakeup and getsockopt(SO_ERROR) saved). A refusal
+    // shows here too, with nothing sent: the next attempt resends.
+    if (!ec && first_.size() > first_sent_) {
+      const ssize_t n = ::send(fd, first_.data() + first_sent_, first_.size() - first_sent_, MSG_NOSIGNAL);
+      if (n > 0) {
+        first_sent_ += static_cast<size_t>(n);
+        return connected({});
+      }
+      if (errno != EAGAIN && errno != EINTR) ec.assign(errno, boost::system::system_category());
+    }
+    if (ec) {
+      asio::post(client_.get_executor(), [self = shared_from_this(), ec] { self->connected(ec); });
+      return;
+    }
     timer_.expires_after(timeout);
     timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
       if (e) return;
@@ -236,17 +263,6 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
       boost::system::error_code ignored;
       self->upstream_.close(ignored);
     });
-    // connect() by hand and wait for writability: Asio's async_connect
-    // adds a poll() per connection to what getsockopt(SO_ERROR) tells.
-    const tcp::endpoint to(to_asio(backend->address.ip), backend->address.port);
-    upstream_.native_non_blocking(true, ec);
-    if (!ec && ::connect(upstream_.native_handle(), to.data(), static_cast<socklen_t>(to.size())) != 0 &&
-        errno != EINPROGRESS)
-      ec.assign(errno, boost::system::system_category());
-    if (ec) {
-      asio::post(client_.get_executor(), [self = shared_from_this(), ec] { self->connected(ec); });
-      return;
-    }
     upstream_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](boost::system::error_code e) {
       if (!e && self->upstream_.is_open()) {
         int error = 0;
@@ -289,8 +305,18 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
     upstream_.set_option(tcp::no_delay(true), ignored);  // the client's is inherited from the listener
     relay_ = std::make_unique<Relay>(*this, client_, upstream_, impl_.opt.buffer_bytes, impl_.opt.use_splice,
                                      impl_.opt.half_close_timeout, BulkCounters{&impl_.c.spliced, &impl_.c.copied});
-    relay_->start();
+    relay_->start(std::move(first_), first_sent_);
   }
+
+  // Reads what the client already sent (usually all of a short request:
+  // it arrives with the handshake), to be sent right after connect().
+  // Nothing there yet, or EOF, or an error: the relay finds out itself.
+  void read_first() {
+    first_.resize(kFirstChunk);
+    const ssize_t n = ::recv(client_.native_handle(), first_.data(), first_.size(), 0);
+    first_.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  }
+  static constexpr size_t kFirstChunk = 16 * 1024;
 
   std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
 
@@ -307,6 +333,8 @@ class UserspaceProxier::Impl::TcpConnection : public std::enable_shared_from_thi
   bool timed_out_ = false;
   bool closed_ = false;  // reset by the drain timeout
   std::unique_ptr<Relay> relay_;
+  std::vector<char> first_;  // the client's first bytes (see read_first)
+  size_t first_sent_ = 0;    // ... of which sent upstream
 };
 
 struct UserspaceProxier::Impl::Worker {
@@ -622,9 +650,19 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
     if (open.count(key)) continue;
     std::vector<int> fds;
     std::string error;
+    // TCP: one listening socket shared by every worker (each holds a dup
+    // of it in its own reactor), so whichever worker is running takes the
+    // next connection; with one SO_REUSEPORT socket per worker the kernel
+    // would queue it behind a worker that may be preempted. UDP: one
+    // SO_REUSEPORT socket per worker (a flow is a 4-tuple the kernel
+    // hashes to the same socket every time).
+    const bool shared = key.protocol == model::Protocol::TCP;
     for (size_t i = 0; i < workers.size(); ++i) {
-      const int fd = open_listener(key, error);
-      if (fd < 0) break;
+      const int fd = shared && i > 0 ? ::fcntl(fds[0], F_DUPFD_CLOEXEC, 0) : open_listener(key, error);
+      if (fd < 0) {
+        if (error.empty()) error = std::string("dup: ") + std::strerror(errno);
+        break;
+      }
       fds.push_back(fd);
     }
     if (fds.size() != workers.size()) {

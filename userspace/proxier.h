@@ -1,7 +1,8 @@
 // The userspace L4 proxy (kube-proxy's old userspace mode, rebuilt): one
-// Boost.Asio io_context per worker thread, SO_REUSEPORT listeners per
-// (address, port, protocol) on every worker, and a connection or UDP flow
-// living on the worker that accepted it for its whole life.
+// Boost.Asio io_context per worker thread, every worker accepting from one
+// shared TCP listening socket per (address, port) and reading its own
+// SO_REUSEPORT UDP socket, and a connection or UDP flow living on the
+// worker that accepted it for its whole life.
 //
 // update() publishes a new immutable Routes snapshot (atomic shared_ptr),
 // opens/closes listeners for the difference, and returns only after every
@@ -78,7 +79,7 @@ struct ProxierStats {
   uint64_t udp_dropped = 0;            // source range, or no socket / send failed
                                        // (no endpoints: no listener, the kernel
                                        // answers ICMP port unreachable)
-  uint64_t listeners = 0;              // listening sockets (all workers)
+  uint64_t listeners = 0;              // listeners (per worker: TCP ones share a socket)
   uint64_t listen_errors = 0;          // listeners that could not be opened
   uint64_t updates = 0;
   std::chrono::microseconds last_update_duration{0};

@@ -27,6 +27,14 @@ class Relay::Pump {
 
   bool spliced() const { return pipe_[0] >= 0; }
 
+  // Bytes read before the relay started; [sent, size) still to be written.
+  void preload(std::vector<char> data, size_t sent) {
+    moved_ = data.size();
+    pending_ = data.size() - sent;
+    offset_ = sent;
+    buffer_ = std::move(data);
+  }
+
   // Moves bytes until one side would block, then waits for it. A bounded
   // number of rounds per call so one fast connection cannot starve the
   // others on this worker.
@@ -84,7 +92,7 @@ class Relay::Pump {
   // short read waits for the next edge without another recv() (no EAGAIN
   // round trip), and a pending read needs no epoll_ctl(MOD) per wait.
   void receive() {
-    if (buffer_.empty()) buffer_.resize(std::min(capacity_, kSmallBuffer));
+    if (buffer_.size() < std::min(capacity_, kSmallBuffer)) buffer_.resize(std::min(capacity_, kSmallBuffer));
     in_.async_receive(asio::buffer(buffer_),
                       [this, keep = relay_.owner_.keep_alive()](const boost::system::error_code& ec, size_t n) {
                         if (ec == asio::error::eof) {
@@ -163,7 +171,8 @@ void Relay::note_bulk(bool spliced) {
   if (counter) counter->fetch_add(1, std::memory_order_relaxed);
 }
 
-void Relay::start() {
+void Relay::start(std::vector<char> first, size_t sent) {
+  up_->preload(std::move(first), sent);
   up_->run();
   down_->run();
 }

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace svcproxy::userspace {
 
@@ -46,7 +47,9 @@ class Relay {
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  void start();
+  // `first` holds client bytes already read (the connection's first
+  // chunk), of which [sent, first.size()) are still to be sent upstream.
+  void start(std::vector<char> first = {}, size_t sent = 0);
   // Resets both sides (SO_LINGER 0) and stops relaying. Idempotent.
   void abort();
 

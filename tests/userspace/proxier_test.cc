@@ -203,6 +203,45 @@ TEST(UserspaceProxier, RefusingEndpointIsRetriedPastAndEjected) {
   EXPECT_EQ(s.retries, 1u);
 }
 
+// A client that talks first: its first bytes are usually read with the
+// accept and sent right after connect(); an endpoint that refuses must not
+// swallow them (the next attempt sends them again).
+TEST(UserspaceProxier, ClientFirstBytesReachTheEndpointPastARefusingOne) {
+  Backend a("a");
+  const uint16_t dead = free_port();
+  auto o = options();
+  o.ejection_backoff = std::chrono::milliseconds(0);  // every pick of `dead` is refused and retried
+  UserspaceProxier proxier(o);
+  const uint16_t vport = free_port();
+  proxier.update({service("127.0.0.10", vport, {a.port(), dead})});
+  for (int i = 0; i < 20; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(vport);
+    inet_pton(AF_INET, "127.0.0.10", &sin.sin_addr);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    const std::string request = "request " + std::to_string(i) + "\n";
+    ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+    const std::string want = "a\n" + request;  // the backend's id, then the echo
+    std::string got;
+    char buf[256];
+    while (got.size() < want.size()) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    EXPECT_EQ(got, want);
+    ::close(fd);
+  }
+  const auto s = proxier.stats();
+  EXPECT_EQ(s.proxied, 20u);
+  EXPECT_GE(s.retries, 1u);  // round robin sent some to `dead` first
+  EXPECT_EQ(s.retries, s.connect_failures);
+}
+
 TEST(UserspaceProxier, NoEndpointsResetsAtOnce) {
   UserspaceProxier proxier(options());
   const uint16_t vport = free_port();
