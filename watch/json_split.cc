@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -116,7 +117,24 @@ class Scanner {
 
   bool skip_nested() {  // at '{' or '['
     size_t depth = 0;
+    const char* scalar_until = p_;  // bytes before this are walked one structural at a time
     for (;;) {
+#if defined(__SSE2__)
+      if (p_ >= scalar_until && end_ - p_ >= 64) {
+        switch (nested_block(depth)) {
+          case Block::Closed:
+            return true;
+          case Block::Open:
+            break;
+          case Block::Escape:
+            scalar_until = p_ + 64;
+            break;
+          case Block::RanOut:
+            return false;
+        }
+        continue;
+      }
+#endif
       p_ = find_any<'"', '{', '}', '[', ']'>(p_, end_);
       if (p_ == end_) return ran_out();
       const char c = *p_;
@@ -132,6 +150,52 @@ class Scanner {
       }
     }
   }
+
+#if defined(__SSE2__)
+  // Bit i set where byte i of the 64 at `p` is one of C...
+  template <char... C>
+  static uint64_t block_mask(const char* p) {
+    uint64_t mask = 0;
+    for (int i = 0; i < 4; ++i) {
+      const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * i));
+      const __m128i hits = (_mm_cmpeq_epi8(block, _mm_set1_epi8(C)) | ...);
+      mask |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(hits))) << (16 * i);
+    }
+    return mask;
+  }
+
+  // The 64 bytes at p_ (outside any string) as bit masks, so that strings
+  // cost nothing one by one: each bit of `inside` is the parity of the quotes
+  // up to it (set from an opening quote to just before its closing one).
+  // Moves p_ past what it settled. Escape (p_ unmoved): the block holds a
+  // backslash, its bytes are left to the byte-wise walk.
+  enum class Block { Closed, Open, Escape, RanOut };
+  Block nested_block(size_t& depth) {
+    if (block_mask<'\\'>(p_) != 0) return Block::Escape;
+    const uint64_t quotes = block_mask<'"'>(p_);
+    uint64_t inside = quotes;
+    for (int shift = 1; shift < 64; shift *= 2) inside ^= inside << shift;
+    uint64_t structural = block_mask<'{', '}', '[', ']'>(p_) & ~inside;
+    int settled = 64;
+    if (inside >> 63) {  // a string runs past the block: stop at its opening quote
+      settled = 63 - __builtin_clzll(quotes);
+      if (settled == 0) return skip_string() ? Block::Open : Block::RanOut;  // a string longer than the block
+      structural &= (uint64_t{1} << settled) - 1;
+    }
+    for (; structural != 0; structural &= structural - 1) {
+      const int at = __builtin_ctzll(structural);
+      const char c = p_[at];
+      if (c == '{' || c == '[') {
+        ++depth;
+      } else if (--depth == 0) {
+        p_ += at + 1;
+        return Block::Closed;
+      }
+    }
+    p_ += settled;
+    return Block::Open;
+  }
+#endif
 
   const char* p_;
   const char* end_;

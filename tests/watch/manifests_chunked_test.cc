@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
 #include "tests/watch/manifests_test_util.h"
+#include "watch/json_node.h"
 
 namespace svcproxy::watch {
 namespace {
@@ -168,6 +170,109 @@ TEST(ManifestsChunked, DocumentsThatAreNotListsFallBackToTheWholeText) {
   for (const std::string& text : inputs) {
     SCOPED_TRACE(text);
     expect_any_buffer_agrees(text);
+  }
+}
+
+// A random JSON value: nesting, and strings full of what the splitter must
+// not mistake for structure (brackets, escaped quotes and backslashes), some
+// longer than its 64-byte blocks.
+void random_value(std::mt19937& rng, int depth, std::string& out) {
+  const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  const auto space = [&] { out += std::string(static_cast<size_t>(pick(3)), pick(2) ? ' ' : '\n'); };
+  const auto string = [&] {
+    static constexpr std::string_view kPieces[] = {"a", "{", "}", "[", "]", "\\\"", "\\\\", "\\n", ",", ":", " ", "xyz"};
+    out += '"';
+    const int pieces = pick(4) == 0 ? 40 + pick(40) : pick(8);
+    for (int i = 0; i < pieces; ++i) out += kPieces[pick(static_cast<int>(std::size(kPieces)))];
+    out += '"';
+  };
+  switch (depth > 3 ? pick(3) : pick(5)) {
+    case 0:
+      string();
+      return;
+    case 1:
+      out += std::to_string(pick(100000));
+      return;
+    case 2:
+      out += pick(2) ? "true" : "null";
+      return;
+    case 3: {
+      out += '[';
+      const int n = pick(4);
+      for (int i = 0; i < n; ++i) {
+        if (i > 0) out += ',';
+        space();
+        random_value(rng, depth + 1, out);
+      }
+      out += ']';
+      return;
+    }
+    default:
+      break;
+  }
+  out += '{';
+  const int n = pick(5);
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) out += ',';
+    space();
+    string();
+    out += ':';
+    space();
+    random_value(rng, depth + 1, out);
+  }
+  out += '}';
+}
+
+TEST(ManifestsChunked, SplitterFindsExactlyTheItemsOfRandomLists) {
+  std::mt19937 rng(20261128);
+  for (int round = 0; round < 300; ++round) {
+    std::vector<std::string> items;
+    std::string text = "{\"apiVersion\": \"v1\", \"items\": [";
+    const int n = 1 + static_cast<int>(rng() % 6);
+    for (int i = 0; i < n; ++i) {
+      std::string item = "{\"k\": ";
+      random_value(rng, 0, item);
+      item += ", \"s\": \"}\\\"{\"}";
+      text += (i > 0 ? ",\n  " : "\n  ") + item;
+      items.push_back(std::move(item));
+    }
+    text += "\n], \"kind\": \"List\"}\n";
+    detail::JsonListView whole;
+    ASSERT_TRUE(detail::split_json_list(text, whole)) << text;
+    EXPECT_EQ(std::vector<std::string>(whole.items.begin(), whole.items.end()), items) << text;
+    EXPECT_EQ(whole.kind, "List");
+    // The same items when the text arrives a few bytes at a time.
+    for (const size_t step : {size_t{1}, size_t{7}, size_t{61}}) {
+      detail::JsonListSplitter splitter;
+      std::vector<std::string> found;
+      std::string pending;
+      size_t fed = 0;
+      for (bool end = false; !end;) {
+        size_t consumed = 0;
+        std::string_view item;
+        pending.reserve(pending.size() + 64);
+        switch (splitter.next(pending, fed == text.size(), consumed, item)) {
+          case detail::JsonListSplitter::Step::Item:
+            found.emplace_back(item);
+            break;
+          case detail::JsonListSplitter::Step::NeedMore: {
+            const size_t more = std::min(step, text.size() - fed);
+            pending.append(text, fed, more);
+            fed += more;
+            break;
+          }
+          case detail::JsonListSplitter::Step::End:
+            end = true;
+            break;
+          case detail::JsonListSplitter::Step::Malformed:
+            ADD_FAILURE() << "malformed at " << fed << ": " << text;
+            end = true;
+            break;
+        }
+        pending.erase(0, consumed);
+      }
+      EXPECT_EQ(found, items) << "step " << step << ": " << text;
+    }
   }
 }
 
