@@ -183,6 +183,21 @@ class TableState {
                      KeyKind kind, Flavour flavour, const ir::ValueList& key, bool local, Fragment& out);
   std::vector<ir::Rule> affinity_external_rules(const ServicePortState& sp, const std::string& id, KeyKind kind,
                                                 const ir::ValueList& key, Fragment& out);
+  // The match for "from this node's pods" (negate: "not from them"), by
+  // --detect-local-mode; none when nothing can be recognised (no pod CIDR
+  // of this family). kube-proxy's LocalTrafficDetector.
+  std::optional<ir::Match> local_match(bool negate) const {
+    switch (node_.local_detect) {
+      case model::LocalDetect::CIDRs:
+        if (cluster_cidrs_.empty()) return std::nullopt;
+        return ir::AddrMatch{ir::KeyField::SrcAddr, negate, std::nullopt, names::kClusterCIDRs};
+      case model::LocalDetect::BridgeInterface:
+        return ir::IifnameMatch{node_.local_interface, false, negate};
+      case model::LocalDetect::InterfaceNamePrefix:
+        return ir::IifnameMatch{node_.local_interface, true, negate};
+    }
+    return std::nullopt;
+  }
   ir::Rule mark_for_masquerade(std::vector<ir::Match> matches = {}) const {
     return rule(std::move(matches), {jump_chain(names::kMarkForMasquerade)});
   }
@@ -250,6 +265,10 @@ void TableState::build_fixed() {
     sort_elements(s.elements);
     fixed_sets_.push_back(std::move(s));
   };
+  // Kept in the interface modes too, filled from --cluster-cidr as always
+  // (then no rule looks it up): kube-proxy also still takes --cluster-cidr
+  // there and only stops using it for detection, and a fixed set that never
+  // changes shape with the mode keeps a mode switch to rule changes only.
   addr_set(names::kClusterCIDRs, true, cluster_cidrs_);
   addr_set(names::kServiceCIDRs, true, service_cidrs_);
   std::set<IPAddress> nodeport_ips;
@@ -326,9 +345,8 @@ void TableState::build_fixed() {
   std::vector<ir::Rule> cluster_ip;
   if (node_.masquerade_all) {
     cluster_ip.push_back(mark_for_masquerade());
-  } else if (!cluster_cidrs_.empty()) {
-    cluster_ip.push_back(
-        mark_for_masquerade({ir::AddrMatch{KeyField::SrcAddr, true, std::nullopt, names::kClusterCIDRs}}));
+  } else if (auto not_local = local_match(true)) {
+    cluster_ip.push_back(mark_for_masquerade({std::move(*not_local)}));
   }
   cluster_ip.push_back(rule({}, {goto_chain(cascade_chain_name(KeyKind::Address, Flavour::Main))}));
   // eTP=Cluster: external traffic may land on any node's pod: masquerade so
@@ -344,10 +362,7 @@ void TableState::build_fixed() {
   auto external_local = [&](KeyKind kind) {
     const std::string shortcut = cascade_chain_name(kind, Flavour::Shortcut);
     std::vector<ir::Rule> rules;
-    if (!cluster_cidrs_.empty()) {
-      rules.push_back(rule({ir::AddrMatch{KeyField::SrcAddr, false, std::nullopt, names::kClusterCIDRs}},
-                           {goto_chain(shortcut)}));
-    }
+    if (auto local = local_match(false)) rules.push_back(rule({std::move(*local)}, {goto_chain(shortcut)}));
     rules.push_back(mark_for_masquerade({ir::FibLocalMatch{KeyField::SrcAddr}}));
     rules.push_back(rule({ir::FibLocalMatch{KeyField::SrcAddr}}, {goto_chain(shortcut)}));
     rules.push_back(rule({}, {jump_chain(cascade_chain_name(kind, Flavour::Main))}));
@@ -543,10 +558,7 @@ std::vector<ir::Rule> TableState::affinity_external_rules(const ServicePortState
     return rules;
   }
   const std::string shortcut = picker(sp, id, cluster, kind, Flavour::Shortcut, key, false, out);
-  if (!cluster_cidrs_.empty()) {
-    rules.push_back(rule({ir::AddrMatch{ir::KeyField::SrcAddr, false, std::nullopt, names::kClusterCIDRs}},
-                         {goto_chain(shortcut)}));
-  }
+  if (auto local = local_match(false)) rules.push_back(rule({std::move(*local)}, {goto_chain(shortcut)}));
   rules.push_back(mark_for_masquerade({ir::FibLocalMatch{ir::KeyField::SrcAddr}}));
   rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(shortcut)}));
   if (sp.local_endpoints.empty()) {
@@ -618,9 +630,8 @@ Fragment TableState::compile_port(const ServicePortState& sp) {
       std::vector<ir::Rule> rules;
       if (node_.masquerade_all) {
         rules.push_back(mark_for_masquerade());
-      } else if (!cluster_cidrs_.empty()) {
-        rules.push_back(mark_for_masquerade(
-            {ir::AddrMatch{ir::KeyField::SrcAddr, true, std::nullopt, names::kClusterCIDRs}}));
+      } else if (auto not_local = local_match(true)) {
+        rules.push_back(mark_for_masquerade({std::move(*not_local)}));
       }
       rules.push_back(
           rule({}, {goto_chain(picker(sp, id, internal, KeyKind::Address, Flavour::Main, key, local, out))}));

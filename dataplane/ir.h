@@ -316,7 +316,18 @@ struct ProtoMatch {
   auto operator<=>(const ProtoMatch&) const = default;
 };
 
-using Match = std::variant<AddrMatch, SetMatch, FibLocalMatch, MarkMatch, CtDnatMatch, ProtoMatch>;
+// meta iifname [!=] "name"   or, with prefix, iifname [!=] "name*"
+// (the input interface's name equals `name` / starts with it). `name` is
+// 1..15 bytes (IFNAMSIZ - 1), a prefix 1..14 (nft's text takes 15 with the
+// '*'), without '*' or NUL.
+struct IifnameMatch {
+  std::string name;
+  bool prefix = false;
+  bool negate = false;
+  auto operator<=>(const IifnameMatch&) const = default;
+};
+
+using Match = std::variant<AddrMatch, SetMatch, FibLocalMatch, MarkMatch, CtDnatMatch, ProtoMatch, IifnameMatch>;
 
 // ---- statements ------------------------------------------------------------
 

@@ -187,6 +187,7 @@ class RuleDecoder {
       const uint32_t key = u32(i, NFTNL_EXPR_META_KEY);
       if (key == NFT_META_L4PROTO && is(i + 1, "cmp")) return proto_match();
       if (key == NFT_META_MARK) return mark();
+      if (key == NFT_META_IIFNAME) return iifname();
       return key_lookup();
     }
     if (name == "numgen") return key_lookup();
@@ -302,6 +303,31 @@ class RuleDecoder {
     const auto proto = static_cast<uint8_t>(data[0]);
     if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP) fail(i_ + 1, "unknown protocol");
     add_match(ir::ProtoMatch{static_cast<model::Protocol>(proto)}, i_);
+    i_ += 2;
+  }
+
+  // iifname [!=] "name" (the name NUL-padded to IFNAMSIZ) or "prefix*" (only
+  // the prefix's bytes compared)
+  void iifname() {
+    constexpr size_t kIfNameSize = 16;  // IFNAMSIZ
+    if (u32(i_, NFTNL_EXPR_META_DREG) != NFT_REG_1) fail(i_, "unexpected register");
+    uint32_t op;
+    std::string_view data;
+    expect_cmp(i_ + 1, &op, &data);
+    if (data.empty() || data.size() > kIfNameSize) fail(i_ + 1, "interface name comparison of unexpected length");
+    ir::IifnameMatch m;
+    m.negate = op == NFT_CMP_NEQ;
+    const size_t nul = data.find('\0');
+    if (data.size() == kIfNameSize && nul != std::string_view::npos) {
+      m.name = std::string(data.substr(0, nul));
+      if (data.find_first_not_of('\0', nul) != std::string_view::npos) fail(i_ + 1, "interface name after a NUL");
+    } else {
+      if (nul != std::string_view::npos || data.size() >= kIfNameSize - 1) fail(i_ + 1, "unexpected interface name");
+      m.name = std::string(data);
+      m.prefix = true;
+    }
+    if (m.name.empty()) fail(i_ + 1, "empty interface name");
+    add_match(std::move(m), i_);
     i_ += 2;
   }
 

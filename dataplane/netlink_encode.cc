@@ -287,6 +287,19 @@ void encode_match(nftnl_rule* rule, const ir::Match& match, IPFamily family) {
           const uint8_t proto = static_cast<uint8_t>(m.protocol);
           put(rule, meta_load(NFT_META_L4PROTO, NFT_REG_1));
           put(rule, cmp(NFT_REG_1, NFT_CMP_EQ, &proto, 1));
+        } else if constexpr (std::is_same_v<T, ir::IifnameMatch>) {
+          // As nft encodes it: the whole name padded with NULs to IFNAMSIZ
+          // (so "cbr0" does not match "cbr01"); a prefix compares only its
+          // own bytes.
+          constexpr size_t kIfNameSize = 16;  // IFNAMSIZ
+          // nft's text form takes at most 15 characters with the '*'.
+          if (m.name.empty() || m.name.size() >= kIfNameSize - (m.prefix ? 1 : 0) ||
+              m.name.find('\0') != std::string::npos)
+            throw std::invalid_argument("iifname: bad interface name \"" + m.name + "\"");
+          char name[kIfNameSize] = {};
+          std::memcpy(name, m.name.data(), m.name.size());
+          put(rule, meta_load(NFT_META_IIFNAME, NFT_REG_1));
+          put(rule, cmp(NFT_REG_1, m.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, name, m.prefix ? m.name.size() : kIfNameSize));
         } else {
           static_assert(kNotEncoded<T>, "a new ir::Match needs an encoding (and a decoding)");
         }

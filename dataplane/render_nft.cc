@@ -102,6 +102,10 @@ void append_match(std::string& out, const ir::Match& match, IPFamily family) {
           out.append("ct status dnat");
         } else if constexpr (std::is_same_v<T, ir::ProtoMatch>) {
           out.append("meta l4proto ").append(proto_keyword(m.protocol));
+        } else if constexpr (std::is_same_v<T, ir::IifnameMatch>) {
+          // As nft 1.0.6 lists it back: no "meta", the name quoted.
+          out.append(m.negate ? "iifname != \"" : "iifname \"").append(m.name);
+          out.append(m.prefix ? "*\"" : "\"");
         }
       },
       match);

@@ -162,6 +162,8 @@ class Evaluator {
   }
 
   std::vector<std::string> take_visited() { return std::move(visited_); }
+  // Whether an iifname match was reached with the input interface unknown.
+  bool iif_unknown() const { return iif_unknown_; }
 
  private:
   // Base chains of one hook run in priority order. An accept (or the chain
@@ -460,6 +462,18 @@ class Evaluator {
             // Only postrouting can see it set: dnat ends the hook it runs in.
             [&](const ir::CtDnatMatch&) { return c.branch.dnat.has_value(); },
             [&](const ir::ProtoMatch& m) { return packet.protocol == m.protocol; },
+            [&](const ir::IifnameMatch& m) {
+              // Locally generated packets have no input device: the kernel
+              // compares "".
+              const std::optional<std::string> iif =
+                  packet_.locally_generated ? std::optional<std::string>("") : packet_.iif;
+              if (!iif) {
+                iif_unknown_ = true;
+                return false;
+              }
+              const bool found = m.prefix ? iif->starts_with(m.name) : *iif == m.name;
+              return found != m.negate;
+            },
         },
         match);
   }
@@ -704,6 +718,7 @@ class Evaluator {
   // Sets already checked, with their lookup index. A cache: lookups are
   // logically const.
   mutable std::unordered_map<const Set*, std::vector<const Element*>> prepared_;
+  mutable bool iif_unknown_ = false;
 };
 
 // One complete fate of the packet, after both NAT hooks.
@@ -823,6 +838,11 @@ TraceResult trace(const ir::Ruleset& ruleset, const TracePacket& packet, const T
     }
   }
   result.chains = evaluator.take_visited();
+  if (evaluator.iif_unknown()) {
+    result.notes.push_back(
+        "iifname matches were taken as not matching: the packet's input interface is unknown "
+        "(--detect-local-mode BridgeInterface/InterfaceNamePrefix needs it)");
+  }
 
   // Branches normally agree on the verdict (every endpoint chain of a
   // service ends in dnat). When they do not, a DNAT anywhere wins, then a
@@ -867,6 +887,10 @@ std::string TraceResult::to_json() const {
   append_json_array(out, masquerade_endpoints, [](const EndpointAddress& e) { return e.str(); });
   out += ", \"chains\": ";
   append_json_array(out, chains, [](const std::string& chain) { return chain; });
+  if (!notes.empty()) {
+    out += ", \"notes\": ";
+    append_json_array(out, notes, [](const std::string& note) { return note; });
+  }
   out += '}';
   return out;
 }
@@ -910,6 +934,7 @@ std::string TraceResult::to_text() const {
     text += chains[i];
   }
   text += '\n';
+  for (const std::string& note : notes) text += "note: " + note + '\n';
   return text;
 }
 

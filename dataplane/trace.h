@@ -5,6 +5,7 @@
 // packet is the first of a new client.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,12 @@ struct TracePacket {
   // Generated on the node itself (output hook) rather than arriving on an
   // interface (prerouting hook).
   bool locally_generated = false;
+  // The input interface's name, for `iifname` matches (--detect-local-mode
+  // BridgeInterface / InterfaceNamePrefix). Locally generated packets have
+  // none (the kernel compares ""). Unset for an arriving packet: unknown,
+  // every iifname match (either polarity) is taken as not matching and the
+  // result says so in `notes`.
+  std::optional<std::string> iif;
 };
 
 struct TraceEnvironment {
@@ -42,9 +49,12 @@ struct TraceResult {
   std::vector<model::EndpointAddress> masquerade_endpoints;
   // Chains visited, in first-visit order.
   std::vector<std::string> chains;
+  // Caveats about the evaluation (e.g. iifname matches with no interface
+  // given). Empty for most packets; to_json() omits the key then.
+  std::vector<std::string> notes;
 
   // {"verdict": "...", "endpoints": [...], "masquerade": bool,
-  //  "masquerade_endpoints": [...], "chains": [...]}
+  //  "masquerade_endpoints": [...], "chains": [...][, "notes": [...]]}
   std::string to_json() const;
   // Human-readable multi-line explanation.
   std::string to_text() const;

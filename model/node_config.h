@@ -10,6 +10,15 @@
 
 namespace svcproxy::model {
 
+// How traffic from this node's pods is recognised (kube-proxy's
+// --detect-local-mode). ClusterCIDR and NodeCIDR both come down to source
+// prefixes (`cluster_cidrs`); the interface modes match the input interface.
+enum class LocalDetect : uint8_t {
+  CIDRs,                // ip saddr @cluster-cidrs (ClusterCIDR, NodeCIDR)
+  BridgeInterface,      // iifname "<local_interface>"
+  InterfaceNamePrefix,  // iifname "<local_interface>*"
+};
+
 struct NodeConfig {
   std::string node_name;
   std::string zone;                  // topology hints; empty: none
@@ -22,6 +31,10 @@ struct NodeConfig {
   bool nodeport_all_local_v4 = false;
   bool nodeport_all_local_v6 = false;
   std::vector<CIDR> cluster_cidrs;   // pod CIDRs
+  LocalDetect local_detect = LocalDetect::CIDRs;
+  // The bridge's name, or the prefix of the pods' interface names (without
+  // the '*'); validated by proxy/ (1..15 bytes, no '*'). Empty with CIDRs.
+  std::string local_interface;
   std::vector<CIDR> service_cidrs;   // flags plus ServiceCIDR objects
   bool masquerade_all = false;
   uint8_t masquerade_bit = 14;

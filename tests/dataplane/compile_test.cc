@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstring>
 #include <random>
+#include <sstream>
 
 #include "dataplane/compile.h"
 #include "dataplane/render.h"
@@ -59,10 +60,11 @@ struct Fixture {
   model::NodeConfig node = node_config();
   std::vector<ServicePortState> ports;
   CompileResult compiled;
+  std::optional<std::string> iif;  // the input interface of packets sent
 
   void build() { compiled = compile(ports, node); }
   TraceResult send(IPAddress src, IPAddress dst, uint16_t dport, Protocol proto = Protocol::TCP) {
-    TracePacket packet{src, dst, proto, dport, false};
+    TracePacket packet{src, dst, proto, dport, false, iif};
     TraceEnvironment env;
     env.local_addresses = node.node_ips;
     packet.locally_generated = std::find(env.local_addresses.begin(), env.local_addresses.end(), src) !=
@@ -340,6 +342,159 @@ TEST(Compile, ChainNamesAreStableAndValidNftIdentifiers) {
   for (char c : id) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("/-_.", c)) << c;
   name.family = model::IPFamily::V4;
   EXPECT_NE(service_port_id(name), id) << "families get distinct ids";
+}
+
+// ---- --detect-local-mode BridgeInterface / InterfaceNamePrefix ------------
+
+Fixture interface_fixture(model::LocalDetect mode, const char* name) {
+  Fixture f;
+  f.node.local_detect = mode;
+  f.node.local_interface = name;
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree, kLocalOne));
+  auto sticky = port("sticky", "10.96.0.30", 80, kThree, kLocalOne);
+  sticky.affinity_timeout_seconds = 600;
+  f.ports.push_back(sticky);
+  auto local = port("lb-local", "10.96.0.12", 443, kThree, kLocalOne);
+  local.external_traffic_policy = TrafficPolicy::Local;
+  local.node_port = 30443;
+  local.load_balancer_ips = {ip("198.51.100.60")};
+  f.ports.push_back(local);
+  auto sticky_local = port("sticky-local", "10.96.0.13", 443, kThree, kLocalOne);
+  sticky_local.external_traffic_policy = TrafficPolicy::Local;
+  sticky_local.load_balancer_ips = {ip("198.51.100.61")};
+  sticky_local.affinity_timeout_seconds = 600;
+  f.ports.push_back(sticky_local);
+  f.ports.push_back(port("web6", "fd00:10:96::10", 80, {ep("fd00:10:244:1::2", 8080)}));
+  f.build();
+  return f;
+}
+
+// Every rule line of the rendered ruleset that mentions `what`.
+std::vector<std::string> lines_with(const CompileResult& compiled, const std::string& what) {
+  std::vector<std::string> out;
+  std::istringstream text(render_nft(compiled.ruleset));
+  for (std::string line; std::getline(text, line);) {
+    if (line.find(what) == std::string::npos) continue;
+    line.erase(0, line.find_first_not_of('\t'));
+    out.push_back(line);
+  }
+  return out;
+}
+
+TEST(Compile, BridgeInterfaceMatchesTheInputInterfaceWhereClusterCidrMatchedTheSource) {
+  auto f = interface_fixture(model::LocalDetect::BridgeInterface, "cbr0");
+  // Both families (an interface has no family), in the ClusterIP class chain
+  // and affinity chain (not local: masquerade) and the eTP=Local class and
+  // affinity chains (local: short-circuit); the cluster-cidrs set stays,
+  // looked up by no rule.
+  EXPECT_EQ(lines_with(f.compiled, "iifname"),
+            (std::vector<std::string>{
+                // ip: cluster-ip, then ext-... of sticky-local (eTP=Local with affinity)
+                "iifname != \"cbr0\" jump mark-for-masquerade",
+                "iifname \"cbr0\" goto affinity-cluster-XQFGNDJR-default/sticky-local/tcp/p",
+                "iifname \"cbr0\" goto dnat-shortcut-maps",  // external-local
+                "iifname \"cbr0\" goto dnat-nodeport-shortcut-maps",  // nodeport-external-local
+                "iifname != \"cbr0\" jump mark-for-masquerade",  // svc-... of sticky
+                "iifname != \"cbr0\" jump mark-for-masquerade",  // svc-... of sticky-local
+                // ip6: cluster-ip, external-local, nodeport-external-local
+                "iifname != \"cbr0\" jump mark-for-masquerade",
+                "iifname \"cbr0\" goto dnat-shortcut-maps",
+                "iifname \"cbr0\" goto dnat-nodeport-shortcut-maps",
+            }))
+      << render_nft(f.compiled.ruleset);
+  EXPECT_TRUE(lines_with(f.compiled, "@cluster-cidrs").empty());
+  EXPECT_EQ(f.compiled.ruleset.find_table(model::IPFamily::V4)->find_set(names::kClusterCIDRs)->elements.size(), 1u);
+}
+
+TEST(Compile, InterfaceNamePrefixRendersAsNftListsIt) {
+  auto f = interface_fixture(model::LocalDetect::InterfaceNamePrefix, "veth");
+  const auto lines = lines_with(f.compiled, "iifname");
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.front(), "iifname != \"veth*\" jump mark-for-masquerade");
+  EXPECT_EQ(lines[2], "iifname \"veth*\" goto dnat-shortcut-maps");
+  EXPECT_EQ(lines, lines_with(f.compiled, "veth*\""));
+  // The JSON dump renders rules with the same text.
+  EXPECT_NE(render_json(f.compiled.ruleset).find("\"iifname != \\\"veth*\\\" jump mark-for-masquerade\""),
+            std::string::npos);
+}
+
+TEST(Compile, BridgeInterfaceDecidesMasqueradeByInputInterfaceNotSource) {
+  auto f = interface_fixture(model::LocalDetect::BridgeInterface, "cbr0");
+  for (const char* vip : {"10.96.0.10", "10.96.0.30"}) {  // plain and affinity
+    f.iif = "cbr0";
+    auto pod = f.send(kPodClient, ip(vip), 80);
+    EXPECT_EQ(pod.verdict, TraceVerdict::DNAT) << vip;
+    EXPECT_FALSE(pod.masquerade) << vip << ": from the bridge: a local pod";
+    EXPECT_TRUE(pod.notes.empty());
+    f.iif = "cbr01";
+    EXPECT_TRUE(f.send(kPodClient, ip(vip), 80).masquerade) << vip << ": the name must match exactly";
+    f.iif = "eth0";
+    EXPECT_TRUE(f.send(kPodClient, ip(vip), 80).masquerade) << vip << ": a pod address off the bridge is not local";
+    f.iif = "cbr0";
+    EXPECT_FALSE(f.send(kExternalClient, ip(vip), 80).masquerade) << vip << ": any source from the bridge is local";
+  }
+  f.iif = "cbr0";
+  auto pod6 = f.send(ip("fd00:10:244:9::9"), ip("fd00:10:96::10"), 80);
+  EXPECT_FALSE(pod6.masquerade);
+  f.iif = "eth0";
+  EXPECT_TRUE(f.send(ip("fd00:10:244:9::9"), ip("fd00:10:96::10"), 80).masquerade);
+  // The node's own traffic has no input interface: not local, masqueraded.
+  f.iif.reset();
+  auto node = f.send(kNode, ip("10.96.0.10"), 80);
+  EXPECT_TRUE(node.masquerade);
+  EXPECT_TRUE(node.notes.empty()) << "locally generated packets have iifname \"\"";
+}
+
+TEST(Compile, InterfaceNamePrefixShortCircuitsExternalTrafficPolicyLocal) {
+  auto f = interface_fixture(model::LocalDetect::InterfaceNamePrefix, "veth");
+  for (auto [dst, dport] : {std::pair{ip("198.51.100.60"), 443}, {kNode, 30443}, {ip("198.51.100.61"), 443}}) {
+    f.iif = "veth1a2b";
+    auto pod = f.send(kPodClient, dst, static_cast<uint16_t>(dport));
+    EXPECT_EQ(pod.endpoints, kThree) << dst.str() << ": pods short-circuit to every endpoint";
+    EXPECT_FALSE(pod.masquerade);
+    f.iif = "eth0";
+    auto external = f.send(kPodClient, dst, static_cast<uint16_t>(dport));
+    EXPECT_EQ(external.endpoints, kLocalOne) << dst.str() << ": not from a pod interface: local endpoints only";
+    EXPECT_FALSE(external.masquerade);
+    f.iif = "vet";
+    EXPECT_EQ(f.send(kPodClient, dst, static_cast<uint16_t>(dport)).endpoints, kLocalOne) << "shorter than the prefix";
+  }
+  f.iif = "veth0";
+  EXPECT_FALSE(f.send(kExternalClient, ip("10.96.0.10"), 80).masquerade);
+  f.iif = "eth0";
+  EXPECT_TRUE(f.send(kPodClient, ip("10.96.0.10"), 80).masquerade);
+}
+
+TEST(Compile, TraceWithoutAnInterfaceTakesIifnameAsNotMatchingAndSaysSo) {
+  auto f = interface_fixture(model::LocalDetect::BridgeInterface, "cbr0");
+  auto r = f.send(kExternalClient, ip("10.96.0.10"), 80);
+  EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
+  EXPECT_FALSE(r.masquerade) << "iifname != \"cbr0\" is not taken as matching either";
+  ASSERT_EQ(r.notes.size(), 1u);
+  EXPECT_NE(r.to_text().find("note: iifname matches were taken as not matching"), std::string::npos) << r.to_text();
+  EXPECT_NE(r.to_json().find("\"notes\": [\"iifname matches"), std::string::npos) << r.to_json();
+  // ClusterCIDR mode: no iifname match, no note, JSON as before.
+  Fixture plain;
+  plain.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  plain.build();
+  auto before = plain.send(kExternalClient, ip("10.96.0.10"), 80);
+  EXPECT_TRUE(before.notes.empty());
+  EXPECT_EQ(before.to_json().find("notes"), std::string::npos);
+}
+
+TEST(Compile, ClusterCidrModeIsUnchangedByTheInterfaceSupport) {
+  Fixture f;
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree));
+  f.build();
+  EXPECT_EQ(lines_with(f.compiled, "cluster-cidrs"),
+            (std::vector<std::string>{"set cluster-cidrs {", "ip saddr != @cluster-cidrs jump mark-for-masquerade",
+                                      "ip saddr @cluster-cidrs goto dnat-shortcut-maps",
+                                      "ip saddr @cluster-cidrs goto dnat-nodeport-shortcut-maps", "set cluster-cidrs {",
+                                      "ip6 saddr != @cluster-cidrs jump mark-for-masquerade",
+                                      "ip6 saddr @cluster-cidrs goto dnat-shortcut-maps",
+                                      "ip6 saddr @cluster-cidrs goto dnat-nodeport-shortcut-maps"}))
+      << render_nft(f.compiled.ruleset);
+  EXPECT_TRUE(lines_with(f.compiled, "iifname").empty());
 }
 
 }  // namespace

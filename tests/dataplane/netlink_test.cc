@@ -8,6 +8,7 @@
 #include <linux/netlink.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
@@ -361,6 +362,70 @@ TEST(NetlinkEncoder, AddressesOfTheOtherFamilyAreRejected) {
       ir::Rule{{ir::AddrMatch{ir::KeyField::SrcAddr, false, testing::cidr("10.0.0.0/8"), {}}}, {}, {}});
   NetlinkBatch batch(1);
   EXPECT_THROW(encode_full_sync(rules, batch), EncodeError);
+}
+
+// --detect-local-mode BridgeInterface / InterfaceNamePrefix: the rich
+// ruleset with iifname matches (exact and prefix, == and !=) in both
+// families, plus a 15-byte name (the longest IFNAMSIZ allows) and a 14-byte
+// prefix (the longest nft's text form takes: "<prefix>*" within 15).
+ir::Ruleset interface_ruleset(model::LocalDetect mode, const char* name) {
+  model::NodeConfig node = testing::rich_node();
+  node.local_detect = mode;
+  node.local_interface = name;
+  ir::Ruleset rules = compile(testing::rich_ports(), node).ruleset;
+  ir::Chain extra{"iifname-extra", std::nullopt, {}};
+  extra.rules.push_back(ir::Rule{{ir::IifnameMatch{"abcdefghijklmno", false, false}}, {ir::Verdict{}}, {}});
+  extra.rules.push_back(ir::Rule{{ir::IifnameMatch{"abcdefghijklmn", true, true}}, {ir::Verdict{}}, {}});
+  extra.rules.push_back(ir::Rule{{ir::IifnameMatch{"x", true, false}}, {ir::Verdict{}}, {}});
+  for (auto& table : rules.tables) {
+    table.chains.push_back(extra);
+    std::sort(table.chains.begin(), table.chains.end(),
+              [](const ir::Chain& a, const ir::Chain& b) { return a.name < b.name; });
+  }
+  return rules;
+}
+
+TEST(NetlinkBackend, InterfaceMatchesReadBackAndEqualWhatNftCreates) {
+  REQUIRE_ROOT();
+  REQUIRE_NFT();
+  for (auto [mode, name] : {std::pair{model::LocalDetect::BridgeInterface, "cbr0"},
+                            std::pair{model::LocalDetect::InterfaceNamePrefix, "veth"}}) {
+    const ir::Ruleset rules = interface_ruleset(mode, name);
+    const std::string text = render_nft(rules);
+    ASSERT_NE(text.find(mode == model::LocalDetect::BridgeInterface ? "iifname != \"cbr0\" jump"
+                                                                     : "iifname != \"veth*\" jump"),
+              std::string::npos);
+    auto ours = run_in_fresh_netns([&] {
+      NetlinkBackend backend;
+      backend.apply_full(rules);
+      const std::string diff = difference(rules, backend.read_back());
+      if (!diff.empty()) throw std::runtime_error(diff);
+      return list_svcproxy() + "----\n" + snapshot_svcproxy();
+    });
+    auto nft = run_in_fresh_netns([&] {
+      shell("nft -f -", text);
+      return list_svcproxy() + "----\n" + snapshot_svcproxy();
+    });
+    ASSERT_TRUE(ours.ok) << ours.output;
+    ASSERT_TRUE(nft.ok) << nft.output;
+    // Same expressions, byte for byte, as nft's own encoding of the text ...
+    EXPECT_EQ(ours.output, nft.output) << name;
+    // ... and nft lists them back exactly as svcproxy renders them.
+    const std::string listed = ours.output.substr(0, ours.output.find("----\n"));
+    for (const char* line : {"iifname \"abcdefghijklmno\" accept", "iifname != \"abcdefghijklmn*\" accept",
+                             "iifname \"x*\" accept"}) {
+      EXPECT_NE(listed.find(line), std::string::npos) << line << "\n" << listed;
+    }
+  }
+}
+
+TEST(NetlinkEncoder, InterfaceNamesOutsideIfnamsizAreRejected) {
+  for (auto [bad, prefix] : {std::pair{"", false}, {"", true}, {"abcdefghijklmnop", false}, {"abcdefghijklmno", true}}) {
+    ir::Ruleset rules = testing::rich_ruleset();
+    rules.tables[0].chains.front().rules.push_back(ir::Rule{{ir::IifnameMatch{bad, prefix, false}}, {}, {}});
+    NetlinkBatch batch(1);
+    EXPECT_THROW(encode_full_sync(rules, batch), EncodeError) << '"' << bad << '"' << prefix;
+  }
 }
 
 }  // namespace
