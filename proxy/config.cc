@@ -336,12 +336,16 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
   }
   out.bridge_interface = r.string(root, "detectLocal.bridgeInterface");
   if (out.bridge_interface && out.bridge_interface->empty()) out.bridge_interface.reset();
+  if (out.bridge_interface)
+    if (auto problem = interface_name_problem(*out.bridge_interface, false); !problem.empty())
+      r.fail("detectLocal.bridgeInterface", problem);
   out.interface_name_prefix = r.string(root, "detectLocal.interfaceNamePrefix");
   if (out.interface_name_prefix && out.interface_name_prefix->empty()) out.interface_name_prefix.reset();
-  if (out.detect_local_mode == "BridgeInterface" && !out.bridge_interface)
-    r.fail("detectLocal.bridgeInterface", "required when detectLocalMode is BridgeInterface");
-  if (out.detect_local_mode == "InterfaceNamePrefix" && !out.interface_name_prefix)
-    r.fail("detectLocal.interfaceNamePrefix", "required when detectLocalMode is InterfaceNamePrefix");
+  if (out.interface_name_prefix)
+    if (auto problem = interface_name_problem(*out.interface_name_prefix, true); !problem.empty())
+      r.fail("detectLocal.interfaceNamePrefix", problem);
+  // Whether the mode's interface is there is checked after the merge: the
+  // command line may give it (merge_config).
 
   out.sync_period = r.duration(root, "nftables.syncPeriod");
   if (out.sync_period && *out.sync_period <= 0ns) r.fail("nftables.syncPeriod", "must be greater than 0");
@@ -402,8 +406,9 @@ void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSet
   take("--sync-period", file.sync_period, s.sync_period);
   take("--min-sync-period", file.min_sync_period, s.min_sync_period);
   take("--detect-local-mode", file.detect_local_mode, s.detect_local_mode);
-  take("--pod-bridge-interface", file.bridge_interface, s.bridge_interface);
-  take("--pod-interface-name-prefix", file.interface_name_prefix, s.interface_name_prefix);
+  take("--pod-bridge-interface", file.bridge_interface, s.node.bridge_interface);
+  take("--pod-interface-name-prefix", file.interface_name_prefix, s.node.interface_name_prefix);
+  s.node.detect_local_mode = s.detect_local_mode;
   take("-v", file.verbosity, s.verbosity);
   take("--log-format", file.log_format, s.log_format);
   take("--healthz-bind-address", file.healthz_bind_address, s.healthz_bind_address);
@@ -423,6 +428,18 @@ void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSet
   auto source = [&](const char* flag, bool in_file, const char* field) {
     return given(flag) || !in_file ? std::string(flag) : file.path + ": " + field;
   };
+  // The mode's interface, from either place (a mode given as a flag without
+  // its flag is reported by resolve_node_config, naming the flag).
+  if (file.detect_local_mode && !given("--detect-local-mode")) {
+    if (s.detect_local_mode == "BridgeInterface" && s.node.bridge_interface.empty())
+      throw ConfigError(file.path +
+                        ": detectLocal.bridgeInterface: required when detectLocalMode is BridgeInterface "
+                        "(or --pod-bridge-interface)");
+    if (s.detect_local_mode == "InterfaceNamePrefix" && s.node.interface_name_prefix.empty())
+      throw ConfigError(file.path +
+                        ": detectLocal.interfaceNamePrefix: required when detectLocalMode is InterfaceNamePrefix "
+                        "(or --pod-interface-name-prefix)");
+  }
   if (s.sync_period <= 0ns)
     throw ConfigError(source("--sync-period", file.sync_period.has_value(), "nftables.syncPeriod") +
                       ": must be greater than 0");

@@ -66,15 +66,16 @@ ProxyConfigFile load_proxy_config(const std::string& path);
 // one's flag: the flag given on the command line wins over the file.
 struct DaemonSettings {
   NodeFlags node;  // --hostname-override --node-ip --cluster-cidr --nodeport-addresses --masquerade-all --masquerade-bit
+                   // --pod-bridge-interface --pod-interface-name-prefix
   std::string kubeconfig;                                           // --kubeconfig
   std::string proxy_mode = "nftables";                              // --proxy-mode
   std::string healthz_bind_address = "0.0.0.0:10256";               // --healthz-bind-address
   std::string metrics_bind_address = "127.0.0.1:10249";             // --metrics-bind-address
   std::chrono::nanoseconds sync_period = std::chrono::seconds(30);  // --sync-period
   std::chrono::nanoseconds min_sync_period{0};                      // --min-sync-period
-  std::string detect_local_mode = "ClusterCIDR";                    // --detect-local-mode
-  std::string bridge_interface;                                     // --pod-bridge-interface
-  std::string interface_name_prefix;                                // --pod-interface-name-prefix
+  // --detect-local-mode (copied into node.detect_local_mode by the merge;
+  // --pod-bridge-interface and --pod-interface-name-prefix are node.*).
+  std::string detect_local_mode = "ClusterCIDR";
   int verbosity = 0;                                                // -v
   std::string log_format = "text";                                  // --log-format
 };

@@ -36,9 +36,14 @@ void add_node_flags(CLI::App& app, NodeFlags& flags) {
   app.add_option("--masquerade-bit", flags.masquerade_bit, "fwmark bit marking packets to masquerade (0-31)")
       ->default_val(14);
   app.add_option("--detect-local-mode", flags.detect_local_mode,
-                 "How pod traffic is recognised: ClusterCIDR (--cluster-cidr, default) or NodeCIDR (this Node's "
-                 "spec.podCIDRs)")
+                 "How pod traffic is recognised: ClusterCIDR (--cluster-cidr, default), NodeCIDR (this Node's "
+                 "spec.podCIDRs), BridgeInterface (--pod-bridge-interface) or InterfaceNamePrefix "
+                 "(--pod-interface-name-prefix)")
       ->check(CLI::IsMember({"ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"}));
+  app.add_option("--pod-bridge-interface", flags.bridge_interface,
+                 "--detect-local-mode BridgeInterface: the bridge the node's pods are attached to (e.g. cbr0)");
+  app.add_option("--pod-interface-name-prefix", flags.interface_name_prefix,
+                 "--detect-local-mode InterfaceNamePrefix: the prefix of the node's pod interfaces' names (e.g. veth)");
   app.add_option("--zone", flags.zone,
                  "This node's zone for topology hints; default: the Node's topology.kubernetes.io/zone label");
 }
@@ -82,6 +87,24 @@ std::vector<CIDR> parse_cidrs(const char* flag, const std::vector<std::string>& 
 }
 
 }  // namespace
+
+std::string interface_name_problem(const std::string& name, bool prefix) {
+  const std::string what = prefix ? "interface name prefix" : "interface name";
+  if (name.empty()) return "empty " + what;
+  // IFNAMSIZ - 1 bytes; a prefix one less: nft's text form takes 15
+  // characters with its '*'.
+  const size_t max = prefix ? 14 : 15;
+  if (name.size() > max)
+    return what + " \"" + name + "\" is " + std::to_string(name.size()) + " bytes (at most " + std::to_string(max) +
+           ")";
+  if (!prefix && (name == "." || name == "..")) return "\"" + name + "\" is not an interface name";
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return what + " \"" + name + "\" contains a control character";
+    if (c == '/' || c == ':' || c == '*' || c == '"' || c == '\\' || std::isspace(c))
+      return what + " \"" + name + "\" contains '" + static_cast<char>(c) + "'";
+  }
+  return {};
+}
 
 model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::ClusterState& cluster,
                                       const std::vector<IPAddress>& local_addresses) {
@@ -159,9 +182,25 @@ model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::Clust
     // Only this node's pods count as local; until the Node has podCIDRs,
     // none do (kube-proxy waits for them; the next sync picks them up).
     config.cluster_cidrs = node ? node->pod_cidrs : std::vector<CIDR>{};
+  } else if (flags.detect_local_mode == "BridgeInterface") {
+    if (flags.bridge_interface.empty())
+      throw FlagError("--detect-local-mode BridgeInterface: needs --pod-bridge-interface (the pods' bridge, e.g. cbr0)");
+    if (auto problem = interface_name_problem(flags.bridge_interface, false); !problem.empty())
+      throw FlagError("--pod-bridge-interface: " + problem);
+    config.local_detect = model::LocalDetect::BridgeInterface;
+    config.local_interface = flags.bridge_interface;
+  } else if (flags.detect_local_mode == "InterfaceNamePrefix") {
+    if (flags.interface_name_prefix.empty())
+      throw FlagError(
+          "--detect-local-mode InterfaceNamePrefix: needs --pod-interface-name-prefix (the prefix of the pods' "
+          "interface names, e.g. veth)");
+    if (auto problem = interface_name_problem(flags.interface_name_prefix, true); !problem.empty())
+      throw FlagError("--pod-interface-name-prefix: " + problem);
+    config.local_detect = model::LocalDetect::InterfaceNamePrefix;
+    config.local_interface = flags.interface_name_prefix;
   } else if (flags.detect_local_mode != "ClusterCIDR") {
     throw FlagError("--detect-local-mode " + flags.detect_local_mode +
-                    ": not supported (svcproxy supports ClusterCIDR and NodeCIDR)");
+                    ": want ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix");
   }
   config.service_cidrs = parse_cidrs("--service-cidr", flags.service_cidrs);
   for (const auto& sc : cluster.service_cidrs)

@@ -28,12 +28,23 @@ struct NodeFlags {
   int masquerade_bit = 14;
   std::string zone;
   // How traffic from this node's pods is told apart (kube-proxy's
-  // --detect-local-mode): ClusterCIDR (from --cluster-cidr) or NodeCIDR (this
-  // Node's spec.podCIDRs). Interface-based modes are not supported.
+  // --detect-local-mode): ClusterCIDR (from --cluster-cidr), NodeCIDR (this
+  // Node's spec.podCIDRs), BridgeInterface (arrives on
+  // --pod-bridge-interface) or InterfaceNamePrefix (arrives on an interface
+  // whose name starts with --pod-interface-name-prefix).
   std::string detect_local_mode = "ClusterCIDR";
+  std::string bridge_interface;       // --pod-bridge-interface
+  std::string interface_name_prefix;  // --pod-interface-name-prefix
 };
 
 void add_node_flags(CLI::App& app, NodeFlags& flags);
+
+// What is wrong with an interface name (prefix: a name prefix, to which nft
+// adds the '*'), or "" when nothing is. Valid: what the kernel accepts
+// (1..15 bytes, IFNAMSIZ - 1, a prefix 1..14 as nft's "<prefix>*" must fit
+// 15; no '/', ':', whitespace or control
+// characters; not "." or "..") and nft's text form keeps (no '*', '"', '\\').
+std::string interface_name_problem(const std::string& name, bool prefix);
 
 // This machine's (this network namespace's) interface addresses.
 std::vector<model::IPAddress> interface_addresses();

@@ -191,8 +191,12 @@ TEST(ProxyConfig, ErrorsNameTheFileAndField) {
   EXPECT_EQ(error_of("detectLocalMode: Magic\n"),
             "config.yaml: detectLocalMode: \"Magic\" is not one of ClusterCIDR, NodeCIDR, BridgeInterface, "
             "InterfaceNamePrefix");
-  EXPECT_EQ(error_of("detectLocalMode: BridgeInterface\n"),
-            "config.yaml: detectLocal.bridgeInterface: required when detectLocalMode is BridgeInterface");
+  EXPECT_EQ(error_of("detectLocal: {bridgeInterface: cbr0/1}\n"),
+            "config.yaml: detectLocal.bridgeInterface: interface name \"cbr0/1\" contains '/'");
+  EXPECT_EQ(error_of("detectLocal: {bridgeInterface: a-very-long-bridge}\n"),
+            "config.yaml: detectLocal.bridgeInterface: interface name \"a-very-long-bridge\" is 18 bytes (at most 15)");
+  EXPECT_EQ(error_of("detectLocal: {interfaceNamePrefix: \"veth*\"}\n"),
+            "config.yaml: detectLocal.interfaceNamePrefix: interface name prefix \"veth*\" contains '*'");
   EXPECT_EQ(error_of("logging:\n  format: xml\n"), "config.yaml: logging.format: want text or json, got \"xml\"");
   EXPECT_EQ(error_of("nftables: [1]\nclientConnection: {kubeconfig: [a]}\n"),
             "config.yaml: clientConnection.kubeconfig: want a string");
@@ -363,6 +367,115 @@ TEST(MergeConfig, ChecksTheCombinationNamingWhereEachValueCameFrom) {
 
 // The wiring the daemon uses: CLI11 parses the flags into DaemonSettings,
 // then the file fills in what the command line did not give.
+TEST(MergeConfig, DetectLocalInterfacesFromTheFileAndFlagsWin) {
+  const auto file = parse(R"(
+detectLocalMode: BridgeInterface
+detectLocal: {bridgeInterface: cbr0, interfaceNamePrefix: veth}
+)");
+  EXPECT_EQ(file.bridge_interface, "cbr0");
+  EXPECT_EQ(file.interface_name_prefix, "veth");
+  DaemonSettings s;
+  merge_config(file, flags_given({}), s);
+  EXPECT_EQ(s.detect_local_mode, "BridgeInterface");
+  EXPECT_EQ(s.node.detect_local_mode, "BridgeInterface");
+  EXPECT_EQ(s.node.bridge_interface, "cbr0");
+  EXPECT_EQ(s.node.interface_name_prefix, "veth");
+
+  DaemonSettings flags;
+  flags.detect_local_mode = "InterfaceNamePrefix";
+  flags.node.interface_name_prefix = "cali";
+  flags.node.bridge_interface = "br-pods";
+  merge_config(file, flags_given({"--detect-local-mode", "--pod-interface-name-prefix", "--pod-bridge-interface"}),
+               flags);
+  EXPECT_EQ(flags.node.detect_local_mode, "InterfaceNamePrefix");
+  EXPECT_EQ(flags.node.interface_name_prefix, "cali");
+  EXPECT_EQ(flags.node.bridge_interface, "br-pods");
+}
+
+TEST(MergeConfig, DetectLocalModeFromTheFileNeedsItsInterfaceFromEitherPlace) {
+  auto error_of_merge = [](const ProxyConfigFile& file, std::vector<std::string> given, DaemonSettings s) {
+    try {
+      merge_config(file, flags_given(std::move(given)), s);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of_merge(parse("detectLocalMode: BridgeInterface\n"), {}, {}),
+            "config.yaml: detectLocal.bridgeInterface: required when detectLocalMode is BridgeInterface (or "
+            "--pod-bridge-interface)");
+  EXPECT_EQ(error_of_merge(parse("detectLocalMode: InterfaceNamePrefix\n"), {}, {}),
+            "config.yaml: detectLocal.interfaceNamePrefix: required when detectLocalMode is InterfaceNamePrefix (or "
+            "--pod-interface-name-prefix)");
+  DaemonSettings with_flag;
+  with_flag.node.bridge_interface = "cbr0";
+  EXPECT_EQ(error_of_merge(parse("detectLocalMode: BridgeInterface\n"), {"--pod-bridge-interface"}, with_flag), "");
+  // The command line's mode wins: the file's incomplete one does not matter.
+  DaemonSettings cidr_flag;
+  EXPECT_EQ(error_of_merge(parse("detectLocalMode: BridgeInterface\n"), {"--detect-local-mode"}, cidr_flag), "");
+}
+
+model::NodeConfig resolve(std::vector<std::string> args) {
+  CLI::App app;
+  NodeFlags flags;
+  add_node_flags(app, flags);
+  args.insert(args.begin(), "svcproxy");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  app.parse(static_cast<int>(argv.size()), argv.data());
+  return resolve_node_config(flags, {}, {});
+}
+
+std::string flag_error(std::vector<std::string> args) {
+  try {
+    resolve(std::move(args));
+  } catch (const FlagError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(NodeFlags, DetectLocalInterfaceModes) {
+  const auto bridge = resolve({"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cbr0",
+                               "--cluster-cidr", "10.244.0.0/16"});
+  EXPECT_EQ(bridge.local_detect, model::LocalDetect::BridgeInterface);
+  EXPECT_EQ(bridge.local_interface, "cbr0");
+  EXPECT_EQ(bridge.cluster_cidrs.size(), 1u) << "--cluster-cidr is still taken";
+  const auto prefix = resolve({"--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix", "veth",
+                               "--pod-bridge-interface", "cbr0"});
+  EXPECT_EQ(prefix.local_detect, model::LocalDetect::InterfaceNamePrefix);
+  EXPECT_EQ(prefix.local_interface, "veth");
+  const auto cidr = resolve({"--pod-bridge-interface", "cbr0"});
+  EXPECT_EQ(cidr.local_detect, model::LocalDetect::CIDRs) << "the interface flags alone change nothing";
+  EXPECT_EQ(cidr.local_interface, "");
+  EXPECT_EQ(resolve({"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "abcdefghijklmno"})
+                .local_interface,
+            "abcdefghijklmno");
+}
+
+TEST(NodeFlags, DetectLocalInterfaceErrorsNameTheFlag) {
+  EXPECT_EQ(flag_error({"--detect-local-mode", "BridgeInterface"}),
+            "--detect-local-mode BridgeInterface: needs --pod-bridge-interface (the pods' bridge, e.g. cbr0)");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "InterfaceNamePrefix", "--pod-bridge-interface", "cbr0"}),
+            "--detect-local-mode InterfaceNamePrefix: needs --pod-interface-name-prefix (the prefix of the pods' "
+            "interface names, e.g. veth)");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "abcdefghijklmnop"}),
+            "--pod-bridge-interface: interface name \"abcdefghijklmnop\" is 16 bytes (at most 15)");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix",
+                        "abcdefghijklmno"}),
+            "--pod-interface-name-prefix: interface name prefix \"abcdefghijklmno\" is 15 bytes (at most 14)");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cbr*"}),
+            "--pod-bridge-interface: interface name \"cbr*\" contains '*'");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cb r0"}),
+            "--pod-bridge-interface: interface name \"cb r0\" contains ' '");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", std::string("cb\x01")}),
+            "--pod-bridge-interface: interface name \"cb\x01\" contains a control character");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", ".."}),
+            "--pod-bridge-interface: \"..\" is not an interface name");
+  EXPECT_EQ(flag_error({"--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix", "ve\"th"}),
+            "--pod-interface-name-prefix: interface name prefix \"ve\"th\" contains '\"'");
+}
+
 TEST(MergeConfig, WithFlagsParsedByCli11) {
   CLI::App app;
   DaemonSettings s;
