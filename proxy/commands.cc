@@ -280,6 +280,7 @@ std::chrono::milliseconds parse_duration(const char* flag, const std::string& te
 
 struct TraceFlags {
   std::string src, dst, proto = "tcp";
+  std::string iif;  // empty: not given
   int dport = 0;
   bool json = false;
   bool live = false;
@@ -295,6 +296,11 @@ int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const Trac
   packet.src = *src;
   packet.dst = *dst;
   packet.dport = static_cast<uint16_t>(flags.dport);
+  if (!flags.iif.empty()) {
+    if (auto problem = interface_name_problem(flags.iif, false); !problem.empty())
+      throw FlagError("--iif: " + problem);
+    packet.iif = flags.iif;
+  }
   packet.protocol = flags.proto == "udp" ? model::Protocol::UDP
                     : flags.proto == "sctp" ? model::Protocol::SCTP
                                             : model::Protocol::TCP;
@@ -353,6 +359,9 @@ int run_cli(int argc, char** argv) {
   trace->add_option("--dport", trace_flags.dport, "Destination port")->required()->check(CLI::Range(1, 65535));
   trace->add_option("--proto", trace_flags.proto, "tcp, udp or sctp")
       ->check(CLI::IsMember({"tcp", "udp", "sctp"}));
+  trace->add_option("--iif", trace_flags.iif,
+                    "Input interface of an arriving packet (for the iifname matches of --detect-local-mode "
+                    "BridgeInterface / InterfaceNamePrefix)");
   trace->add_flag("--json", trace_flags.json, "Print one JSON object");
   trace->add_flag("--live", trace_flags.live,
                   "Evaluate the ruleset the kernel holds in this network namespace instead of compiling");

@@ -158,6 +158,21 @@ class _InterfaceMode(DetectLocalCase):
         self.assertEqual(len(notes), 1, out)
         self.assertIn("input interface is unknown", notes[0])
 
+    def test_trace_with_the_input_interface_follows_the_mode(self):
+        # A pod's packet (on the bridge, or on a prefixed veth) is local: not
+        # masqueraded; the same packet arriving elsewhere is.
+        local_iif = BRIDGE if "BridgeInterface" in self.mode_flags else PREFIX + "9"
+
+        def masquerade(iif):
+            out = self.box.svcproxy_run(["trace", *self.flags, "--json", "--src", EXT_V4, "--dst", WEB_V4,
+                                         "--dport", "80", "--iif", iif]).stdout
+            result = json.loads(out)
+            self.assertNotIn("notes", result, out)
+            self.assertEqual(result["verdict"], "DNAT", out)
+            return result["masquerade"]
+        self.assertFalse(masquerade(local_iif))
+        self.assertTrue(masquerade("eth9"))
+
 
 class BridgeInterfaceNft(_InterfaceMode):
     mode_flags = ["--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", BRIDGE]
