@@ -106,6 +106,53 @@ uint16_t free_port(int type = SOCK_STREAM) {
   return ntohs(sin.sin_port);
 }
 
+sockaddr_in ipv4_address(const char* ip, uint16_t port) {
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  inet_pton(AF_INET, ip, &sin.sin_addr);
+  return sin;
+}
+
+// A TCP socket connected to ip:port, or -1 (errno set).
+int connect_to(const char* ip, uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const sockaddr_in to = ipv4_address(ip, port);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) < 0) {
+    const int error = errno;
+    ::close(fd);
+    errno = error;
+    return -1;
+  }
+  return fd;
+}
+
+// A listening TCP socket on 127.0.0.1 (an endpoint the test drives by
+// hand); its port in *port.
+int listen_loopback(uint16_t* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin = ipv4_address("127.0.0.1", 0);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) return -1;
+  socklen_t len = sizeof sin;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  ::listen(fd, 16);
+  *port = ntohs(sin.sin_port);
+  return fd;
+}
+
+// Polls `done` (a state the workers change on their own threads, just
+// after the event the test saw) every 10 ms until it holds or `within`
+// passes; returns its last value.
+template <typename Done>
+bool wait_until(Done done, std::chrono::milliseconds within = std::chrono::seconds(5)) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 model::ServicePortState service(const char* vip, uint16_t port, std::vector<uint16_t> backend_ports,
                                 model::Protocol proto = model::Protocol::TCP) {
   model::ServicePortState p;
@@ -131,16 +178,11 @@ Reply ask(const char* vip, uint16_t port, const std::string& payload = "", std::
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   if (bind_ip) {
-    sockaddr_in b{};
-    b.sin_family = AF_INET;
-    inet_pton(AF_INET, bind_ip, &b.sin_addr);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b);
+    const sockaddr_in b = ipv4_address(bind_ip, 0);
+    ::bind(fd, reinterpret_cast<const sockaddr*>(&b), sizeof b);
   }
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  inet_pton(AF_INET, vip, &sin.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) < 0) {
+  const sockaddr_in to = ipv4_address(vip, port);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) < 0) {
     r.error = errno;
     ::close(fd);
     return r;
@@ -215,14 +257,10 @@ TEST(UserspaceProxier, ClientFirstBytesReachTheEndpointPastARefusingOne) {
   const uint16_t vport = free_port();
   proxier.update({service("127.0.0.10", vport, {a.port(), dead})});
   for (int i = 0; i < 20; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int fd = connect_to("127.0.0.10", vport);
+    ASSERT_GE(fd, 0);
     timeval tv{5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(vport);
-    inet_pton(AF_INET, "127.0.0.10", &sin.sin_addr);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
     const std::string request = "request " + std::to_string(i) + "\n";
     ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
     const std::string want = "a\n" + request;  // the backend's id, then the echo
@@ -281,12 +319,8 @@ TEST(UserspaceProxier, EstablishedConnectionSurvivesRemovalOfItsEndpoint) {
   UserspaceProxier proxier(options());
   const uint16_t vport = free_port();
   proxier.update({service("127.0.0.10", vport, {a.port()})});
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(vport);
-  inet_pton(AF_INET, "127.0.0.10", &sin.sin_addr);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  const int fd = connect_to("127.0.0.10", vport);
+  ASSERT_GE(fd, 0);
   char buf[16];
   ASSERT_EQ(::recv(fd, buf, 2, MSG_WAITALL), 2);
   proxier.update({});  // the service is gone: its listener closes
@@ -339,12 +373,8 @@ TEST(UserspaceProxier, ConnectionLimitResetsTheExcess) {
   proxier.update({service("127.0.0.10", vport, {a.port()})});
   std::vector<int> held;
   for (int i = 0; i < 2; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(vport);
-    inet_pton(AF_INET, "127.0.0.10", &sin.sin_addr);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    const int fd = connect_to("127.0.0.10", vport);
+    ASSERT_GE(fd, 0);
     char buf[2];
     ASSERT_EQ(::recv(fd, buf, 2, MSG_WAITALL), 2);
     held.push_back(fd);
@@ -366,14 +396,11 @@ TEST(UserspaceProxier, UdpRequestResponseFromTheVip) {
     const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
     timeval tv{2, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(vport);
-    inet_pton(AF_INET, "127.0.0.10", &to.sin_addr);
+    const sockaddr_in to = ipv4_address("127.0.0.10", vport);
     // Two datagrams of one flow go to the same endpoint.
     std::string ids;
     for (int k = 0; k < 2; ++k) {
-      ASSERT_EQ(::sendto(fd, "hi", 2, 0, reinterpret_cast<sockaddr*>(&to), sizeof to), 2);
+      ASSERT_EQ(::sendto(fd, "hi", 2, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), 2);
       char buf[64];
       sockaddr_in from{};
       socklen_t len = sizeof from;
@@ -390,10 +417,7 @@ TEST(UserspaceProxier, UdpRequestResponseFromTheVip) {
   EXPECT_EQ(seen.size(), 2u);
   // Workers count a flow on their own thread, possibly just after relaying its
   // reply; and flows expire after the idle timeout: poll both with a deadline.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while ((proxier.stats().udp_flows != 20u || proxier.stats().udp_active_flows != 0) &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wait_until([&] { return proxier.stats().udp_flows == 20u && proxier.stats().udp_active_flows == 0; });
   EXPECT_EQ(proxier.stats().udp_flows, 20u);
   EXPECT_EQ(proxier.stats().udp_active_flows, 0u);  // idle timeout
 }
@@ -425,7 +449,7 @@ TEST(UserspaceProxier, ClosedConnectionsAreReleased) {
     EXPECT_EQ(ask("127.0.0.10", vport, "x", &echoed).first_line, "a");
   }
   for (int i = 0; i < 5; ++i) EXPECT_EQ(ask("127.0.0.10", vport).first_line, "a");
-  for (int i = 0; i < 100 && proxier.stats().active; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wait_until([&] { return proxier.stats().active == 0; }, std::chrono::seconds(1));
   EXPECT_EQ(proxier.stats().active, 0u);
 }
 
@@ -439,31 +463,21 @@ namespace {
 // echo` with nothing left to answer): the proxy resets both sides after the
 // half-close timeout instead of keeping the connection forever.
 TEST(UserspaceProxier, HalfClosedConnectionIsResetAfterTheTimeout) {
-  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  socklen_t len = sizeof sin;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
-  ::listen(lfd, 16);
+  uint16_t endpoint_port = 0;
+  const int lfd = listen_loopback(&endpoint_port);
+  ASSERT_GE(lfd, 0);
   auto o = options();
   o.half_close_timeout = std::chrono::milliseconds(200);
   UserspaceProxier proxier(o);
   const uint16_t vport = free_port();
-  proxier.update({service("127.0.0.10", vport, {ntohs(sin.sin_port)})});
+  proxier.update({service("127.0.0.10", vport, {endpoint_port})});
 
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(vport);
-  inet_pton(AF_INET, "127.0.0.10", &to.sin_addr);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  const int fd = connect_to("127.0.0.10", vport);
+  ASSERT_GE(fd, 0);
   const int server_side = ::accept(lfd, nullptr, nullptr);
   ASSERT_GE(server_side, 0);
   ::close(fd);  // FIN; the server never answers it
-  for (int i = 0; i < 50 && proxier.stats().active == 1; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  wait_until([&] { return proxier.stats().active != 1; }, std::chrono::seconds(1));
   EXPECT_EQ(proxier.stats().active, 0u);
   ::close(server_side);
   ::close(lfd);
@@ -477,12 +491,8 @@ namespace {
 
 // A connected client socket to vip:port whose backend id line was read.
 int hold(const char* vip, uint16_t port, std::string* id) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  inet_pton(AF_INET, vip, &sin.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) < 0) return -1;
+  const int fd = connect_to(vip, port);
+  if (fd < 0) return -1;
   char c;
   for (ssize_t n; (n = ::recv(fd, &c, 1, 0)) == 1 && c != '\n';) *id += c;
   return fd;
@@ -566,12 +576,9 @@ std::string udp_ask(const char* vip, uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   timeval tv{2, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  inet_pton(AF_INET, vip, &to.sin_addr);
+  const sockaddr_in to = ipv4_address(vip, port);
   std::string out = "error";
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 && ::send(fd, "hi", 2, 0) == 2) {
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 && ::send(fd, "hi", 2, 0) == 2) {
     char buf[64];
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     out = n > 0 ? std::string(buf, static_cast<size_t>(n)) : errno == ECONNREFUSED ? "refused" : "timeout";
@@ -607,24 +614,15 @@ namespace {
 // splice(2) has no MSG_NOSIGNAL, so the worker must not die of SIGPIPE
 // (EPIPE); the client is reset.
 TEST(UserspaceProxier, EndpointResetDuringSpliceDoesNotKillTheProcess) {
-  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  socklen_t len = sizeof sin;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
-  ::listen(lfd, 16);
+  uint16_t endpoint_port = 0;
+  const int lfd = listen_loopback(&endpoint_port);
+  ASSERT_GE(lfd, 0);
   UserspaceProxier proxier(options());
   const uint16_t vport = free_port();
-  proxier.update({service("127.0.0.10", vport, {ntohs(sin.sin_port)})});
+  proxier.update({service("127.0.0.10", vport, {endpoint_port})});
   for (int round = 0; round < 6; ++round) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(vport);
-    inet_pton(AF_INET, "127.0.0.10", &to.sin_addr);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+    const int fd = connect_to("127.0.0.10", vport);
+    ASSERT_GE(fd, 0);
     const int server_side = ::accept(lfd, nullptr, nullptr);
     ASSERT_GE(server_side, 0);
     // The client streams; the endpoint reads 1 MiB (the proxy is splicing
@@ -649,9 +647,7 @@ TEST(UserspaceProxier, EndpointResetDuringSpliceDoesNotKillTheProcess) {
     ::close(fd);
   }
   EXPECT_GE(proxier.stats().spliced_connections, 1u);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (proxier.stats().active && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  wait_until([&] { return proxier.stats().active == 0; });
   EXPECT_EQ(proxier.stats().active, 0u);
   ::close(lfd);
 }
