@@ -53,6 +53,10 @@ from typing import Iterable, Sequence
 HERE = Path(__file__).resolve().parent
 CLIENT = HERE / "client.py"
 STREAMS = HERE / "streams.py"
+# The checkout and the binary under test (ctest sets both; run by hand, the
+# default build/ of the checkout).
+SOURCE_DIR = Path(os.environ.get("SVCPROXY_SOURCE_DIR", HERE.parents[1]))
+SVCPROXY = os.environ.get("SVCPROXY_BIN", str(SOURCE_DIR / "build" / "svcproxy"))
 
 NODE_NAME = "node-a"
 REMOTE_NODE_NAME = "node-b"

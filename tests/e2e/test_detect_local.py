@@ -41,8 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
 from sandbox import EXT_V4, Pod  # noqa: E402
 
-SOURCE_DIR = Path(os.environ.get("SVCPROXY_SOURCE_DIR", Path(__file__).resolve().parents[2]))
-SVCPROXY = os.environ.get("SVCPROXY_BIN", str(SOURCE_DIR / "build" / "svcproxy"))
+from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 
 PODS = [Pod("br", 1), Pod("be", 2), Pod("vc", 3)]
 WEB_V4, WEB_V6 = "10.96.0.10", "fd00:10:96::10"

@@ -28,8 +28,7 @@ import sandbox as sb  # noqa: E402
 from sandbox import (EXT_V4, EXT_V4_ALT, EXT_V6, NODE_V4, NODE_V6, SINK_ID, Pod,  # noqa: E402
                      endpoint_slice, endpoint_str, family_of, service)
 
-SOURCE_DIR = Path(os.environ.get("SVCPROXY_SOURCE_DIR", Path(__file__).resolve().parents[2]))
-SVCPROXY = os.environ.get("SVCPROXY_BIN", str(SOURCE_DIR / "build" / "svcproxy"))
+from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 NS = "e2e"
 
 # Pods: a* run on this node (node-a); b1 stands for a pod on node-b. a3 is

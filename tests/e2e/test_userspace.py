@@ -42,8 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
 from sandbox import NODE_V4, Pod, endpoint_slice, service  # noqa: E402
 
-SOURCE_DIR = Path(os.environ.get("SVCPROXY_SOURCE_DIR", Path(__file__).resolve().parents[2]))
-SVCPROXY = os.environ.get("SVCPROXY_BIN", str(SOURCE_DIR / "build" / "svcproxy"))
+from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 NS = "e2e"
 
 PODS = [Pod("p1", 1), Pod("p2", 2), Pod("p3", 3)]
