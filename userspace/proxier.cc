@@ -640,12 +640,18 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
   // Publish first: a listener opened below already finds its route.
   routes.store(next, std::memory_order_release);
 
-  // A UDP port with no endpoints gets no socket: the kernel then answers
-  // its datagrams with ICMP port unreachable, as kube-proxy's REJECT does
-  // (a TCP port keeps its listener and resets, which a client sees alike).
+  // A port with no endpoints gets no socket: the kernel then refuses a
+  // TCP SYN (RST) and answers a UDP datagram with ICMP port unreachable,
+  // as kube-proxy's REJECT does; the client's connect()/recv() fails with
+  // ECONNREFUSED at once. (A listener that accepted and then reset would
+  // show the client a connection that breaks, not a refusal.) Closing a
+  // TCP listener touches only its backlog: accepted connections are
+  // sockets of their own. Reopening binds anew beside them (and beside
+  // closed ones in TIME_WAIT): SO_REUSEADDR, set here and inherited by
+  // them, allows that.
   std::set<ListenKey> wanted;
   for (const auto& [key, route] : next->by_listener)
-    if (key.protocol != model::Protocol::UDP || !route.table->backends.empty()) wanted.insert(key);
+    if (!route.table->backends.empty()) wanted.insert(key);
   for (const auto& key : wanted) {
     if (open.count(key)) continue;
     std::vector<int> fds;
@@ -687,6 +693,11 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
     }
     open.insert(key);
   }
+  // Each worker closes its descriptor of the listener in a handler queued
+  // before the barrier below, so the socket itself (its last descriptor)
+  // is closed when update() returns: a later update that opens the key
+  // again never finds the old one still listening (with SO_REUSEPORT the
+  // two would share the port's connections).
   for (auto it = open.begin(); it != open.end();) {
     if (wanted.count(*it)) {
       ++it;

@@ -5,9 +5,11 @@
 // worker that accepted it for its whole life.
 //
 // update() publishes a new immutable Routes snapshot (atomic shared_ptr),
-// opens/closes listeners for the difference, and returns only after every
-// worker has passed a barrier: from then on no new connection or flow is
-// sent to an endpoint the update removed. Established TCP connections to a
+// opens/closes listeners for the difference (a port listens only while it
+// has endpoints: without, the kernel refuses its clients), and returns only
+// after every worker has passed a barrier: from then on no new connection
+// or flow is sent to an endpoint the update removed, and a listener the
+// update closed is closed on every worker. Established TCP connections to a
 // removed endpoint are left to finish, or, with a drain timeout, reset that
 // long after the update unless the endpoint came back meanwhile.
 //
@@ -62,7 +64,10 @@ struct ProxierStats {
   uint64_t accepted = 0;               // TCP connections accepted
   uint64_t proxied = 0;                // ... connected to an endpoint
   uint64_t active = 0;                 // ... open now
-  uint64_t rejected_no_endpoints = 0;  // reset: no endpoint (or all attempts failed)
+  uint64_t rejected_no_endpoints = 0;  // reset: every attempt failed, or the last
+                                       // endpoint left between accept and connect
+                                       // (no endpoints: no listener, the kernel
+                                       // refuses the SYN)
   uint64_t rejected_source_range = 0;  // reset: loadBalancerSourceRanges
   uint64_t rejected_limit = 0;         // reset: --userspace-max-connections
   uint64_t connect_failures = 0;       // attempts that failed (refused/timeout)

@@ -16,7 +16,10 @@ bridge on kernels without CONFIG_DUMMY) and proxies in userspace.
   - --userspace-drain-timeout: a held connection to a pod made unready is
     reset that long after the update; those to the other pods are not.
   - NodePort on the node IP.
-  - No endpoints: the client is reset at once (not a timeout).
+  - No endpoints: the client's connect() is refused at once (no listener:
+    the kernel answers the SYN with a RST), in userspace mode and, with the
+    same assertion, in nftables mode (REJECT); with an endpoint it is
+    answered; when the last endpoint goes, refused again.
   - fd exhaustion (ulimit -n 64): held connections keep working while
     accept() backs off, and new connections succeed once descriptors free.
   - A removed service's address leaves svcproxy0; `svcproxy cleanup` deletes
@@ -55,6 +58,7 @@ EMPTY = "10.96.5.13"      # TCP 80, no endpoints
 NODEPORT_SVC, NODEPORT = "10.96.5.14", 30080  # NodePort TCP 30080 -> p1, p2
 EXTERNAL_IP = "192.0.2.50"  # externalIP of WEB
 EMPTY_UDP = "10.96.5.15"  # UDP 53, no endpoints
+EMPTY_NODEPORT = 30081      # NodePort of EMPTY (in the no-endpoints tests only)
 WEB6 = "fd00:10:96::5:10"  # TCP 80 -> p1, p2, p3 (IPv6)
 DNS6 = "fd00:10:96::5:12"  # UDP 53 -> p1, p2 (IPv6)
 
@@ -133,6 +137,16 @@ class Manifests:
 
 
 _STATS = re.compile(r"\] userspace stats (.*)$")
+
+
+def assert_refused_at_once(test: unittest.TestCase, box: sb.Sandbox, dst: str, port: int) -> None:
+    """20 connections to dst:port are each refused (connect() fails with
+    ECONNREFUSED), none times out or is accepted and then reset."""
+    start = time.monotonic()
+    r = box.request(box.ext, dst, port, count=20, parallel=4, timeout=3)
+    elapsed = time.monotonic() - start
+    test.assertEqual(r.outcomes, {"refused": 20}, f"{dst}:{port}: {r.errors}")
+    test.assertLess(elapsed, 2.5, f"{dst}:{port}")
 
 
 class UserspaceTestCase(unittest.TestCase):
@@ -302,12 +316,9 @@ class UserspaceTestCase(unittest.TestCase):
         self.assertEqual(r.outcomes, {"reply": 40}, r.errors)
         self.assertEqual(set(r.ids), {"p1:8080", "p2:8080"})
 
-    def test_no_endpoints_resets_at_once(self):
-        start = time.monotonic()
-        r = self.request(EMPTY, 80, count=20, timeout=3)
-        self.assertLess(time.monotonic() - start, 2.5)
-        self.assertEqual(set(r.outcomes) - {"reset", "refused"}, set(), r.outcomes)
-        self.assertEqual(self.stats()["rejected_no_endpoints"], 20)
+    def test_no_endpoints_refused_at_once(self):
+        assert_refused_at_once(self, self.box, EMPTY, 80)
+        self.assertEqual(self.stats()["accepted"], 0)  # the proxy never saw them
 
 
 class TestUserspace(UserspaceTestCase):
@@ -471,7 +482,59 @@ class TestAutoFallsBackToUserspace(UserspaceTestCase):
     expect_mode_line = "proxy mode userspace (--proxy-mode auto: nftables unusable: probe failed"
 
 
-del UserspaceTestCase  # only the concrete classes run
+class NoEndpointsTestCase(unittest.TestCase):
+    """A TCP service (ClusterIP and NodePort) in each proxy mode, the mode
+    the only difference: refused at once without endpoints, answered with
+    one, refused again once it is gone."""
+    mode = ""
+
+    def setUp(self):
+        self.box = Env.box
+        # svcproxy0's addresses and nftables table outlive a daemon: start
+        # from a node without either (so one mode is not answered by what
+        # the other left), and leave none behind.
+        self.box.svcproxy_in(self.box.node, ["cleanup"])
+        self.addCleanup(self.box.svcproxy_in, self.box.node, ["cleanup"], check=False)
+        self.m = Manifests(Env.tmp / f"{type(self).__name__}-{self.id().rpartition('.')[2]}")
+        self.m.put("nodes.yaml", [node_object()])
+        self.m.put("empty.yaml", self.empty([]))
+        self.daemon = self.box.start_daemon(self.m.dir, [*sb.NODE_FLAGS, "--sync-period", "1h",
+                                                         "--proxy-mode", self.mode])
+        self.addCleanup(self.daemon.stop)
+        self.daemon.wait_sync(reason="start", timeout=30)
+        self.assertTrue(any(f"proxy mode {self.mode} (--proxy-mode {self.mode}" in line
+                            for line in self.daemon.lines.snapshot()))
+
+    @staticmethod
+    def empty(endpoints: list[dict]) -> list[dict]:
+        return tcp_service("empty", EMPTY, endpoints, node_port=EMPTY_NODEPORT)
+
+    def edit(self, action, *args) -> None:
+        mark = self.daemon.mark()
+        action(*args)
+        self.daemon.wait_sync(after=mark, reason="manifests-changed", timeout=10)
+
+    def test_tcp_without_endpoints_is_refused_at_once(self):
+        for dst, port in ((EMPTY, 80), (NODE_V4, EMPTY_NODEPORT)):
+            assert_refused_at_once(self, self.box, dst, port)
+        self.edit(self.m.put, "empty.yaml", self.empty([{"pod": self.box.pods["p1"]}]))
+        for dst, port in ((EMPTY, 80), (NODE_V4, EMPTY_NODEPORT)):
+            r = self.box.request(self.box.ext, dst, port, count=10)
+            self.assertEqual(r.outcomes, {"reply": 10}, f"{dst}:{port}: {r.errors}")
+        self.edit(self.m.put, "empty.yaml", self.empty([]))
+        for dst, port in ((EMPTY, 80), (NODE_V4, EMPTY_NODEPORT)):
+            assert_refused_at_once(self, self.box, dst, port)
+
+
+class TestNoEndpointsUserspace(NoEndpointsTestCase):
+    mode = "userspace"
+
+
+class TestNoEndpointsNftables(NoEndpointsTestCase):
+    mode = "nftables"
+
+
+del UserspaceTestCase, NoEndpointsTestCase  # only the concrete classes run
 
 if __name__ == "__main__":
     unittest.main()

@@ -127,6 +127,15 @@ int connect_to(const char* ip, uint16_t port) {
   return fd;
 }
 
+// A connected client socket to vip:port whose backend id line was read.
+int hold(const char* vip, uint16_t port, std::string* id) {
+  const int fd = connect_to(vip, port);
+  if (fd < 0) return -1;
+  char c;
+  for (ssize_t n; (n = ::recv(fd, &c, 1, 0)) == 1 && c != '\n';) *id += c;
+  return fd;
+}
+
 // A listening TCP socket on 127.0.0.1 (an endpoint the test drives by
 // hand); its port in *port.
 int listen_loopback(uint16_t* port) {
@@ -280,16 +289,50 @@ TEST(UserspaceProxier, ClientFirstBytesReachTheEndpointPastARefusingOne) {
   EXPECT_EQ(s.retries, s.connect_failures);
 }
 
-TEST(UserspaceProxier, NoEndpointsResetsAtOnce) {
+// A TCP port without endpoints has no listener, so the kernel refuses the
+// SYN (ECONNREFUSED at once, as kube-proxy's REJECT and our nftables mode);
+// the listener opens with the first endpoint and closes with the last,
+// and a connection established meanwhile is not touched by either.
+TEST(UserspaceProxier, TcpWithoutEndpointsIsRefusedAndEstablishedConnectionsSurvive) {
+  Backend a("a");
   UserspaceProxier proxier(options());
   const uint16_t vport = free_port();
+  auto refused_at_once = [&] {
+    const auto start = std::chrono::steady_clock::now();
+    const int fd = connect_to("127.0.0.10", vport);
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+    return fd < 0 && error == ECONNREFUSED;
+  };
   proxier.update({service("127.0.0.10", vport, {})});
-  const auto start = std::chrono::steady_clock::now();
-  const auto r = ask("127.0.0.10", vport);
-  EXPECT_EQ(r.first_line, "");
-  EXPECT_EQ(r.error, ECONNRESET);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
-  EXPECT_EQ(proxier.stats().rejected_no_endpoints, 1u);
+  EXPECT_TRUE(refused_at_once()) << "no endpoints: the SYN is refused";
+  EXPECT_EQ(proxier.stats().listeners, 0u);
+
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  std::string id;
+  const int held = hold("127.0.0.10", vport, &id);
+  ASSERT_GE(held, 0);
+  EXPECT_EQ(id, "a");
+
+  proxier.update({service("127.0.0.10", vport, {})});
+  EXPECT_TRUE(refused_at_once()) << "the last endpoint left: refused again";
+  ASSERT_EQ(::send(held, "ping", 4, 0), 4);  // ... the established one still relays
+  char buf[4];
+  ASSERT_EQ(::recv(held, buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(std::string(buf, 4), "ping");
+
+  // Back again: the listener binds VIP:port anew while the held connection's
+  // socket still has that local address (SO_REUSEADDR lets it).
+  proxier.update({service("127.0.0.10", vport, {a.port()})});
+  EXPECT_EQ(ask("127.0.0.10", vport).first_line, "a");
+  ASSERT_EQ(::send(held, "pong", 4, 0), 4);
+  ASSERT_EQ(::recv(held, buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(std::string(buf, 4), "pong");
+  ::close(held);
+  const auto s = proxier.stats();
+  EXPECT_EQ(s.accepted, 2u);  // refused clients never reached the proxy
+  EXPECT_EQ(s.rejected_no_endpoints, 0u);
 }
 
 TEST(UserspaceProxier, EveryEndpointDeadResetsAfterFourAttempts) {
@@ -488,15 +531,6 @@ TEST(UserspaceProxier, HalfClosedConnectionIsResetAfterTheTimeout) {
 
 namespace svcproxy::userspace {
 namespace {
-
-// A connected client socket to vip:port whose backend id line was read.
-int hold(const char* vip, uint16_t port, std::string* id) {
-  const int fd = connect_to(vip, port);
-  if (fd < 0) return -1;
-  char c;
-  for (ssize_t n; (n = ::recv(fd, &c, 1, 0)) == 1 && c != '\n';) *id += c;
-  return fd;
-}
 
 // Waits up to `within` for the connection to end (EOF or reset): true if it did.
 bool ends_within(int fd, std::chrono::milliseconds within) {
