@@ -560,8 +560,9 @@ TEST(UserspaceProxier, DrainTimeoutResetsConnectionsToARemovedEndpointOnly) {
   }
   const auto removed = std::chrono::steady_clock::now();
   proxier.update({service("127.0.0.10", vport, {a.port()})});
-  // Not before the timeout (with slack for a slow machine's timer), then soon.
-  EXPECT_FALSE(ends_within(held["b"], std::chrono::milliseconds(200)));
+  // Reset soon, but not before the timeout: ends_within returns as the
+  // connection ends, so the elapsed time since the removal is when it ended
+  // (measured from before update(), which can itself be slow under load).
   EXPECT_TRUE(ends_within(held["b"], std::chrono::seconds(5)));
   EXPECT_GE(std::chrono::steady_clock::now() - removed, std::chrono::milliseconds(300));
   EXPECT_EQ(proxier.stats().drained, 1u);
