@@ -128,14 +128,25 @@ class PosixProcessRunner final : public ProcessRunner {
     if (!make_pipe(out) || !make_pipe(err)) return spawn_failed(result, std::strerror(errno));
     FileActions files;
     SpawnAttributes attributes;
+    // The daemon blocks SIGTERM/SIGINT/SIGHUP for its signalfd and the
+    // userspace proxy SIGPIPE: the plugin starts with none blocked and
+    // those at their defaults.
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (const int signal : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD}) sigaddset(&defaults, signal);
+    posix_spawnattr_setsigmask(&attributes.attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes.attributes, &defaults);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
     if (!request.interactive) {
       posix_spawn_file_actions_addopen(&files.actions, 0, "/dev/null", O_RDONLY, 0);
       posix_spawn_file_actions_adddup2(&files.actions, err.write.get(), 2);
       // A group of its own: a timeout kills what the plugin started too. An
       // interactive plugin stays in the terminal's foreground group.
       posix_spawnattr_setpgroup(&attributes.attributes, 0);
-      posix_spawnattr_setflags(&attributes.attributes, POSIX_SPAWN_SETPGROUP);
+      flags |= POSIX_SPAWN_SETPGROUP;
     }
+    posix_spawnattr_setflags(&attributes.attributes, flags);
     posix_spawn_file_actions_adddup2(&files.actions, out.write.get(), 1);
     std::vector<std::string> argv_strings{request.command};
     argv_strings.insert(argv_strings.end(), request.args.begin(), request.args.end());

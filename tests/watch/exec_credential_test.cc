@@ -6,6 +6,7 @@
 #include "watch/exec_credential.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -292,6 +293,19 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredent
   std::ifstream info(dir_ / "info");
   std::string text((std::istreambuf_iterator<char>(info)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, R"({"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{"interactive":false}})");
+}
+
+TEST_F(ExecScript, APluginStartsWithNoSignalBlocked) {
+  // The daemon blocks SIGTERM for its signalfd; a plugin must not inherit it.
+  sigset_t term, previous;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, &previous);
+  const std::string plugin = script("mask", R"x(printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$(awk '/^SigBlk/ {print $2}' /proc/$$/status)"
+)x");
+  const std::string blocked = ExecCredentialSource(exec_config(plugin), {}).current().token;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  EXPECT_EQ(blocked, "0000000000000000");
 }
 
 TEST_F(ExecScript, MissingFailingAndHangingPlugins) {
