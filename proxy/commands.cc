@@ -53,7 +53,8 @@ struct SourceFlags {
 void add_source_flags(CLI::App& cmd, SourceFlags& flags) {
   cmd.add_option("--manifests", flags.manifests,
                  "File or directory of Kubernetes objects (kubectl get -o yaml|json output)");
-  cmd.add_option("--kubeconfig", flags.kubeconfig, "Read the cluster from the API server of this kubeconfig");
+  cmd.add_option("--kubeconfig", flags.kubeconfig, "Read the cluster from the API server of this kubeconfig (token, tokenFile, client "
+                 "certificate or exec credential plugin, as kubectl)");
   cmd.add_option("--master", flags.master, "The API server's URL (overrides the kubeconfig's server)");
   cmd.add_option("--request-timeout", flags.request_timeout,
                  "How long to keep trying the API server (transient failures are retried) (default 30s)");

@@ -16,6 +16,8 @@
 #include <optional>
 #include <variant>
 
+#include "watch/exec_credential.h"
+
 namespace svcproxy::watch {
 
 namespace net = boost::asio;
@@ -64,43 +66,94 @@ std::string url_encode(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// The TLS settings of `config`, with this client certificate (if any).
+// Throws ConfigError naming the bad PEM.
+std::shared_ptr<ssl::context> make_tls(const ClientConfig& config, const std::string& cert_pem, const std::string& key_pem) {
+  auto tls = std::make_shared<ssl::context>(ssl::context::tls_client);
+  tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  boost::system::error_code ec;
+  if (!config.ca_pem.empty()) {
+    tls->add_certificate_authority(net::buffer(config.ca_pem), ec);
+    if (ec) throw ConfigError("certificate-authority: not a PEM certificate: " + ec.message());
+  } else {
+    tls->set_default_verify_paths(ec);
+  }
+  if (!cert_pem.empty()) {
+    tls->use_certificate_chain(net::buffer(cert_pem), ec);
+    if (ec) throw ConfigError("client-certificate: not a PEM certificate: " + ec.message());
+    tls->use_private_key(net::buffer(key_pem), ssl::context::pem, ec);
+    if (ec) throw ConfigError("client-key: not a PEM key matching the certificate: " + ec.message());
+  }
+  tls->set_verify_mode(config.insecure_skip_tls_verify ? ssl::verify_none : ssl::verify_peer);
+  return tls;
+}
+
+ExecCluster exec_cluster(const ClientConfig& config) {
+  return {.server = config.url(), .tls_server_name = config.tls_server_name,
+          .insecure_skip_tls_verify = config.insecure_skip_tls_verify, .ca_pem = config.ca_pem};
+}
+
+}  // namespace
+
 struct ApiClient::Impl {
   Impl(net::any_io_executor ex, ClientConfig cfg, Logger logger)
-      : executor(std::move(ex)),
-        config(std::move(cfg)),
-        log(std::move(logger)),
-        tokens(config.token, config.token_file),
-        tls(ssl::context::tls_client) {
+      : executor(std::move(ex)), config(std::move(cfg)), log(std::move(logger)), tokens(config.token, config.token_file) {
     for (const auto& warning : config.warnings) log(warning);
-    if (config.scheme != "https") return;
-    tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    boost::system::error_code ec;
-    if (!config.ca_pem.empty()) {
-      tls.add_certificate_authority(net::buffer(config.ca_pem), ec);
-      if (ec) throw ConfigError("certificate-authority: not a PEM certificate: " + ec.message());
-    } else {
-      tls.set_default_verify_paths(ec);
+    if (config.exec) exec = std::make_unique<ExecCredentialSource>(*config.exec, exec_cluster(config));
+    if (config.scheme == "https") tls = make_tls(config, config.client_cert_pem, config.client_key_pem);
+  }
+
+  // The credential for the next request: the exec plugin's (cached until it
+  // expires) or the token (file). Throws ApiError(Credentials).
+  Credential credential() {
+    if (exec) {
+      try {
+        return exec->current();
+      } catch (const ExecError& e) {
+        throw ApiError(FailureKind::Credentials, e.what());
+      }
     }
-    if (!config.client_cert_pem.empty()) {
-      tls.use_certificate_chain(net::buffer(config.client_cert_pem), ec);
-      if (ec) throw ConfigError("client-certificate: not a PEM certificate: " + ec.message());
-      tls.use_private_key(net::buffer(config.client_key_pem), ssl::context::pem, ec);
-      if (ec) throw ConfigError("client-key: not a PEM key matching the certificate: " + ec.message());
+    Credential out{.token = tokens.current(), .client_cert_pem = "", .client_key_pem = ""};
+    if (const std::string error = tokens.last_error(); !error.empty() && error != last_token_error) log(error);
+    last_token_error = tokens.last_error();
+    return out;
+  }
+
+  // A 401 with `used`: whether a fresh credential may differ.
+  bool reject(const Credential& used) {
+    if (exec) {
+      exec->rejected(used);
+      return true;
     }
-    tls.set_verify_mode(config.insecure_skip_tls_verify ? ssl::verify_none : ssl::verify_peer);
+    if (config.token_file.empty()) return false;
+    tokens.invalidate();
+    return true;
+  }
+
+  // The TLS context for `credential`: the configured one, or one with the
+  // plugin's client certificate (rebuilt when the plugin returns a new one).
+  std::shared_ptr<ssl::context> tls_for(const Credential& credential) {
+    if (credential.client_cert_pem.empty()) return tls;
+    if (exec_tls && exec_tls_cert == credential.client_cert_pem) return exec_tls;
+    try {
+      exec_tls = make_tls(config, credential.client_cert_pem, credential.client_key_pem);
+    } catch (const ConfigError& e) {
+      throw ApiError(FailureKind::Credentials, "exec plugin \"" + config.exec->command + "\": " + e.what());
+    }
+    exec_tls_cert = credential.client_cert_pem;
+    return exec_tls;
   }
 
   const std::string& server_name() const { return config.tls_server_name.empty() ? config.host : config.tls_server_name; }
 
-  http::request<http::empty_body> request(const std::string& target) {
+  http::request<http::empty_body> request(const std::string& target, const std::string& token) {
     http::request<http::empty_body> req{http::verb::get, config.path_prefix + target, 11};
     req.set(http::field::host, config.authority());
     req.set(http::field::user_agent, kUserAgent);
     req.set(http::field::accept, "application/json");
-    const std::string token = tokens.current();
-    if (const std::string error = tokens.last_error(); !error.empty() && error != last_token_error) log(error);
-    last_token_error = tokens.last_error();
     if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
     return req;
   }
@@ -117,10 +170,11 @@ struct ApiClient::Impl {
   // One request on a connected (and handshaken) stream. A 200 body goes to
   // on_data when it is set; any other body is collected.
   template <class Stream>
-  awaitable<HttpReply> exchange(Stream& stream, const std::string& target, const std::function<void(std::string_view)>* on_data,
-                                std::chrono::milliseconds timeout, std::chrono::milliseconds idle) {
+  awaitable<HttpReply> exchange(Stream& stream, const std::string& target, const std::string& token,
+                                const std::function<void(std::string_view)>* on_data, std::chrono::milliseconds timeout,
+                                std::chrono::milliseconds idle) {
     auto& lowest = beast::get_lowest_layer(stream);
-    auto req = request(target);
+    auto req = request(target, token);
     lowest.expires_after(timeout);
     auto [wec, written] = co_await http::async_write(stream, req, kUseTuple);
     if (wec) throw_transport(wec, "GET " + target);
@@ -168,21 +222,22 @@ struct ApiClient::Impl {
       }
     }
     reply.body.reserve(reply.body.size() + kPadding);
-    if (reply.status == 401 && !config.token_file.empty()) tokens.invalidate();
     co_return reply;
   }
 
-  awaitable<HttpReply> once(const std::string& target, const std::function<void(std::string_view)>* on_data,
-                            std::chrono::milliseconds timeout, std::chrono::milliseconds idle) {
+  awaitable<HttpReply> once(const std::string& target, const Credential& credential,
+                            const std::function<void(std::string_view)>* on_data, std::chrono::milliseconds timeout,
+                            std::chrono::milliseconds idle) {
     if (config.scheme == "http") {
       beast::tcp_stream stream(executor);
       co_await connect(stream, timeout);
-      HttpReply reply = co_await exchange(stream, target, on_data, timeout, idle);
+      HttpReply reply = co_await exchange(stream, target, credential.token, on_data, timeout, idle);
       boost::system::error_code ignored;
       stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
       co_return reply;
     }
-    beast::ssl_stream<beast::tcp_stream> stream(executor, tls);
+    const std::shared_ptr<ssl::context> context = tls_for(credential);  // alive as long as the stream
+    beast::ssl_stream<beast::tcp_stream> stream(executor, *context);
     co_await connect(beast::get_lowest_layer(stream), timeout);
     const std::string& name = server_name();
     boost::system::error_code address_ec;
@@ -203,7 +258,7 @@ struct ApiClient::Impl {
       }
       throw ApiError(FailureKind::Tls, "TLS handshake with " + config.url() + " (server name " + name + "): " + why);
     }
-    HttpReply reply = co_await exchange(stream, target, on_data, timeout, idle);
+    HttpReply reply = co_await exchange(stream, target, credential.token, on_data, timeout, idle);
     // The reply is complete (length or last chunk): close without waiting for
     // the server's close_notify, which many servers never send.
     beast::get_lowest_layer(stream).close();
@@ -212,11 +267,15 @@ struct ApiClient::Impl {
 
   awaitable<HttpReply> with_token_retry(const std::string& target, const std::function<void(std::string_view)>* on_data,
                                         std::chrono::milliseconds timeout, std::chrono::milliseconds idle) {
-    const std::string before = tokens.current();
-    HttpReply reply = co_await once(target, on_data, timeout, idle);
-    if (reply.status == 401 && !config.token_file.empty() && tokens.current() != before) {
-      log("401 Unauthorized: retrying with the re-read token from " + config.token_file);
-      reply = co_await once(target, on_data, timeout, idle);
+    const Credential used = credential();
+    HttpReply reply = co_await once(target, used, on_data, timeout, idle);
+    if (reply.status == 401 && reject(used)) {
+      const Credential fresh = credential();
+      if (fresh != used) {
+        log(exec ? "401 Unauthorized: retrying with a new credential from exec plugin \"" + exec->config().command + "\""
+                 : "401 Unauthorized: retrying with the re-read token from " + config.token_file);
+        reply = co_await once(target, fresh, on_data, timeout, idle);
+      }
     }
     co_return reply;
   }
@@ -225,7 +284,10 @@ struct ApiClient::Impl {
   ClientConfig config;
   Logger log;
   TokenSource tokens;
-  ssl::context tls;
+  std::unique_ptr<ExecCredentialSource> exec;
+  std::shared_ptr<ssl::context> tls;       // https: the kubeconfig's settings and client certificate
+  std::shared_ptr<ssl::context> exec_tls;  // with the exec plugin's client certificate
+  std::string exec_tls_cert;
   std::string last_token_error;
 };
 

@@ -1,6 +1,7 @@
 // An HTTP/1.1 client for the API server on Boost.Beast, with TLS through
 // OpenSSL (server verified by default; client certificates; bearer tokens
-// re-read from their file). One connection per request: a LIST reads its
+// re-read from their file; tokens or client certificates from an exec
+// credential plugin). One connection per request: a LIST reads its
 // whole body, a WATCH hands its body on as it arrives (chunked or not).
 // Transport failures throw ApiError; HTTP statuses are the caller's to judge.
 #pragma once
@@ -27,7 +28,8 @@ enum class FailureKind {
   Tls,       // handshake or certificate verification failed
   Timeout,   // connect, request or idle timeout
   Reset,     // the connection broke mid-request or mid-body
-  Protocol,  // not HTTP as we know it
+  Protocol,     // not HTTP as we know it
+  Credentials,  // the exec credential plugin failed (missing, exit code, bad output)
 };
 
 struct ApiError : std::runtime_error {
@@ -49,7 +51,8 @@ class ApiClient {
   ~ApiClient();
 
   // GET `target` (path and query) within `timeout`. A 401 makes the token be
-  // re-read at once; if it changed, the request is retried once with it.
+  // re-read (the exec plugin run) at once; if it changed, the request is
+  // retried once with it.
   boost::asio::awaitable<HttpReply> get(std::string target, std::chrono::milliseconds timeout);
 
   // GET `target`; a 200 body goes to on_data piece by piece until the server

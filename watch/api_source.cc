@@ -44,7 +44,8 @@ ReflectorOptions options_for(Resource resource, const ApiSourceOptions& options)
   return out;
 }
 
-bool transient(FailureKind kind) { return kind != FailureKind::Tls; }
+// A failed TLS handshake or credential plugin will fail the same way again.
+bool transient(FailureKind kind) { return kind != FailureKind::Tls && kind != FailureKind::Credentials; }
 bool transient(int status) { return status == 0 || status == 410 || status == 429 || status >= 500; }
 
 net::awaitable<void> list_all(ApiClient& client, Store& store, const ApiSourceOptions& options, const Logger& log) {

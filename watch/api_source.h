@@ -31,8 +31,8 @@ struct ApiSourceOptions {
 // Services, EndpointSlices, this node's Node and ServiceCIDRs, each listed
 // completely (paginated). Transient failures (refused, reset, timeouts, 429,
 // 5xx) are retried with the reflector's backoff until request_timeout has
-// passed in all; 401/403, TLS failures and anything else throw SourceError at
-// once. Never returns a partial cluster.
+// passed in all; 401/403, TLS failures, a failed exec credential plugin and
+// anything else throw SourceError at once. Never returns a partial cluster.
 model::ClusterState list_cluster(const ClientConfig& config, const ApiSourceOptions& options, const Logger& log);
 
 // The informer's reflectors, summed (read from any thread).

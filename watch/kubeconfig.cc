@@ -86,6 +86,68 @@ std::string pem(const YAML::Node& map, const char* key, const std::string& dir, 
   return out;
 }
 
+std::vector<std::string> string_list(const YAML::Node& node, const std::string& what) {
+  std::vector<std::string> out;
+  if (node.IsNull()) return out;
+  if (!node.IsSequence()) throw ConfigError(what + ": expected a list of strings");
+  for (const YAML::Node& item : node) {
+    if (!item.IsScalar()) throw ConfigError(what + ": expected a list of strings");
+    out.push_back(item.Scalar());
+  }
+  return out;
+}
+
+// users[].user.exec, checked as kubectl's loader does.
+ExecConfig exec_config(const YAML::Node& exec, const std::string& dir, const std::string& about) {
+  const std::string where = about + ": exec";
+  if (!exec.IsMap()) throw ConfigError(where + ": expected a mapping");
+  ExecConfig out;
+  out.api_version = scalar(exec, "apiVersion");
+  if (out.api_version != "client.authentication.k8s.io/v1" && out.api_version != "client.authentication.k8s.io/v1beta1") {
+    throw ConfigError(where + ": apiVersion \"" + out.api_version +
+                      "\" is not supported (client.authentication.k8s.io/v1 or /v1beta1)");
+  }
+  out.command = scalar(exec, "command");
+  if (out.command.empty()) throw ConfigError(where + ": command is not set");
+  if (out.command.find('/') != std::string::npos && std::filesystem::path(out.command).is_relative()) {
+    out.command = (std::filesystem::path(dir) / out.command).lexically_normal().string();
+  }
+  out.args = string_list(child(exec, "args"), where + ": args");
+  const YAML::Node env = child(exec, "env");
+  if (!env.IsNull() && !env.IsSequence()) throw ConfigError(where + ": env: expected a list of {name, value}");
+  if (env.IsSequence()) {
+    for (const YAML::Node& entry : env) {
+      const std::string name = scalar(entry, "name");
+      if (name.empty() || name.find('=') != std::string::npos) throw ConfigError(where + ": env: an entry without a valid name");
+      out.env.emplace_back(name, scalar(entry, "value"));
+    }
+  }
+  out.install_hint = scalar(exec, "installHint");
+  out.provide_cluster_info = scalar(exec, "provideClusterInfo") == "true";
+  out.interactive_mode = scalar(exec, "interactiveMode");
+  // client-go's defaulting: v1beta1 means IfAvailable; v1 must say.
+  if (out.interactive_mode.empty() && out.api_version.ends_with("/v1beta1")) out.interactive_mode = "IfAvailable";
+  if (out.interactive_mode != "Never" && out.interactive_mode != "IfAvailable" && out.interactive_mode != "Always") {
+    throw ConfigError(where + ": interactiveMode " +
+                      (out.interactive_mode.empty() ? "is not set (required with client.authentication.k8s.io/v1)"
+                                                    : "\"" + out.interactive_mode + "\" is not Never, IfAvailable or Always"));
+  }
+  return out;
+}
+
+// The in-tree auth providers are gone from kubectl (gcp and azure in 1.26;
+// oidc is deprecated): each has an exec plugin that replaces it.
+void refuse_auth_provider(const YAML::Node& provider, const std::string& about) {
+  if (provider.IsNull()) return;
+  const std::string name = scalar(provider, "name");
+  std::string replacement = "an exec plugin such as kubelogin (oidc, azure) or gke-gcloud-auth-plugin (gcp)";
+  if (name == "gcp") replacement = "the exec plugin gke-gcloud-auth-plugin (gcloud components install gke-gcloud-auth-plugin)";
+  if (name == "azure") replacement = "the exec plugin kubelogin (github.com/Azure/kubelogin: kubelogin convert-kubeconfig)";
+  if (name == "oidc") replacement = "the exec plugin kubelogin (github.com/int128/kubelogin: kubectl oidc-login)";
+  throw ConfigError(about + ": auth-provider \"" + name + "\" was removed from kubectl and is not supported; use " +
+                    replacement);
+}
+
 }  // namespace
 
 std::string ClientConfig::authority() const {
@@ -183,8 +245,13 @@ ClientConfig load_kubeconfig(const std::string& path) {
       token_file = (std::filesystem::path(dir) / token_file).string();
     }
     if (config.token.empty()) config.token_file = token_file;  // token wins over tokenFile
-    if (!child(user, "exec").IsNull() || !child(user, "auth-provider").IsNull()) {
-      config.warnings.push_back(where + ": user \"" + user_name + "\": exec and auth-provider are not supported");
+    const std::string about = where + ": user \"" + user_name + "\"";
+    refuse_auth_provider(child(user, "auth-provider"), about);
+    const YAML::Node exec = child(user, "exec");
+    const bool has_credentials = !config.token.empty() || !config.token_file.empty() || !config.client_cert_pem.empty();
+    if (!exec.IsNull() && !has_credentials) {
+      config.exec = exec_config(exec, dir, about);
+      config.exec->user = user_name;
     }
   }
   return config;

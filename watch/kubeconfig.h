@@ -6,14 +6,31 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace svcproxy::watch {
 
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// A kubeconfig user's `exec` credential plugin (client-go's ExecConfig).
+struct ExecConfig {
+  std::string api_version;  // client.authentication.k8s.io/v1 or /v1beta1
+  // As kubectl resolves it: a relative path with a '/' is relative to the
+  // kubeconfig's directory; a bare name is looked up in $PATH.
+  std::string command;
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> env;  // added to svcproxy's environment
+  std::string install_hint;                              // shown when the command is missing
+  bool provide_cluster_info = false;                     // spec.cluster in KUBERNETES_EXEC_INFO
+  std::string interactive_mode;                          // Never, IfAvailable or Always
+  std::string user;                                      // the kubeconfig user, for messages
+  std::chrono::milliseconds timeout{60000};              // a plugin still running then is killed
 };
 
 struct ClientConfig {
@@ -28,6 +45,7 @@ struct ClientConfig {
   std::string client_key_pem;
   std::string token;             // static token (wins over token_file)
   std::string token_file;        // re-read every minute and after a 401
+  std::optional<ExecConfig> exec;  // credentials from a plugin (no token or certificate set)
   std::vector<std::string> warnings;  // e.g. insecure-skip-tls-verify in use
 
   // "host:port" for the Host header, IPv6 bracketed.
@@ -40,7 +58,10 @@ struct ClientConfig {
 void parse_server_url(const std::string& url, ClientConfig& out);
 
 // A kubeconfig file: its current-context's cluster and user. Relative file
-// paths are relative to the kubeconfig's directory, as kubectl has it.
+// paths are relative to the kubeconfig's directory, as kubectl has it. An
+// `exec` plugin is used when the user has no token, tokenFile or client
+// certificate (kubectl's precedence); an `auth-provider` is refused naming
+// the exec plugin that replaces it.
 ClientConfig load_kubeconfig(const std::string& path);
 
 // In-cluster: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT with

@@ -7,7 +7,11 @@
   - `svcproxy rules --kubeconfig` compiles the same ruleset as
     `svcproxy rules --manifests` on kubectl's JSON of the same cluster;
   - unreachable server, rejected token and failed TLS verification exit 1
-    with one line on stderr and no ruleset.
+    with one line on stderr and no ruleset;
+  - exec credential plugins (shell scripts, found relative to the
+    kubeconfig): a token plugin gives the same ruleset, an expired token runs
+    the plugin again, a failing one exits 1 quoting its stderr, an
+    auth-provider is one line naming its replacement.
 
 Needs python3 and openssl; no root. Run:
 SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_watch_api (from tests/e2e).
@@ -79,7 +83,8 @@ class WatchApi(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def svcproxy(self, *args, timeout=60):
-        return subprocess.run([SVCPROXY, *args], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([SVCPROXY, *args], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)  # no terminal: exec plugins are not interactive
 
     # -- kubectl agrees with the fixture --
 
@@ -239,6 +244,80 @@ class WatchApi(unittest.TestCase):
                                         client_key=self.pki["client_key"], inline=True)
         out = self.svcproxy("rules", "--kubeconfig", kc, *NODE)
         self.assertEqual(out.returncode, 0, out.stderr)
+
+    # -- exec credential plugins --
+
+    def exec_kubeconfig(self, name, script, api_version="client.authentication.k8s.io/v1"):
+        """A kubeconfig in its own directory whose user runs ./plugin (a path
+        relative to the kubeconfig, as kubectl resolves it)."""
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d, exist_ok=True)
+        plugin = os.path.join(d, "plugin")
+        with open(plugin, "w") as f:
+            f.write("#!/bin/sh\n" + script)
+        os.chmod(plugin, 0o755)
+        exec_ = {"apiVersion": api_version, "command": "./plugin", "args": ["get-token", name],
+                 "env": [{"name": "RUNS", "value": os.path.join(d, "runs")}], "interactiveMode": "IfAvailable"}
+        return apiserver.write_kubeconfig(os.path.join(d, "kubeconfig"), self.url, ca=self.pki["ca_crt"], exec_=exec_), d
+
+    @staticmethod
+    def token_script(expiry, api_version="client.authentication.k8s.io/v1"):
+        return ('echo "$2 $KUBERNETES_EXEC_INFO" >> "$RUNS"\n'
+                'printf \'{"apiVersion":"%s","kind":"ExecCredential","status":{"token":"test-token",'
+                '"expirationTimestamp":"%s"}}\' "' + api_version + '" "' + expiry + '"\n')
+
+    def runs(self, d):
+        with open(os.path.join(d, "runs")) as f:
+            return f.read().splitlines()
+
+    def test_exec_plugin_token_gives_the_same_rules(self):
+        want = self.svcproxy("rules", "--kubeconfig", self.kubeconfig, *NODE)
+        self.assertEqual(want.returncode, 0, want.stderr)
+        kc, d = self.exec_kubeconfig("exec-lasting", self.token_script("2999-01-01T00:00:00Z"))
+        out = self.svcproxy("rules", "--kubeconfig", kc, *NODE)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, want.stdout)
+        self.assertNotIn("test-token", out.stderr)
+        runs = self.runs(d)
+        self.assertEqual(len(runs), 1, runs)  # cached for every request of the list
+        self.assertEqual(runs[0], 'exec-lasting {"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1",'
+                                  '"spec":{"interactive":false}}')  # stdin is no terminal: not interactive
+
+    def test_exec_plugin_expired_token_runs_it_again(self):
+        kc, d = self.exec_kubeconfig("exec-expired", self.token_script(
+            "2000-01-01T00:00:00Z", "client.authentication.k8s.io/v1beta1"), "client.authentication.k8s.io/v1beta1")
+        out = self.svcproxy("rules", "--kubeconfig", kc, *NODE)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertGreaterEqual(len(self.runs(d)), 2)
+
+    def test_exec_plugin_failures_are_one_line(self):
+        kc, _ = self.exec_kubeconfig("exec-failing", "echo 'error: SSO session expired' >&2\n"
+                                                     "echo '  run: aws sso login' >&2\nexit 1\n")
+        out = self.svcproxy("rules", "--kubeconfig", kc, *NODE)
+        self.assert_one_line_failure(out, 'failed with exit code 1: "error: SSO session expired run: aws sso login"')
+        self.assertIn("/exec-failing/plugin\"", out.stderr)
+        kc, _ = self.exec_kubeconfig("exec-version", self.token_script("2999-01-01T00:00:00Z"),
+                                     "client.authentication.k8s.io/v1beta1")
+        self.assert_one_line_failure(self.svcproxy("rules", "--kubeconfig", kc, *NODE),
+                                     'returned apiVersion "client.authentication.k8s.io/v1"')
+        missing = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-missing-plugin"), self.url, ca=self.pki["ca_crt"],
+                                             exec_={"apiVersion": "client.authentication.k8s.io/v1beta1",
+                                                    "command": "svcproxy-no-such-plugin",
+                                                    "installHint": "Install it:\n  apt install svcproxy-no-such-plugin"})
+        self.assert_one_line_failure(self.svcproxy("rules", "--kubeconfig", missing, *NODE),
+                                     "not found in $PATH; Install it: apt install svcproxy-no-such-plugin")
+
+    def test_auth_provider_is_one_line_naming_the_replacement(self):
+        kc = os.path.join(self.tmp, "kc-auth-provider")
+        apiserver.write_kubeconfig(kc, self.url, ca=self.pki["ca_crt"])
+        with open(kc) as f:
+            config = json.load(f)
+        config["users"][0]["user"]["auth-provider"] = {"name": "gcp", "config": {"access-token": "x"}}
+        with open(kc, "w") as f:
+            json.dump(config, f)
+        out = self.svcproxy("rules", "--kubeconfig", kc, *NODE)
+        self.assert_one_line_failure(out, 'auth-provider "gcp" was removed from kubectl')
+        self.assertIn("use the exec plugin gke-gcloud-auth-plugin", out.stderr)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #include "watch/api_source.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "tests/watch/reflector_harness.h"
 
@@ -135,6 +136,103 @@ TEST(ApiSource, TokenRotationTheRequestAfterA401UsesTheNewToken) {
   })) << ::testing::PrintToString(h.logs());
   const std::string requests = fx.command(R"({"op":"requests"})");
   EXPECT_NE(requests.find("Bearer new-token"), std::string::npos);
+}
+
+// A credential plugin script in the fixture's directory.
+ExecConfig exec_plugin(const std::string& name, const std::string& body) {
+  const std::string path = pki_dir() + "/" + name;
+  std::ofstream(path) << "#!/bin/sh\n" << body;
+  ::chmod(path.c_str(), 0755);
+  ExecConfig exec;
+  exec.api_version = "client.authentication.k8s.io/v1";
+  exec.command = path;
+  exec.interactive_mode = "Never";
+  exec.user = "u1";
+  return exec;
+}
+
+ClientConfig exec_config(const FixtureProcess& fx, ExecConfig exec) {
+  ClientConfig config = fixture_config(fx);
+  config.token.clear();
+  config.exec = std::move(exec);
+  return config;
+}
+
+size_t lines_in(const std::string& path) {
+  std::ifstream in(path);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+std::string token_plugin(const std::string& runs_file, const std::string& token, const std::string& expiry) {
+  return "echo run >> " + runs_file + "\nprintf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+         "\"status\":{\"token\":\"" + token + "\",\"expirationTimestamp\":\"" + expiry + "\"}}'\n";
+}
+
+TEST(ApiSource, ExecPluginTokenCachedUntilItExpires) {
+  FixtureProcess fx(pki_dir());
+  fx.apply("services", service_json("a", "web", "10.96.0.1", 80));
+  fx.command(R"({"op":"tokens","valid":["exec-token"]})");
+  const ApiSourceOptions options{.node_name = "n", .request_timeout = std::chrono::seconds(10), .watch_list = false};
+  const std::string lasting_runs = pki_dir() + "/lasting-runs";
+  const auto state = list_cluster(exec_config(fx, exec_plugin("lasting", token_plugin(lasting_runs, "exec-token", "2999-01-01T00:00:00Z"))),
+                                  options, [](const std::string&) {});
+  EXPECT_EQ(state.services.size(), 1u);
+  EXPECT_EQ(lines_in(lasting_runs), 1u);  // one run for every request of the list
+  const std::string requests = fx.command(R"({"op":"requests"})");
+  EXPECT_NE(requests.find("Bearer exec-token"), std::string::npos);
+
+  // Expired as soon as it is returned: each request runs the plugin again.
+  const std::string expired_runs = pki_dir() + "/expired-runs";
+  EXPECT_NO_THROW(list_cluster(exec_config(fx, exec_plugin("expired", token_plugin(expired_runs, "exec-token", "2000-01-01T00:00:00Z"))),
+                               options, [](const std::string&) {}));
+  EXPECT_GE(lines_in(expired_runs), 4u);  // services, endpointslices, nodes, servicecidrs
+}
+
+TEST(ApiSource, ExecPluginClientCertificateIsUsedForTLS) {
+  FixtureProcess fx(pki_dir());
+  fx.apply("services", service_json("a", "web", "10.96.0.1", 80));
+  // The PEMs with their newlines as JSON's \n.
+  const ExecConfig exec = exec_plugin("cert", "D='" + pki_dir() + "'\n" + R"x(esc() { awk '{printf "%s\\n", $0}' "$1"; }
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"clientCertificateData":"%s","clientKeyData":"%s"}}' \
+  "$(esc "$D/client.crt")" "$(esc "$D/client.key")"
+)x");
+  const auto state = list_cluster(exec_config(fx, exec), {.node_name = "n", .request_timeout = std::chrono::seconds(10), .watch_list = false},
+                                  [](const std::string&) {});
+  EXPECT_EQ(state.services.size(), 1u);  // the fixture answers 401 without a token or a client certificate
+  EXPECT_EQ(fx.command(R"({"op":"requests"})").find("Bearer"), std::string::npos);
+}
+
+TEST(ApiSource, ExecPluginRunsAgainAfterA401) {
+  FixtureProcess fx(pki_dir());
+  const std::string token_file = pki_dir() + "/exec-token-file";
+  std::ofstream(token_file) << "old-token";
+  fx.command(R"({"op":"tokens","valid":["old-token"]})");
+  const ExecConfig exec = exec_plugin("from-file", "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+                                                   "\"status\":{\"token\":\"%s\"}}' \"$(cat " + token_file + ")\"\n");
+  testing::Harness h(exec_config(fx, exec));
+  h.add(testing::fast(services_options()));
+  h.start();
+  ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced(Resource::Services); }));
+  std::ofstream(token_file) << "new-token";
+  fx.command(R"({"op":"tokens","valid":["new-token"]})");
+  fx.apply("services", service_json("a", "after", "10.96.0.9", 80));
+  fx.fault(R"("close_watches":true)");
+  ASSERT_TRUE(h.wait_for([&] {
+    return h.store().size(Resource::Services) == 1 && h.log_contains("retrying with a new credential from exec plugin");
+  })) << ::testing::PrintToString(h.logs());
+  EXPECT_NE(fx.command(R"({"op":"requests"})").find("Bearer new-token"), std::string::npos);
+}
+
+TEST(ApiSource, AFailingExecPluginFailsAtOnceInOneLine) {
+  FixtureProcess fx(pki_dir());
+  const ExecConfig exec = exec_plugin("failing", "echo 'error: no credentials for profile p1' >&2\necho '  try: aws sso login' >&2\nexit 1\n");
+  const auto start = std::chrono::steady_clock::now();
+  const std::string error = list_error(exec_config(fx, exec), std::chrono::seconds(20));
+  EXPECT_EQ(error, "exec plugin \"" + exec.command + "\" (user \"u1\"): failed with exit code 1: "
+                   "\"error: no credentials for profile p1 try: aws sso login\"");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));  // not retried until the timeout
 }
 
 TEST(ApiSource, IPv6ServerAndInformer) {

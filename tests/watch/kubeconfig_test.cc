@@ -116,6 +116,70 @@ TEST_F(Kubeconfig, InClusterBracketsIPv6AndReadsTheServiceAccount) {
   EXPECT_EQ(m.token, "t");
 }
 
+TEST_F(Kubeconfig, ExecPluginAsKubectlReadsIt) {
+  const auto c = load_kubeconfig(write("kc", config("    server: https://x\n",
+      "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: bin/get-token\n"
+      "      args: [eks, get-token, --cluster-name, c1]\n      env:\n      - {name: AWS_PROFILE, value: p1}\n"
+      "      - {name: EMPTY, value: ''}\n      installHint: install it\n      provideClusterInfo: true\n")));
+  ASSERT_TRUE(c.exec);
+  EXPECT_EQ(c.exec->api_version, "client.authentication.k8s.io/v1beta1");
+  EXPECT_EQ(c.exec->command, (dir_ / "bin/get-token").string());  // has a '/': relative to the kubeconfig
+  EXPECT_EQ(c.exec->args, (std::vector<std::string>{"eks", "get-token", "--cluster-name", "c1"}));
+  ASSERT_EQ(c.exec->env.size(), 2u);
+  EXPECT_EQ(c.exec->env[0], (std::pair<std::string, std::string>{"AWS_PROFILE", "p1"}));
+  EXPECT_EQ(c.exec->env[1].second, "");
+  EXPECT_EQ(c.exec->install_hint, "install it");
+  EXPECT_TRUE(c.exec->provide_cluster_info);
+  EXPECT_EQ(c.exec->interactive_mode, "IfAvailable");  // v1beta1's default
+  EXPECT_EQ(c.exec->user, "u1");
+  EXPECT_TRUE(c.warnings.empty());
+
+  const auto bare = load_kubeconfig(write("kc", config("    server: https://x\n",
+      "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: kubelogin\n      interactiveMode: Never\n")));
+  ASSERT_TRUE(bare.exec);
+  EXPECT_EQ(bare.exec->command, "kubelogin");  // a bare name: $PATH
+  EXPECT_EQ(bare.exec->interactive_mode, "Never");
+
+  // A token (or certificate) in the kubeconfig wins over the plugin, as in kubectl.
+  const auto token = load_kubeconfig(write("kc", config("    server: https://x\n",
+      "    token: t\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: p\n")));
+  EXPECT_FALSE(token.exec);
+}
+
+TEST_F(Kubeconfig, ExecAndAuthProviderErrors) {
+  auto error = [&](const std::string& user) {
+    try {
+      load_kubeconfig(write("kc", config("    server: https://x\n", user)));
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string exec = "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n";
+  EXPECT_NE(error(exec + "      command: p\n").find("user \"u1\": exec: interactiveMode is not set (required with "
+                                                   "client.authentication.k8s.io/v1)"),
+            std::string::npos);
+  EXPECT_NE(error(exec + "      command: p\n      interactiveMode: Sometimes\n").find("\"Sometimes\" is not Never"),
+            std::string::npos);
+  EXPECT_NE(error(exec + "      interactiveMode: Never\n").find("exec: command is not set"), std::string::npos);
+  EXPECT_NE(error("    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: p\n")
+                .find("apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
+            std::string::npos);
+  EXPECT_NE(error(exec + "      command: p\n      interactiveMode: Never\n      args: {a: b}\n").find("args: expected a list"),
+            std::string::npos);
+  EXPECT_NE(error(exec + "      command: p\n      interactiveMode: Never\n      env: [{value: v}]\n").find("env: an entry"),
+            std::string::npos);
+  const std::string gcp = error("    auth-provider:\n      name: gcp\n      config: {access-token: x}\n");
+  EXPECT_NE(gcp.find("user \"u1\": auth-provider \"gcp\" was removed from kubectl"), std::string::npos) << gcp;
+  EXPECT_NE(gcp.find("gke-gcloud-auth-plugin"), std::string::npos) << gcp;
+  EXPECT_NE(error("    auth-provider:\n      name: oidc\n").find("kubelogin"), std::string::npos);
+  EXPECT_NE(error("    auth-provider:\n      name: azure\n").find("kubelogin"), std::string::npos);
+  const std::string other = error("    auth-provider:\n      name: custom\n");
+  EXPECT_NE(other.find("use an exec plugin such as kubelogin (oidc, azure) or gke-gcloud-auth-plugin (gcp)"),
+            std::string::npos)
+      << other;
+}
+
 TEST(ServerUrl, Forms) {
   ClientConfig c;
   parse_server_url("https://10.0.0.1", c);
