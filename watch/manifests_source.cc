@@ -34,6 +34,30 @@ Sizes sizes(const DecodeResult& r) {
           r.diagnostics.size()};
 }
 
+// Forgets the objects decoded since `mark` (and their diagnostics).
+void roll_back(DecodeResult& r, const Sizes& mark) {
+  r.state.services.resize(mark.services);
+  r.state.endpoint_slices.resize(mark.slices);
+  r.state.nodes.resize(mark.nodes);
+  r.state.service_cidrs.resize(mark.cidrs);
+  r.diagnostics.resize(mark.diagnostics);
+}
+
+// The keys of the objects decoded since `mark`.
+std::vector<std::pair<Resource, model::ObjectRef>> keys_since(const DecodeResult& r, const Sizes& mark) {
+  std::vector<std::pair<Resource, model::ObjectRef>> keys;
+  const auto& st = r.state;
+  for (size_t i = mark.services; i < st.services.size(); ++i) keys.push_back({Resource::Services, st.services[i].ref});
+  for (size_t i = mark.slices; i < st.endpoint_slices.size(); ++i) {
+    keys.push_back({Resource::EndpointSlices, st.endpoint_slices[i].ref});
+  }
+  for (size_t i = mark.nodes; i < st.nodes.size(); ++i) keys.push_back({Resource::Nodes, {"", st.nodes[i].name}});
+  for (size_t i = mark.cidrs; i < st.service_cidrs.size(); ++i) {
+    keys.push_back({Resource::ServiceCIDRs, {"", st.service_cidrs[i].name}});
+  }
+  return keys;
+}
+
 size_t object_count(const model::ClusterState& s) {
   return s.services.size() + s.endpoint_slices.size() + s.nodes.size() + s.service_cidrs.size();
 }
@@ -122,11 +146,7 @@ void ManifestsSource::load() {
       } else {
         // What this file now holds is unknown: its objects stay as they were
         // (none of them is deleted, none changed from a partial read).
-        merged.state.services.resize(mark.services);
-        merged.state.endpoint_slices.resize(mark.slices);
-        merged.state.nodes.resize(mark.nodes);
-        merged.state.service_cidrs.resize(mark.cidrs);
-        merged.diagnostics.resize(mark.diagnostics);
+        roll_back(merged, mark);
         merged.diagnostics.push_back(d);
         keep_previous(previous->second, merged);
         const std::string what = d.object.empty() ? d.message : d.object + ": " + d.message;
@@ -136,16 +156,7 @@ void ManifestsSource::load() {
       }
       problems.push_back(std::move(d));
     }
-    std::vector<Key>& keys = from_file[file];
-    const auto& st = merged.state;
-    for (size_t i = mark.services; i < st.services.size(); ++i) keys.push_back({Resource::Services, st.services[i].ref});
-    for (size_t i = mark.slices; i < st.endpoint_slices.size(); ++i) {
-      keys.push_back({Resource::EndpointSlices, st.endpoint_slices[i].ref});
-    }
-    for (size_t i = mark.nodes; i < st.nodes.size(); ++i) keys.push_back({Resource::Nodes, {"", st.nodes[i].name}});
-    for (size_t i = mark.cidrs; i < st.service_cidrs.size(); ++i) {
-      keys.push_back({Resource::ServiceCIDRs, {"", st.service_cidrs[i].name}});
-    }
+    from_file[file] = keys_since(merged, mark);
   }
   from_file_ = std::move(from_file);
 
