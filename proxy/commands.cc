@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "dataplane/compile.h"
@@ -52,7 +53,8 @@ struct SourceFlags {
 
 void add_source_flags(CLI::App& cmd, SourceFlags& flags) {
   cmd.add_option("--manifests", flags.manifests,
-                 "File or directory of Kubernetes objects (kubectl get -o yaml|json output)");
+                 "File or directory of Kubernetes objects (kubectl get -o yaml|json output); a path or file "
+                 "that cannot be read is an error (exit 1), never an empty cluster");
   cmd.add_option("--kubeconfig", flags.kubeconfig, "Read the cluster from the API server of this kubeconfig (token, tokenFile, client "
                  "certificate or exec credential plugin, as kubectl)");
   cmd.add_option("--master", flags.master, "The API server's URL (overrides the kubeconfig's server)");
@@ -98,11 +100,27 @@ void back_heap_with_huge_pages() {
   }
 }
 
+// --manifests: a path or file that cannot be read throws (one line), never an
+// empty cluster: `rules | nft -f -` or `run --once` would remove every
+// service. A readable directory without objects is an empty cluster, said once.
+watch::DecodeResult load_manifests_or_throw(const std::string& path) {
+  watch::DecodeResult decoded = watch::load_manifests(path);
+  for (const auto& d : decoded.diagnostics) {
+    if (d.scope == watch::Diagnostic::Scope::Unreadable)
+      throw std::runtime_error("--manifests " + path + ": " + (d.file == path ? "" : d.file + ": ") + d.message);
+  }
+  const auto& s = decoded.state;
+  if (s.services.empty() && s.endpoint_slices.empty() && s.nodes.empty() && s.service_cidrs.empty())
+    std::cerr << "svcproxy: warning: --manifests " << path
+              << " holds no Service, EndpointSlice, Node or ServiceCIDR; the cluster is empty\n";
+  return decoded;
+}
+
 // The cluster from --manifests, or listed once from the API server; a server
 // that cannot be read throws (one line), never an empty cluster.
 watch::DecodeResult load_cluster(const SourceFlags& source, const NodeFlags& node_flags) {
   back_heap_with_huge_pages();
-  if (!source.api()) return watch::load_manifests(source.manifests);
+  if (!source.api()) return load_manifests_or_throw(source.manifests);
   const watch::ClientConfig config =
       watch::resolve_client_config(source.kubeconfig, source.master, [](const char* name) { return std::getenv(name); });
   watch::ApiSourceOptions options;
@@ -374,6 +392,11 @@ int run_cli(int argc, char** argv) {
   add_source_flags(*run, run_source);
   add_node_flags(*run, run_node_flags);
   run->add_flag("--once", once, "Compile and program once (one transaction), then exit");
+  run->footer(
+      "With --manifests, a path or file that cannot be read at start is an error (exit 1, nothing programmed). "
+      "While running, a path or file that disappears, turns unreadable or stops parsing (caught half written) "
+      "keeps what it held before in the kernel until it can be read again; it is logged once, counted in "
+      "svcproxy_manifest_read_errors_total and makes /healthz answer 503 with a \"reason\".");
   std::string config_file;
   run->add_option("--config", config_file,
                   "A KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1); flags given on the command "

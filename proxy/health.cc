@@ -58,12 +58,17 @@ void ProxyHealth::set_node_eligible(bool eligible) {
   node_eligible_ = eligible;
 }
 
+void ProxyHealth::set_source_problem(std::string problem) {
+  std::lock_guard lock(mutex_);
+  source_problem_ = std::move(problem);
+}
+
 ProxyHealth::Snapshot ProxyHealth::snapshot(Instant now) const {
   std::lock_guard lock(mutex_);
   // Healthy while starting up, when fully synced, or while the oldest
   // pending update is younger than the timeout.
   const bool healthy = !oldest_pending_ || now.mono - oldest_pending_->mono < timeout_;
-  return {healthy, last_updated_, node_eligible_};
+  return {healthy, last_updated_, node_eligible_, source_problem_};
 }
 
 bool ProxyHealth::healthy(Instant now) const { return snapshot(now).healthy; }
@@ -101,14 +106,16 @@ std::string json_string(const std::string& s) {
 
 HealthAnswer ProxyHealth::healthz(Instant now) const {
   const auto s = snapshot(now);
-  const bool healthy = s.healthy && s.node_eligible;
+  const bool healthy = s.healthy && s.node_eligible && s.source_problem.empty();
   // As kube-proxy: when healthy, lastUpdated is reported as now (older
   // releases reported the last sync-loop run, which was always recent).
   const std::string last = healthy ? format_rfc3339(now.wall)
                                    : (s.last_updated ? format_rfc3339(*s.last_updated) : kZeroTime);
   return {healthy ? 200 : 503, "{\"lastUpdated\":\"" + last + "\",\"currentTime\":\"" + format_rfc3339(now.wall) +
                                    "\",\"healthy\":" + json_bool(healthy) +
-                                   ",\"nodeEligible\":" + json_bool(s.node_eligible) + "}"};
+                                   ",\"nodeEligible\":" + json_bool(s.node_eligible) +
+                                   (s.source_problem.empty() ? "" : ",\"reason\":" + json_string(s.source_problem)) +
+                                   "}"};
 }
 
 HealthAnswer ProxyHealth::livez(Instant now) const {

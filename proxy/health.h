@@ -7,6 +7,10 @@
 // /healthz is also unhealthy while this Node is being deleted or carries the
 // ToBeDeletedByClusterAutoscaler taint, so load balancers drain the node;
 // /livez ignores the Node, so the kubelet does not restart a working proxy.
+// /healthz is also unhealthy while the source cannot be read completely
+// (--manifests: a path or file unreadable, a file that does not parse): the
+// kernel keeps the last state read, which may be stale. /livez ignores that
+// too: a restart would not read the source any better.
 #pragma once
 
 #include <chrono>
@@ -60,14 +64,17 @@ class ProxyHealth {
   // This Node's state (a Node informer event). Eligible until told otherwise.
   void set_node(const model::Node& node) { set_node_eligible(node_eligible(node)); }
   void set_node_eligible(bool eligible);
+  // Why the source could not be read completely; empty: it could.
+  void set_source_problem(std::string problem);
 
   // The proxy's own health, ignoring the Node (what /livez and the
   // healthCheckNodePort servers use).
   bool healthy(Instant now = Instant::now()) const;
   bool node_is_eligible() const;
 
-  // /healthz: 503 if unhealthy or the Node is not eligible.
-  // Body {"lastUpdated","currentTime","healthy","nodeEligible"}.
+  // /healthz: 503 if unhealthy, the Node is not eligible or the source has
+  // a problem. Body {"lastUpdated","currentTime","healthy","nodeEligible"},
+  // plus "reason" (the problem) while the source has one.
   HealthAnswer healthz(Instant now = Instant::now()) const;
   // /livez: 503 if unhealthy. Body {"lastUpdated","currentTime","healthy"}.
   HealthAnswer livez(Instant now = Instant::now()) const;
@@ -79,6 +86,7 @@ class ProxyHealth {
     bool healthy;
     std::optional<std::chrono::system_clock::time_point> last_updated;
     bool node_eligible;
+    std::string source_problem;
   };
   Snapshot snapshot(Instant now) const;
 
@@ -87,6 +95,7 @@ class ProxyHealth {
   std::optional<Instant> oldest_pending_;
   std::optional<std::chrono::system_clock::time_point> last_updated_;
   bool node_eligible_ = true;
+  std::string source_problem_;
 };
 
 // One healthCheckNodePort server's subject.

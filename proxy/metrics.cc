@@ -266,6 +266,11 @@ void Metrics::count_decode_errors(size_t n) {
   decode_errors_total_ += n;
 }
 
+void Metrics::set_manifest_read_errors(uint64_t total) {
+  std::lock_guard lock(mutex_);
+  manifest_read_errors_total_ = total;
+}
+
 void Metrics::count_watch_restart() {
   std::lock_guard lock(mutex_);
   ++watch_restarts_total_;
@@ -335,6 +340,10 @@ std::string Metrics::render() const {
            static_cast<double>(conntrack_deleted_total_));
   w.scalar("svcproxy_manifest_decode_errors_total", "counter",
            "Objects skipped because they could not be decoded", static_cast<double>(decode_errors_total_));
+  w.scalar("svcproxy_manifest_read_errors_total", "counter",
+           "Times a manifests path or file could not be read, or a file parsed only in part; what it held before "
+           "was kept",
+           static_cast<double>(manifest_read_errors_total_));
   w.scalar("svcproxy_watch_restarts_total", "counter",
            "API watches that ended and were restarted from the last resourceVersion",
            static_cast<double>(watch_restarts_total_));

@@ -90,6 +90,8 @@ class Metrics {
   void count_livez(int http_status);
 
   void count_decode_errors(size_t n);
+  // The manifests source's own monotonic count of read problems.
+  void set_manifest_read_errors(uint64_t total);
   void count_watch_restart();
   void count_watch_relist();
   // The informer's own monotonic counts (replace what the two above added).
@@ -119,6 +121,7 @@ class Metrics {
   KernelObjects kernel_objects_;
   uint64_t conntrack_deleted_total_ = 0;
   uint64_t decode_errors_total_ = 0;
+  uint64_t manifest_read_errors_total_ = 0;
   uint64_t watch_restarts_total_ = 0;
   uint64_t watch_relists_total_ = 0;
   std::string proxy_mode_;

@@ -134,20 +134,26 @@ class ClusterSource {
   // SIGHUP: read everything again.
   virtual void reload() {}
   virtual void export_metrics(Metrics&) {}
+  // Why the source could not be read completely (the last state read is
+  // kept meanwhile); empty: it could.
+  virtual std::string problem() const { return {}; }
   virtual const char* change_reason() const = 0;
 };
 
 class ManifestsClusterSource : public ClusterSource {
  public:
-  ManifestsClusterSource(const std::string& path, Log& log, Metrics& metrics, ChangeTracker& tracker)
+  // Throws if the path, or a file of it, cannot be read: at start there is
+  // no last good state to keep, and an empty cluster would remove every
+  // service of the node.
+  ManifestsClusterSource(const std::string& path, Log& log, ChangeTracker& tracker)
       : source_(
-            path,
-            [&log, &metrics](const std::string& line) {
-              metrics.count_decode_errors(1);
-              log.warning(line);
-            },
+            path, [&log](const std::string& line) { log.warning(line); },
             [&tracker](const watch::Change& c) { tracker.on_change(c); }) {
     source_.load();
+    for (const auto& d : source_.problems()) {
+      if (d.scope == watch::Diagnostic::Scope::Unreadable)
+        throw std::runtime_error("--manifests " + path + ": " + (d.file == path ? "" : d.file + ": ") + d.message);
+    }
   }
   watch::Store& store() override { return source_.store(); }
   bool has_synced() const override { return source_.has_synced(); }
@@ -155,10 +161,24 @@ class ManifestsClusterSource : public ClusterSource {
   // A burst of writes (an editor's write, rename, chmod) is one reload.
   void on_readable() override { source_.poll(milliseconds(0), milliseconds(10)); }
   void reload() override { source_.load(); }
+  void export_metrics(Metrics& metrics) override {
+    const auto s = source_.stats();
+    if (s.skipped_objects > skipped_objects_) metrics.count_decode_errors(s.skipped_objects - skipped_objects_);
+    skipped_objects_ = s.skipped_objects;
+    metrics.set_manifest_read_errors(s.read_errors);
+  }
+  std::string problem() const override {
+    const auto& problems = source_.problems();
+    if (problems.empty()) return {};
+    std::string text = problems.front().file + ": " + problems.front().message;
+    if (problems.size() > 1) text += " (and " + std::to_string(problems.size() - 1) + " more)";
+    return text;
+  }
   const char* change_reason() const override { return "manifests-changed"; }
 
  private:
   watch::ManifestsSource source_;
+  uint64_t skipped_objects_ = 0;
 };
 
 class ApiClusterSource : public ClusterSource {
@@ -261,9 +281,17 @@ int run_daemon(const RunOptions& options, Log& log) {
     source = std::make_unique<ApiClusterSource>(*options.api, api_options, log, tracker);
     log.info("watching the API server", {{"server", options.api->url()}, {"node", api_options.node_name}});
   } else {
-    source = std::make_unique<ManifestsClusterSource>(options.manifests, log, metrics, tracker);
+    source = std::make_unique<ManifestsClusterSource>(options.manifests, log, tracker);
     log.info("reading manifests", {{"path", options.manifests}, {"node", node_flags.hostname_override}});
   }
+
+  // After every read of the source: /healthz and the counters say whether
+  // it could be read completely (no sync follows a read that changed nothing).
+  auto source_read = [&] {
+    health.set_source_problem(source->problem());
+    source->export_metrics(metrics);
+  };
+  source_read();
 
   // The dataplane, created at the first sync (the node's configuration may
   // need its Node object): nftables rules, or the userspace proxy.
@@ -388,6 +416,7 @@ int run_daemon(const RunOptions& options, Log& log) {
       if (read(signal_fd.get(), &info, sizeof info) == sizeof info) {
         if (info.ssi_signo == SIGHUP) {
           source->reload();
+          source_read();
           take_changes();
           if (started) sync(true, "sighup");
           continue;
@@ -398,12 +427,21 @@ int run_daemon(const RunOptions& options, Log& log) {
         return 0;
       }
     }
-    if (source->fd() >= 0 && (fds[4].revents & POLLIN)) source->on_readable();
+    if (source->fd() >= 0 && (fds[4].revents & POLLIN)) {
+      source->on_readable();
+      source_read();
+    }
     if (fds[1].revents & POLLIN) {
       take_changes();
       try_start();
     }
     if ((fds[2].revents & POLLIN) && read_counter(period_fd.get()) && started) {
+      // Read again what could not be read: a path may come back where no
+      // watch sees it (its parent directory was gone too).
+      if (!source->problem().empty()) {
+        source->reload();
+        source_read();
+      }
       take_changes();
       sync(true, "sync-period");
     }

@@ -308,7 +308,7 @@ class Decoder {
           where = " at line " + std::to_string(first_line_ + std::min(e.mark.line, last) + 1);
           if (!past_end) where += ", column " + std::to_string(e.mark.column + 1);
         }
-        report("", document_name(), "", "malformed YAML" + where + ": " + e.msg);
+        report("", document_name(), "", "malformed YAML" + where + ": " + e.msg, Diagnostic::Scope::File);
         continue;
       }
       for (const YAML::Node& document : documents) {
@@ -337,7 +337,7 @@ class Decoder {
       decode_yaml_stream(text);
     } catch (const ReadError& e) {  // as if the file could not be read at all
       rollback(entry);
-      report("", "", "", e.what());
+      report("", "", "", e.what(), Diagnostic::Scope::Unreadable);
     }
   }
 
@@ -464,7 +464,7 @@ class Decoder {
 
   bool check_encoding(std::string_view text) {
     if (text.starts_with("\xFF\xFE") || text.starts_with("\xFE\xFF")) {
-      report("", "", "", "the file is UTF-16; re-encode it as UTF-8");
+      report("", "", "", "the file is UTF-16; re-encode it as UTF-8", Diagnostic::Scope::File);
       return false;
     }
     return true;
@@ -472,12 +472,14 @@ class Decoder {
 
   std::string document_name() const { return "document " + std::to_string(document_); }
 
-  void report(std::string kind, std::string object, std::string field, std::string message) {
+  void report(std::string kind, std::string object, std::string field, std::string message,
+              Diagnostic::Scope scope = Diagnostic::Scope::Object) {
     out_.diagnostics.push_back({.file = origin_,
                                 .kind = std::move(kind),
                                 .object = std::move(object),
                                 .field = std::move(field),
-                                .message = std::move(message)});
+                                .message = std::move(message),
+                                .scope = scope});
   }
 
   // One object, or a list of them. `kind` and `api_version` are inherited
@@ -565,7 +567,8 @@ void decode_into(std::string_view text, const std::string& origin, DecodeResult&
       decoder.decode_yaml_stream(text);
     }
   } catch (const std::exception& e) {
-    out.diagnostics.push_back({.file = origin, .kind = "", .object = "", .field = "", .message = e.what()});
+    out.diagnostics.push_back(
+        {.file = origin, .kind = "", .object = "", .field = "", .message = e.what(), .scope = Diagnostic::Scope::File});
   }
 }
 
@@ -576,7 +579,8 @@ void decode_json_from(ByteSource& source, size_t buffer_bytes, const std::string
     JsonStream stream(source, buffer_bytes);
     decoder.decode_json_document(stream);
   } catch (const std::exception& e) {
-    out.diagnostics.push_back({.file = origin, .kind = "", .object = "", .field = "", .message = e.what()});
+    out.diagnostics.push_back(
+        {.file = origin, .kind = "", .object = "", .field = "", .message = e.what(), .scope = Diagnostic::Scope::File});
   }
 }
 
@@ -677,15 +681,18 @@ bool is_manifest_name(const std::filesystem::path& path) {
 
 // One file: JSON in a regular file streams through a reused buffer; YAML,
 // and JSON from a pipe or device, are read whole first.
-void load_file(const std::filesystem::path& file, const ReadOptions& options, DecodeResult& out) {
+void load_file(const std::filesystem::path& file, bool listed, const ReadOptions& options, DecodeResult& out) {
   const std::string origin = file.string();
   const FileDescriptor fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
+    // Deleted since the directory was listed: its deletion's event follows.
+    if (listed && errno == ENOENT) return;
     out.diagnostics.push_back({.file = origin,
                                .kind = "",
                                .object = "",
                                .field = "",
-                               .message = std::string("cannot open: ") + std::strerror(errno)});
+                               .message = std::string("cannot open: ") + std::strerror(errno),
+                               .scope = Diagnostic::Scope::Unreadable});
     return;
   }
   const bool json = is_json_name(origin);
@@ -701,7 +708,12 @@ void load_file(const std::filesystem::path& file, const ReadOptions& options, De
   if (text.load(fd.get(), error)) {
     decode_into(text.view(), origin, out, json);
   } else {
-    out.diagnostics.push_back({.file = origin, .kind = "", .object = "", .field = "", .message = std::move(error)});
+    out.diagnostics.push_back({.file = origin,
+                               .kind = "",
+                               .object = "",
+                               .field = "",
+                               .message = std::move(error),
+                               .scope = Diagnostic::Scope::Unreadable});
   }
 }
 
@@ -736,40 +748,54 @@ void decode_manifests_json_padded(std::string_view text, const std::string& orig
   out.state.sort();
 }
 
-DecodeResult load_manifests(const std::string& path, const ReadOptions& options) {
+std::optional<std::vector<std::string>> manifest_files(const std::string& path, Diagnostic& error) {
   namespace fs = std::filesystem;
-  DecodeResult result;
-  auto fail = [&](const std::string& file, std::string message) {
-    result.diagnostics.push_back(
-        {.file = file, .kind = "", .object = "", .field = "", .message = std::move(message)});
+  auto fail = [&](std::string message) {
+    error = {.file = path,
+             .kind = "",
+             .object = "",
+             .field = "",
+             .message = std::move(message),
+             .scope = Diagnostic::Scope::Unreadable};
+    return std::nullopt;
   };
-
   std::error_code ec;
   const fs::path root(path);
-  const bool directory = fs::is_directory(root, ec);
-  if (ec) {
-    fail(path, "cannot read: " + ec.message());
+  // A path that is not there is an error, never an empty cluster: a typo or
+  // an unmounted volume must not remove every service of the node.
+  const fs::file_status status = fs::status(root, ec);
+  if (ec || !fs::exists(status)) return fail("cannot read: " + (ec ? ec.message() : std::strerror(ENOENT)));
+  if (!fs::is_directory(status)) return std::vector<std::string>{path};
+  std::vector<fs::path> found;
+  fs::directory_iterator it(root, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code file_ec;
+    if (is_manifest_name(it->path()) && it->is_regular_file(file_ec)) found.push_back(it->path());
+  }
+  if (ec) return fail("cannot list directory: " + ec.message());
+  std::sort(found.begin(), found.end(), [](const fs::path& a, const fs::path& b) {
+    return a.filename().native() < b.filename().native();
+  });
+  std::vector<std::string> files;
+  files.reserve(found.size());
+  for (const fs::path& file : found) files.push_back(file.string());
+  return files;
+}
+
+void load_manifest_file(const std::string& file, bool listed, DecodeResult& out, const ReadOptions& options) {
+  load_file(file, listed, options, out);
+}
+
+DecodeResult load_manifests(const std::string& path, const ReadOptions& options) {
+  DecodeResult result;
+  Diagnostic error;
+  const auto files = manifest_files(path, error);
+  if (!files) {
+    result.diagnostics.push_back(std::move(error));
     return result;
   }
-  std::vector<fs::path> files;
-  if (!directory) {
-    files.push_back(root);
-  } else {
-    fs::directory_iterator it(root, ec), end;
-    for (; !ec && it != end; it.increment(ec)) {
-      std::error_code file_ec;
-      if (is_manifest_name(it->path()) && it->is_regular_file(file_ec)) files.push_back(it->path());
-    }
-    if (ec) {
-      fail(path, "cannot list directory: " + ec.message());
-      return result;
-    }
-    std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
-      return a.filename().native() < b.filename().native();
-    });
-  }
-
-  for (const fs::path& file : files) load_file(file, options, result);
+  const bool listed = files->size() != 1 || (*files)[0] != path;
+  for (const std::string& file : *files) load_file(file, listed, options, result);
   result.state.sort();
   return result;
 }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,12 @@ struct Diagnostic {
   // for whole-document errors.
   std::string field;
   std::string message;  // ends with "(line L)" when the line is known
+  // What is unknown because of it: one object (skipped, the rest of the
+  // stream is read), a whole file (a document of it does not parse, so what
+  // the file was meant to hold is unknown: a file caught half written), or
+  // what the path holds (the path, or a file of it, cannot be read).
+  enum class Scope { Object, File, Unreadable };
+  Scope scope = Scope::Object;
   // One line: "<file>: skipped <kind> <object>: <field>: <message>", empty
   // parts (and their separators) left out.
   std::string str() const;
@@ -69,7 +76,19 @@ void decode_manifests_json_padded(std::string_view text, const std::string& orig
 // Reads a file, or every *.yaml / *.yml / *.json in a directory (sorted by
 // name, not recursive); *.json through simdjson, streamed from a regular file
 // (memory stays at one buffer and one item's DOM, whatever the file's size).
-// An unreadable path is a Diagnostic with empty kind.
+// A path that does not exist or cannot be read, or a file that cannot be, is
+// a Diagnostic of scope Unreadable: the result is then not the cluster.
 DecodeResult load_manifests(const std::string& path, const ReadOptions& options = {});
+
+// The two steps of load_manifests, for a caller that keeps track per file
+// (ManifestsSource). The files `path` names: itself, or the manifest files of
+// a directory, sorted by name; nullopt (and `error`, scope Unreadable) when
+// the path cannot be read.
+std::optional<std::vector<std::string>> manifest_files(const std::string& path, Diagnostic& error);
+// Decodes one file into `out` (an object already in `out` wins over a later
+// duplicate). `listed`: the file was found by listing a directory, so if it
+// has vanished since (deleted meanwhile), it adds nothing rather than being
+// unreadable.
+void load_manifest_file(const std::string& file, bool listed, DecodeResult& out, const ReadOptions& options = {});
 
 }  // namespace svcproxy::watch

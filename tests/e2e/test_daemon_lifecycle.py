@@ -385,6 +385,7 @@ SVCPROXY_METRICS = {
     "svcproxy_kernel_objects": "gauge",
     "svcproxy_conntrack_entries_deleted_total": "counter",
     "svcproxy_manifest_decode_errors_total": "counter",
+    "svcproxy_manifest_read_errors_total": "counter",
     "svcproxy_watch_restarts_total": "counter",
     "svcproxy_watch_relists_total": "counter",
 }

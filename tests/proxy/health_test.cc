@@ -98,6 +98,28 @@ TEST(ProxyHealth, NodeBeingDeletedFailsHealthzButNotLivez) {
   EXPECT_EQ(h.healthz(t0() + 2s).status, 200);
 }
 
+// A source that cannot be read completely: the kernel keeps a possibly
+// stale state, /healthz says so (with the reason), /livez does not (a restart
+// would not help), and the health-check node ports keep answering.
+TEST(ProxyHealth, SourceProblemFailsHealthzWithItsReasonButNotLivez) {
+  ProxyHealth h(30s);
+  h.updated(t0());
+  h.set_source_problem("/etc/m: cannot read: No such file or directory; keeping \"it\"");
+  const auto hz = h.healthz(t0() + 1s);
+  EXPECT_EQ(hz.status, 503);
+  EXPECT_EQ(hz.body,
+            "{\"lastUpdated\":\"2025-11-28T12:00:00Z\",\"currentTime\":\"2025-11-28T12:00:01Z\","
+            "\"healthy\":false,\"nodeEligible\":true,"
+            "\"reason\":\"/etc/m: cannot read: No such file or directory; keeping \\\"it\\\"\"}");
+  EXPECT_TRUE(h.healthy(t0() + 1s));
+  EXPECT_EQ(h.livez(t0() + 1s).status, 200);
+
+  h.set_source_problem("");
+  const auto ok = h.healthz(t0() + 2s);
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body.find("reason"), std::string::npos) << ok.body;
+}
+
 TEST(ProxyHealth, AutoscalerTaintFailsHealthz) {
   ProxyHealth h(30s);
   model::Node node;

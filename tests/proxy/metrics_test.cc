@@ -46,6 +46,7 @@ TEST(Metrics, FreshRegistryParsesWithEveryFamilyTyped) {
       {"svcproxy_kernel_objects", "gauge"},
       {"svcproxy_conntrack_entries_deleted_total", "counter"},
       {"svcproxy_manifest_decode_errors_total", "counter"},
+      {"svcproxy_manifest_read_errors_total", "counter"},
       {"svcproxy_watch_restarts_total", "counter"},
       {"svcproxy_watch_relists_total", "counter"},
   };
@@ -115,6 +116,7 @@ TEST(Metrics, ChangesQueuesAndCounters) {
   m.count_healthz(503);
   m.count_livez(200);
   m.count_decode_errors(2);
+  m.set_manifest_read_errors(3);
   m.count_watch_restart();
   m.count_watch_relist();
   m.count_watch_relist();
@@ -133,6 +135,7 @@ TEST(Metrics, ChangesQueuesAndCounters) {
   EXPECT_EQ(p.value("kubeproxy_proxy_healthz_total", {{"code", "503"}}), 2);
   EXPECT_EQ(p.value("kubeproxy_proxy_livez_total", {{"code", "200"}}), 1);
   EXPECT_EQ(p.value("svcproxy_manifest_decode_errors_total"), 2);
+  EXPECT_EQ(p.value("svcproxy_manifest_read_errors_total"), 3);
   EXPECT_EQ(p.value("svcproxy_watch_restarts_total"), 1);
   EXPECT_EQ(p.value("svcproxy_watch_relists_total"), 2);
 }

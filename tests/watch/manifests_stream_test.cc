@@ -462,6 +462,8 @@ TEST_F(ManifestsLoad, DirectoryReadsManifestFilesSortedByName) {
   EXPECT_EQ(result.diagnostics[0].object, "default/web");
   EXPECT_EQ(result.diagnostics[1].file, (dir_ / "d-broken.yaml").string());
   EXPECT_EQ(result.diagnostics[1].object, "document 1");
+  EXPECT_EQ(result.diagnostics[0].scope, Diagnostic::Scope::Object);
+  EXPECT_EQ(result.diagnostics[1].scope, Diagnostic::Scope::File);
 }
 
 TEST_F(ManifestsLoad, SingleFile) {
@@ -479,6 +481,15 @@ TEST_F(ManifestsLoad, MissingPathIsOneDiagnostic) {
   EXPECT_EQ(result.diagnostics[0].file, path);
   EXPECT_EQ(result.diagnostics[0].kind, "");
   EXPECT_EQ(result.diagnostics[0].str().rfind(path + ": skipped: ", 0), 0u) << result.diagnostics[0].str();
+  EXPECT_EQ(result.diagnostics[0].scope, Diagnostic::Scope::Unreadable);
+}
+
+TEST_F(ManifestsLoad, MissingDirectoryIsUnreadableNotEmpty) {
+  const std::string path = (dir_ / "manfests").string() + "/";
+  const DecodeResult result = load_manifests(path);
+  ASSERT_EQ(result.diagnostics.size(), 1u);
+  EXPECT_EQ(result.diagnostics[0].scope, Diagnostic::Scope::Unreadable);
+  EXPECT_EQ(result.diagnostics[0].message, "cannot read: No such file or directory");
 }
 
 TEST_F(ManifestsLoad, EmptyDirectory) {
