@@ -1027,19 +1027,24 @@ def service(name: str, cluster_ips: Sequence[str], ports: Sequence[dict], *, nam
 def endpoint_slice(service_name: str, suffix: str, family: int, endpoints: Sequence[dict],
                    ports: Sequence[dict], *, namespace: str = "default") -> dict:
     """A discovery.k8s.io/v1 EndpointSlice. endpoints: dicts with pod (Pod),
-    and optionally ready/serving/terminating (booleans; omitted when None)."""
+    and optionally ready/serving/terminating (booleans; omitted when None)
+    and node (the nodeName instead of the pod's; None: no nodeName)."""
     items = []
     for e in endpoints:
         pod: Pod = e["pod"]
         conditions = {k: e[k] for k in ("ready", "serving", "terminating") if e.get(k) is not None}
         if "ready" not in e:
             conditions = {"ready": True, "serving": True, "terminating": False}
-        items.append({
+        item = {
             "addresses": [pod.ip(family)],
             "conditions": conditions,
-            "nodeName": pod.node,
             "targetRef": {"kind": "Pod", "name": pod.name, "namespace": namespace},
-        })
+        }
+        # node=None: no nodeName (a selectorless service's hand-written slice).
+        node = e.get("node", pod.node)
+        if node:
+            item["nodeName"] = node
+        items.append(item)
     return {
         "addressType": "IPv6" if family == 6 else "IPv4",
         "apiVersion": "discovery.k8s.io/v1",
