@@ -466,6 +466,21 @@ table inet sink {{
             raise SandboxError(f"svcproxy {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result
 
+    def trace(self, flags: Sequence[str], packet: Sequence[str]) -> dict:
+        """`svcproxy trace --json` for one packet (packet: --src ... --dst
+        ... --dport N [--proto P] [--iif I]), compiled from `flags`; with the
+        node programmed from the same flags, `trace --live` in the node
+        namespace must give the same result (it evaluates what the kernel
+        holds, read back over netlink). Returns the result; AssertionError
+        (a test failure) when the two differ."""
+        offline = json.loads(self.svcproxy_run(["trace", *flags, "--json", *packet]).stdout)
+        live = json.loads(self.svcproxy_in(self.node, ["trace", "--live", "--json", *packet]).stdout)
+        if live != offline:
+            raise AssertionError(f"trace --live differs from trace for {' '.join(packet)}:\n"
+                                 f"  trace:        {json.dumps(offline, sort_keys=True)}\n"
+                                 f"  trace --live: {json.dumps(live, sort_keys=True)}")
+        return offline
+
     def svcproxy_in(self, ns: str, args: Sequence[str], *, check: bool = True,
                     timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs the svcproxy binary inside namespace ns (run --once, rules

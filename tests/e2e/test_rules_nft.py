@@ -2,7 +2,8 @@
 real TCP/UDP traffic through it, and `svcproxy trace` checked against what
 the packets actually did.
 
-Every flow is checked twice:
+Every flow is checked twice (three times: `trace --live`, run in the node
+namespace on the ruleset the kernel holds, must print what `trace` prints):
   1. trace agrees with the behaviour the test names (kube-proxy semantics);
   2. the packets agree with trace: the verdict (echo reply <-> DNAT/ACCEPT,
      connection refused <-> REJECT, timeout <-> DROP), the endpoints reached
@@ -238,8 +239,9 @@ class FlowTestCase(unittest.TestCase):
         return cls.box.svcproxy_run(argv).stdout
 
     def trace(self, src: str, dst: str, dport: int, proto: str) -> dict:
-        out = self.svcproxy("trace", "--json", "--src", src, "--dst", dst, "--dport", str(dport), "--proto", proto)
-        return json.loads(out)
+        """Offline trace, checked against `trace --live` of the loaded ruleset."""
+        flags = ["--manifests", str(self.dir), *sb.NODE_FLAGS, *self.extra_flags]
+        return self.box.trace(flags, ["--src", src, "--dst", dst, "--dport", str(dport), "--proto", proto])
 
     def pod(self, name: str) -> Pod:
         return self.box.pods[name]
@@ -510,6 +512,22 @@ class TestServices(FlowTestCase):
         self.program()
         self.assertEqual(listing(), first, "loading over an older ruleset left traces of it")
         box.flush_conntrack()
+
+    def test_trace_live_evaluates_what_the_kernel_holds(self):
+        # The check every flow() makes can fail: with an empty ruleset in the
+        # kernel, trace --live no longer agrees with the compiled trace.
+        flags = ["--manifests", str(self.dir), *sb.NODE_FLAGS, *self.extra_flags]
+        packet = ["--src", EXT_V4, "--dst", WEB_V4, "--dport", "80", "--proto", "tcp"]
+        empty = Env.tmp / "empty"
+        empty.mkdir(exist_ok=True)
+        try:
+            self.program(empty)
+            with self.assertRaisesRegex(AssertionError, "trace --live differs from trace"):
+                self.box.trace(flags, packet)
+        finally:
+            self.program()
+            self.box.flush_conntrack()
+        self.assertEqual(self.box.trace(flags, packet)["verdict"], "DNAT")
 
     def test_manifests_decode_without_diagnostics(self):
         # --strict: any object skipped as unusable is exit status 1. The
