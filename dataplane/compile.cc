@@ -205,6 +205,10 @@ class TableState {
   // so that only the net change reaches the kernel.
   void contribute(const Contribution& c, int delta, TableDiff* diff);
   void diff_fragment(const Fragment& before, const Fragment& after, TableDiff* diff, bool& needs_full);
+  // The hairpin set's change when a port's endpoints go from `before` to
+  // `after` (null: no port). Derived from the states, which the compiler
+  // keeps anyway, rather than kept as contributions in every fragment.
+  void hairpin_delta(const ServicePortState* before, const ServicePortState* after, TableDiff* diff);
   // The chain `dnat-N` binding map `dnat-N`, and the cascade chain of one
   // kind and flavour: a jump to each such chain in use, by ascending N.
   ir::Chain dnat_chain(const DnatSpec& spec, const std::string& name) const;
@@ -590,19 +594,14 @@ Fragment TableState::compile_port(const ServicePortState& sp) {
   Fragment out;
   // Elements are large; size the vector once (an upper bound).
   const size_t addresses = 1 + sp.external_ips.size() + sp.load_balancer_ips.size() + (sp.node_port ? 1 : 0);
-  out.elements.reserve(1 + sp.local_endpoints.size() +
-                       addresses * (2 + sp.cluster_endpoints.size() + sp.local_endpoints.size()));
+  out.elements.reserve(1 + addresses * (2 + sp.cluster_endpoints.size() + sp.local_endpoints.size()));
   const std::string id = service_port_id(sp.name);
   const auto proto = sp.name.protocol;
   const uint32_t cluster_ips = set_ids_.at(names::kClusterIPs);
-  const uint32_t hairpin = set_ids_.at(names::kHairpin);
   const uint32_t service_ips = set_ids_.at(names::kServiceIPs);
   const uint32_t nodeports = set_ids_.at(names::kServiceNodePorts);
-  // Only a pod on this node can reach its own service through this node and
-  // land on itself, and every usable endpoint on this node is in the local
-  // list: the hairpin set needs no remote endpoints (on a 100-node cluster
-  // that is ~1% of them).
-  for (const auto& ep : sp.local_endpoints) out.elements.push_back({hairpin, {{ep.ip, ep.ip}, std::nullopt, {}}});
+  // Hairpin pairs are not part of the fragment: update() derives them from
+  // the port's endpoints (hairpin_delta).
   out.elements.push_back({cluster_ips, {{sp.cluster_ip}, std::nullopt, {}}});
   std::set<ClaimKey> used;  // one port may list an address twice
   auto claim = [&](const ClaimKey& key) { return used.insert(key).second && wins(key, sp); };
@@ -773,6 +772,44 @@ void TableState::diff_fragment(const Fragment& before, const Fragment& after, Ta
 
 namespace {
 
+// Every address a port may DNAT to, sorted and unique: kube-proxy
+// masquerades a connection that lands on its own client for every endpoint,
+// wherever its slice says it runs (a selectorless service's endpoints have
+// no nodeName; traffic may reach this node from anywhere). The local list
+// can hold endpoints the cluster list lacks (topology hints, terminating
+// fallback), so both count.
+std::vector<IPAddress> hairpin_addresses(const ServicePortState* sp) {
+  std::vector<IPAddress> out;
+  if (!sp) return out;
+  out.reserve(sp->cluster_endpoints.size() + sp->local_endpoints.size());
+  for (const auto& ep : sp->cluster_endpoints) out.push_back(ep.ip);
+  for (const auto& ep : sp->local_endpoints) out.push_back(ep.ip);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace
+
+void TableState::hairpin_delta(const ServicePortState* before, const ServicePortState* after, TableDiff* diff) {
+  const uint32_t set = set_ids_.at(names::kHairpin);
+  const auto old_ips = hairpin_addresses(before);
+  const auto new_ips = hairpin_addresses(after);
+  auto change = [&](const IPAddress& ip, int delta) { contribute({set, refcounted_element(set, ip)}, delta, diff); };
+  size_t i = 0, j = 0;
+  while (i < old_ips.size() || j < new_ips.size()) {
+    if (j == new_ips.size() || (i < old_ips.size() && old_ips[i] < new_ips[j])) {
+      change(old_ips[i++], -1);
+    } else if (i == old_ips.size() || new_ips[j] < old_ips[i]) {
+      change(new_ips[j++], +1);
+    } else {
+      ++i, ++j;
+    }
+  }
+}
+
+namespace {
+
 // kube-proxy's UDP conntrack rule: entries whose reply comes from an
 // endpoint that is gone are deleted, for every address of the port; and when
 // a port goes from no endpoints to some, every entry to its addresses.
@@ -859,6 +896,7 @@ void TableState::update(const std::set<model::ObjectRef>& services,
   for (const auto& name : removed) {
     auto it = ports_.find(name);
     if (stale) stale_udp_flows(it->second.state, nullptr, *stale);
+    hairpin_delta(&it->second.state, nullptr, diff);
     diff_fragment(it->second.fragment, kEmpty, diff, needs_full);
     ports_.erase(it);
   }
@@ -868,7 +906,10 @@ void TableState::update(const std::set<model::ObjectRef>& services,
     if (stale && existing != ports_.end() && in != incoming.end())
       stale_udp_flows(existing->second.state, in->second, *stale);
     auto& record = ports_[name];
-    if (in != incoming.end()) record.state = *in->second;
+    if (in != incoming.end()) {
+      hairpin_delta(existing != ports_.end() ? &record.state : nullptr, in->second, diff);
+      record.state = *in->second;
+    }
     Fragment fragment = compile_port(record.state);
     diff_fragment(record.fragment, fragment, diff, needs_full);
     record.fragment = std::move(fragment);

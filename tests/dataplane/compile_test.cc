@@ -232,10 +232,40 @@ TEST(Compile, HairpinMasqueradesOnlyWhenLandingOnItself) {
   EXPECT_EQ(r.verdict, TraceVerdict::DNAT);
   EXPECT_TRUE(r.masquerade);
   EXPECT_EQ(r.masquerade_endpoints, (std::vector<EndpointAddress>{ep("10.244.1.3", 8080)}));
-  // The hairpin set holds this node's endpoints only.
-  const auto* hairpin = f.compiled.ruleset.find_table(model::IPFamily::V4)->find_set(names::kHairpin);
-  ASSERT_NE(hairpin, nullptr);
-  EXPECT_EQ(hairpin->elements.size(), 1u);
+  // Another client is not masqueraded, whichever endpoint it lands on.
+  auto other = f.send(ip("10.244.1.2"), ip("10.96.0.10"), 80);
+  EXPECT_EQ(other.masquerade_endpoints, (std::vector<EndpointAddress>{ep("10.244.1.2", 8080)}));
+}
+
+// kube-proxy masquerades hairpin for every endpoint, not only for those whose
+// slice names this node: a selectorless service's endpoints have no
+// nodeName, and a pod's connection may reach this node from anywhere.
+TEST(Compile, HairpinMasqueradesEveryEndpointWhereverItsSliceSaysItRuns) {
+  Fixture f;
+  // 10.244.2.4 is in no local list (remote, or no nodeName); 10.244.7.7 is
+  // only in the local list (the cluster list is narrowed by topology hints).
+  f.ports.push_back(port("web", "10.96.0.10", 80, kThree, {ep("10.244.7.7", 8080)}));
+  auto v6 = port("web", "fd00:10:96::10", 80, {ep("fd00:10:244:2::4", 8080)});
+  f.ports.push_back(v6);
+  f.build();
+  for (const char* client : {"10.244.2.4", "10.244.1.2"}) {
+    auto r = f.send(ip(client), ip("10.96.0.10"), 80);
+    EXPECT_EQ(r.masquerade_endpoints, (std::vector<EndpointAddress>{ep(client, 8080)})) << client;
+  }
+  auto r6 = f.send(ip("fd00:10:244:2::4"), ip("fd00:10:96::10"), 80);
+  EXPECT_TRUE(r6.masquerade);
+  EXPECT_EQ(r6.masquerade_endpoints, (std::vector<EndpointAddress>{ep("fd00:10:244:2::4", 8080)}));
+  // One pair per endpoint address, looked up by one rule: the set, not rules.
+  auto pairs = [&](model::IPFamily family) {
+    std::vector<std::string> out;
+    for (const auto& e : f.compiled.ruleset.find_table(family)->find_set(names::kHairpin)->elements)
+      out.push_back(std::get<IPAddress>(e.key[0]).str() + " . " + std::get<IPAddress>(e.key[1]).str());
+    return out;
+  };
+  EXPECT_EQ(pairs(model::IPFamily::V4),
+            (std::vector<std::string>{"10.244.1.2 . 10.244.1.2", "10.244.1.3 . 10.244.1.3", "10.244.2.4 . 10.244.2.4",
+                                      "10.244.7.7 . 10.244.7.7"}));
+  EXPECT_EQ(pairs(model::IPFamily::V6), (std::vector<std::string>{"fd00:10:244:2::4 . fd00:10:244:2::4"}));
 }
 
 TEST(Compile, SessionAffinityUsesPerEndpointDynamicSets) {

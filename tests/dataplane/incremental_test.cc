@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <set>
 
 #include "dataplane/compile.h"
 #include "tests/dataplane/random_ports.h"
@@ -118,6 +119,58 @@ TEST(RulesetCompiler, RandomUpdatesMatchFullCompileAndTheirDiffsReplay) {
     }
   }
   EXPECT_LT(full_syncs, 40) << "partial syncs should be the rule";
+}
+
+// The hairpin set is derived from the ports' endpoints, outside the
+// fragments: after every update it holds exactly one pair per endpoint
+// address of the family (cluster and local lists, whatever node they are
+// on), and a one-endpoint change is a one-pair diff.
+TEST(RulesetCompiler, HairpinSetFollowsEveryEndpointThroughUpdates) {
+  std::mt19937 rng(77);
+  RulesetCompiler compiler(node());
+  std::map<int, std::vector<ServicePortState>> services;
+  for (int step = 0; step < 200; ++step) {
+    const int id = static_cast<int>(rng() % 30);
+    if (rng() % 4 == 0) {
+      services.erase(id);
+    } else {
+      services[id] = {random_port(rng, id, 0)};
+      // An endpoint only in the local list (topology hints narrowed the
+      // cluster list) counts too.
+      if (rng() % 3 == 0 && !services[id][0].cluster_endpoints.empty()) services[id][0].cluster_endpoints.pop_back();
+    }
+    std::vector<ServicePortState> ports = services.contains(id) ? services[id] : std::vector<ServicePortState>{};
+    compiler.update(std::vector<model::ObjectRef>{{"ns", "svc" + std::to_string(id)}}, ports);
+    for (auto family : {model::IPFamily::V4, model::IPFamily::V6}) {
+      std::set<IPAddress> want;
+      for (const auto& sp : flatten(services)) {
+        if (sp.name.family != family) continue;
+        for (const auto& ep : sp.cluster_endpoints) want.insert(ep.ip);
+        for (const auto& ep : sp.local_endpoints) want.insert(ep.ip);
+      }
+      std::set<IPAddress> have;
+      const auto ruleset = compiler.ruleset();
+      for (const auto& e : ruleset.find_table(family)->find_set(names::kHairpin)->elements) {
+        ASSERT_EQ(e.key[0], e.key[1]);
+        have.insert(std::get<IPAddress>(e.key[0]));
+      }
+      ASSERT_EQ(have, want) << "step " << step;
+    }
+  }
+  // One new endpoint address: one pair added, nothing else in that set.
+  ServicePortState sp = random_port(rng, 99, 0);
+  sp.cluster_endpoints = {{IPAddress::v4(10, 250, 0, 1), 8080}};
+  sp.local_endpoints.clear();
+  compiler.update({sp.name.service}, {sp});
+  sp.cluster_endpoints.push_back({IPAddress::v4(10, 250, 0, 2), 8080});
+  const auto diff = compiler.update({sp.name.service}, {sp});
+  size_t added = 0, deleted = 0;
+  for (const auto& td : diff.tables) {
+    for (const auto& [set, e] : td.added_elements) added += set == names::kHairpin;
+    for (const auto& [set, e] : td.deleted_elements) deleted += set == names::kHairpin;
+  }
+  EXPECT_EQ(added, 1u);
+  EXPECT_EQ(deleted, 0u);
 }
 
 TEST(RulesetCompiler, ReplaceAllOnlyTouchesWhatChanged) {

@@ -466,6 +466,21 @@ table inet sink {{
             raise SandboxError(f"svcproxy {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result
 
+    def trace(self, flags: Sequence[str], packet: Sequence[str]) -> dict:
+        """`svcproxy trace --json` for one packet (packet: --src ... --dst
+        ... --dport N [--proto P] [--iif I]), compiled from `flags`; with the
+        node programmed from the same flags, `trace --live` in the node
+        namespace must give the same result (it evaluates what the kernel
+        holds, read back over netlink). Returns the result; AssertionError
+        (a test failure) when the two differ."""
+        offline = json.loads(self.svcproxy_run(["trace", *flags, "--json", *packet]).stdout)
+        live = json.loads(self.svcproxy_in(self.node, ["trace", "--live", "--json", *packet]).stdout)
+        if live != offline:
+            raise AssertionError(f"trace --live differs from trace for {' '.join(packet)}:\n"
+                                 f"  trace:        {json.dumps(offline, sort_keys=True)}\n"
+                                 f"  trace --live: {json.dumps(live, sort_keys=True)}")
+        return offline
+
     def svcproxy_in(self, ns: str, args: Sequence[str], *, check: bool = True,
                     timeout: float = 120) -> subprocess.CompletedProcess:
         """Runs the svcproxy binary inside namespace ns (run --once, rules
@@ -1027,19 +1042,24 @@ def service(name: str, cluster_ips: Sequence[str], ports: Sequence[dict], *, nam
 def endpoint_slice(service_name: str, suffix: str, family: int, endpoints: Sequence[dict],
                    ports: Sequence[dict], *, namespace: str = "default") -> dict:
     """A discovery.k8s.io/v1 EndpointSlice. endpoints: dicts with pod (Pod),
-    and optionally ready/serving/terminating (booleans; omitted when None)."""
+    and optionally ready/serving/terminating (booleans; omitted when None)
+    and node (the nodeName instead of the pod's; None: no nodeName)."""
     items = []
     for e in endpoints:
         pod: Pod = e["pod"]
         conditions = {k: e[k] for k in ("ready", "serving", "terminating") if e.get(k) is not None}
         if "ready" not in e:
             conditions = {"ready": True, "serving": True, "terminating": False}
-        items.append({
+        item = {
             "addresses": [pod.ip(family)],
             "conditions": conditions,
-            "nodeName": pod.node,
             "targetRef": {"kind": "Pod", "name": pod.name, "namespace": namespace},
-        })
+        }
+        # node=None: no nodeName (a selectorless service's hand-written slice).
+        node = e.get("node", pod.node)
+        if node:
+            item["nodeName"] = node
+        items.append(item)
     return {
         "addressType": "IPv6" if family == 6 else "IPv4",
         "apiVersion": "discovery.k8s.io/v1",

@@ -151,8 +151,7 @@ class DetectLocalCase(unittest.TestCase):
 
 class _InterfaceMode(DetectLocalCase):
     def test_trace_says_the_input_interface_is_unknown(self):
-        out = self.box.svcproxy_run(["trace", *self.flags, "--json", "--src", EXT_V4, "--dst", WEB_V4,
-                                     "--dport", "80"]).stdout
+        out = json.dumps(self.box.trace(self.flags, ["--src", EXT_V4, "--dst", WEB_V4, "--dport", "80"]))
         notes = json.loads(out).get("notes", [])
         self.assertEqual(len(notes), 1, out)
         self.assertIn("input interface is unknown", notes[0])
@@ -163,9 +162,8 @@ class _InterfaceMode(DetectLocalCase):
         local_iif = BRIDGE if "BridgeInterface" in self.mode_flags else PREFIX + "9"
 
         def masquerade(iif):
-            out = self.box.svcproxy_run(["trace", *self.flags, "--json", "--src", EXT_V4, "--dst", WEB_V4,
-                                         "--dport", "80", "--iif", iif]).stdout
-            result = json.loads(out)
+            result = self.box.trace(self.flags, ["--src", EXT_V4, "--dst", WEB_V4, "--dport", "80", "--iif", iif])
+            out = json.dumps(result)
             self.assertNotIn("notes", result, out)
             self.assertEqual(result["verdict"], "DNAT", out)
             return result["masquerade"]

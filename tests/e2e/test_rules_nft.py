@@ -2,7 +2,8 @@
 real TCP/UDP traffic through it, and `svcproxy trace` checked against what
 the packets actually did.
 
-Every flow is checked twice:
+Every flow is checked twice (three times: `trace --live`, run in the node
+namespace on the ruleset the kernel holds, must print what `trace` prints):
   1. trace agrees with the behaviour the test names (kube-proxy semantics);
   2. the packets agree with trace: the verdict (echo reply <-> DNAT/ACCEPT,
      connection refused <-> REJECT, timeout <-> DROP), the endpoints reached
@@ -31,10 +32,11 @@ from sandbox import (EXT_V4, EXT_V4_ALT, EXT_V6, NODE_V4, NODE_V6, SINK_ID, Pod,
 from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 NS = "e2e"
 
-# Pods: a* run on this node (node-a); b1 stands for a pod on node-b. a3 is
-# not ready in every EndpointSlice. Each runs echo on TCP 8080, UDP 8080 and
-# TCP 9090 and answers "<pod>:<port> <client>".
-PODS = [Pod("a1", 1), Pod("a2", 2), Pod("a3", 3), Pod("b1", 201, node=sb.REMOTE_NODE_NAME)]
+# Pods: a* run on this node (node-a); b1 stands for a pod on node-b; m1 is
+# the endpoint of a selectorless service whose slice has no nodeName (and
+# of nothing else). a3 is not ready in every EndpointSlice. Each runs echo
+# on TCP 8080, UDP 8080 and TCP 9090 and answers "<pod>:<port> <client>".
+PODS = [Pod("a1", 1), Pod("a2", 2), Pod("a3", 3), Pod("b1", 201, node=sb.REMOTE_NODE_NAME), Pod("m1", 4)]
 ECHO_PORTS = [(8080, "tcp"), (8080, "udp"), (9090, "tcp")]
 
 # Service addresses used below.
@@ -49,6 +51,7 @@ LOCAL_MIXED = "10.96.0.80"
 DRAINING = "10.96.0.90"
 LB_NODE, LB_NODE_INGRESS = "10.96.0.100", "192.0.2.101"
 UDP_NP, UDP_NODEPORT = "10.96.0.110", 30110
+MANUAL_V4, MANUAL_V6 = "10.96.0.120", "fd00:10:96::120"
 UNALLOCATED_V4, UNALLOCATED_V6 = "10.96.0.200", "fd00:10:96::200"
 NOT_A_SERVICE = "192.0.2.99"
 WEB_NODEPORT, EMPTY_NODEPORT, LB_NODEPORT, CL_NODEPORT = 30080, 30030, 30050, 30060
@@ -56,7 +59,7 @@ WEB_NODEPORT, EMPTY_NODEPORT, LB_NODEPORT, CL_NODEPORT = 30080, 30030, 30050, 30
 
 def cluster_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
     """The scenario cluster, as files of kubectl-shaped objects."""
-    a1, a2, a3, b1 = (pods[n] for n in ("a1", "a2", "a3", "b1"))
+    a1, a2, a3, b1, m1 = (pods[n] for n in ("a1", "a2", "a3", "b1", "m1"))
     unready = {"ready": False, "serving": False, "terminating": False}
     http = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 
@@ -92,6 +95,7 @@ def cluster_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
                 ingress=[LB_NODE_INGRESS]),
         service("udp-np", [UDP_NP], [{"name": "syslog", "port": 514, "protocol": "UDP", "targetPort": 8080,
                                       "nodePort": UDP_NODEPORT}], namespace=NS, type="NodePort"),
+        selectorless("manual", [MANUAL_V4, MANUAL_V6], [{"name": "http", "port": 80, "targetPort": 8080}]),
         # Not ours / not proxied: must not appear.
         service("headless", ["None"], [{"name": "http", "port": 80}], namespace=NS),
     ]
@@ -119,6 +123,8 @@ def cluster_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
         endpoint_slice("lb-node", "c5v6b", 4, eps(a2), http, namespace=NS),
         endpoint_slice("udp-np", "l7k8j", 4, eps(a1, b1), [{"name": "syslog", "port": 8080, "protocol": "UDP"}],
                        namespace=NS),
+        *[hand_written(endpoint_slice("manual", f"v{family}", family, [{"pod": m1, "node": None}], http,
+                                      namespace=NS)) for family in (4, 6)],
     ]
     nodes = [{
         "apiVersion": "v1", "kind": "Node",
@@ -131,6 +137,19 @@ def cluster_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
         (sb.REMOTE_NODE_NAME, "zone-b", "10.244.128.0/17", "fd00:10:244:80::/57", "198.51.100.77"),
     ]]
     return {"services.yaml": services, "endpointslices.yaml": slices, "nodes.yaml": nodes}
+
+
+def selectorless(name: str, cluster_ips: list[str], ports: list[dict]) -> dict:
+    """A Service without a selector: its EndpointSlices are written by hand
+    (or by another controller), not by the EndpointSlice controller."""
+    svc = service(name, cluster_ips, ports, namespace=NS)
+    del svc["spec"]["selector"]
+    return svc
+
+
+def hand_written(eps: dict) -> dict:
+    eps["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] = "staff.example.com"
+    return eps
 
 
 def write_manifests(directory: Path, files: dict[str, list[dict]]) -> None:
@@ -220,8 +239,9 @@ class FlowTestCase(unittest.TestCase):
         return cls.box.svcproxy_run(argv).stdout
 
     def trace(self, src: str, dst: str, dport: int, proto: str) -> dict:
-        out = self.svcproxy("trace", "--json", "--src", src, "--dst", dst, "--dport", str(dport), "--proto", proto)
-        return json.loads(out)
+        """Offline trace, checked against `trace --live` of the loaded ruleset."""
+        flags = ["--manifests", str(self.dir), *sb.NODE_FLAGS, *self.extra_flags]
+        return self.box.trace(flags, ["--src", src, "--dst", dst, "--dport", str(dport), "--proto", proto])
 
     def pod(self, name: str) -> Pod:
         return self.box.pods[name]
@@ -338,12 +358,26 @@ class TestServices(FlowTestCase):
                   masquerade=False)
 
     def test_hairpin_is_masqueraded_only_when_landing_on_itself(self):
-        for family in (4, 6):
-            a1 = self.pod("a1")
-            vip = WEB_V4 if family == 4 else WEB_V6
-            t = self.flow(a1.ns, a1.ip(family), vip, 80, expect="DNAT",
-                          endpoints=self.eps(family, 8080, "a1", "a2", "b1"), masquerade=True, count=60)
-            self.assertEqual(set(t.get("masquerade_endpoints", [])), self.eps(family, 8080, "a1"))
+        # a1 runs here; b1's slice entries name node-b, but its packets reach
+        # this node (kube-proxy masquerades hairpin for every endpoint).
+        for name in ("a1", "b1"):
+            for family in (4, 6):
+                pod = self.pod(name)
+                vip = WEB_V4 if family == 4 else WEB_V6
+                with self.subTest(client=name, family=family):
+                    t = self.flow(pod.ns, pod.ip(family), vip, 80, expect="DNAT",
+                                  endpoints=self.eps(family, 8080, "a1", "a2", "b1"), masquerade=True, count=60)
+                    self.assertEqual(set(t.get("masquerade_endpoints", [])), self.eps(family, 8080, name))
+
+    def test_hairpin_to_an_endpoint_without_node_name(self):
+        # A selectorless service whose hand-written slice has no nodeName:
+        # m1 connects to its ClusterIP, lands on itself and is answered
+        # (without masquerade the reply would bypass the node: a timeout).
+        m1 = self.pod("m1")
+        for family, vip in ((4, MANUAL_V4), (6, MANUAL_V6)):
+            with self.subTest(family=family):
+                self.flow(m1.ns, m1.ip(family), vip, 80, expect="DNAT", endpoints=self.eps(family, 8080, "m1"),
+                          masquerade=True)
 
     def test_undefined_port_of_a_clusterip_is_rejected(self):
         a3 = self.pod("a3")
@@ -478,6 +512,22 @@ class TestServices(FlowTestCase):
         self.program()
         self.assertEqual(listing(), first, "loading over an older ruleset left traces of it")
         box.flush_conntrack()
+
+    def test_trace_live_evaluates_what_the_kernel_holds(self):
+        # The check every flow() makes can fail: with an empty ruleset in the
+        # kernel, trace --live no longer agrees with the compiled trace.
+        flags = ["--manifests", str(self.dir), *sb.NODE_FLAGS, *self.extra_flags]
+        packet = ["--src", EXT_V4, "--dst", WEB_V4, "--dport", "80", "--proto", "tcp"]
+        empty = Env.tmp / "empty"
+        empty.mkdir(exist_ok=True)
+        try:
+            self.program(empty)
+            with self.assertRaisesRegex(AssertionError, "trace --live differs from trace"):
+                self.box.trace(flags, packet)
+        finally:
+            self.program()
+            self.box.flush_conntrack()
+        self.assertEqual(self.box.trace(flags, packet)["verdict"], "DNAT")
 
     def test_manifests_decode_without_diagnostics(self):
         # --strict: any object skipped as unusable is exit status 1. The
