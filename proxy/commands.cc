@@ -170,7 +170,8 @@ std::string nftables_unusable() {
   if (const char* fail = std::getenv("SVCPROXY_TEST_FAIL_NFTABLES_PROBE"); fail && std::string(fail) == "1")
     return "probe failed (SVCPROXY_TEST_FAIL_NFTABLES_PROBE=1)";
   try {
-    const auto missing = dataplane::probe_nftables_features();
+    dataplane::NetlinkSocket socket;
+    const auto missing = dataplane::probe_nftables_features(socket);
     if (missing.empty()) return {};
     std::string text = "this kernel's nftables lacks:";
     for (const auto& m : missing) text += " [" + m.feature + ": " + m.error + "]";
