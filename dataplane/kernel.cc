@@ -107,14 +107,6 @@ void NetlinkBackend::apply_partial(const RulesetDiff& diff, const RulesetCompile
   in_sync_ = true;
 }
 
-void NetlinkBackend::probe(const ir::Ruleset& ruleset) {
-  NetlinkBatch batch = socket_.begin_batch();
-  encode_full_sync(ruleset, batch);
-  NetlinkEncoder encoder(batch);
-  for (const auto& table : ruleset.tables) encoder.delete_table(table);
-  socket_.commit(batch);
-}
-
 ir::Ruleset NetlinkBackend::read_back() {
   std::vector<TableRef> refs;
   for (const auto& table : own_tables().tables) refs.push_back({table.family, table.name});

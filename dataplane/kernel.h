@@ -35,11 +35,6 @@ class NetlinkBackend {
   // (for element changes).
   void apply_partial(const RulesetDiff& diff, const RulesetCompiler& definitions);
 
-  // Sends `ruleset` and then deletes its tables, in one transaction: the
-  // kernel validates every object (loading what each expression needs) and
-  // nothing lasts. Throws TransactionError when something is unsupported.
-  void probe(const ir::Ruleset& ruleset);
-
   // svcproxy's tables (ip and ip6 "svcproxy") as the kernel holds them;
   // tables that do not exist are absent from the result.
   ir::Ruleset read_back();

@@ -150,6 +150,15 @@ const nlmsghdr* NetlinkBatch::message(uint32_t seq) const {
   return reinterpret_cast<const nlmsghdr*>(pages_[page].data.get() + offset);
 }
 
+const nlmsghdr* NetlinkBatch::message_at(size_t index) const {
+  if (index >= offsets_.size()) throw std::out_of_range("netlink batch: no message " + std::to_string(index));
+  return message(first_seq_ + 1 + static_cast<uint32_t>(index));
+}
+
+std::string NetlinkBatch::describe(size_t index, uint32_t error_offset) const {
+  return descriptions_.at(index)(message_at(index), error_offset);
+}
+
 // ---- NetlinkSocket --------------------------------------------------------
 
 NetlinkSocket::NetlinkSocket() : socket_(mnl_socket_open(NETLINK_NETFILTER), [](mnl_socket* s) { mnl_socket_close(s); }) {

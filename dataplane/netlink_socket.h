@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/nftables_kernel.h"
+
 struct mnl_socket;
 struct nlmsghdr;
 
@@ -78,6 +80,11 @@ class NetlinkBatch {
   // Bytes of the whole batch including BEGIN and END once sealed.
   size_t bytes() const;
   size_t largest_message() const { return largest_; }
+  // The index-th message between BEGIN and END (index < size()), and its
+  // description as a refusal would name it: for kernels other than the
+  // socket (the tests' fake), which read the batch instead of sending it.
+  const nlmsghdr* message_at(size_t index) const;
+  std::string describe(size_t index, uint32_t error_offset = 0) const;
 
  private:
   friend class NetlinkSocket;
@@ -100,21 +107,21 @@ class NetlinkBatch {
 };
 
 // RAII owner of an mnl_socket bound to NETLINK_NETFILTER in the caller's
-// current network namespace.
-class NetlinkSocket {
+// current network namespace: the real NftablesKernel.
+class NetlinkSocket final : public NftablesKernel {
  public:
   NetlinkSocket();
-  ~NetlinkSocket();
+  ~NetlinkSocket() override;
   NetlinkSocket(const NetlinkSocket&) = delete;
   NetlinkSocket& operator=(const NetlinkSocket&) = delete;
 
   // A new, empty batch whose sequence numbers do not collide with earlier ones.
-  NetlinkBatch begin_batch();
+  NetlinkBatch begin_batch() override;
 
   // Sends the batch as one transaction and reads every ack. Throws
   // TransactionError (the kernel applied nothing) naming each refused
   // object, or NetlinkError when the outcome cannot be known.
-  void commit(NetlinkBatch& batch);
+  void commit(NetlinkBatch& batch) override;
 
   // Builds a request header of `type` (NFT_MSG_*) for `family` into `buf`.
   nlmsghdr* build_request(char* buf, uint16_t type, uint16_t family, uint16_t flags);

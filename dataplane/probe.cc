@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <functional>
 
-#include "dataplane/kernel.h"
+#include "dataplane/ir.h"
+#include "dataplane/netlink_encode.h"
+#include "dataplane/netlink_socket.h"
 
 namespace svcproxy::dataplane {
 namespace {
@@ -117,14 +119,24 @@ std::vector<Feature> features() {
   };
 }
 
+// Sends `ruleset` and then deletes its tables, in one transaction: the
+// kernel validates every object (loading what each expression needs) and
+// nothing lasts.
+void try_ruleset(NftablesKernel& kernel, const ir::Ruleset& ruleset) {
+  NetlinkBatch batch = kernel.begin_batch();
+  encode_full_sync(ruleset, batch);
+  NetlinkEncoder encoder(batch);
+  for (const auto& table : ruleset.tables) encoder.delete_table(table);
+  kernel.commit(batch);
+}
+
 }  // namespace
 
-std::vector<MissingFeature> probe_nftables_features() {
-  NetlinkBackend backend;
+std::vector<MissingFeature> probe_nftables_features(NftablesKernel& kernel) {
   std::vector<MissingFeature> missing;
   for (const auto& feature : features()) {
     try {
-      backend.probe(feature.build());
+      try_ruleset(kernel, feature.build());
     } catch (const TransactionError& e) {
       // EPERM is about this process, not the kernel: say so once.
       if (e.error() == EPERM) throw NetlinkError("nf_tables refused: permission denied (svcproxy needs CAP_NET_ADMIN)", EPERM);

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/nftables_kernel.h"
+
 namespace svcproxy::dataplane {
 
 struct MissingFeature {
@@ -15,8 +17,12 @@ struct MissingFeature {
   std::string error;    // the kernel's answer
 };
 
-// Throws NetlinkError when nf_tables cannot be reached at all (no
-// CAP_NET_ADMIN, no nf_tables in the kernel).
-std::vector<MissingFeature> probe_nftables_features();
+// Commits one transaction per feature through `kernel` (a NetlinkSocket
+// for the real answer): the feature's table, then its deletion. Returns the
+// features the kernel refused, each with the kernel's answer. Throws
+// NetlinkError when nf_tables cannot be used at all: a refusal for lack of
+// permission (EPERM: the message names CAP_NET_ADMIN) or a failure whose
+// outcome is unknown.
+std::vector<MissingFeature> probe_nftables_features(NftablesKernel& kernel);
 
 }  // namespace svcproxy::dataplane

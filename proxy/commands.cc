@@ -16,7 +16,6 @@
 
 #include "dataplane/compile.h"
 #include "dataplane/kernel.h"
-#include "dataplane/probe.h"
 #include "dataplane/render.h"
 #include "dataplane/trace.h"
 #include "model/service_ports.h"
@@ -24,6 +23,7 @@
 #include "proxy/echo.h"
 #include "proxy/log.h"
 #include "proxy/node_flags.h"
+#include "proxy/proxy_mode.h"
 #include "proxy/run.h"
 #include "userspace/vip_interface.h"
 #include "watch/api_source.h"
@@ -178,50 +178,6 @@ int cmd_rules(const SourceFlags& source, const NodeFlags& node_flags, const std:
   auto compiled = load_and_compile(source, node_flags);
   print_ruleset(compiled.result.ruleset, format);
   return source.strict && compiled.had_problems ? 1 : 0;
-}
-
-// Before touching the kernel: can this process program nftables at all, and
-// does the kernel have every feature the ruleset uses? Names what is missing.
-// Returns an empty string when nftables is usable.
-std::string nftables_unusable() {
-  // Test seam: the e2e tests make `auto` fall back without breaking the
-  // kernel.
-  if (const char* fail = std::getenv("SVCPROXY_TEST_FAIL_NFTABLES_PROBE"); fail && std::string(fail) == "1")
-    return "probe failed (SVCPROXY_TEST_FAIL_NFTABLES_PROBE=1)";
-  try {
-    const auto missing = dataplane::probe_nftables_features();
-    if (missing.empty()) return {};
-    std::string text = "this kernel's nftables lacks:";
-    for (const auto& m : missing) text += " [" + m.feature + ": " + m.error + "]";
-    return text;
-  } catch (const std::exception& e) {
-    return std::string("cannot program nftables (needs CAP_NET_ADMIN and nf_tables): ") + e.what();
-  }
-}
-
-// --proxy-mode: nftables (must be usable), userspace, or auto (nftables
-// when the probe passes, else userspace). Sets *chosen and logs why.
-int check_proxy_mode(const std::string& mode, std::string* chosen, Log& log) {
-  if (mode == "userspace") {
-    *chosen = "userspace";
-    log.info("proxy mode userspace (--proxy-mode userspace)", {{"mode", "userspace"}});
-    return 0;
-  }
-  const auto problem = nftables_unusable();
-  if (problem.empty()) {
-    *chosen = "nftables";
-    log.info(mode == "auto" ? "proxy mode nftables (--proxy-mode auto: the nftables probe passed)"
-                            : "proxy mode nftables (--proxy-mode nftables: the nftables probe passed)",
-             {{"mode", "nftables"}});
-    return 0;
-  }
-  if (mode == "auto") {
-    *chosen = "userspace";
-    log.warning("proxy mode userspace (--proxy-mode auto: nftables unusable: " + problem + ")", {{"mode", "userspace"}});
-    return 0;
-  }
-  log.error("--proxy-mode " + mode + ": " + problem);
-  return 1;
 }
 
 int cmd_run_once(const SourceFlags& source, const NodeFlags& node_flags) {
@@ -497,7 +453,8 @@ int run_cli(int argc, char** argv) {
       run_source.kubeconfig = settings.kubeconfig;
 
       std::string chosen_mode;
-      if (const int rc = check_proxy_mode(settings.proxy_mode, &chosen_mode, log); rc != 0) return rc;
+      const NftablesProbe probe = [] { return nftables_unusable(); };
+      if (const int rc = check_proxy_mode(settings.proxy_mode, probe, &chosen_mode, log); rc != 0) return rc;
       if (once && chosen_mode == "userspace")
         throw FlagError("--once: the userspace proxy is a daemon (use --proxy-mode nftables with --once)");
       if (once) return cmd_run_once(run_source, settings.node);

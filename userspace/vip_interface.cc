@@ -18,6 +18,12 @@ namespace {
 
 int family_of(const model::IPAddress& ip) { return ip.family == model::IPFamily::V4 ? AF_INET : AF_INET6; }
 
+// The kernel's refusal of a change; EPERM is about this process, so say what
+// it lacks (rtnetlink wants CAP_NET_ADMIN in the network namespace).
+std::string refusal(int err) {
+  return std::string(std::strerror(err)) + (err == EPERM ? " (svcproxy needs CAP_NET_ADMIN)" : "");
+}
+
 }  // namespace
 
 void VipInterface::SocketDeleter::operator()(mnl_socket* s) const { mnl_socket_close(s); }
@@ -72,7 +78,7 @@ bool VipInterface::create(const char* kind) {
   }
   // An unknown link kind: EOPNOTSUPP (no module), sometimes ENOENT/EINVAL.
   if (err == EOPNOTSUPP || err == ENOENT || err == EINVAL) return false;
-  throw RtnetlinkError("vip interface: create " + name_ + " type " + kind + ": " + std::strerror(err), err);
+  throw RtnetlinkError("vip interface: create " + name_ + " type " + kind + ": " + refusal(err), err);
 }
 
 void VipInterface::ensure() {
@@ -96,7 +102,7 @@ void VipInterface::ensure() {
   ifm->ifi_flags = IFF_UP;
   ifm->ifi_change = IFF_UP;
   if (const int err = request(nlh, "set link up"); err != 0)
-    throw RtnetlinkError("vip interface: set " + name_ + " up: " + std::strerror(err), err);
+    throw RtnetlinkError("vip interface: set " + name_ + " up: " + refusal(err), err);
 }
 
 std::vector<model::IPAddress> VipInterface::addresses() {
@@ -171,7 +177,7 @@ void VipInterface::change_address(bool add, const model::IPAddress& ip) {
   const int err = request(nlh, add ? "add address" : "delete address");
   if (err == 0 || (!add && err == EADDRNOTAVAIL)) return;
   throw RtnetlinkError("vip interface: " + std::string(add ? "add " : "delete ") + ip.str() + (add ? " to " : " from ") +
-                           name_ + ": " + std::strerror(err),
+                           name_ + ": " + refusal(err),
                        err);
 }
 

@@ -166,7 +166,8 @@ namespace {
 TEST(FeatureProbe, FindsEveryFeatureOnThisKernelAndLeavesNothingBehind) {
   REQUIRE_ROOT();
   auto result = testing::run_in_fresh_netns([] {
-    const auto missing = probe_nftables_features();
+    NetlinkSocket socket;
+    const auto missing = probe_nftables_features(socket);
     std::string out;
     for (const auto& m : missing) out += m.feature + ": " + m.error + "\n";
     if (!missing.empty()) throw std::runtime_error("missing features:\n" + out);

@@ -1,5 +1,6 @@
-"""End-to-end: `svcproxy run --proxy-mode userspace` (and `auto` with the
-nftables probe made to fail) in the sandbox's node namespace, with real
+"""End-to-end: `svcproxy run --proxy-mode userspace` (and `auto` on a
+kernel without nf_tables, see without_nftables.py) in the sandbox's node
+namespace, with real
 traffic from the external client namespace. No nftables rule is involved:
 svcproxy puts the service addresses on `svcproxy0` (a dummy interface, or a
 bridge on kernels without CONFIG_DUMMY) and proxies in userspace.
@@ -24,6 +25,11 @@ bridge on kernels without CONFIG_DUMMY) and proxies in userspace.
     accept() backs off, and new connections succeed once descriptors free.
   - A removed service's address leaves svcproxy0; `svcproxy cleanup` deletes
     svcproxy0.
+  - `--proxy-mode auto` on a kernel without nf_tables (without_nftables.py)
+    runs all of the above through the userspace proxy.
+  - Without CAP_NET_ADMIN (setpriv): `--proxy-mode nftables` exits 1 naming
+    the capability; `auto` falls back, and the userspace proxy, which needs
+    it as well, exits 1 naming it.
 
 Needs root (network namespaces); skipped otherwise. Python 3 stdlib only.
 Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_userspace (from tests/e2e).
@@ -152,7 +158,7 @@ def assert_refused_at_once(test: unittest.TestCase, box: sb.Sandbox, dst: str, p
 class UserspaceTestCase(unittest.TestCase):
     """A daemon in userspace mode on a fresh manifests directory."""
     mode_flags = ["--proxy-mode", "userspace"]
-    env: dict[str, str] = {}
+    launcher: list[str] = []  # runs svcproxy (e.g. on a kernel without nf_tables)
     expect_mode_line = "proxy mode userspace (--proxy-mode userspace)"
 
     def setUp(self):
@@ -177,21 +183,10 @@ class UserspaceTestCase(unittest.TestCase):
         self.daemon.wait_sync(reason="start", timeout=30)
 
     def start(self, manifests: Path, wrapper: list[str] | None = None, extra: list[str] | None = None) -> sb.Daemon:
-        argv = [SVCPROXY, "run", "--manifests", str(manifests), *sb.NODE_FLAGS, "--sync-period", "1h",
-                *self.mode_flags, *(extra or [])]
-        if wrapper:
-            argv = [*wrapper, *argv]
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
-            proc = sb.Background(self.box.node, argv, self.box.workdir / f"daemon-{len(self.box.background)}.log",
-                                 lines_from="stderr", stdin=False)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        argv = [*(wrapper or []), *self.launcher, SVCPROXY, "run", "--manifests", str(manifests), *sb.NODE_FLAGS,
+                "--sync-period", "1h", *self.mode_flags, *(extra or [])]
+        proc = sb.Background(self.box.node, argv, self.box.workdir / f"daemon-{len(self.box.background)}.log",
+                             lines_from="stderr", stdin=False)
         self.box.background.append(proc)
         return sb.Daemon(proc)
 
@@ -475,11 +470,62 @@ for line in sys.stdin:
 
 
 class TestAutoFallsBackToUserspace(UserspaceTestCase):
-    """`--proxy-mode auto` with the nftables probe made to fail: the same
+    """`--proxy-mode auto` on a kernel without nf_tables: the probe really
+    fails (without_nftables.py: socket(NETLINK_NETFILTER) answers
+    EPROTONOSUPPORT, as such a kernel does; svcproxy keeps CAP_NET_ADMIN,
+    which the userspace proxy needs for svcproxy0's addresses), and the same
     traffic tests pass through the userspace proxy."""
     mode_flags = ["--proxy-mode", "auto"]
-    env = {"SVCPROXY_TEST_FAIL_NFTABLES_PROBE": "1"}
-    expect_mode_line = "proxy mode userspace (--proxy-mode auto: nftables unusable: probe failed"
+    launcher = [sys.executable, str(Path(__file__).resolve().parent / "without_nftables.py")]
+    expect_mode_line = ("proxy mode userspace (--proxy-mode auto: nftables unusable: cannot program nftables "
+                        "(needs CAP_NET_ADMIN and nf_tables): netlink: socket(NETLINK_NETFILTER): "
+                        "Protocol not supported)")
+
+
+class TestWithoutCapNetAdmin(unittest.TestCase):
+    """svcproxy without CAP_NET_ADMIN: setpriv drops it from the inheritable
+    and bounding sets, so the svcproxy it execs has it in no set. The probe
+    really fails: nf_tables answers the probe's first transaction EPERM.
+    Neither dataplane can run then (the userspace proxy needs the capability
+    too, for svcproxy0 and its addresses over rtnetlink), and each says so,
+    naming the capability."""
+    DROP = ["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"]
+
+    def setUp(self):
+        self.box = Env.box
+        self.m = Manifests(Env.tmp / f"{type(self).__name__}-{self.id().rpartition('.')[2]}")
+        self.m.put("nodes.yaml", [node_object()])
+        self.m.put("web.yaml", tcp_service("web", WEB, [{"pod": self.box.pods["p1"]}]))
+
+    def run_without(self, mode: str):
+        argv = [*self.DROP, SVCPROXY, "run", "--manifests", str(self.m.dir), *sb.NODE_FLAGS, "--proxy-mode", mode]
+        return self.box.exec(self.box.node, argv, check=False, timeout=60)
+
+    def test_the_capability_is_really_dropped(self):
+        status = self.box.exec(self.box.node, [*self.DROP, "cat", "/proc/self/status"]).stdout
+        caps = {k: int(v, 16) for k, v in re.findall(r"^(Cap\w+):\s+([0-9a-f]+)$", status, re.M)}
+        net_admin = 1 << 12
+        self.assertEqual([k for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb") if caps[k] & net_admin], [])
+        self.assertTrue(caps["CapEff"] & (1 << 21), "CAP_SYS_ADMIN kept: only CAP_NET_ADMIN is dropped")
+
+    def test_nftables_mode_exits_1_naming_cap_net_admin(self):
+        r = self.run_without("nftables")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        lines = [line for line in r.stderr.splitlines() if "--proxy-mode nftables: cannot program nftables" in line]
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("svcproxy needs CAP_NET_ADMIN", lines[0])
+        self.assertNotIn("svcproxy", self.box.exec(self.box.node, ["nft", "list", "tables"]).stdout)
+
+    def test_auto_falls_back_and_the_userspace_proxy_names_cap_net_admin_too(self):
+        r = self.run_without("auto")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        fallback = [line for line in r.stderr.splitlines()
+                    if "proxy mode userspace (--proxy-mode auto: nftables unusable: cannot program nftables" in line]
+        self.assertEqual(len(fallback), 1, r.stderr)
+        self.assertIn("svcproxy needs CAP_NET_ADMIN", fallback[0])
+        last = r.stderr.strip().splitlines()[-1]
+        self.assertIn("vip interface: ", last)
+        self.assertIn("Operation not permitted (svcproxy needs CAP_NET_ADMIN)", last)
 
 
 class NoEndpointsTestCase(unittest.TestCase):
