@@ -344,6 +344,9 @@ int run_daemon(const RunOptions& options, Log& log) {
     const auto& ports = loop ? loop->ports() : userspace_ports;
     metrics.set_no_local_endpoints(count_no_local_endpoints(ports));
     if (loop) metrics.set_kernel_objects(loop->kernel_objects());
+    std::vector<std::string> health_check_ips;
+    for (const auto& ip : node.nodeport_ips) health_check_ips.push_back(ip.str());
+    server.set_health_check_ips(std::move(health_check_ips));
     for (const auto& problem : server.set_health_check_services(health_check_services(ports))) log.warning(problem);
   };
 
