@@ -154,7 +154,11 @@ Compiled load_and_compile(const SourceFlags& source, const NodeFlags& node_flags
   Compiled out;
   auto decoded = load_cluster(source, node_flags);
   for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
-  out.node = resolve_node_config(node_flags, decoded.state, interface_addresses());
+  // Offline: the node's addresses are its node IPs, not this machine's.
+  std::vector<std::string> node_warnings;
+  out.node = resolve_node_config(node_flags, decoded.state, offline_node_addresses(node_flags, decoded.state),
+                                 &node_warnings);
+  for (const auto& w : node_warnings) std::cerr << w << "\n";
   auto state = model::build_proxy_state(decoded.state, out.node);
   for (const auto& s : state.skipped) std::cerr << "skipped " << s.object.str() << ": " << s.reason << "\n";
   out.result = dataplane::compile(state.ports, out.node);
@@ -191,7 +195,9 @@ int cmd_run_once(const SourceFlags& source, const NodeFlags& node_flags) {
   {
     auto decoded = load_cluster(source, node_flags);
     for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
-    model::NodeConfig node = resolve_node_config(node_flags, decoded.state, interface_addresses());
+    std::vector<std::string> node_warnings;
+    model::NodeConfig node = resolve_node_config(node_flags, decoded.state, InterfaceAddresses(), &node_warnings);
+    for (const auto& w : node_warnings) std::cerr << w << "\n";
     auto state = model::build_proxy_state(decoded.state, node);
     had_problems = !decoded.diagnostics.empty() || !state.skipped.empty();
     decoded = {};
@@ -288,7 +294,7 @@ int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const Trac
     // interfaces carry.
     dataplane::NetlinkBackend backend;
     ruleset = backend.read_back();
-    env.local_addresses = interface_addresses();
+    env.local_addresses = InterfaceAddresses().list();
   } else {
     auto compiled = load_and_compile(source, node_flags);
     ruleset = std::move(compiled.result.ruleset);

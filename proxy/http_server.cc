@@ -326,6 +326,18 @@ std::vector<std::string> HttpServer::set_health_check_services(
   return errors;
 }
 
+void HttpServer::set_health_check_ips(std::vector<std::string> ips) {
+  if (impl_->stopped_) return;
+  impl_->run_on_io([&] {
+    if (ips == impl_->options_.health_check_ips) return;
+    impl_->options_.health_check_ips = std::move(ips);
+    beast::error_code ignored;
+    for (auto& [port, list] : impl_->hc_acceptors_)
+      for (auto& a : list) a->close(ignored);
+    impl_->hc_acceptors_.clear();
+  });
+}
+
 std::vector<uint16_t> HttpServer::health_check_ports() const {
   std::vector<uint16_t> out;
   impl_->run_on_io([&] {

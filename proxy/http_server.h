@@ -69,6 +69,11 @@ class HttpServer {
   // A port that cannot be opened is reported (one message each, naming the
   // service and address) and retried on the next call, as kube-proxy does.
   std::vector<std::string> set_health_check_services(const std::map<uint16_t, HealthCheckService>& services);
+  // The IPs the health check servers listen on: the node's NodePort
+  // addresses, which follow its Node (its InternalIPs may arrive or change
+  // after start). On a change every health check listener is closed; the
+  // next set_health_check_services opens them on the new IPs.
+  void set_health_check_ips(std::vector<std::string> ips);
   // Ports with an open health check server.
   std::vector<uint16_t> health_check_ports() const;
 

@@ -1,13 +1,9 @@
 #include "proxy/node_flags.h"
 
-#include <ifaddrs.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cstring>
-#include <memory>
 
 namespace svcproxy::proxy {
 
@@ -19,12 +15,15 @@ void add_node_flags(CLI::App& app, NodeFlags& flags) {
   app.add_option("--hostname-override", flags.hostname_override,
                  "Name of this node (EndpointSlice nodeName); default: the hostname");
   app.add_option("--node-ip", flags.node_ips,
-                 "This node's primary IPs, at most one per family (comma-separated); "
-                 "default: the Node object's InternalIPs, else detected")
+                 "This node's primary IPs, at most one per family (comma-separated); default: the Node object's "
+                 "InternalIPs, else (run) the first address per family of this network namespace's interfaces; "
+                 "rules/trace from manifests never use this machine's interfaces")
       ->delimiter(',');
   app.add_option("--nodeport-addresses", flags.nodeport_addresses,
-                 "CIDRs whose local addresses accept NodePorts, or 'primary' (default: the node IPs); "
-                 "0.0.0.0/0 or ::/0 means every local address")
+                 "CIDRs selecting the node's addresses that accept NodePorts, or 'primary' (the node IPs, the "
+                 "default). The node's addresses: for run, this network namespace's interfaces; for rules/trace "
+                 "from manifests, --node-ip, else the Node's InternalIPs. 0.0.0.0/0 or ::/0: every local address. "
+                 "A CIDR selecting none of them is warned about")
       ->delimiter(',');
   app.add_option("--cluster-cidr", flags.cluster_cidrs,
                  "Pod CIDRs (comma-separated): ClusterIP traffic from outside them is masqueraded")
@@ -48,31 +47,6 @@ void add_node_flags(CLI::App& app, NodeFlags& flags) {
                  "This node's zone for topology hints; default: the Node's topology.kubernetes.io/zone label");
 }
 
-std::vector<IPAddress> interface_addresses() {
-  std::vector<IPAddress> out;
-  ifaddrs* raw = nullptr;
-  if (getifaddrs(&raw) != 0) return out;
-  std::unique_ptr<ifaddrs, decltype(&freeifaddrs)> list(raw, freeifaddrs);
-  for (ifaddrs* ifa = raw; ifa; ifa = ifa->ifa_next) {
-    if (!ifa->ifa_addr) continue;
-    IPAddress ip;
-    if (ifa->ifa_addr->sa_family == AF_INET) {
-      ip.family = IPFamily::V4;
-      std::memcpy(ip.bytes.data(), &reinterpret_cast<sockaddr_in*>(ifa->ifa_addr)->sin_addr, 4);
-    } else if (ifa->ifa_addr->sa_family == AF_INET6) {
-      const auto* sin6 = reinterpret_cast<sockaddr_in6*>(ifa->ifa_addr);
-      if (IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr)) continue;
-      ip.family = IPFamily::V6;
-      std::memcpy(ip.bytes.data(), &sin6->sin6_addr, 16);
-    } else {
-      continue;
-    }
-    if (std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 namespace {
 
 std::vector<CIDR> parse_cidrs(const char* flag, const std::vector<std::string>& values) {
@@ -86,7 +60,88 @@ std::vector<CIDR> parse_cidrs(const char* flag, const std::vector<std::string>& 
   return out;
 }
 
+// --hostname-override, else the hostname; lower-cased as kube-proxy does.
+std::string this_node_name(const NodeFlags& flags) {
+  std::string name = flags.hostname_override;
+  if (name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    name = host;
+  }
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
+}
+
+std::string join_addresses(const std::vector<IPAddress>& ips) {
+  std::string out;
+  for (const auto& ip : ips) out += (out.empty() ? "" : ", ") + ip.str();
+  return out;
+}
+
+// --nodeport-addresses: `primary` (the default) takes the node IPs; a CIDR
+// takes the node's addresses it contains (kube-proxy's
+// NodePortAddresses.GetNodeIPs), except /0, which means every local address
+// of its family ("fib daddr type local"). Loopback never (kube-proxy logs and
+// skips it). A CIDR that selects no usable address is a warning naming it:
+// its NodePorts would silently answer nowhere.
+void resolve_nodeport_addresses(const NodeFlags& flags, const LocalAddresses& addresses, model::NodeConfig& config,
+                                std::vector<std::string>& warnings) {
+  bool primary = flags.nodeport_addresses.empty();
+  std::vector<CIDR> cidrs;
+  for (const auto& v : flags.nodeport_addresses) {
+    if (v == "primary") {
+      primary = true;
+      continue;
+    }
+    auto cidr = CIDR::parse(v);
+    if (!cidr) throw FlagError("--nodeport-addresses: invalid CIDR \"" + v + "\" (want CIDRs or 'primary')");
+    if (std::find(cidrs.begin(), cidrs.end(), *cidr) == cidrs.end()) cidrs.push_back(*cidr);
+  }
+  if (primary) {
+    config.nodeport_ips = config.node_ips;
+    if (config.node_ips.empty())
+      warnings.push_back("--nodeport-addresses primary: this node has no node IP (" + addresses.origin() +
+                         "), so no NodePort answers on a primary IP");
+  }
+  const auto candidates = addresses.list();
+  for (const auto& cidr : cidrs) {
+    if (cidr.prefix == 0) {
+      (cidr.family() == IPFamily::V4 ? config.nodeport_all_local_v4 : config.nodeport_all_local_v6) = true;
+      continue;
+    }
+    bool selected = false, loopback = false;
+    for (const auto& ip : candidates) {
+      if (!cidr.contains(ip)) continue;
+      (ip.is_loopback() ? loopback : selected) = true;
+      if (!ip.is_loopback()) config.nodeport_ips.push_back(ip);
+    }
+    if (selected) continue;
+    warnings.push_back(loopback ? "--nodeport-addresses " + cidr.str() +
+                                      ": selects only loopback addresses, where NodePorts are not supported"
+                                : "--nodeport-addresses " + cidr.str() + ": selects none of the node's addresses (" +
+                                      addresses.origin() + "), so no NodePort answers on an address from it");
+  }
+  std::erase_if(config.nodeport_ips, [](const IPAddress& ip) { return ip.is_loopback(); });
+  std::sort(config.nodeport_ips.begin(), config.nodeport_ips.end());
+  config.nodeport_ips.erase(std::unique(config.nodeport_ips.begin(), config.nodeport_ips.end()),
+                            config.nodeport_ips.end());
+}
+
 }  // namespace
+
+FixedAddresses offline_node_addresses(const NodeFlags& flags, const model::ClusterState& cluster) {
+  std::vector<IPAddress> ips;
+  for (const auto& text : flags.node_ips)
+    if (auto ip = IPAddress::parse(text)) ips.push_back(*ip);
+  if (!ips.empty()) return FixedAddresses(ips, "--node-ip " + join_addresses(ips));
+  const std::string name = this_node_name(flags);
+  for (const auto& node : cluster.nodes)
+    if (node.name == name && !node.internal_ips.empty())
+      return FixedAddresses(node.internal_ips, "the InternalIPs of Node " + name + ": " +
+                                                   join_addresses(node.internal_ips));
+  return FixedAddresses({}, "no --node-ip, and no Node " + name + " with an InternalIP");
+}
 
 std::string interface_name_problem(const std::string& name, bool prefix) {
   const std::string what = prefix ? "interface name prefix" : "interface name";
@@ -107,23 +162,16 @@ std::string interface_name_problem(const std::string& name, bool prefix) {
 }
 
 model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::ClusterState& cluster,
-                                      const std::vector<IPAddress>& local_addresses) {
+                                      const LocalAddresses& addresses, std::vector<std::string>* warnings) {
   model::NodeConfig config;
-  config.node_name = flags.hostname_override;
-  if (config.node_name.empty()) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    config.node_name = host;
-  }
-  std::transform(config.node_name.begin(), config.node_name.end(), config.node_name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  config.node_name = this_node_name(flags);
 
   const model::Node* node = nullptr;
   for (const auto& n : cluster.nodes)
     if (n.name == config.node_name) node = &n;
 
-  // Node IPs: flags, else the Node's InternalIPs, else the first global
-  // interface address per family.
+  // Node IPs: flags, else the Node's InternalIPs, else the node's first
+  // address per family.
   bool have[2] = {false, false};
   for (const auto& text : flags.node_ips) {
     if (text.empty()) continue;
@@ -142,7 +190,7 @@ model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::Clust
     }
   }
   if (config.node_ips.empty()) {
-    for (const auto& ip : local_addresses) {
+    for (const auto& ip : addresses.list()) {
       if (ip.is_loopback() || ip.is_unspecified()) continue;
       auto& seen = have[ip.family == IPFamily::V4 ? 0 : 1];
       if (!seen) config.node_ips.push_back(ip);
@@ -151,31 +199,8 @@ model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::Clust
   }
   std::sort(config.node_ips.begin(), config.node_ips.end());
 
-  // NodePort addresses.
-  bool primary = flags.nodeport_addresses.empty();
-  std::vector<CIDR> nodeport_cidrs;
-  for (const auto& v : flags.nodeport_addresses) {
-    if (v == "primary") {
-      primary = true;
-      continue;
-    }
-    auto cidr = CIDR::parse(v);
-    if (!cidr) throw FlagError("--nodeport-addresses: invalid CIDR \"" + v + "\" (want CIDRs or 'primary')");
-    nodeport_cidrs.push_back(*cidr);
-  }
-  if (primary) config.nodeport_ips = config.node_ips;
-  for (const auto& cidr : nodeport_cidrs) {
-    if (cidr.prefix == 0) {
-      (cidr.family() == IPFamily::V4 ? config.nodeport_all_local_v4 : config.nodeport_all_local_v6) = true;
-      continue;
-    }
-    for (const auto& ip : local_addresses)
-      if (cidr.contains(ip)) config.nodeport_ips.push_back(ip);
-  }
-  std::erase_if(config.nodeport_ips, [](const IPAddress& ip) { return ip.is_loopback(); });
-  std::sort(config.nodeport_ips.begin(), config.nodeport_ips.end());
-  config.nodeport_ips.erase(std::unique(config.nodeport_ips.begin(), config.nodeport_ips.end()),
-                            config.nodeport_ips.end());
+  std::vector<std::string> ignored;
+  resolve_nodeport_addresses(flags, addresses, config, warnings ? *warnings : ignored);
 
   config.cluster_cidrs = parse_cidrs("--cluster-cidr", flags.cluster_cidrs);
   if (flags.detect_local_mode == "NodeCIDR") {

@@ -10,6 +10,7 @@
 
 #include "model/node_config.h"
 #include "model/objects.h"
+#include "proxy/local_addresses.h"
 
 namespace svcproxy::proxy {
 
@@ -46,13 +47,20 @@ void add_node_flags(CLI::App& app, NodeFlags& flags);
 // characters; not "." or "..") and nft's text form keeps (no '*', '"', '\\').
 std::string interface_name_problem(const std::string& name, bool prefix);
 
-// This machine's (this network namespace's) interface addresses.
-std::vector<model::IPAddress> interface_addresses();
+// The node's addresses as an offline command (rules, trace from manifests or
+// a one-time list) takes them: --node-ip, else every InternalIP of this Node
+// (named by --hostname-override), else none. The machine running the command
+// is usually not the node, so its interfaces say nothing about the node.
+// Invalid --node-ip values are left out here; resolve_node_config names them.
+FixedAddresses offline_node_addresses(const NodeFlags& flags, const model::ClusterState& cluster);
 
 // Validates the flags (throws FlagError naming the flag) and fills in
 // defaults from the cluster (this Node's zone and InternalIPs, ServiceCIDR
-// objects) and from `local_addresses` (detection and --nodeport-addresses).
+// objects) and from `addresses`, the node's addresses: the node IPs' last
+// fallback, and what --nodeport-addresses CIDRs select among. What still
+// works but is likely a mistake (a CIDR that selects none of the addresses,
+// `primary` without a node IP) is appended to *warnings, one line each.
 model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::ClusterState& cluster,
-                                      const std::vector<model::IPAddress>& local_addresses);
+                                      const LocalAddresses& addresses, std::vector<std::string>* warnings);
 
 }  // namespace svcproxy::proxy

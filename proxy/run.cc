@@ -254,7 +254,8 @@ int run_daemon(const RunOptions& options, Log& log) {
   NodeFlags node_flags = options.node;
   node_flags.hostname_override = node_name(options.node);
   // Bad flags fail here, before anything starts (FlagError: exit 2).
-  const auto start_node = resolve_node_config(node_flags, {}, interface_addresses());
+  const InterfaceAddresses interfaces;
+  const auto start_node = resolve_node_config(node_flags, {}, interfaces, nullptr);
 
   // Trigger times are whole seconds: a change made in the second this
   // process started counts.
@@ -311,7 +312,8 @@ int run_daemon(const RunOptions& options, Log& log) {
 
   auto sync = [&](bool full, const char* reason) {
     model::ClusterState cluster = source->store().snapshot();
-    auto node_now = resolve_node_config(node_flags, cluster, interface_addresses());
+    std::vector<std::string> node_warnings;
+    auto node_now = resolve_node_config(node_flags, cluster, interfaces, &node_warnings);
     if (!loop && !proxier) {
       node = node_now;
       if (options.proxy_mode == "userspace") {
@@ -331,7 +333,9 @@ int run_daemon(const RunOptions& options, Log& log) {
     const SyncResult r =
         proxier ? sync_userspace(*proxier, cluster, node, log, &userspace_ports) : loop->sync(cluster, full);
     const auto now = std::chrono::system_clock::now();
-    once.warnings(r.warnings);
+    // One list: OnceLog repeats a line only after it went away and came back.
+    node_warnings.insert(node_warnings.end(), r.warnings.begin(), r.warnings.end());
+    once.warnings(node_warnings);
     metrics.observe_sync(r, now);
     source->export_metrics(metrics);
     for (const auto& n : cluster.nodes)
@@ -368,6 +372,9 @@ int run_daemon(const RunOptions& options, Log& log) {
     const auto& ports = loop ? loop->ports() : userspace_ports;
     metrics.set_no_local_endpoints(count_no_local_endpoints(ports));
     if (loop) metrics.set_kernel_objects(loop->kernel_objects());
+    std::vector<std::string> health_check_ips;
+    for (const auto& ip : node.nodeport_ips) health_check_ips.push_back(ip.str());
+    server.set_health_check_ips(std::move(health_check_ips));
     for (const auto& problem : server.set_health_check_services(health_check_services(ports))) log.warning(problem);
   };
 

@@ -423,7 +423,7 @@ model::NodeConfig resolve(std::vector<std::string> args) {
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
   app.parse(static_cast<int>(argv.size()), argv.data());
-  return resolve_node_config(flags, {}, {});
+  return resolve_node_config(flags, {}, FixedAddresses({}, "none"), nullptr);
 }
 
 std::string flag_error(std::vector<std::string> args) {

@@ -273,6 +273,28 @@ TEST(HttpServer, HealthCheckPortInUseIsReportedAndRetried) {
   EXPECT_EQ(get(port, "/").status, 200);
 }
 
+TEST(HttpServer, HealthCheckServersMoveWithTheNodePortAddresses) {
+  // The node's NodePort addresses change (its Node arrived with another
+  // InternalIP): the open port moves from the old address to the new one.
+  // 127.0.0.2 is as local as 127.0.0.1 (all of 127/8 is).
+  ProxyHealth health(30s);
+  Metrics metrics;
+  HttpServer server(loopback_options(), health, metrics);
+  server.start();
+  const uint16_t hc = free_port();
+  const std::map<uint16_t, HealthCheckService> services{{hc, {"default", "web", 1}}};
+  ASSERT_TRUE(server.set_health_check_services(services).empty());
+  EXPECT_TRUE(refuses(hc, "127.0.0.2"));
+
+  server.set_health_check_ips({"127.0.0.2"});
+  ASSERT_TRUE(server.set_health_check_services(services).empty());
+  EXPECT_EQ(get(hc, "/", "127.0.0.2").status, 200);
+  EXPECT_TRUE(refuses(hc, "127.0.0.1"));
+  // The same IPs again keep the listeners (no window without one).
+  server.set_health_check_ips({"127.0.0.2"});
+  EXPECT_EQ(server.health_check_ports(), std::vector<uint16_t>{hc});
+}
+
 TEST(HttpServer, WildcardListensOnBothFamilies) {
   ProxyHealth health(30s);
   Metrics metrics;
