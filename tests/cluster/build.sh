@@ -5,7 +5,7 @@
 # and mains, so later runs, other checkouts and CI on the same machine reuse them.
 # Prints the bin directory of each module (k8s first, then etcd), one per line.
 # Environment: SVCPROXY_CLUSTER_CACHE (default /var/cache/svcproxy), GO (default: go on PATH, else
-# /usr/local/go/bin/go).
+# /usr/local/go/bin/go), GO_BUILD_P (packages compiled at once, default 1: the least memory).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${SVCPROXY_CLUSTER_CACHE:-/var/cache/svcproxy}
@@ -33,7 +33,7 @@ build() {
     tmp=$(mktemp -d "$cache/$name/.tmp.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT INT TERM
     start=$(date +%s)
-    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly "$GO" build -p 1 -trimpath \
+    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly "$GO" build -p "${GO_BUILD_P:-1}" -trimpath \
       -tags selinux,notest,grpcnotrace -ldflags "$ldflags" -o "$tmp/bin/" ./cmd/...)
     echo "build.sh: $name built in $(( $(date +%s) - start )) s" >&2
     touch "$tmp/complete"
