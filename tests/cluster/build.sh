@@ -30,7 +30,7 @@ build() {
     [ -z "$cached_only" ] || exit 1
     echo "build.sh: building $name $ver into $out (the first build takes long)" >&2
     mkdir -p "$cache/$name"
-    tmp=$(mktemp -d "$cache/$name/.tmp.XXXXXX")
+    tmp=$(mktemp -d "$cache/$name/.tmp.XXXXXX") && chmod 755 "$tmp"
     trap 'rm -rf "$tmp"' EXIT INT TERM
     start=$(date +%s)
     (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly "$GO" build -p "${GO_BUILD_P:-1}" -trimpath \

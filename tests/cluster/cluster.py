@@ -71,16 +71,6 @@ def build_binaries() -> tuple[Path, Path]:
     return Path(k8s), Path(etcd)
 
 
-def cached_binaries() -> tuple[Path, Path] | None:
-    """The bin dirs if build.sh has nothing to build (no toolchain needed)."""
-    result = subprocess.run(["sh", str(HERE / "build.sh"), "--cached"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    if result.returncode != 0:
-        return None
-    k8s, etcd = result.stdout.split()
-    return Path(k8s), Path(etcd)
-
-
 def netns_exists(name: str) -> bool:
     return Path("/run/netns", name).exists()
 
