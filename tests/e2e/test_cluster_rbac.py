@@ -96,8 +96,11 @@ class TestServiceAccountRole(unittest.TestCase):
         self.cluster = CLUSTER.cluster
         self.box = sb.Sandbox(SVCPROXY)
         self.addCleanup(self.box.close)
+        # No namespace controller runs: the namespace's objects go first, or a reused cluster keeps them.
         self.addCleanup(self.cluster.kubectl, "delete", "namespace", NAMESPACE, "--ignore-not-found",
                         "--wait=false", check=False)
+        self.addCleanup(self.cluster.kubectl, "delete", "services,endpointslices,pods", "--all", "-n", NAMESPACE,
+                        "--ignore-not-found", "--wait=false", check=False)
         self.box.build()
         self.box.add_pods([POD])
         self.cluster.attach(self.box.node)
