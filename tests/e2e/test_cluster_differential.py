@@ -25,15 +25,17 @@ sysctl writes off: see tests/cluster/README.md) runs in one node namespace
 and `svcproxy run --kubeconfig` in the other.
 
 For every flow (ClusterIP TCP from a pod and from off-cluster, ClusterIP
-UDP, NodePort, a Service without endpoints, ClientIP affinity,
-externalTrafficPolicy Local over a NodePort and a LoadBalancer IP,
-internalTrafficPolicy Local, a LoadBalancer ingress IP) the same batch of
-fresh connections goes through each twin, and three observations are
-compared: the verdict (reply / refused / timeout ...), the set of endpoints
-that answered (for affinity: how many), and the source addresses the echo
-servers saw (masquerade or not). A table of both sides is printed. The
-comparator itself is checked on real packets: pointing one twin at a
-different Service must be reported as a difference.
+UDP, NodePort, Services without endpoints (TCP, UDP, NodePort), ClientIP
+affinity, externalTrafficPolicy Local over a NodePort and a LoadBalancer
+IP, and with only a remote endpoint, internalTrafficPolicy Local, a
+LoadBalancer ingress IP) the same batch of fresh connections goes through
+each twin, and three observations are compared: the verdict (reply /
+refused / timeout ...), the set of endpoints that answered (for affinity:
+how many), and the source addresses the echo servers saw (masquerade or
+not). A table of both sides is printed. The eTP=Local LoadBalancers'
+healthCheckNodePorts are asked from outside on both twins (status,
+localEndpoints). The comparator itself is checked on real packets: pointing
+one twin at a different Service must be reported as a difference.
 
 Needs root, openssl and the cluster binaries (tests/cluster/build.sh);
 skipped with the reason otherwise.
@@ -65,6 +67,7 @@ REMOTE_NODE = f"diff-{os.getpid()}-remote"
 REMOTE_NODE_IP = "192.0.2.50"
 LOCAL_PODS = [sb.Pod("web-1", 1, node=NODE), sb.Pod("web-2", 2, node=NODE)]
 REMOTE_PODS = [sb.Pod("web-3", 3, node=REMOTE_NODE)]
+NOTHING = {"app": "nothing"}  # a selector no pod matches
 CLIENT_POD = "client"  # a pod of no Service: the in-cluster client
 TCP_PORT, UDP_PORT = 8080, 5353
 LB_IP = "192.0.2.100"
@@ -100,27 +103,30 @@ def tearDownModule():
     CLUSTER.release()
 
 
-def service(name: str, *, selector: str = "web", udp: bool = False, type: str = "ClusterIP", **spec) -> dict:
+def service(name: str, *, selector: dict | None = None, udp: bool = False, type: str = "ClusterIP",
+            **spec) -> dict:
     port = {"name": "p", "port": 53 if udp else 80, "targetPort": UDP_PORT if udp else TCP_PORT,
             "protocol": "UDP" if udp else "TCP"}
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"selector": {"app": selector}, "type": type, "ports": [port], **spec}}
+            "spec": {"selector": selector or {"app": "web"}, "type": type, "ports": [port], **spec}}
 
 
 SERVICES = [
     service("tcp"),
     service("udp", udp=True),
     service("nodeport", type="NodePort"),
-    service("empty", selector="nothing"),
-    service("empty-udp", selector="nothing", udp=True),
-    service("empty-nodeport", selector="nothing", type="NodePort"),
+    service("empty", selector=NOTHING),
+    service("empty-udp", selector=NOTHING, udp=True),
+    service("empty-nodeport", selector=NOTHING, type="NodePort"),
     service("affinity", sessionAffinity="ClientIP"),
     service("etp-local", type="NodePort", externalTrafficPolicy="Local"),
     service("itp-local", internalTrafficPolicy="Local"),
     service("lb", type="LoadBalancer"),
     service("lb-local", type="LoadBalancer", externalTrafficPolicy="Local"),
+    # Its only endpoint is on the other node: external traffic has no local endpoint to go to.
+    service("lb-remote", type="LoadBalancer", externalTrafficPolicy="Local", selector={"pod": "web-3"}),
 ]
-LB_INGRESS = {"lb": LB_IP, "lb-local": "192.0.2.101"}
+LB_INGRESS = {"lb": LB_IP, "lb-local": "192.0.2.101", "lb-remote": "192.0.2.102"}
 # Endpoint slices each Service must have before the proxies start: its pods, all ready.
 ALL_PODS = {p.name for p in LOCAL_PODS + REMOTE_PODS}
 
@@ -151,6 +157,8 @@ FLOWS = [
     Flow("itp-local-from-pod", "pod", "itp-local", "cluster-ip"),
     Flow("loadbalancer-ip", "ext", "lb", "lb"),
     Flow("loadbalancer-ip-etp-local", "ext", "lb-local", "lb"),
+    Flow("loadbalancer-ip-etp-local-remote-only", "ext", "lb-remote", "lb"),
+    Flow("etp-local-remote-only-from-pod", "pod", "lb-remote", "cluster-ip"),
 ]
 
 
@@ -262,7 +270,8 @@ class TestDifferential(unittest.TestCase):
         info = cls.cluster.info()
         config = {key: info[key] for key in ("server", "ca", "cert", "key")}
         config["node"] = {"name": node, "ip": ip, "zone": "zone-a"}
-        config["pods"] = [{"name": p.name, "namespace": NAMESPACE, "ips": [p.v4], "labels": {"app": "web"},
+        config["pods"] = [{"name": p.name, "namespace": NAMESPACE, "ips": [p.v4],
+                           "labels": {"app": "web", "pod": p.name},
                            "ports": [{"name": "p", "containerPort": TCP_PORT}], "probe": PROBE} for p in pods]
         path = box.workdir / f"podagent-{node}.json"
         path.write_text(json.dumps(config))
@@ -279,6 +288,7 @@ class TestDifferential(unittest.TestCase):
                 "cluster-ip": (spec["clusterIP"], port["port"]),
                 "node-port": (sb.NODE_V4, port.get("nodePort")),
                 "lb": (LB_INGRESS.get(item["metadata"]["name"]), port["port"]),
+                "health": (sb.NODE_V4, spec.get("healthCheckNodePort")),
             }
         return result
 
@@ -294,7 +304,8 @@ class TestDifferential(unittest.TestCase):
 
     @classmethod
     def _wait_slices(cls, timeout: float) -> None:
-        wanted = {s["metadata"]["name"]: set() if s["spec"]["selector"]["app"] == "nothing" else ALL_PODS
+        wanted = {s["metadata"]["name"]: set() if s["spec"]["selector"] == NOTHING
+                  else {s["spec"]["selector"]["pod"]} if "pod" in s["spec"]["selector"] else ALL_PODS
                   for s in SERVICES}
         deadline = time.monotonic() + timeout
         while (seen := cls._slices()) != wanted:
@@ -384,6 +395,31 @@ class TestDifferential(unittest.TestCase):
         self.assertEqual(seen["etp-local-nodeport"].sources, sb.EXT_V4, "eTP=Local keeps the client's address")
         self.assertEqual(seen["itp-local-from-pod"].endpoints, "web-1,web-2")
         self.assertNotIn(sb.EXT_V4, seen["nodeport-from-ext"].sources, "eTP=Cluster masquerades")
+
+    def test_health_check_node_ports_answer_alike(self):
+        """An eTP=Local LoadBalancer's healthCheckNodePort, asked from outside: status and the
+        localEndpoints count (the load balancer's view of this node)."""
+        rows = []
+        for name in ("lb-local", "lb-remote"):
+            ip, port = self.addresses[name]["health"]
+            answers = [self.health(twin, ip, port) for twin in (self.kp, self.svp)]
+            rows.append((name, *answers))
+            print(f"\nhealth check {name} (:{port}): kube-proxy {answers[0]}, svcproxy {answers[1]}", file=sys.stderr)
+        for name, kp, svp in rows:
+            self.assertEqual(kp, svp, f"health check of {name}")
+        self.assertEqual([kp for _, kp, _ in rows], [(200, 2), (503, 0)])
+
+    @staticmethod
+    def health(twin: Twin, ip: str, port: int) -> tuple[int, int | None]:
+        """(HTTP status, localEndpoints) of GET / on a health check node port, from the external client."""
+        out = twin.box.exec(twin.box.ext, ["curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}",
+                                           f"http://{ip}:{port}/"], check=False).stdout
+        body, _, code = out.rpartition("\n")
+        try:
+            local = json.loads(body)["localEndpoints"]
+        except (ValueError, KeyError):
+            local = None
+        return int(code or 0), local
 
     def test_comparator_reports_a_mismatch(self):
         """The same flow, with the svcproxy twin pointed at a different Service (ClientIP affinity
