@@ -85,8 +85,12 @@ def run(argv, *, input: str | None = None, check: bool = True, timeout: float = 
 class Cluster:
     """The control plane whose state lives in state_dir."""
 
-    def __init__(self, state_dir: Path | None = None):
+    def __init__(self, state_dir: Path | None = None, *, netns: str = NETNS, apiserver_flags: tuple[str, ...] = ()):
+        """netns: the control-plane namespace (another name runs a second control
+        plane beside the shared one); apiserver_flags: extra kube-apiserver flags."""
         self.state = Path(state_dir or default_state_dir()).resolve()
+        self.netns = netns
+        self.apiserver_flags = tuple(apiserver_flags)
         self.pki = self.state / "pki"
         self.logs = self.state / "logs"
         self.pids = self.state / "pids"
@@ -110,9 +114,9 @@ class Cluster:
 
     def ready(self, timeout: float = 5) -> bool:
         """GET /readyz from inside the control-plane namespace answers 200."""
-        if not netns_exists(NETNS) or not self.kubeconfig.exists():
+        if not netns_exists(self.netns) or not self.kubeconfig.exists():
             return False
-        result = run(["ip", "netns", "exec", NETNS, sys.executable, str(Path(__file__).resolve()),
+        result = run(["ip", "netns", "exec", self.netns, sys.executable, str(Path(__file__).resolve()),
                       "--state", str(self.state), "_readyz", "--timeout", str(timeout)],
                      check=False, timeout=timeout + 30)
         return result.returncode == 0
@@ -132,9 +136,9 @@ class Cluster:
         with open(self.lock_file, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.is_up():
-                log(f"cluster: already up ({SERVER_URL}, namespace {NETNS})")
+                log(f"cluster: already up ({SERVER_URL}, namespace {self.netns})")
                 return
-            if any(self.running().values()) or netns_exists(NETNS) or self.state.exists():
+            if any(self.running().values()) or netns_exists(self.netns) or self.state.exists():
                 log("cluster: cleaning up a partial cluster first")
                 self._down_locked(log=lambda *_: None)
             k8s_bin, etcd_bin = build_binaries()
@@ -161,12 +165,12 @@ class Cluster:
             if pid:
                 _stop(pid)
                 log(f"cluster: stopped {component} (pid {pid})")
-        if netns_exists(NETNS):
+        if netns_exists(self.netns):
             # Anything else still inside was started by a lab test against this cluster (kubectl).
-            for pid in run(["ip", "netns", "pids", NETNS], check=False).stdout.split():
+            for pid in run(["ip", "netns", "pids", self.netns], check=False).stdout.split():
                 _stop(int(pid))
-            run(["ip", "netns", "del", NETNS], check=False)
-            log(f"cluster: deleted namespace {NETNS}")
+            run(["ip", "netns", "del", self.netns], check=False)
+            log(f"cluster: deleted namespace {self.netns}")
         if self.state.exists():
             shutil.rmtree(self.state, ignore_errors=True)
             log(f"cluster: removed {self.state}")
@@ -174,8 +178,8 @@ class Cluster:
     def _start(self, k8s_bin: Path, etcd_bin: Path, log) -> None:
         for d in (self.pki, self.logs, self.pids, self.state / "etcd"):
             d.mkdir(parents=True, exist_ok=True)
-        run(["ip", "netns", "add", NETNS])
-        run(["ip", "-n", NETNS, "-batch", "-"], input=f"link set lo up\naddr add {APISERVER_IP}/32 dev lo\n")
+        run(["ip", "netns", "add", self.netns])
+        run(["ip", "-n", self.netns, "-batch", "-"], input=f"link set lo up\naddr add {APISERVER_IP}/32 dev lo\n")
         self._make_pki()
         self._write_kubeconfig()
         started = time.monotonic()
@@ -186,19 +190,7 @@ class Cluster:
             "--initial-cluster=lab=http://127.0.0.1:2380",
             "--unsafe-no-fsync", "--log-level=warn",
         ])
-        p = self.pki
-        self._spawn("kube-apiserver", [
-            str(k8s_bin / "kube-apiserver"), "--etcd-servers=http://127.0.0.1:2379",
-            f"--bind-address={APISERVER_IP}", f"--secure-port={APISERVER_PORT}",
-            f"--advertise-address={APISERVER_IP}", f"--cert-dir={p / 'serving'}",
-            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
-            f"--client-ca-file={p / 'ca.crt'}", "--authorization-mode=Node,RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDRS}",
-            # No ServiceAccount controller runs, so there is no `default` account to admit pods with.
-            "--disable-admission-plugins=ServiceAccount", "--profiling=false", "--v=1",
-        ])
+        self._spawn("kube-apiserver", self._apiserver_argv(k8s_bin))
         self._wait_ready(started)
         log(f"cluster: kube-apiserver ready after {time.monotonic() - started:.1f} s")
         self._spawn("kube-controller-manager", [
@@ -209,18 +201,46 @@ class Cluster:
         ])
         # Logged once the controller's informers have synced (--v=2).
         self._wait_log("kube-controller-manager", "Starting service queue worker threads", 60)
+        p = self.pki
         self.info_file.write_text(json.dumps({
-            "server": SERVER_URL, "netns": NETNS, "kubeconfig": str(self.kubeconfig),
+            "server": SERVER_URL, "netns": self.netns, "kubeconfig": str(self.kubeconfig),
             "ca": str(p / "ca.crt"), "cert": str(p / "admin.crt"), "key": str(p / "admin.key"),
             "k8s_bin": str(k8s_bin), "etcd_bin": str(etcd_bin),
         }, indent=1) + "\n")
         log(f"cluster: up in {time.monotonic() - started:.1f} s")
 
+    def _apiserver_argv(self, k8s_bin: Path) -> list[str]:
+        p = self.pki
+        return [
+            str(k8s_bin / "kube-apiserver"), "--etcd-servers=http://127.0.0.1:2379",
+            f"--bind-address={APISERVER_IP}", f"--secure-port={APISERVER_PORT}",
+            f"--advertise-address={APISERVER_IP}", f"--cert-dir={p / 'serving'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}", "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDRS}",
+            # No ServiceAccount controller runs, so there is no `default` account to admit pods with.
+            "--disable-admission-plugins=ServiceAccount", "--profiling=false", "--v=1", *self.apiserver_flags,
+        ]
+
+    def stop_apiserver(self) -> None:
+        """Stops kube-apiserver (SIGTERM) and waits until it is gone."""
+        pid = self.pid_of("kube-apiserver")
+        if pid:
+            _stop(pid)
+
+    def start_apiserver(self) -> None:
+        """Starts kube-apiserver again (after stop_apiserver) and waits for /readyz."""
+        started = time.monotonic()
+        self._spawn("kube-apiserver", self._apiserver_argv(Path(self.info()["k8s_bin"])))
+        self._wait_ready(started)
+
     def _spawn(self, component: str, argv: list[str]) -> None:
         """Starts a component inside the control-plane namespace, detached from us
         (`ip netns exec` execs it, so the PID is the component's)."""
         with open(self.logs / f"{component}.log", "ab") as out:
-            proc = subprocess.Popen(["ip", "netns", "exec", NETNS, *argv], stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(["ip", "netns", "exec", self.netns, *argv], stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=out, start_new_session=True, cwd=self.state)
         (self.pids / f"{component}.pid").write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + 10
@@ -302,7 +322,7 @@ current-context: lab
                 timeout: float = 60) -> subprocess.CompletedProcess:
         """kubectl inside the control-plane namespace with the admin kubeconfig."""
         kubectl = Path(self.info()["k8s_bin"]) / "kubectl"
-        return run(["ip", "netns", "exec", NETNS, str(kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+        return run(["ip", "netns", "exec", self.netns, str(kubectl), f"--kubeconfig={self.kubeconfig}", *args],
                    input=input, check=check, timeout=timeout)
 
     def attach(self, ns: str) -> str:
@@ -311,13 +331,13 @@ current-context: lab
         disappears when ns is deleted."""
         with open(self.lock_file, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            links = run(["ip", "-n", NETNS, "-o", "link", "show"]).stdout.splitlines()
+            links = run(["ip", "-n", self.netns, "-o", "link", "show"]).stdout.splitlines()
             used = {line.split(": ")[1].split("@")[0] for line in links if ": " in line}
             n = next((i for i in range(1, MAX_LINKS + 1) if f"lab{i}" not in used), None)
             if n is None:
                 raise ClusterError("no free control-plane link")
             cp_ip, lab_ip = LINK_BASE + 4 * n + 1, LINK_BASE + 4 * n + 2
-            run(["ip", "-n", NETNS, "-batch", "-"], input=(
+            run(["ip", "-n", self.netns, "-batch", "-"], input=(
                 f"link add lab{n} type veth peer name {LAB_LINK} netns {ns}\n"
                 f"addr add {cp_ip}/30 dev lab{n}\nlink set lab{n} up\n"))
         run(["ip", "-n", ns, "-batch", "-"], input=(
