@@ -36,6 +36,7 @@ import ssl
 import subprocess
 import sys
 import time
+import unittest
 import urllib.request
 from pathlib import Path
 
@@ -361,6 +362,22 @@ class ForTests:
             atexit.register(self.release)  # also when the test run is interrupted
             cluster.up(log=log)
         return cluster
+
+    def set_up_module(self) -> Cluster:
+        """A cluster test module's setUpModule after its root/tool checks:
+        skips when the binaries cannot be built here, else acquires (and
+        releases again if acquiring fails half-way)."""
+        if not shutil.which("openssl"):
+            raise unittest.SkipTest("needs openssl (cluster certificates)")
+        try:
+            build_binaries()
+        except ClusterError as e:
+            raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}")
+        try:
+            return self.acquire(log=lambda *a: print(*a, file=sys.stderr))
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         if self.cluster and self.started:

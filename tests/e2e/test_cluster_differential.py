@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 import unittest
@@ -86,17 +85,7 @@ CLUSTER = lab.ForTests()
 
 def setUpModule():
     sb.require_root_and_tools(SVCPROXY)
-    if not shutil.which("openssl"):
-        raise unittest.SkipTest("needs openssl (cluster certificates)")
-    try:
-        lab.build_binaries()
-    except lab.ClusterError as e:
-        raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}")
-    try:
-        CLUSTER.acquire(log=lambda *a: print(*a, file=sys.stderr))
-    except BaseException:
-        CLUSTER.release()
-        raise
+    CLUSTER.set_up_module()
 
 
 def tearDownModule():
