@@ -58,6 +58,7 @@ from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "cluster"))
 import cluster as lab  # noqa: E402
+import proxies  # noqa: E402
 
 PODAGENT = SOURCE_DIR / "tests" / "cluster" / "podagent.py"
 NAMESPACE = f"diff-{os.getpid()}"
@@ -74,7 +75,6 @@ CONNECTIONS = 40  # per flow and twin: P(missing one of 3 random endpoints) = 3 
 PROBE = {"port": TCP_PORT, "path": "/", "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3,
          "successThreshold": 1}
 CLUSTER_CIDRS = ",".join(sb.CLUSTER_CIDRS)
-SYNC_METRIC = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
 
 # Flows where the two proxies differ on purpose: flow name -> reason (README, "Where it differs from
 # kube-proxy"). Empty: none of the flows below differs.
@@ -304,22 +304,13 @@ class TestDifferential(unittest.TestCase):
 
     @classmethod
     def _start_kube_proxy(cls, box: sb.Sandbox) -> sb.Background:
-        kube_proxy = Path(cls.cluster.info()["k8s_bin"]) / "kube-proxy"
-        argv = ["env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "KUBE_PROXY_NFTABLES_SKIP_KERNEL_VERSION_CHECK=1",
-                str(kube_proxy), f"--kubeconfig={cls.cluster.kubeconfig}", "--proxy-mode=nftables",
-                f"--hostname-override={NODE}", f"--cluster-cidr={CLUSTER_CIDRS}", "--nodeport-addresses=primary",
-                # Writing conntrack sysctls is not needed for the comparison, and nf_conntrack_max is global.
-                "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
-                "--conntrack-tcp-timeout-close-wait=0",
-                "--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
-                "--iptables-min-sync-period=0s", "--v=2"]
+        argv = proxies.kube_proxy_argv(Path(cls.cluster.info()["k8s_bin"]) / "kube-proxy", cls.cluster.kubeconfig,
+                                       NODE, CLUSTER_CIDRS)
         return box.spawn(box.node, argv, name="kube-proxy", lines_from="stderr", stdin=False)
 
     @classmethod
     def _start_svcproxy(cls, box: sb.Sandbox) -> sb.Background:
-        argv = [SVCPROXY, "run", "--kubeconfig", str(cls.cluster.kubeconfig), "--hostname-override", NODE,
-                "--node-ip", sb.NODE_V4, "--cluster-cidr", CLUSTER_CIDRS,
-                "--healthz-bind-address", "127.0.0.1:10256", "--metrics-bind-address", "127.0.0.1:10249"]
+        argv = proxies.svcproxy_argv(SVCPROXY, cls.cluster.kubeconfig, NODE, sb.NODE_V4, CLUSTER_CIDRS)
         return box.spawn(box.node, argv, name="svcproxy", lines_from="stderr", stdin=False)
 
     @classmethod
@@ -332,11 +323,9 @@ class TestDifferential(unittest.TestCase):
             if twin.proxy.proc.poll() is not None:
                 raise AssertionError(f"kube-proxy exited {twin.proxy.proc.returncode}:\n"
                                      + "\n".join(twin.proxy.lines.snapshot()[-30:]))
-            metrics = twin.box.exec(twin.box.node, ["curl", "-sS", "--max-time", "2",
-                                                    "http://127.0.0.1:10249/metrics"], check=False).stdout
-            # kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 1.7e+09 (labels since 1.33)
-            synced = any(line.startswith(SYNC_METRIC) and 'IPv4' in line and float(line.split()[-1]) > 0
-                         for line in metrics.splitlines())
+            url = f"http://{proxies.METRICS_ADDRESS}/metrics"
+            metrics = twin.box.exec(twin.box.node, ["curl", "-sS", "--max-time", "2", url], check=False).stdout
+            synced = proxies.sync_timestamp(metrics) > 0
             table = twin.box.exec(twin.box.node, ["nft", "list", "table", "ip", "kube-proxy"], check=False).stdout
             if synced and all(ip in table for ip in cluster_ips):
                 return
