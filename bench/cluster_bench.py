@@ -4,7 +4,7 @@ server, one client: cold start, event to dataplane, RSS, CPU, first packet.
 
 Issue 15's benchmark. Starts its own control plane (tests/cluster/cluster.py:
 etcd, kube-apiserver, kube-controller-manager; namespace svp-bench-cp, state
-in build/cluster-bench; stopped and removed at the end) and two identical
+in --out; stopped and removed at the end) and two identical
 lab topologies (tests/e2e/sandbox.py), "twins", one per proxy: a node
 namespace linked to the control plane, a client pod, and pods whose
 `svcproxy echo` servers answer with their name. Both proxies run as the same
@@ -49,6 +49,9 @@ recreated), with both proxies stopped and their node's ruleset flushed:
                median of --warm new connections to one VIP, alternating
                between the twins; the same to a pod's address directly as
                the baseline.
+  profile      --perf more updates with `perf record -g` attached to
+               svcproxy (after the measured series, so it does not slow
+               them); the top of `perf report` is printed and kept in --out.
 
 Ratios: kube-proxy / svcproxy for times (> 1: svcproxy faster), svcproxy /
 kube-proxy for RSS. Goals (issue 15, at 10k services): cold start and event
@@ -56,7 +59,7 @@ p99 >= 10x; RSS <= 0.5x; first packet no worse.
 
 Run as root, inside a private mount namespace when other checkouts run
 cluster tests (see tests/cluster/README.md):
-  python3 bench/cluster_bench.py [--sizes 100,1000,10000] [--updates 100] [--json FILE]
+  python3 bench/cluster_bench.py [--sizes 100,1000,10000] [--updates 100] [--out DIR]
 Needs the cluster binaries (tests/cluster/build.sh builds them once per
 machine) and build/svcproxy. Python 3 stdlib only.
 """
@@ -67,6 +70,8 @@ import argparse
 import json
 import os
 import random
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -255,9 +260,11 @@ def start_proxy(twin: Twin, cluster: lab.Cluster) -> None:
     twin.proxy = twin.box.spawn(twin.box.node, argv, name=twin.label, lines_from="stderr", stdin=False)
 
 
-def stop_proxy(twin: Twin) -> None:
+def stop_proxy(twin: Twin, keep_log: Path | None = None) -> None:
     if twin.proxy:
         twin.proxy.stop(timeout=15)
+        if keep_log:
+            shutil.copyfile(twin.proxy.log, keep_log)
         twin.proxy = None
     # A cold start starts from an empty kernel: kube-proxy's and svcproxy's tables (and the
     # iptables-nft tables kube-proxy's start-up cleanup may leave) go; the node has no others.
@@ -343,6 +350,28 @@ def events(twins: list[Twin], api: Api, vip: str, pod_ips: dict[str, str], curre
     return result, current
 
 
+def profile(twins: list[Twin], api: Api, vip: str, pod_ips: dict[str, str], current: str, updates: int,
+            budget: float, out: Path) -> tuple[str, str]:
+    """More updates with `perf record -g` attached to svcproxy (kept out of the measured series);
+    returns perf's report (the top of it) and the pod the event Service ends on."""
+    svcproxy = next(t for t in twins if t.label == "svcproxy")
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "svcproxy.perf.data"
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", str(data), "-p", str(svcproxy.pid())],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)  # perf attaches
+        _, current = events(twins, api, vip, pod_ips, current, updates, budget)
+    finally:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=60)
+    report = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--percent-limit", "1.5",
+                             "-g", "none", "--sort", "dso,symbol"], capture_output=True, text=True).stdout
+    (out / "svcproxy.perf.txt").write_text(report)
+    top = [line for line in report.splitlines() if line.strip() and not line.startswith("#")][:25]
+    return "\n".join(top), current
+
+
 def summary(values: list[float]) -> dict:
     if not values:
         return {"n": 0}
@@ -384,6 +413,7 @@ class Bench:
     vips: dict[str, str] = field(default_factory=dict)  # bulk Service -> ClusterIP
     event_vip: str = ""  # the ClusterIP of the Service the updates change
     event_pod: str = ""  # the pod it sends to now
+    done_size: int | None = None  # the size the proxies last ran at
     results: dict = field(default_factory=dict)
 
     def set_up(self) -> None:
@@ -416,10 +446,13 @@ class Bench:
             f"({2 * len(names) / took:.0f} objects/s, {self.args.api_threads} connections)")
         self.results.setdefault("create", []).append({"services": len(names), "seconds": took})
 
+    def stop_proxies(self, size: int | None) -> None:
+        for twin in self.twins:
+            stop_proxy(twin, self.args.out / f"{twin.label}-{size}.log" if size else None)
+
     def run_size(self, size: int) -> dict:
         a = self.args
-        for twin in self.twins:
-            stop_proxy(twin)
+        self.stop_proxies(self.done_size)
         self.grow(size)
         rng = random.Random(size)
         names = sorted(self.vips)
@@ -443,6 +476,12 @@ class Bench:
                                                    a.updates, a.event_budget)
             log(f"  {out['events']}")
             out["rss_mib_after_events"] = {t.label: t.rss_mib() for t in self.twins}
+            if a.perf and shutil.which("perf"):
+                log(f"{size} services: {a.perf} more updates with perf attached to svcproxy")
+                out["svcproxy_profile"], self.event_pod = profile(self.twins, self.api, self.event_vip, pod_ips,
+                                                                  self.event_pod, a.perf, a.event_budget,
+                                                                  a.out / f"perf-{size}")
+                log("  " + out["svcproxy_profile"].replace("\n", "\n  "))
         if fresh:
             log(f"{size} services: first packet")
             direct = self.twins[0].box.pods[BULK_PODS[0].name].v4
@@ -453,9 +492,11 @@ class Bench:
             if not twin.alive():
                 raise RuntimeError(f"{twin.label} exited:\n{twin.tail()}")
             out.setdefault("log_tail", {})[twin.label] = twin.tail(8)
+        self.done_size = size
         return out
 
     def tear_down(self) -> None:
+        self.stop_proxies(self.done_size)
         for twin in self.twins:
             if twin.client:
                 twin.client.close()
@@ -519,7 +560,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--api-threads", type=int, default=16, help="parallel API connections (default 16)")
     p.add_argument("--cold-budget", type=float, default=900, help="seconds a cold start may take (default 900)")
     p.add_argument("--event-budget", type=float, default=60, help="seconds an update may take (default 60)")
-    p.add_argument("--json", type=Path, help="write the results here as JSON")
+    p.add_argument("--perf", type=int, default=30, metavar="N",
+                   help="after each measured series, N more updates with perf recording svcproxy (0: none; "
+                        "default 30)")
+    p.add_argument("--out", type=Path, default=Path(time.strftime("/tmp/svcproxy-cluster-bench-%Y%m%d-%H%M%S")),
+                   help="results.json, the proxies' logs, perf data (default /tmp/svcproxy-cluster-bench-DATE)")
     p.add_argument("--keep-cluster", action="store_true", help="leave the bench's control plane up")
     args = p.parse_args(argv)
     try:
@@ -528,8 +573,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--sizes: not a list of numbers: {args.sizes}")
     if not args.size_list or args.size_list[0] < 1 or not 1 <= args.endpoints <= 250:
         p.error("--sizes must be positive; --endpoints 1..250")
-    if args.sample < 1 or args.updates < 0 or args.api_threads < 1:
-        p.error("--sample and --api-threads must be >= 1, --updates >= 0")
+    if args.sample < 1 or args.updates < 0 or args.api_threads < 1 or args.perf < 0:
+        p.error("--sample and --api-threads must be >= 1, --updates and --perf >= 0")
     return args
 
 
@@ -539,8 +584,10 @@ def main(argv: list[str]) -> int:
         print("cluster_bench: needs root (network namespaces, nftables)", file=sys.stderr)
         return 1
     sb.require_root_and_tools(sb.SVCPROXY)
-    cluster = lab.Cluster(ROOT / "build" / "cluster-bench", netns="svp-bench-cp")
+    # Its own state directory: two runs never share (or tear down) each other's control plane.
+    cluster = lab.Cluster(args.out / "cluster", netns="svp-bench-cp")
     bench = Bench(args, cluster)
+    args.out.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     bench.results.update({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
@@ -551,16 +598,15 @@ def main(argv: list[str]) -> int:
         bench.set_up()
         for size in args.size_list:
             bench.results["sizes"].append(bench.run_size(size))
-            if args.json:
-                args.json.write_text(json.dumps(bench.results, indent=1) + "\n")
+            (args.out / "results.json").write_text(json.dumps(bench.results, indent=1) + "\n")
     finally:
         bench.tear_down()
     bench.results["wall_s"] = time.monotonic() - started
-    if args.json:
-        args.json.write_text(json.dumps(bench.results, indent=1) + "\n")
+    (args.out / "results.json").write_text(json.dumps(bench.results, indent=1) + "\n")
     print(f"cluster bench, {bench.results['date']}, commit {commit}, {os.cpu_count()} CPUs, "
           f"{bench.results['wall_s']:.0f} s; command: {bench.results['command']}")
     print(report(bench.results))
+    print(f"\nresults, logs and profiles: {args.out}")
     return 0
 
 
