@@ -52,37 +52,3 @@ def call(ns: str, fn, *args, **kwargs):
     result = future.result()
     thread.join()
     return result
-
-
-class Worker:
-    """A thread that stays in ns and runs submitted calls one at a time
-    (keeps per-thread state such as an HTTP keep-alive connection)."""
-
-    def __init__(self, ns: str):
-        import queue
-        self.ns = ns
-        self._queue: "queue.Queue" = queue.Queue()
-        self._thread, self._ready = start(ns, self._loop, name=f"netns-worker:{ns}")
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, args, kwargs, future = item
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as e:
-                future.set_exception(e)
-
-    def submit(self, fn, *args, **kwargs) -> Future:
-        future: Future = Future()
-        self._queue.put((fn, args, kwargs, future))
-        return future
-
-    def call(self, fn, *args, **kwargs):
-        return self.submit(fn, *args, **kwargs).result()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
