@@ -398,8 +398,10 @@ def profile(twins: list[Twin], api: Api, vip: str, pod_ips: dict[str, str], curr
         perf.send_signal(signal.SIGINT)
         perf.wait(timeout=60)
     # Self time per symbol, and time including callees (which phase of a sync it is spent in).
+    # --no-inline: resolving inlined frames runs addr2line per address, minutes on a loaded machine.
     reports = {mode: subprocess.run(["perf", "report", "-i", str(data), "--stdio", mode, "--percent-limit", "2",
-                                     "-g", "none", "--sort", "symbol"], capture_output=True, text=True).stdout
+                                     "--no-inline", "-g", "none", "--sort", "symbol"],
+                                    capture_output=True, text=True).stdout
                for mode in ("--no-children", "--children")}
     (out / "svcproxy.perf.txt").write_text("\n".join(f"==== perf report {m}\n{r}" for m, r in reports.items()))
     lines = []
