@@ -166,9 +166,11 @@ struct Panel {
   svg::Scale y;
 };
 
-Panel panel(const char* title, double top, double max) {
+// `counted`: the values are whole numbers (errors), so no tick between them.
+Panel panel(const char* title, double top, double max, bool counted = false) {
   const svg::Frame f{75, top, 620, 90};
-  const svg::Ticks ticks = svg::round_ticks(max, 3);
+  svg::Ticks ticks = svg::round_ticks(counted ? std::max(max, 1.0) : max, 3);
+  if (counted && ticks.step < 1) ticks = {1, std::ceil(ticks.top)};
   return {title, f, ticks, svg::Scale{0, ticks.top, f.bottom(), f.top}};
 }
 
@@ -207,7 +209,7 @@ std::string timeline(const Report& r) {
     max_errors = std::max(max_errors, static_cast<double>(p.errors));
     max_p99 = std::max(max_p99, static_cast<double>(p.p99_us));
   }
-  const Panel rps = panel("requests/s", 20, max_rps), errors = panel("errors", 150, max_errors),
+  const Panel rps = panel("requests/s", 20, max_rps), errors = panel("errors", 150, max_errors, true),
               p99 = panel("p99", 280, max_p99);
   const svg::Ticks x_ticks = svg::round_ticks(end_s, 8);
   const svg::Scale x{0, x_ticks.top, rps.frame.left, rps.frame.right()};

@@ -108,6 +108,16 @@ TEST(HtmlReport, NonFiniteNumbersNeverReachAnAttribute) {
   EXPECT_EQ(html.find("inf"), std::string::npos);
 }
 
+TEST(HtmlReport, ErrorAxisWithoutErrorsHasWholeTicks) {
+  Report r = testing::sample_report();
+  for (auto& p : r.timeline) p.errors = 0;
+  const std::string html = render_html(r);
+  const std::string timeline = html.substr(html.find("<svg id=\"timeline\""));
+  const size_t errors = timeline.find(">errors<");
+  const std::string panel = timeline.substr(errors, timeline.find(">p99<") - errors);
+  EXPECT_EQ(occurrences(panel, "class=\"grid\"/><text"), 2u) << panel;  // 0 and 1, nothing between
+}
+
 TEST(HtmlReport, ManyEndpointsAreCappedInTheChartNotTheTable) {
   Report r;
   for (int i = 0; i < 100; ++i) {
