@@ -7,6 +7,10 @@
     at all, the three SVG charts and their elements are in the DOM Chromium
     built, the hostile name made no element, and the screenshot shows the
     charts' fill colours (bars, the violation, the error bars).
+  - A real run: `svcproxy loadtest --mode request --html` from the external
+    client namespace through a ClusterIP (nftables rules from `run --once`)
+    of three `svcproxy echo` pods; the page renders the same way and shows
+    the three endpoints of the run's JSON report.
   - The console check can fail: a page with a refused external image and a
     bad SVG attribute yields exactly those console errors.
 
@@ -17,8 +21,10 @@ Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_loadtest_html (from
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chromium  # noqa: E402
-from sandbox import SVCPROXY  # noqa: E402
+import sandbox as sb  # noqa: E402
+from sandbox import SVCPROXY, Pod  # noqa: E402
 
 BUILD = Path(SVCPROXY).resolve().parent
 SAMPLE = BUILD / "tests" / "loadtest_html_sample"
@@ -38,6 +45,7 @@ ARTIFACTS = BUILD / "test-artifacts" / "loadtest_html"
 BAR = (0x64, 0xB5, 0xF6)
 VIOLATION = (0xC6, 0x28, 0x28)
 ERRORS = (0xE5, 0x39, 0x35)
+WEB = "10.96.5.10"  # TCP 80 -> p1, p2, p3 port 8080
 
 
 def setUpModule() -> None:
@@ -93,6 +101,60 @@ class SamplePage(unittest.TestCase):
         self.assertGreater(counts[BAR], 5000, counts)         # three ~33% bars
         self.assertGreater(counts[VIOLATION], 50, counts)     # the violating endpoint's bar, label, table row
         self.assertGreater(counts[ERRORS], 200, counts)       # the error bar at 30 s
+
+
+class RealRun(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        sb.require_root_and_tools(SVCPROXY)
+        cls.tmp = Path(tempfile.mkdtemp(prefix="svcproxy-e2e-loadtest-html-"))
+        cls.box = None
+        try:
+            cls.box, _ = sb.start_pods_sandbox(SVCPROXY, [Pod("p1", 1), Pod("p2", 2), Pod("p3", 3)], [(8080, "tcp")])
+            manifests = cls.tmp / "manifests"
+            manifests.mkdir()
+            (manifests / "web.yaml").write_text(sb.to_yaml([
+                sb.service("web", [WEB], [{"name": "http", "port": 80, "targetPort": 8080}]),
+                sb.endpoint_slice("web", "abcde", 4, [{"pod": p} for p in cls.box.pods.values()],
+                                  [{"name": "http", "port": 8080, "protocol": "TCP"}])]))
+            cls.box.svcproxy_in(cls.box.node, ["run", "--once", "--manifests", str(manifests), *sb.NODE_FLAGS])
+            page, report = ARTIFACTS / "run.html", cls.tmp / "run.json"
+            cls.box.svcproxy_in(cls.box.ext, ["loadtest", f"{WEB}:80", "--mode", "request", "--requests", "3000",
+                                              "--concurrency", "16", "--quiet", "--html", str(page),
+                                              "--json", str(report)])
+            cls.report = json.loads(report.read_text())
+            cls.loaded = chromium.load(page, ARTIFACTS / "run.png")
+            print(f"\nscreenshot: {cls.loaded.screenshot}", file=sys.stderr)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.box:
+            cls.box.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_the_run_answered_from_three_endpoints(self):
+        self.assertEqual(self.report["requests"], 3000)
+        self.assertEqual(len(self.report["endpoints"]), 3, self.report["endpoints"])
+
+    def test_no_console_messages(self):
+        self.assertEqual(self.loaded.console, [])
+
+    def test_charts_show_the_run(self):
+        dom = self.loaded.dom
+        self.assertEqual(svg_tags(dom, "latency-curve").count('<polyline class="curve"'), 1)
+        bars = svg_tags(dom, "endpoint-bars")
+        self.assertEqual(bars.count('<g class="endpoint">'), 3)
+        for name in self.report["endpoints"]:
+            self.assertIn(name, bars)
+        self.assertEqual(svg_tags(dom, "timeline").count('<polyline class="rps"'), 1)
+        self.assertIn("3,000", dom)  # the headline request count
+
+    def test_screenshot_shows_the_bars(self):
+        counts = chromium.color_counts(self.loaded.screenshot, [BAR])
+        self.assertGreater(counts[BAR], 3000, counts)
 
 
 class ConsoleCheckCanFail(unittest.TestCase):
