@@ -99,9 +99,10 @@ std::string render_summary(const Report& r, const std::vector<std::string>& fail
     out << "\n";
     for (const auto& s : r.error_samples) out << "    e.g. " << s << "\n";
   }
-  out << "\nLatency" << (r.open_loop ? " (corrected: from each request's planned send time)" : "") << ":\n";
-  out << latency_row(r.open_loop ? "corrected    " : "", r.latency);
-  if (r.open_loop) out << latency_row("uncorrected  ", r.latency_uncorrected);
+  if (r.answers == 0) out << "\nNo answers.\n";
+  else out << "\nLatency" << (r.open_loop ? " (corrected: from each request's planned send time)" : "") << ":\n";
+  if (r.answers) out << latency_row(r.open_loop ? "corrected    " : "", r.latency);
+  if (r.open_loop && r.answers) out << latency_row("uncorrected  ", r.latency_uncorrected);
   endpoints_section(out, r);
   fairness_section(out, r);
   if (!r.violations.empty()) {
