@@ -344,6 +344,8 @@ void Worker::on_connected(Conn& c, uint32_t slot) {
 
 void Worker::on_readable(Conn& c, uint32_t slot) {
   char buffer[16 * 1024];
+  bool closed = false;  // EOF or an error ended the input
+  int err = 0;
   for (;;) {
     ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
     if (n > 0) {
@@ -352,30 +354,27 @@ void Worker::on_readable(Conn& c, uint32_t slot) {
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    const int err = n == 0 ? 0 : errno;
-    if (c.reused && c.in.empty() && (err == 0 || err == ECONNRESET)) return retry_fresh(c, slot);
-    if (plan_.mode == Mode::http && err == 0) {
-      HttpResponse response = parse_http_response(c.in, plan_.endpoint_header, true);
-      if (response.complete) return answer(c, slot, response.endpoint, false);
-    }
-    if (err == 0) return fail(c, slot, Failure::other, "closed before answering");
-    return fail(c, slot, err == ECONNREFUSED ? Failure::refused : err == ECONNRESET ? Failure::reset : Failure::other,
-                std::string("recv: ") + std::strerror(err));
+    if (n < 0 && errno == EINTR) continue;
+    closed = true;
+    err = n == 0 ? 0 : errno;
+    break;
   }
   if (plan_.mode == Mode::http) {
-    HttpResponse response = parse_http_response(c.in, plan_.endpoint_header, false);
-    if (!response.complete) return;
-    if (response.status >= 400) {
-      close_conn(c, false);
-      return fail(c, slot, Failure::other, "HTTP status " + std::to_string(response.status));
+    HttpResponse response = parse_http_response(c.in, plan_.endpoint_header, closed && err == 0);
+    if (response.complete) {
+      if (response.status >= 400) return fail(c, slot, Failure::other, "HTTP status " + std::to_string(response.status));
+      return answer(c, slot, response.endpoint, plan_.keepalive && response.keep_alive && !closed);
     }
-    return answer(c, slot, response.endpoint, plan_.keepalive && response.keep_alive);
+  } else if (const size_t newline = c.in.find('\n'); newline != std::string::npos) {
+    // `svcproxy echo` answers "<id> <client>": the id names the endpoint.
+    std::string_view line(c.in.data(), newline);
+    return answer(c, slot, line.substr(0, line.find(' ')), false);
   }
-  const size_t newline = c.in.find('\n');
-  if (newline == std::string::npos) return;
-  // `svcproxy echo` answers "<id> <client>": the id names the endpoint.
-  std::string_view line(c.in.data(), newline);
-  answer(c, slot, line.substr(0, line.find(' ')), false);
+  if (!closed) return;
+  if (c.reused && c.in.empty() && (err == 0 || err == ECONNRESET)) return retry_fresh(c, slot);
+  if (err == 0) return fail(c, slot, Failure::other, "closed before answering");
+  fail(c, slot, err == ECONNREFUSED ? Failure::refused : err == ECONNRESET ? Failure::reset : Failure::other,
+       std::string("recv: ") + std::strerror(err));
 }
 
 void Worker::judge(EndpointAcc& acc, const std::string& name) {
@@ -612,7 +611,7 @@ struct MergedEndpoint {
 
 }  // namespace
 
-Engine::Engine(Plan plan) : state_(std::make_unique<State>(std::move(plan))) {}
+Engine::Engine(Plan plan) : state_(std::make_unique<State>(std::move(plan))) { set_expected(state_->plan.expected); }
 Engine::~Engine() = default;
 
 void Engine::stop() { state_->stopping.store(true, std::memory_order_relaxed); }
