@@ -44,13 +44,19 @@ void endpoints_section(std::ostringstream& out, const Report& r) {
   }
 }
 
+std::string ratio_text(double ratio) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", ratio);
+  return text;
+}
+
 void fairness_section(std::ostringstream& out, const Report& r) {
   if (r.fairness.compared < 2) return;
   char line[256];
   std::snprintf(line, sizeof line, "\nFairness over %zu endpoints (%s): chi-square p = %.4g, max/min = %s\n",
                 r.fairness.compared, r.fairness.basis.c_str(), r.fairness.chi2_p,
                 std::isinf(r.fairness.max_min_ratio) ? "inf (one got nothing)"
-                                                     : format_rate(r.fairness.max_min_ratio).c_str());
+                                                     : ratio_text(r.fairness.max_min_ratio).c_str());
   out << line;
   out << (r.fairness.chi2_p < 0.01 ? "  uneven: a spread this far from even happens by chance less than 1% of the time\n"
                                    : "  consistent with an even spread\n");
@@ -99,9 +105,10 @@ std::string render_summary(const Report& r, const std::vector<std::string>& fail
     out << "\n";
     for (const auto& s : r.error_samples) out << "    e.g. " << s << "\n";
   }
-  out << "\nLatency" << (r.open_loop ? " (corrected: from each request's planned send time)" : "") << ":\n";
-  out << latency_row(r.open_loop ? "corrected    " : "", r.latency);
-  if (r.open_loop) out << latency_row("uncorrected  ", r.latency_uncorrected);
+  if (r.answers == 0) out << "\nNo answers.\n";
+  else out << "\nLatency" << (r.open_loop ? " (corrected: from each request's planned send time)" : "") << ":\n";
+  if (r.answers) out << latency_row(r.open_loop ? "corrected    " : "", r.latency);
+  if (r.open_loop && r.answers) out << latency_row("uncorrected  ", r.latency_uncorrected);
   endpoints_section(out, r);
   fairness_section(out, r);
   if (!r.violations.empty()) {

@@ -212,7 +212,13 @@ class StopOnSignal {
       pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
       while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
       }
-      if (fds[0].revents & POLLIN) engine.stop();
+      if (fds[0].revents & POLLIN) {
+        // Consumed here, or it would be delivered (and kill us) when the
+        // mask is restored after the run.
+        signalfd_siginfo info{};
+        (void)!::read(signal_fd_, &info, sizeof info);
+        engine.stop();
+      }
     });
   }
   ~StopOnSignal() {
@@ -271,6 +277,18 @@ int run_loadtest(const LoadtestFlags& flags) {
     conditions = std::move(parsed.conditions);
   }
   loadtest::Engine engine(plan_from(flags, resolve_target(flags)));
+  // Opened before the run: a path that cannot be written fails now, not
+  // after a long run.
+  std::ofstream json_out;
+  if (!flags.json.empty()) {
+    json_out.open(flags.json);
+    if (!json_out) throw FlagError("--json: cannot write " + flags.json + ": " + std::strerror(errno));
+  }
+  std::ofstream html_out;
+  if (!flags.html.empty()) {
+    html_out.open(flags.html, std::ios::binary);
+    if (!html_out) throw FlagError("--html: cannot write " + flags.html + ": " + std::strerror(errno));
+  }
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   unsigned calls = 0;
   auto on_progress = [&](const loadtest::Progress& p) {
@@ -284,24 +302,22 @@ int run_loadtest(const LoadtestFlags& flags) {
     report = engine.run(on_progress);
   }
   if (tty && !flags.quiet) std::cerr << "\r\x1b[K" << std::flush;
-  const std::vector<std::string> failed = loadtest::evaluate_fail_if(conditions, report);
-  std::cout << loadtest::render_summary(report, failed) << std::flush;
-  if (!flags.json.empty()) {
-    std::ofstream out(flags.json);
-    out << loadtest::render_json(report) << "\n";
-    if (!out.flush()) {
+  if (json_out.is_open()) {
+    json_out << loadtest::render_json(report) << "\n";
+    if (!json_out.flush()) {
       std::cerr << "svcproxy: --json: cannot write " << flags.json << "\n";
       return 1;
     }
   }
-  if (!flags.html.empty()) {
-    std::ofstream out(flags.html, std::ios::binary);
-    out << loadtest::render_html(report);
-    if (!out.flush()) {
+  if (html_out.is_open()) {
+    html_out << loadtest::render_html(report);
+    if (!html_out.flush()) {
       std::cerr << "svcproxy: --html: cannot write " << flags.html << "\n";
       return 1;
     }
   }
+  const std::vector<std::string> failed = loadtest::evaluate_fail_if(conditions, report);
+  std::cout << loadtest::render_summary(report, failed) << std::flush;
   return failed.empty() ? 0 : 1;
 }
 
