@@ -93,7 +93,7 @@ run "$build/bench/sync_bench" full 10000x10 5000x50 50000x2 --reps $FULL_REPS
 section "issue 3d: first-packet latency"
 run "$here/latency.sh" "$build" --connects $LAT_CONNECTS --rounds $LAT_ROUNDS --data "$data"
 
-section "issue 12: svcproxy loadtest vs wrk (HTTP keep-alive) and conn_rate (short connections); generator memory"
+section "issue 12: svcproxy loadtest vs wrk (HTTP keep-alive), short connections, generator memory"
 run "$here/loadtest_bench.sh" "$build" "${LT_ARGS[@]}"
 
 section "summary"
