@@ -11,6 +11,7 @@
     client namespace through a ClusterIP (nftables rules from `run --once`)
     of three `svcproxy echo` pods; the page renders the same way and shows
     the three endpoints of the run's JSON report.
+  - `--html` naming a file that cannot be written exits 2 before the run.
   - The console check can fail: a page with a refused external image and a
     bad SVG attribute yields exactly those console errors.
 
@@ -155,6 +156,16 @@ class RealRun(unittest.TestCase):
     def test_screenshot_shows_the_bars(self):
         counts = chromium.color_counts(self.loaded.screenshot, [BAR])
         self.assertGreater(counts[BAR], 3000, counts)
+
+
+class HtmlFlag(unittest.TestCase):
+    def test_unwritable_file_exits_2_before_the_run_naming_the_flag(self):
+        r = subprocess.run([SVCPROXY, "loadtest", "127.0.0.1:9", "--requests", "1", "--quiet",
+                            "--html", "/nonexistent-dir/report.html"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn("--html", r.stderr)
+        self.assertEqual(r.stdout, "")  # no summary: it never ran
 
 
 class ConsoleCheckCanFail(unittest.TestCase):
