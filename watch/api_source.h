@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -42,6 +43,7 @@ struct InformerStats {
   uint64_t failures = 0;     // backoffs taken
   uint64_t bad_objects = 0;  // objects skipped as unusable
   uint64_t resources = 0;    // resources watched (each needs one first LIST and one first watch)
+  std::map<std::string, uint64_t> bookmarks;  // BOOKMARK events by resource name ("services", ...)
 };
 
 class ApiInformer {
