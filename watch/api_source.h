@@ -49,8 +49,9 @@ struct InformerStats {
 class ApiInformer {
  public:
   // `on_synced` runs (on the informer's thread) after every complete list of
-  // a resource, also one that changed nothing: a consumer waiting for
-  // has_synced() learns when to look again.
+  // a resource, also one that changed nothing, and after every watch
+  // bookmark: a consumer waiting for has_synced() learns when to look again,
+  // and one reading stats() when they moved.
   ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change = {},
               std::function<void()> on_synced = {});
   ~ApiInformer();  // stops

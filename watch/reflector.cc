@@ -258,6 +258,8 @@ awaitable<Reflector::WatchOutcome> Reflector::watch() {
           ++stats_.lists;
           store_.replace(resource, std::move(objects));
           in_initial = false;
+        } else {
+          store_.progressed();
         }
         break;
       case EventType::Error:
