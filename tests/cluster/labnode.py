@@ -227,6 +227,37 @@ def apply_objects(cluster: Cluster, objects: list[dict], *, drop_selector: bool 
     return rejected
 
 
+def rejected_by_dry_run(cluster: Cluster, objects: list[dict]) -> dict[str, str]:
+    """Which fixture objects the API server would refuse to create, checked
+    with a server-side dry run (validation, admission and address
+    allocation; nothing is stored): {"Kind ns/name": the API's error}. Their
+    namespaces are created for real (a dry run needs them)."""
+    for ns in sorted({o["metadata"].get("namespace") for o in objects} - {None}):
+        cluster.kubectl("create", "namespace", ns, check=False)
+    rejected = {}
+    for fixture in objects:
+        obj, _ = as_created(fixture)
+        meta = obj["metadata"]
+        result = cluster.kubectl("create", "--dry-run=server", "-o", "name", "-f", "-", input=json.dumps(obj),
+                                 check=False)
+        if result.returncode != 0:
+            rejected[f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " ")] = \
+                result.stderr.strip()
+    return rejected
+
+
+def read_manifests(cluster: Cluster, path: Path) -> list[dict]:
+    """The objects of a YAML manifest file (List wrappers unpacked), read by
+    kubectl (no YAML parser in the stdlib)."""
+    out = cluster.kubectl("create", "--dry-run=client", "-o", "json", "-f", str(path)).stdout
+    docs, decoder, at = [], json.JSONDecoder(), 0
+    while out[at:].strip():  # one JSON document per object, one after the other
+        doc, end = decoder.raw_decode(out[at:].lstrip())
+        at = len(out) - len(out[at:].lstrip()) + end
+        docs.append(doc)
+    return [i for doc in docs for i in (doc["items"] if doc.get("kind", "").endswith("List") else [doc])]
+
+
 def delete_objects(cluster: Cluster, namespaces: list[str], nodes: list[str] = ()) -> None:
     """Deletes the Services, EndpointSlices and Pods of test namespaces, and
     nodes, never failing. The namespaces themselves stay when they are shared
