@@ -10,7 +10,7 @@ only the exit status, the key lines and the teardown are asserted.
 
 Needs root, openssl and the cluster binaries (tests/cluster/build.sh);
 skipped with the reason otherwise.
-Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_demo_cluster (from tests/e2e).
+Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_cluster_demo (from tests/e2e).
 """
 
 from __future__ import annotations
