@@ -60,7 +60,7 @@ UDP_D = "10.96.2.30"  # UDP 53 -> p1, p2 (unrelated, same endpoints as UDP_A)
 UDP_E = "10.96.2.40"  # UDP 53, no endpoints at first
 UDP_L = "10.96.2.60"  # UDP 53 -> p3 only (its last endpoint gets removed)
 UDP_N, UDP_NODEPORT = "10.96.2.70", 30053  # NodePort UDP 30053 -> p1, p2
-UDP_V6 = "fd00:10:96::2:80"  # UDP 53 -> p1, p2 over IPv6
+UDP_V6 = "fd00:10:96::280"  # UDP 53 -> p1, p2 over IPv6
 BULK_COUNT = 100      # unrelated services bulk-001.. on 10.96.3.x, TCP 80 -> p3
 
 UPDATE_BUDGET = 0.100  # seconds from the sync's log line to the first reply of the new endpoint
@@ -131,6 +131,21 @@ def bulk_ip(i: int) -> str:
     return f"10.96.3.{i}"
 
 
+def base_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
+    """Every test's starting manifests: file name -> objects."""
+    p1, p2, p3 = (pods[n] for n in ("p1", "p2", "p3"))
+    return {
+        "nodes.yaml": [node_object()],
+        "svc-tcp-a.yaml": tcp_service("tcp-a", TCP_A, [p1, p2]),
+        "svc-udp-a.yaml": udp_service("udp-a", UDP_A, [p1, p2]),
+        "svc-udp-d.yaml": udp_service("udp-d", UDP_D, [p1, p2]),
+        "svc-udp-e.yaml": udp_service("udp-e", UDP_E, []),
+        "svc-udp-l.yaml": udp_service("udp-l", UDP_L, [p3]),
+        "svc-udp-n.yaml": udp_service("udp-n", UDP_N, [p1, p2], node_port=UDP_NODEPORT),
+        "svc-udp-v6.yaml": udp_service("udp-v6", UDP_V6, [p1, p2]),
+    }
+
+
 class Manifests:
     """A manifests directory edited atomically: files are written in a
     staging directory beside it (same filesystem, not watched) and renamed
@@ -184,15 +199,8 @@ class DaemonTestCase(unittest.TestCase):
         self.box.flush_conntrack()
         self.pods = self.box.pods
         self.m = Manifests(Env.tmp / self.id().rpartition(".")[2])
-        self.m.put("nodes.yaml", [node_object()])
-        p1, p2 = self.pods["p1"], self.pods["p2"]
-        self.m.put("svc-tcp-a.yaml", tcp_service("tcp-a", TCP_A, [p1, p2]))
-        self.m.put("svc-udp-a.yaml", udp_service("udp-a", UDP_A, [p1, p2]))
-        self.m.put("svc-udp-d.yaml", udp_service("udp-d", UDP_D, [p1, p2]))
-        self.m.put("svc-udp-e.yaml", udp_service("udp-e", UDP_E, []))
-        self.m.put("svc-udp-l.yaml", udp_service("udp-l", UDP_L, [self.pods["p3"]]))
-        self.m.put("svc-udp-n.yaml", udp_service("udp-n", UDP_N, [p1, p2], node_port=UDP_NODEPORT))
-        self.m.put("svc-udp-v6.yaml", udp_service("udp-v6", UDP_V6, [p1, p2]))
+        for name, objects in base_objects(self.pods).items():
+            self.m.put(name, objects)
         self.flags = [*sb.NODE_FLAGS, "--sync-period", self.sync_period]
         self.daemon = self.box.start_daemon(self.m.dir, self.flags)
         self.addCleanup(self.daemon.stop)
