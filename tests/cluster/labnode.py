@@ -201,18 +201,25 @@ def as_created(obj: dict, *, drop_selector: bool = False) -> tuple[dict, dict | 
     return obj, wanted
 
 
-def apply_objects(cluster: Cluster, objects: list[dict], *, drop_selector: bool = False) -> dict[str, str]:
-    """Creates fixture objects through the API server: namespaces first, then
-    one `kubectl apply` per object (so that one the API rejects is named),
-    then their status through the status subresource (LB ingress IPs, node
-    addresses). Returns {"Kind ns/name": the API's error} for each rejected one."""
+def object_key(obj: dict) -> str:
+    """"Kind ns/name" (or "Kind name" for a cluster-scoped object)."""
+    meta = obj["metadata"]
+    return f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " ")
+
+
+def apply_objects(cluster: Cluster, objects: list[dict], *, drop_selector: bool = False,
+                  namespaces: bool = True) -> dict[str, str]:
+    """Creates fixture objects through the API server: namespaces first
+    (unless namespaces=False), then one `kubectl apply` per object (so that
+    one the API rejects is named), then their status through the status
+    subresource (LB ingress IPs, node addresses). Returns {object_key: the
+    API's error} for each rejected one."""
     rejected = {}
-    for ns in sorted({o["metadata"].get("namespace") for o in objects} - {None}):
+    for ns in sorted({o["metadata"].get("namespace") for o in objects} - {None}) if namespaces else ():
         cluster.kubectl("create", "namespace", ns, check=False)  # AlreadyExists on a reused cluster is fine
     for fixture in objects:
         obj, status = as_created(fixture, drop_selector=drop_selector)
-        meta = obj["metadata"]
-        key = f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " ")
+        meta, key = obj["metadata"], object_key(obj)
         result = cluster.kubectl("apply", "-f", "-", input=json.dumps(obj), check=False)
         if result.returncode != 0:
             rejected[key] = result.stderr.strip()
@@ -263,8 +270,74 @@ def delete_objects(cluster: Cluster, namespaces: list[str], nodes: list[str] = (
     nodes, never failing. The namespaces themselves stay when they are shared
     fixtures' (no namespace controller runs: a deleted namespace would stay
     Terminating and refuse new objects); callers delete per-run namespaces."""
+    ApiObjects._applied.pop(ApiObjects.cache_key(cluster), None)
     for ns in namespaces:
         cluster.kubectl("delete", "services,endpointslices,pods", "--all", "-n", ns, "--ignore-not-found",
                         "--wait=false", check=False)
     if nodes:
         cluster.kubectl("delete", "nodes", *nodes, "--ignore-not-found", "--wait=false", check=False)
+
+
+class ApiObjects:
+    """The API server's twin of the e2e tests' manifests directories (a
+    `Manifests` there): put(name, objects) applies the objects as a client
+    creates them (Services without their selector, see as_created) and
+    deletes what an earlier put of the same name had and this one lacks;
+    remove(name) deletes them. flags() and reason are what `svcproxy run`
+    is given and logs. One put is a few API writes: the daemon may see them
+    in more than one sync."""
+    reason = "api-changed"
+    # What every ApiObjects put into a control plane (state dir -> {object_key: JSON}): a test's
+    # set-up puts the same objects as the previous test's, and only what differs is written again.
+    _applied: dict[str, dict[str, str]] = {}
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.files: dict[str, dict[str, dict]] = {}  # name -> {object_key: object}
+        self.namespaces: set[str] = set()
+        self.applied = ApiObjects._applied.setdefault(ApiObjects.cache_key(cluster), {})
+
+    @staticmethod
+    def cache_key(cluster: Cluster) -> str:
+        """One control plane's run (a restarted one starts empty)."""
+        return f"{cluster.state}:{cluster.pid_of('etcd')}"
+
+    def flags(self) -> list[str]:
+        return ["--kubeconfig", str(self.cluster.kubeconfig)]
+
+    def put(self, name: str, objects: list[dict]) -> None:
+        new_namespaces = {o["metadata"].get("namespace") for o in objects} - {None} - self.namespaces
+        for ns in sorted(new_namespaces):
+            self.cluster.kubectl("create", "namespace", ns, check=False)
+        self.namespaces |= new_namespaces
+        wanted = {object_key(o): o for o in objects}
+        self._delete([o for key, o in self.files.get(name, {}).items() if key not in wanted])
+        self.files[name] = wanted
+        changed = [o for key, o in wanted.items() if self.applied.get(key) != json.dumps(o, sort_keys=True)]
+        if not changed:
+            return
+        # One kubectl for all of them (each kubectl is a process start: seconds on a loaded
+        # machine); only when that fails, one per object to name the rejected one.
+        created = [as_created(o, drop_selector=True) for o in changed]
+        batch = self.cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": [obj for obj, _ in created]}))
+        if batch.returncode != 0:
+            rejected = apply_objects(self.cluster, changed, drop_selector=True, namespaces=False)
+            raise AssertionError(f"the API server rejected objects of {name}: {rejected or batch.stderr}")
+        for obj, status in created:
+            if status:
+                meta = obj["metadata"]
+                ns = ["-n", meta["namespace"]] if meta.get("namespace") else []
+                self.cluster.kubectl("patch", obj["kind"].lower(), *ns, meta["name"], "--subresource=status",
+                                     "--type=merge", "-p", json.dumps({"status": status}))
+        self.applied.update({object_key(o): json.dumps(o, sort_keys=True) for o in changed})
+
+    def remove(self, name: str) -> None:
+        self._delete(list(self.files.pop(name).values()))
+
+    def _delete(self, objects: list[dict]) -> None:
+        for obj in objects:
+            self.applied.pop(object_key(obj), None)
+        if objects:
+            self.cluster.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=false", input=json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": [as_created(o)[0] for o in objects]}))

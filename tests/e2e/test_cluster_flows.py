@@ -45,6 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
+import test_daemon_sync as daemon_sync  # noqa: E402  (its fixtures only)
 import test_node_addresses as node_addresses  # noqa: E402  (its fixtures only)
 import test_rules_nft as base  # noqa: E402
 from sandbox import EXT_V4, SOURCE_DIR, SVCPROXY  # noqa: E402
@@ -100,9 +101,10 @@ def tearDownModule():
 
 def other_fixtures_rejected(cluster: lab.Cluster) -> dict[str, dict[str, str]]:
     """What the API server refuses of the other e2e fixture sets built by a
-    function (test_node_addresses) and of examples/ (whose default/kubernetes
+    function (test_node_addresses, test_daemon_sync; test_userspace's are
+    applied by test_cluster_userspace) and of examples/ (whose default/kubernetes
     is the API server's own object): fixture set -> rejected objects."""
-    pods = {p.name: p for p in (sb.Pod("za", 1), sb.Pod("zb", 2))}
+    pods = {p.name: p for p in (sb.Pod("za", 1), sb.Pod("zb", 2), sb.Pod("p1", 1), sb.Pod("p2", 2), sb.Pod("p3", 3))}
     for p in pods.values():  # the addresses sandbox.add_pods gives them
         p.v4, p.v6 = f"10.244.{p.index}.2", f"fd00:10:244:{p.index:x}::2"
     examples = [o for path in sorted((SOURCE_DIR / "examples").glob("*.yaml"))
@@ -111,6 +113,8 @@ def other_fixtures_rejected(cluster: lab.Cluster) -> dict[str, dict[str, str]]:
     return {
         "test_node_addresses": labnode.rejected_by_dry_run(
             cluster, [*node_addresses.cluster_objects(pods), node_addresses.node_object(sb.NODE_V4)]),
+        "test_daemon_sync": labnode.rejected_by_dry_run(
+            cluster, [o for objs in daemon_sync.base_objects(pods).values() for o in objs]),
         "examples": labnode.rejected_by_dry_run(cluster, examples),
     }
 
@@ -206,7 +210,7 @@ class TestServicesFromApiServer(FromApiServer, base.TestServices):
 
     def test_api_accepted_every_fixture(self):
         self.assertEqual(Env.rejected, {}, "fixture objects the API server rejected")
-        self.assertEqual(Env.dry_run, {"test_node_addresses": {}, "examples": {}},
+        self.assertEqual(Env.dry_run, {"test_node_addresses": {}, "test_daemon_sync": {}, "examples": {}},
                          "fixture objects of other sets a server-side dry run rejected")
 
     def test_topology_hints_from_the_controller_keep_traffic_in_zone(self):
