@@ -296,8 +296,9 @@ def story(owner: lab.ForTests, binary: str, run: Run, requests: int, check: Chec
     step(f"{'':<{width}}  {'kube-proxy':>12}  {'svcproxy':>12}")
     for name, a, b in rows:
         step(f"{name:<{width}}  {a:>12}  {b:>12}")
-    step(f"(the Pod turned not Ready {ms(unready['t'] - probe['t'])} after the failed probe; one probe period is "
-         f"{PROBE['periodSeconds']} s)")
+    step(f"(times from the failed probe as the pod agent saw it; the Pod turned not Ready "
+         f"{ms(unready['t'] - probe['t'])} after it. A last connection before it (negative) began while the pod "
+         f"was still Ready: each proxy's round robin just did not pick it again)")
 
     heading(f"The same {requests} requests again")
     after = {t.label: send(t, vip, requests) for t in twins}
