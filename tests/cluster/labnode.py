@@ -12,9 +12,12 @@ it (the callers already did, by path or by name). Python 3 stdlib only.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -295,6 +298,7 @@ class ApiObjects:
         self.cluster = cluster
         self.files: dict[str, dict[str, dict]] = {}  # name -> {object_key: object}
         self.namespaces: set[str] = set()
+        self.snapshots: Path | None = None  # snapshot()'s directories, removed at exit
         self.applied = ApiObjects._applied.setdefault(ApiObjects.cache_key(cluster), {})
 
     @staticmethod
@@ -334,6 +338,18 @@ class ApiObjects:
 
     def remove(self, name: str) -> None:
         self._delete(list(self.files.pop(name).values()))
+
+    def snapshot(self) -> Path:
+        """What the API server holds now, as `kubectl get -o yaml` prints it,
+        in a fresh directory (the manifests `svcproxy rules` compiles)."""
+        if self.snapshots is None:
+            self.snapshots = Path(tempfile.mkdtemp(prefix="svp-api-objects-"))
+            atexit.register(shutil.rmtree, self.snapshots, True)
+        directory = Path(tempfile.mkdtemp(dir=self.snapshots))
+        (directory / "services.yaml").write_text(
+            self.cluster.kubectl("get", "services,endpointslices", "-A", "-o", "yaml").stdout)
+        (directory / "nodes.yaml").write_text(self.cluster.kubectl("get", "nodes", "-o", "yaml").stdout)
+        return directory
 
     def _delete(self, objects: list[dict]) -> None:
         for obj in objects:

@@ -168,6 +168,15 @@ class Manifests:
     def remove(self, name: str) -> None:
         os.unlink(self.dir / name)
 
+    reason = "manifests-changed"  # what the daemon logs for the syncs edits cause
+
+    def flags(self) -> list[str]:
+        return ["--manifests", str(self.dir)]
+
+    def snapshot(self) -> Path:
+        """A directory of the objects as they are now (for `svcproxy rules`)."""
+        return self.dir
+
 
 # ---------------------------------------------------------------------- conntrack (optional)
 
@@ -198,11 +207,11 @@ class DaemonTestCase(unittest.TestCase):
         self.box = Env.box
         self.box.flush_conntrack()
         self.pods = self.box.pods
-        self.m = Manifests(Env.tmp / self.id().rpartition(".")[2])
+        self.m = self.new_source(self.id().rpartition(".")[2])
         for name, objects in base_objects(self.pods).items():
             self.m.put(name, objects)
         self.flags = [*sb.NODE_FLAGS, "--sync-period", self.sync_period]
-        self.daemon = self.box.start_daemon(self.m.dir, self.flags)
+        self.daemon = self.start_daemon()
         self.addCleanup(self.daemon.stop)
         start = self.daemon.wait_sync(reason="start", timeout=30)
         self.assertEqual(start.mode, "full", start.text)
@@ -211,10 +220,20 @@ class DaemonTestCase(unittest.TestCase):
         """Applies one manifests edit and returns the sync it caused."""
         mark = self.daemon.mark()
         action(*args)
-        return self.daemon.wait_sync(after=mark, reason="manifests-changed", timeout=10)
+        return self.daemon.wait_sync(after=mark, reason=self.m.reason, timeout=10)
+
+    def new_source(self, name: str) -> "Manifests":
+        """Where the daemon's objects come from: a manifests directory
+        (test_cluster_daemon_sync: the real API server, the same methods)."""
+        return Manifests(Env.tmp / name)
+
+    def start_daemon(self) -> sb.Daemon:
+        proc = self.box.spawn(self.box.node, [SVCPROXY, "run", *self.m.flags(), *self.flags], name="daemon",
+                              lines_from="stderr", stdin=False)
+        return sb.Daemon(proc)
 
     def compiled(self) -> str:
-        return self.box.svcproxy_run(["rules", "--manifests", str(self.m.dir), *sb.NODE_FLAGS]).stdout
+        return self.box.svcproxy_run(["rules", "--manifests", str(self.m.snapshot()), *sb.NODE_FLAGS]).stdout
 
     def live(self) -> str:
         return self.box.svcproxy_in(self.box.node, ["rules", "--live"]).stdout
@@ -420,7 +439,7 @@ class TestUdpConntrack(DaemonTestCase):
         self.assertEqual(rc, 0)
         self.m.put("svc-udp-a.yaml", udp_service("udp-a", UDP_A, [self.pods[other.partition(":")[0]]]))
         mark = len(stream.lines)
-        self.daemon = self.box.start_daemon(self.m.dir, self.flags)
+        self.daemon = self.start_daemon()
         self.addCleanup(self.daemon.stop)
         start = self.daemon.wait_sync(reason="start", timeout=30)
         self.wait_replies(stream, 100, start=mark, after_time=start.time)  # 1 s of the flow after the restart
@@ -495,7 +514,7 @@ class TestNoDisruption(DaemonTestCase):
         # Each edit was its own sync, and no sync ran that the edits did not cause.
         all_syncs = self.daemon.syncs()
         self.assertEqual(len(all_syncs), len(syncs) + 1, "syncs other than the start and one per edit:\n    "
-                         + "\n    ".join(s.text for s in all_syncs if s.reason != "manifests-changed"))
+                         + "\n    ".join(s.text for s in all_syncs if s.reason != self.m.reason))
 
         # The connection opened before the edits still works, on the same endpoint.
         mark = len(hold.lines)
