@@ -67,7 +67,7 @@ PODS = [
     ("checkout-84c9b6f5d7-zp5xn", 201, "node-b", [(8443, "tcp")]),
 ]
 WEB_PODS = [name for name, *_ in PODS if name.startswith("web-")]
-WEB_VIP, WEB_VIP6, WEB_PORT, WEB_NODEPORT = "10.96.120.15", "fd00:10:96::78:f", 80, 30080
+WEB_VIP, WEB_VIP6, WEB_PORT, WEB_NODEPORT = "10.96.120.15", "fd00:10:96::780f", 80, 30080
 DNS_VIP = "10.96.0.10"
 CHECKOUT_LB, CHECKOUT_PORT = "192.0.2.80", 443
 MAKE_UNREADY = "web-5d8f7b9c6-8mzt7"
