@@ -17,6 +17,7 @@
 #include "model/service_ports.h"
 #include "proxy/config.h"
 #include "proxy/echo.h"
+#include "proxy/loadtest_command.h"
 #include "proxy/log.h"
 #include "proxy/node_flags.h"
 #include "proxy/proxy_mode.h"
@@ -257,6 +258,11 @@ int run_cli(int argc, char** argv) {
   echo->add_flag("--udp", echo_options.udp, "Serve UDP instead of TCP");
   echo->add_option("--id", echo_options.id, "Name to answer with (default: hostname)");
 
+  auto* loadtest = app.add_subcommand(
+      "loadtest", "Load-test an address (or a Service) and show which endpoint answered each request");
+  LoadtestFlags loadtest_flags;
+  add_loadtest_flags(*loadtest, loadtest_flags);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -330,6 +336,7 @@ int run_cli(int argc, char** argv) {
     if (cleanup->parsed()) return cmd_cleanup();
     if (trace->parsed()) return cmd_trace(trace_source, trace_node_flags, trace_flags);
     if (echo->parsed()) return run_echo(echo_options);
+    if (loadtest->parsed()) return run_loadtest(loadtest_flags);
   } catch (const FlagError& e) {
     std::cerr << "svcproxy: " << e.what() << "\n";
     return kExitUsage;
