@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <iostream>
 #include <mutex>
 #include <stdexcept>
 #include <system_error>
@@ -75,6 +77,7 @@ Expectation compute_expectation(const model::ClusterState& cluster, const Expect
   dataplane::TraceEnvironment env;
   env.local_addresses = node.node_ips;
   env.local_addresses.insert(env.local_addresses.end(), node.nodeport_ips.begin(), node.nodeport_ips.end());
+  out.local_addresses = env.local_addresses;
 
   out.sources = inputs.sources;
   if (out.sources.empty()) out.sources.push_back(route_source(out.address.ip, out.address.port));
@@ -231,6 +234,72 @@ void ServiceFollower::stop() {
   impl_->quit.notify();
   impl_->thread.join();
   if (impl_->informer) impl_->informer->stop();
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out.empty() ? "-" : out;
+}
+
+std::string wall_clock_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+  const time_t seconds = static_cast<time_t>(us / 1000000);
+  tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[64];
+  const size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  snprintf(text + n, sizeof text - n, ".%06lldZ", static_cast<long long>(us % 1000000));
+  return text;
+}
+
+}  // namespace
+
+std::string ServiceRun::describe() const {
+  const auto& e = expectation.expected;
+  std::string excluded;
+  for (const auto& [endpoint, reason] : e.excluded) excluded += (excluded.empty() ? "" : ", ") + endpoint + " (" + reason + ")";
+  std::string sources;
+  for (const auto& s : expectation.sources) sources += (sources.empty() ? "" : ",") + s.str();
+  return inputs.target.text + " -> " + expectation.address.str() + " (--via " + std::string(to_string(inputs.via)) +
+         "); from " + sources + " expected: " + join(e.serving) + "; left out: " + (excluded.empty() ? "-" : excluded);
+}
+
+void ServiceRun::watch(loadtest::Engine& engine) {
+  if (!follower) return;
+  follower->start(inputs, expectation.expected, [&engine](const ExpectationChange& change) {
+    // Printed before the engine is told: the line's time is at most the
+    // engine's timestamp of the change.
+    std::cerr << "svcproxy: loadtest: watch: endpoints changed at " << wall_clock_now()
+              << ": removed " << join(change.removed) << "; added " << join(change.added)
+              << (change.problem.empty() ? "" : "; " + change.problem) << "\n"
+              << std::flush;
+    if (!change.removed.empty() || !change.added.empty()) engine.note_change(change.removed, change.added);
+    engine.set_expected(change.expected);
+  });
+}
+
+std::unique_ptr<ServiceRun> resolve_service_run(const SourceFlags& source, const ExpectationInputs& inputs,
+                                                bool watch) {
+  auto run = std::make_unique<ServiceRun>();
+  run->inputs = inputs;
+  model::ClusterState cluster;
+  if (watch) {
+    run->follower = std::make_unique<ServiceFollower>(
+        source, inputs.node_flags, [](const std::string& line) { std::cerr << "svcproxy: " << line << "\n"; });
+    cluster = run->follower->snapshot();
+  } else {
+    require_source(source);
+    auto decoded = load_cluster(source, inputs.node_flags);
+    for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
+    cluster = std::move(decoded.state);
+  }
+  run->expectation = compute_expectation(cluster, inputs);
+  for (const auto& w : run->expectation.warnings) std::cerr << w << "\n";
+  return run;
 }
 
 }  // namespace svcproxy::proxy

@@ -38,6 +38,7 @@ struct Expectation {
   ServiceAddress address;
   loadtest::ExpectedEndpoints expected;  // merged over the sources
   std::vector<model::IPAddress> sources;  // the ones it was computed for
+  std::vector<model::IPAddress> local_addresses;  // the node's (trace's "fib type local")
   bool sources_differ = false;            // the sources' sets were not all equal
   std::vector<std::string> warnings;      // node flags, compile: one line each
 };
@@ -87,5 +88,30 @@ class ServiceFollower {
 
 // Endpoints in `a` and not in `b` (both sorted).
 std::vector<std::string> set_difference(const std::vector<std::string>& a, const std::vector<std::string>& b);
+
+}  // namespace svcproxy::proxy
+
+namespace svcproxy::proxy {
+
+// The service half of one loadtest run, built by resolve_target and kept
+// for the run: what the target resolved to and, with --watch, the follower.
+struct ServiceRun {
+  ExpectationInputs inputs;
+  Expectation expectation;
+  std::unique_ptr<ServiceFollower> follower;  // set with --watch
+
+  // Starts following (with --watch): each change of the expected set goes
+  // to the engine (note_change for the serving set, set_expected always)
+  // and is printed on stderr as one line with its wall-clock time.
+  void watch(loadtest::Engine& engine);
+  // One line: the target, the address, the expected and excluded endpoints.
+  std::string describe() const;
+};
+
+// Reads the cluster (following it with `watch`) and resolves `target` for
+// the clients `sources` (empty: the route's source). Throws TargetError,
+// FlagError, or std::runtime_error when the source cannot be read.
+std::unique_ptr<ServiceRun> resolve_service_run(const SourceFlags& source, const ExpectationInputs& inputs,
+                                                bool watch);
 
 }  // namespace svcproxy::proxy
