@@ -44,13 +44,19 @@ void endpoints_section(std::ostringstream& out, const Report& r) {
   }
 }
 
+std::string ratio_text(double ratio) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", ratio);
+  return text;
+}
+
 void fairness_section(std::ostringstream& out, const Report& r) {
   if (r.fairness.compared < 2) return;
   char line[256];
   std::snprintf(line, sizeof line, "\nFairness over %zu endpoints (%s): chi-square p = %.4g, max/min = %s\n",
                 r.fairness.compared, r.fairness.basis.c_str(), r.fairness.chi2_p,
                 std::isinf(r.fairness.max_min_ratio) ? "inf (one got nothing)"
-                                                     : format_rate(r.fairness.max_min_ratio).c_str());
+                                                     : ratio_text(r.fairness.max_min_ratio).c_str());
   out << line;
   out << (r.fairness.chi2_p < 0.01 ? "  uneven: a spread this far from even happens by chance less than 1% of the time\n"
                                    : "  consistent with an even spread\n");

@@ -135,6 +135,27 @@ class Spread(unittest.TestCase):
         self.assertEqual(set(report["endpoints"]), {"p1:8080", "p2:8080", "p3:8080"}, r.stdout)
         self.assertEqual(report["answers"], 600, r.stdout)
 
+    def test_http_names_the_endpoint_by_header(self):
+        # echo answers HTTP/1.0 with Connection: close and X-Endpoint: its id.
+        r, report = loadtest(f"{WEB_IP}:80", "--mode", "http", "--requests", "600", "--concurrency", "8")
+        self.assertEqual(report["answers"], 600, r.stdout)
+        self.assertEqual(set(report["endpoints"]), {"p1:8080", "p2:8080", "p3:8080"}, r.stdout)
+
+    def test_ipv6_target_and_sources(self):
+        pod = Env.box.pods["p1"]
+        # --timeout 3s: the first SYNs may wait for neighbour discovery and
+        # be sent again after 1 s.
+        r, report = loadtest(f"[{pod.v6}]:8080", "--requests", "200", "--sources", f"{sb.EXT_V6},{sb.EXT_V6_ALT}",
+                             "--timeout", "3s")
+        self.assertEqual(report["address"], f"[{pod.v6}]:8080")
+        self.assertEqual(list(report["endpoints"]), ["p1:8080"], r.stdout)
+        self.assertEqual(report["answers"], 200, r.stdout)
+        # Both sources were used: the node's conntrack saw flows from each.
+        flows = Env.box.exec(Env.box.node, ["conntrack", "-L", "-f", "ipv6", "-p", "tcp", "--dport", "8080",
+                                            "-d", pod.v6], check=False).stdout
+        for source in (sb.EXT_V6, sb.EXT_V6_ALT):
+            self.assertIn(f"src={source} ", flows)
+
     def test_service_without_endpoints_is_refused(self):
         r, report = loadtest(f"{EMPTY_IP}:80", "--requests", "200", "--concurrency", "4")
         self.assertEqual(report["errors"]["refused"], 200, r.stdout)
