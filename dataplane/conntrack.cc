@@ -156,7 +156,9 @@ int on_lookup(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
   const bool ipv4 = nfct_get_attr_u8(ct, ATTR_L3PROTO) == AF_INET;
   *found = model::EndpointAddress{address_of(ct, ipv4, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC),
                                   ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC))};
-  return NFCT_CB_STOP;
+  // CONTINUE, not STOP: stopping leaves the kernel's ACK unread on the
+  // socket, and the next query would read it as its (empty) answer.
+  return NFCT_CB_CONTINUE;
 }
 
 }  // namespace

@@ -222,8 +222,10 @@ class Watch(unittest.TestCase):
         # The others kept serving after it.
         for pod in PODS[:2]:
             self.assertGreater(report["endpoints"][ep(pod)]["last_at_us"], change["at_us"])
-        # Attributed by conntrack: the client is the node itself.
+        # Attributed by conntrack (the client is the node itself), every one.
         self.assertEqual(set(report["endpoints"]), {ep(p) for p in PODS}, report["endpoints"])
+        self.assertEqual(sum(e["count"] for e in report["endpoints"].values()), report["answers"],
+                         report["warnings"])
 
 
 class Conntrack(unittest.TestCase):
@@ -234,12 +236,15 @@ class Conntrack(unittest.TestCase):
         self.assertEqual(set(report["endpoints"]), {ep(p, SINK_PORT) for p in PODS}, r.stdout)
         for name, e in report["endpoints"].items():
             self.assertGreater(e["count"], 0, name)
+        # Every connection attributed, none left as "?".
+        self.assertEqual(sum(e["count"] for e in report["endpoints"].values()), 600, report["warnings"])
         self.assertEqual(report["violations"], [])
 
     def test_address_target_in_connect_mode(self):
         r, report = loadtest(Env.box.node, f"{SINK_IP}:80", "--mode", "connect", "--requests", "300",
                              "--concurrency", "4", "--attribute", "conntrack")
         self.assertEqual(set(report["endpoints"]), {ep(p, SINK_PORT) for p in PODS}, r.stdout)
+        self.assertEqual(sum(e["count"] for e in report["endpoints"].values()), 300, report["warnings"])
 
 
 class Via(unittest.TestCase):
