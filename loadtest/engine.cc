@@ -743,8 +743,11 @@ void fill_endpoints(Report& report, const std::vector<std::unique_ptr<Worker>>& 
     report.fairness = fairness_of(counts, "answered");
   }
   if (unattributed) {
-    report.warnings.push_back(std::to_string(unattributed) +
-                              " answers named no endpoint (left out of the per-endpoint counts and fairness)");
+    report.warnings.push_back(
+        std::to_string(unattributed) + " answers named no endpoint (left out of the per-endpoint counts and fairness)" +
+        (report.mode == Mode::connect ? ": connect mode learns endpoints only from conntrack, on the node that DNATs"
+         : report.mode == Mode::http  ? ": no endpoint header in the responses (--endpoint-header)"
+                                      : ""));
   }
 }
 
