@@ -287,6 +287,8 @@ sockaddr_storage to_sockaddr(const model::IPAddress& ip, uint16_t port) {
 // A NAMESPACE/SERVICE target: the address --via picks and the endpoints the
 // rules must send these clients to (see proxy/service_target.h).
 void resolve_service_target(const LoadtestFlags& flags, const ServiceTarget& service, ResolvedTarget& target) {
+  if (flags.source.manifests.empty() && !flags.source.api())
+    throw FlagError("TARGET: " + service.text + " is a service: resolving it needs --manifests or --kubeconfig");
   ExpectationInputs inputs;
   inputs.target = service;
   const auto via = parse_via(flags.via);

@@ -258,6 +258,14 @@ class Via(unittest.TestCase):
                 self.assertEqual(set(report["endpoints"]), {ep(p) for p in PODS}, r.stdout)
                 self.assertEqual(report["violations"], [])
 
+    def test_each_source_is_traced(self):
+        r, report = loadtest(Env.box.ext, f"{NS}/web:http", *source_flags("live"), "--sources",
+                             f"{sb.EXT_V4},{sb.EXT_V4_ALT}", "--requests", "300", "--concurrency", "4")
+        self.assertIn(f"from {sb.EXT_V4},{sb.EXT_V4_ALT} expected: {', '.join(sorted(ep(p) for p in PODS))}",
+                      r.stderr)
+        self.assertEqual(set(report["endpoints"]), {ep(p) for p in PODS}, r.stdout)
+        self.assertEqual(report["violations"], [])
+
     def test_targets_naming_nothing_exit_2(self):
         cases = {
             f"{NS}/nope": "no such service",
