@@ -287,6 +287,7 @@ std::unique_ptr<ServiceRun> resolve_service_run(const SourceFlags& source, const
   auto run = std::make_unique<ServiceRun>();
   run->inputs = inputs;
   model::ClusterState cluster;
+  bool problems = false;
   if (watch) {
     run->follower = std::make_unique<ServiceFollower>(
         source, inputs.node_flags, [](const std::string& line) { std::cerr << "svcproxy: " << line << "\n"; });
@@ -295,10 +296,15 @@ std::unique_ptr<ServiceRun> resolve_service_run(const SourceFlags& source, const
     require_source(source);
     auto decoded = load_cluster(source, inputs.node_flags);
     for (const auto& d : decoded.diagnostics) std::cerr << d.str() << "\n";
+    problems = !decoded.diagnostics.empty();
     cluster = std::move(decoded.state);
   }
   run->expectation = compute_expectation(cluster, inputs);
   for (const auto& w : run->expectation.warnings) std::cerr << w << "\n";
+  // As rules and trace: an expected set built past skipped objects is not
+  // trusted under --strict.
+  if (source.strict && (problems || !run->expectation.warnings.empty()))
+    throw std::runtime_error("--strict: objects were skipped or the node flags warned (see above); not loading");
   return run;
 }
 
