@@ -8,7 +8,7 @@ namespace svcproxy::loadtest {
 
 // "850us", "12.3ms", "1.52s".
 std::string format_latency(uint64_t us);
-// "12345", "123k"-free: plain digits, and a rate with one decimal.
+// A rate (or a duration in seconds) with one decimal: "41230.5".
 std::string format_rate(double per_s);
 
 }  // namespace svcproxy::loadtest

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "loadtest/fail_if.h"
+#include "loadtest/html_report.h"
 #include "loadtest/json_report.h"
 #include "loadtest/progress_line.h"
 #include "loadtest/summary.h"
@@ -259,6 +260,7 @@ void add_loadtest_flags(CLI::App& cmd, LoadtestFlags& f) {
   cmd.add_option("--endpoint-header", f.endpoint_header, "http: response header naming the server (default X-Endpoint)");
   cmd.add_option("--timeout", f.timeout, "Per attempt, connect + answer (default 1s)");
   cmd.add_option("--json", f.json, "Write the report as JSON to this file");
+  cmd.add_option("--html", f.html, "Write the report as one self-contained HTML page (inline SVG) to this file");
   cmd.add_option("--fail-if", f.fail_if,
                  "Exit 1 when one holds, e.g. 'p99>50ms,errors>0,violations>0,fairness<0.01'");
   cmd.add_flag("--quiet", f.quiet, "No progress line");
@@ -384,6 +386,11 @@ int run_loadtest(const LoadtestFlags& flags) {
     json_out.open(flags.json);
     if (!json_out) throw FlagError("--json: cannot write " + flags.json + ": " + std::strerror(errno));
   }
+  std::ofstream html_out;
+  if (!flags.html.empty()) {
+    html_out.open(flags.html, std::ios::binary);
+    if (!html_out) throw FlagError("--html: cannot write " + flags.html + ": " + std::strerror(errno));
+  }
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   unsigned calls = 0;
   auto on_progress = [&](const loadtest::Progress& p) {
@@ -403,6 +410,13 @@ int run_loadtest(const LoadtestFlags& flags) {
     json_out << loadtest::render_json(report) << "\n";
     if (!json_out.flush()) {
       std::cerr << "svcproxy: --json: cannot write " << flags.json << "\n";
+      return 1;
+    }
+  }
+  if (html_out.is_open()) {
+    html_out << loadtest::render_html(report);
+    if (!html_out.flush()) {
+      std::cerr << "svcproxy: --html: cannot write " << flags.html << "\n";
       return 1;
     }
   }

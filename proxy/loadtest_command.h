@@ -1,5 +1,5 @@
 // `svcproxy loadtest TARGET`: flags -> a loadtest::Plan, run it, print the
-// summary (and --json), exit by --fail-if.
+// summary (and --json, --html), exit by --fail-if.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,7 @@ struct LoadtestFlags {
   std::string endpoint_header = "X-Endpoint";
   std::string timeout = "1s";
   std::string json;
+  std::string html;
   std::string fail_if;
   bool quiet = false;
   // NAMESPACE/SERVICE targets: where the cluster comes from and which node

@@ -5,7 +5,9 @@ through the node's nftables rules (`svcproxy run --once`) to pods running
   - Spread: 3,000 connections to a 3-endpoint ClusterIP: every endpoint
     answers, the chi-square p-value is above 0.01, nothing fails; the same
     over UDP.
-  - A service without endpoints: every attempt is refused (the reject rule).
+  - A service without endpoints: every attempt is refused (the reject rule);
+    an unallocated service IP: every attempt times out (the drop rule).
+  - connect mode: handshakes counted, no endpoint named from outside the node.
   - --rate against a server (in a pod) that stalls 500 ms once: the stall
     shows in the corrected p99 and not in the uncorrected one.
   - --json: every documented field is present with its type.
@@ -35,6 +37,7 @@ ECHO_PORTS = [(8080, "tcp"), (8080, "udp")]
 WEB_IP = "10.96.5.10"    # TCP 80 -> p1, p2, p3 :8080
 DNS_IP = "10.96.5.30"    # UDP 53 -> p1, p2, p3 :8080
 EMPTY_IP = "10.96.5.20"  # TCP 80, no endpoints: rejected
+UNALLOCATED_IP = "10.96.5.99"  # in the service CIDR, no Service: dropped
 STALL_PORT = 9090        # p4: the stalling server (not a service: loaded directly)
 
 # Answers "<id> <client>" like `svcproxy echo`, one connection at a time,
@@ -167,6 +170,21 @@ class Spread(unittest.TestCase):
         self.assertEqual(report["answers"], 0)
         self.assertEqual(report["endpoints"], {})
         self.assertIn("refused 200", r.stdout)
+
+
+class Modes(unittest.TestCase):
+    def test_connect_mode_counts_handshakes(self):
+        r, report = loadtest(f"{WEB_IP}:80", "--mode", "connect", "--requests", "500", "--timeout", "5s")
+        self.assertEqual(report["answers"], 500, r.stdout)
+        # No conntrack attribution from outside the node: no endpoint named.
+        self.assertEqual(report["endpoints"], {})
+        self.assertTrue(any("conntrack" in w for w in report["warnings"]), report["warnings"])
+
+    def test_unallocated_service_ip_times_out(self):
+        # svcproxy drops traffic to service-CIDR addresses no Service holds.
+        r, report = loadtest(f"{UNALLOCATED_IP}:80", "--requests", "8", "--concurrency", "8", "--timeout", "300ms")
+        self.assertEqual(report["errors"]["timeout"], 8, r.stdout)
+        self.assertIn("timeout 8", r.stdout)
 
 
 class OpenLoop(unittest.TestCase):
