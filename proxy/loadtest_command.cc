@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -20,6 +21,7 @@
 #include "loadtest/json_report.h"
 #include "loadtest/progress_line.h"
 #include "loadtest/summary.h"
+#include "proxy/conntrack_attributor.h"
 #include "proxy/node_flags.h"
 
 namespace svcproxy::proxy {
@@ -242,7 +244,10 @@ class StopOnSignal {
 }  // namespace
 
 void add_loadtest_flags(CLI::App& cmd, LoadtestFlags& f) {
-  cmd.add_option("TARGET", f.target, "IP:PORT or [IPv6]:PORT to load")->required();
+  cmd.add_option("TARGET", f.target,
+                 "IP:PORT, [IPv6]:PORT, or NAMESPACE/SERVICE[:PORT-NAME|PORT] (resolved through --manifests or "
+                 "--kubeconfig and --via)")
+      ->required();
   cmd.add_option("--mode", f.mode, "connect (TCP handshake), request (one line, svcproxy echo), http (GET) or udp");
   cmd.add_option("--concurrency", f.concurrency, "Connections / requests in flight (default 16)");
   cmd.add_option("--threads", f.threads, "Worker threads (default 1)");
@@ -259,13 +264,108 @@ void add_loadtest_flags(CLI::App& cmd, LoadtestFlags& f) {
   cmd.add_option("--fail-if", f.fail_if,
                  "Exit 1 when one holds, e.g. 'p99>50ms,errors>0,violations>0,fairness<0.01'");
   cmd.add_flag("--quiet", f.quiet, "No progress line");
+  cmd.add_option("--via", f.via,
+                 "NAMESPACE/SERVICE: the address to load: cluster (ClusterIP, default), nodeport (node IP + "
+                 "nodePort), lb (status.loadBalancer ingress IP) or external (first externalIPs)");
+  cmd.add_option("--family", f.family, "NAMESPACE/SERVICE: ipv4 or ipv6 (default: the service's first family)");
+  cmd.add_option("--attribute", f.attribute,
+                 "Where each answer's endpoint is read: conntrack (this namespace's conntrack entry: run on the "
+                 "node that does the DNAT), answer (the server names itself), or auto (default: conntrack in "
+                 "connect mode or when the client is the node itself, else the answer)");
+  cmd.add_flag("--watch", f.watch,
+               "NAMESPACE/SERVICE: follow the source during the run; report per endpoint change the time to the "
+               "last answer of a removed endpoint and to the first of an added one");
+  add_source_flags(cmd, f.source);
+  add_node_flags(cmd, f.node);
 }
+
+namespace {
+
+sockaddr_storage to_sockaddr(const model::IPAddress& ip, uint16_t port) {
+  auto out = parse_ip(ip.str(), port);
+  return *out;  // a model address always parses
+}
+
+// A NAMESPACE/SERVICE target: the address --via picks and the endpoints the
+// rules must send these clients to (see proxy/service_target.h).
+void resolve_service_target(const LoadtestFlags& flags, const ServiceTarget& service, ResolvedTarget& target) {
+  if (flags.source.manifests.empty() && !flags.source.api())
+    throw FlagError("TARGET: " + service.text + " is a service: resolving it needs --manifests or --kubeconfig");
+  ExpectationInputs inputs;
+  inputs.target = service;
+  const auto via = parse_via(flags.via);
+  if (!via) throw FlagError("--via: \"" + flags.via + "\" (want cluster, nodeport, lb or external)");
+  inputs.via = *via;
+  inputs.protocol = flags.mode == "udp" ? model::Protocol::UDP : model::Protocol::TCP;
+  if (flags.family == "ipv4") inputs.family = model::IPFamily::V4;
+  else if (flags.family == "ipv6") inputs.family = model::IPFamily::V6;
+  else if (!flags.family.empty()) throw FlagError("--family: \"" + flags.family + "\" (want ipv4 or ipv6)");
+  inputs.node_flags = flags.node;
+  // Each source's set is traced; beyond this many the rest are taken as
+  // the first ones (a CIDR of clients is normally one class of client).
+  constexpr size_t kTracedSources = 256;
+  if (!flags.sources.empty()) {
+    // Clients of one family reach only addresses of that family: the
+    // sources pick it (when --family does not).
+    const std::string first = flags.sources.substr(0, flags.sources.find_first_of(",/"));
+    const int family = first.find(':') == std::string::npos ? AF_INET : AF_INET6;
+    if (!inputs.family) inputs.family = family == AF_INET ? model::IPFamily::V4 : model::IPFamily::V6;
+    for (const auto& s : parse_sources(flags.sources, family)) {
+      if (inputs.sources.size() == kTracedSources) break;
+      inputs.sources.push_back(endpoint_of_sockaddr(s)->ip);
+    }
+  }
+  target.service = resolve_service_run(flags.source, inputs, flags.watch);
+  const auto& e = target.service->expectation;
+  target.address = to_sockaddr(e.address.ip, e.address.port);
+  target.expected = e.expected;
+  if (e.sources_differ)
+    std::cerr << "svcproxy: loadtest: the sources are served by different endpoint sets; fairness and violations "
+                 "are judged against their union\n";
+  std::cerr << "svcproxy: loadtest: " << target.service->describe() << "\n";
+}
+
+// --attribute: conntrack wherever it can answer (connect mode has no
+// answer; a client on the node sees the node's DNAT in its own conntrack).
+bool use_conntrack(const LoadtestFlags& flags, const ResolvedTarget& target) {
+  if (flags.attribute == "conntrack") return true;
+  if (flags.attribute == "answer") return false;
+  if (flags.attribute != "auto")
+    throw FlagError("--attribute: \"" + flags.attribute + "\" (want conntrack, answer or auto)");
+  if (flags.mode == "connect") return true;
+  if (!target.service) return false;
+  // The client is the node itself: the rules' output hook did the DNAT here.
+  const auto& e = target.service->expectation;
+  return std::all_of(e.sources.begin(), e.sources.end(), [&](const model::IPAddress& source) {
+    return std::find(e.local_addresses.begin(), e.local_addresses.end(), source) != e.local_addresses.end();
+  });
+}
+
+}  // namespace
 
 ResolvedTarget resolve_target(const LoadtestFlags& flags) {
   ResolvedTarget target;
-  auto address = parse_address_target(flags.target);
-  if (!address) throw FlagError("TARGET: \"" + flags.target + "\" is not IP:PORT or [IPv6]:PORT (service targets need --manifests or --kubeconfig)");
-  target.address = *address;
+  if (auto service = parse_service_target(flags.target)) {
+    try {
+      resolve_service_target(flags, *service, target);
+    } catch (const TargetError& e) {
+      throw FlagError(e.what());  // a target naming nothing usable is a bad argument: exit 2
+    }
+  } else {
+    auto address = parse_address_target(flags.target);
+    if (!address)
+      throw FlagError("TARGET: \"" + flags.target + "\" is not IP:PORT, [IPv6]:PORT or NAMESPACE/SERVICE[:PORT]");
+    if (flags.watch) throw FlagError("--watch: needs a NAMESPACE/SERVICE target");
+    target.address = *address;
+  }
+  if (use_conntrack(flags, target)) {
+    try {
+      target.attributor = std::make_shared<ConntrackAttributor>();
+    } catch (const std::exception& e) {
+      if (flags.attribute == "conntrack") throw std::runtime_error(std::string("--attribute conntrack: ") + e.what());
+      std::cerr << "svcproxy: loadtest: attributing by the answers: " << e.what() << "\n";
+    }
+  }
   return target;
 }
 
@@ -276,7 +376,9 @@ int run_loadtest(const LoadtestFlags& flags) {
     if (!parsed.error.empty()) throw FlagError("--fail-if: " + parsed.error);
     conditions = std::move(parsed.conditions);
   }
-  loadtest::Engine engine(plan_from(flags, resolve_target(flags)));
+  ResolvedTarget target = resolve_target(flags);
+  std::unique_ptr<ServiceRun> service = std::move(target.service);
+  loadtest::Engine engine(plan_from(flags, std::move(target)));
   // Opened before the run: a path that cannot be written fails now, not
   // after a long run.
   std::ofstream json_out;
@@ -299,7 +401,9 @@ int run_loadtest(const LoadtestFlags& flags) {
   loadtest::Report report;
   {
     StopOnSignal stop(engine);
+    if (service) service->watch(engine);
     report = engine.run(on_progress);
+    if (service && service->follower) service->follower->stop();
   }
   if (tty && !flags.quiet) std::cerr << "\r\x1b[K" << std::flush;
   if (json_out.is_open()) {

@@ -7,6 +7,9 @@
 #include <string>
 
 #include "loadtest/engine.h"
+#include "proxy/loadtest_service.h"
+#include "proxy/node_flags.h"
+#include "proxy/source_flags.h"
 
 namespace CLI {
 class App;
@@ -31,6 +34,14 @@ struct LoadtestFlags {
   std::string html;
   std::string fail_if;
   bool quiet = false;
+  // NAMESPACE/SERVICE targets: where the cluster comes from and which node
+  // this is (as rules/trace take them), which address to load, --watch.
+  SourceFlags source;
+  NodeFlags node;
+  std::string via = "cluster";
+  std::string family;            // ipv4 / ipv6; empty: the service's first
+  std::string attribute = "auto";  // conntrack, answer, auto
+  bool watch = false;
 };
 
 void add_loadtest_flags(CLI::App& cmd, LoadtestFlags& flags);
@@ -41,6 +52,7 @@ struct ResolvedTarget {
   sockaddr_storage address{};
   loadtest::ExpectedEndpoints expected;
   std::shared_ptr<loadtest::EndpointAttributor> attributor;
+  std::unique_ptr<ServiceRun> service;  // a service target: kept for the run (--watch)
 };
 ResolvedTarget resolve_target(const LoadtestFlags& flags);
 
