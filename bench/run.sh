@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark of issues 2 and 3, side by side in one run, then a summary.
+# Every benchmark of issues 2, 3 and 12, side by side in one run, then a summary.
 # Called by `./dev bench` (which builds first). Needs root for the kernel
 # parts; every kernel measurement runs in network namespaces created for it
 # and deleted afterwards (never the host's). Not a test: nothing passes or
@@ -7,9 +7,9 @@
 #
 #   bench/run.sh BUILD_DIR [--quick] [--out DIR]
 #
-# Full run: about 10 minutes on 2 cores; --quick (or BENCH_QUICK=1, e.g.
-# `BENCH_QUICK=1 ./dev bench`): about 3 (fewer repetitions, 5k x 50 left out
-# of the end-to-end comparison).
+# Full run: about 25 minutes on 2 cores (10 of them the loadtest memory run);
+# --quick (or BENCH_QUICK=1, e.g. `BENCH_QUICK=1 ./dev bench`): about 5
+# (fewer repetitions, 5k x 50 left out of the end-to-end comparison).
 # The log (and the generated manifests, deleted at the end) go to --out
 # (default /tmp/svcproxy-bench-DATE).
 set -euo pipefail
@@ -42,9 +42,11 @@ exec > >(tee "$log") 2>&1
 if [ $quick = 1 ]; then
   GB_REPS=3 GB_MIN=0.3 NFT_REPS=1 CLI_REPS=1 CLI_SIZES=(1000:10 10000:10 50000:2)
   PHASE_REPS=1 PART_REPS=300 PART_ROUNDS=1 FULL_REPS=1 LAT_CONNECTS=1000 LAT_ROUNDS=2
+  LT_ARGS=(--rounds 2 --seconds 5 --memory-seconds 60)
 else
   GB_REPS=5 GB_MIN=1 NFT_REPS=3 CLI_REPS=3 CLI_SIZES=(1000:10 10000:10 50000:2 5000:50)
   PHASE_REPS=3 PART_REPS=1000 PART_ROUNDS=3 FULL_REPS=3 LAT_CONNECTS=3000 LAT_ROUNDS=5
+  LT_ARGS=(--rounds 5 --seconds 10 --memory-seconds 600)
 fi
 
 section() { printf '\n===== %s  (%s, load average %s)\n' "$1" "$(date -u +%H:%M:%S)" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
@@ -90,6 +92,9 @@ run "$build/bench/sync_bench" full 10000x10 5000x50 50000x2 --reps $FULL_REPS
 
 section "issue 3d: first-packet latency"
 run "$here/latency.sh" "$build" --connects $LAT_CONNECTS --rounds $LAT_ROUNDS --data "$data"
+
+section "issue 12: svcproxy loadtest vs wrk (HTTP keep-alive), short connections, generator memory"
+run "$here/loadtest_bench.sh" "$build" "${LT_ARGS[@]}"
 
 section "summary"
 grep '^SUMMARY' "$log" | sed 's/^SUMMARY //'

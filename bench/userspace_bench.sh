@@ -11,9 +11,10 @@
 #              upstream (round robin), worker_processes T) -> backend
 #
 # Measures: iperf3 throughput with 1 and 16 streams; short connections
-# (connect, 1 request line, 1 reply line, close) from 16 threads: rate and
-# latency p50/p99 (bench/conn_rate.cc, compiled here), and the proxy's own
-# CPU time per short connection (utime+stime from /proc during that test;
+# (connect, 1 request line, 1 reply line, close), 16 at a time: rate and
+# latency p50/p99 (`svcproxy loadtest --mode request --concurrency 16
+# --threads T` against bench/line_server.cc, compiled here), and the proxy's
+# own CPU time per short connection (utime+stime from /proc during that test;
 # for nginx the master and its workers together).
 #
 #   bench/userspace_bench.sh BUILD_DIR [--threads T] [--seconds S] [--compare OTHER_BUILD_DIR] [--no-iperf]
@@ -83,7 +84,7 @@ fi
 echo "# command: $0 $build --threads $threads --seconds $seconds${compare:+ --compare $compare}${no_iperf:+ --no-iperf}"
 echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-g++ -O2 -std=c++20 -pthread "$here/conn_rate.cc" -o "$work/conn_rate"
+g++ -O2 -std=c++20 -pthread "$here/line_server.cc" -o "$work/line_server"
 
 ip netns add "$ns"
 in_ns ip link set lo up
@@ -93,9 +94,9 @@ in_ns ip addr add 10.0.0.2/32 dev lo     # nginx stream listens here (same ports
 in_ns sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
 ulimit -n "$(ulimit -Hn)"
 
-# Backends: iperf3 (throughput) and conn_rate serve (short connections).
+# Backends: iperf3 (throughput) and line_server (short connections).
 ip netns exec "$ns" iperf3 -s -B 10.244.0.2 -p 5201 >/dev/null 2>&1 & pids+=($!)
-ip netns exec "$ns" "$work/conn_rate" serve 10.244.0.2 8080 64 >/dev/null & pids+=($!)
+ip netns exec "$ns" "$work/line_server" 10.244.0.2 8080 64 >/dev/null & pids+=($!)
 
 # svcproxy userspace: one Service, two ports, one endpoint.
 mkdir -p "$work/manifests"
@@ -189,7 +190,8 @@ fi
 
 wait_answers() {  # TARGET: until a short connection to it succeeds
   for i in $(seq 101); do
-    in_ns "$work/conn_rate" load "$1" 8080 0.05 1 2>/dev/null | grep -q "connections=[1-9]" && return
+    in_ns "$build/svcproxy" loadtest "$1:8080" --mode request --requests 1 --concurrency 1 --timeout 1s --quiet \
+      --fail-if 'errors>0' >/dev/null 2>&1 && return
     sleep 0.1
   done
   echo "userspace_bench: nothing answers on $1:8080" >&2
@@ -239,8 +241,18 @@ for name in $paths; do
     result[$name,16]=$(iperf "$target" 16)
   fi
   [ -z "$pid" ] || t0=$(cpu_ticks $pid)
-  line=$(in_ns "$work/conn_rate" load "$target" 8080 "$seconds" 16)
-  echo "# $name short connections: $line"
+  in_ns "$build/svcproxy" loadtest "$target:8080" --mode request --concurrency 16 --threads "$threads" \
+    --duration "${seconds}s" --quiet --json "$work/short.json" >/dev/null
+  line=$(python3 - "$work/short.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+e = d["errors"]
+failures = e["refused"] + e["timeout"] + e["reset"] + e["other"]
+print(f"connections={d['answers']} failures={failures} rate={round(d['rps'])} "
+      f"p50_us={d['latency_us']['p50']} p99_us={d['latency_us']['p99']}")
+EOF
+)
+  echo "# $name short connections (svcproxy loadtest --mode request): $line"
   result[$name,cpu]=-
   if [ -n "$pid" ]; then
     t1=$(cpu_ticks $pid)

@@ -147,4 +147,45 @@ size_t ConntrackCleaner::delete_orphans(const std::vector<model::ServicePortStat
   return deleted;
 }
 
+void ConntrackLookup::HandleDeleter::operator()(nfct_handle* h) const { nfct_close(h); }
+
+namespace {
+
+int on_lookup(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
+  auto* found = static_cast<std::optional<model::EndpointAddress>*>(data);
+  const bool ipv4 = nfct_get_attr_u8(ct, ATTR_L3PROTO) == AF_INET;
+  *found = model::EndpointAddress{address_of(ct, ipv4, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC),
+                                  ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC))};
+  // CONTINUE, not STOP: stopping leaves the kernel's ACK unread on the
+  // socket, and the next query would read it as its (empty) answer.
+  return NFCT_CB_CONTINUE;
+}
+
+}  // namespace
+
+ConntrackLookup::ConntrackLookup() : handle_(nfct_open(CONNTRACK, 0)) {
+  if (!handle_) throw ConntrackError(std::string("conntrack: cannot open netlink socket: ") + std::strerror(errno));
+  nfct_callback_register(handle_.get(), NFCT_T_ALL, on_lookup, &found_);
+}
+
+ConntrackLookup::~ConntrackLookup() = default;
+
+std::optional<model::EndpointAddress> ConntrackLookup::reply_source(const Tuple& original) {
+  CtPtr ct(nfct_new());
+  if (!ct) throw ConntrackError("conntrack: out of memory");
+  const bool ipv4 = original.src.family == model::IPFamily::V4;
+  nfct_set_attr_u8(ct.get(), ATTR_L3PROTO, ipv4 ? AF_INET : AF_INET6);
+  nfct_set_attr(ct.get(), ipv4 ? ATTR_IPV4_SRC : ATTR_IPV6_SRC, original.src.bytes.data());
+  nfct_set_attr(ct.get(), ipv4 ? ATTR_IPV4_DST : ATTR_IPV6_DST, original.dst.bytes.data());
+  nfct_set_attr_u8(ct.get(), ATTR_L4PROTO, static_cast<uint8_t>(original.protocol));
+  nfct_set_attr_u16(ct.get(), ATTR_PORT_SRC, htons(original.sport));
+  nfct_set_attr_u16(ct.get(), ATTR_PORT_DST, htons(original.dport));
+  found_.reset();
+  if (nfct_query(handle_.get(), NFCT_Q_GET, ct.get()) < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw ConntrackError(std::string("conntrack: lookup failed: ") + std::strerror(errno));
+  }
+  return found_;
+}
+
 }  // namespace svcproxy::dataplane

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -49,6 +51,36 @@ class ConntrackCleaner {
   size_t delete_matching(model::IPFamily family, Predicate doomed);
 
   std::unique_ptr<nfct_handle, HandleDeleter> handle_;
+};
+
+// Reads one entry by its original tuple (NFCT_Q_GET: one netlink round trip,
+// no dump), for `loadtest --attribute conntrack`: the reply direction's
+// source is where the flow was DNATed to. One netlink socket, used by one
+// thread at a time.
+class ConntrackLookup {
+ public:
+  ConntrackLookup();  // throws ConntrackError
+  ~ConntrackLookup();
+  ConntrackLookup(const ConntrackLookup&) = delete;
+  ConntrackLookup& operator=(const ConntrackLookup&) = delete;
+
+  struct Tuple {
+    model::IPAddress src;
+    uint16_t sport = 0;
+    model::IPAddress dst;
+    uint16_t dport = 0;
+    model::Protocol protocol = model::Protocol::TCP;
+  };
+  // The entry's reply source, or nullopt when this network namespace has no
+  // entry for `original`. Other failures throw ConntrackError.
+  std::optional<model::EndpointAddress> reply_source(const Tuple& original);
+
+ private:
+  struct HandleDeleter {
+    void operator()(nfct_handle* h) const;
+  };
+  std::unique_ptr<nfct_handle, HandleDeleter> handle_;
+  std::optional<model::EndpointAddress> found_;  // filled by the callback
 };
 
 }  // namespace svcproxy::dataplane

@@ -9,12 +9,12 @@
 2. starts `svcproxy run --manifests COPY` in the node namespace on a copy of
    the example manifests and shows what it programmed (`rules --live`);
 3. sends requests from the external client through web's ClusterIP and
-   NodePort and counts which pod answered;
-4. while traffic flows, marks one ready web pod not ready in the copy (a
-   temp file renamed into place, as config tools write) and measures how
-   long the running daemon takes to log its sync and to stop sending that
-   pod traffic; shows what the partial sync changed and that the pod then
-   gets nothing;
+   NodePort with `svcproxy loadtest` and shows which pod answered;
+4. while `svcproxy loadtest --watch` loads web from the node, marks one
+   ready web pod not ready in the copy (a temp file renamed into place, as
+   config tools write); the daemon's sync and the tool's own drain time of
+   that pod are shown; then what the partial sync changed and that the pod
+   then gets nothing;
 5. checks a few other flows against `svcproxy trace --live`;
 6. reads /metrics and /healthz, stops the daemon with SIGTERM;
 7. removes every namespace and process it created, whatever happens
@@ -67,7 +67,7 @@ PODS = [
     ("checkout-84c9b6f5d7-zp5xn", 201, "node-b", [(8443, "tcp")]),
 ]
 WEB_PODS = [name for name, *_ in PODS if name.startswith("web-")]
-WEB_VIP, WEB_VIP6, WEB_PORT, WEB_NODEPORT = "10.96.120.15", "fd00:10:96::78:f", 80, 30080
+WEB_VIP, WEB_VIP6, WEB_PORT, WEB_NODEPORT = "10.96.120.15", "fd00:10:96::780f", 80, 30080
 DNS_VIP = "10.96.0.10"
 CHECKOUT_LB, CHECKOUT_PORT = "192.0.2.80", 443
 MAKE_UNREADY = "web-5d8f7b9c6-8mzt7"
@@ -333,11 +333,24 @@ def rules_diff(before: str, after: str, family: str = "ip") -> list[tuple[str, s
 
 # ---------------------------------------------------------------------- traffic
 
-def send(box, dst: str, port: int, count: int) -> tuple[Counter, dict]:
-    """`count` HTTP requests from the external client; (who answered, failures)."""
-    result = box.request(box.ext, dst, port, count=count, src=sb.EXT_V4, http=True, parallel=16, timeout=2.0)
-    failures = {k: v for k, v in result.outcomes.items() if k != "reply"}
-    return Counter(result.ids), failures
+def loadtest(box, ns: str, args: list[str], json_path: Path) -> tuple[dict, str]:
+    """`svcproxy loadtest ARGS --quiet --json F` in namespace ns: (the
+    report, its summary)."""
+    r = box.exec(ns, [box.svcproxy, "loadtest", *args, "--quiet", "--json", str(json_path)], check=False)
+    if r.returncode != 0 or not json_path.exists():
+        raise sb.SandboxError(f"svcproxy loadtest {' '.join(args)} exited {r.returncode}: {r.stderr.strip()}")
+    return json.loads(json_path.read_text()), r.stdout
+
+
+def send(box, dst: str, port: int, count: int, work: Path) -> tuple[Counter, dict]:
+    """`count` HTTP requests from the external client (`svcproxy loadtest
+    --mode http`, the pods' echo naming itself in X-Endpoint); (who
+    answered, failures by cause)."""
+    report, _ = loadtest(box, box.ext, [f"{dst}:{port}", "--mode", "http", "--no-keepalive", "--requests", str(count),
+                                        "--concurrency", "16", "--sources", sb.EXT_V4, "--timeout", "2s"],
+                         work / f"send-{dst}-{port}-{time.monotonic_ns()}.json")
+    failures = {k: v for k, v in report["errors"].items() if v}
+    return Counter({name: e["count"] for name, e in report["endpoints"].items()}), failures
 
 
 def bar(n: int, total: int, width: int = 20) -> str:
@@ -464,8 +477,8 @@ def story(box, source: Path, work: Path, requests: int, check: Checks) -> None:
 
     ready_before = readiness(manifests)
     heading(f"{requests} HTTP requests from the external client to each of web's ClusterIP and NodePort")
-    cluster_before, failures_c = send(box, WEB_VIP, WEB_PORT, requests)
-    nodeport_before, failures_n = send(box, sb.NODE_V4, WEB_NODEPORT, requests)
+    cluster_before, failures_c = send(box, WEB_VIP, WEB_PORT, requests, work)
+    nodeport_before, failures_n = send(box, sb.NODE_V4, WEB_NODEPORT, requests, work)
     rounds = [(f"{WEB_VIP}:{WEB_PORT}", cluster_before), (f"{sb.NODE_V4}:{WEB_NODEPORT}", nodeport_before)]
     counts_table(rounds, ready_before, requests)
     missing = [p for p in WEB_PODS for _, counts in rounds if ready_before.get(p) and not counts.get(p)]
@@ -475,10 +488,15 @@ def story(box, source: Path, work: Path, requests: int, check: Checks) -> None:
           f"failures {failures_c or failures_n}, missing {missing}, unready pods answering {extra}")
 
     heading(f"{MAKE_UNREADY} fails its readiness probe (edited while traffic flows)")
-    # Short connections to web's ClusterIP, back to back from 4 threads, each
-    # with its start time: they show when the pod stops getting new ones.
-    loop = box.start_stream(box.ext, "tcp-loop", WEB_VIP, WEB_PORT, parallel=4, timeout=2)
-    loop.lines.wait_count('"id"', 20, timeout=10, what="tcp-loop answers")
+    # `svcproxy loadtest --watch` in the node netns, reading the same COPY
+    # as the daemon: connect mode, each connection attributed to its pod by
+    # the node's conntrack; it times the change itself.
+    pod_ips = {f"{p.v4}:8080": p.name for p in pods if p.name in WEB_PODS}
+    report_path = work / "watch.json"
+    lt = box.spawn(box.node, [box.svcproxy, "loadtest", "shop/web:http", "--manifests", str(manifests), *sb.NODE_FLAGS,
+                              "--watch", "--mode", "connect", "--concurrency", "4", "--duration", "3s",
+                              "--json", str(report_path)], name="loadtest", lines_from="stderr")
+    lt.lines.wait_for("req/s", timeout=20, what="loadtest traffic")
     metrics_before = parse_metrics(http_get(box, METRICS_URL)[1])
     mark = daemon.mark()
     trigger = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -493,28 +511,44 @@ def story(box, source: Path, work: Path, requests: int, check: Checks) -> None:
     step(f"log: {short(line)}")
     check(fields.get("ok") == "true" and fields.get("mode") == "partial",
           "the running daemon applied the edit in one partial sync (no restart)")
-    # Keep the loop going a while after the sync: every connection begun
-    # after it must miss the pod.
-    loop.lines.wait_count(lambda l: '"t0"' in l and json.loads(l)["t0"] > t_sync + 0.5, 1, timeout=15,
-                          what="tcp-loop answers after the sync")
-    loop.stop()
-    results = sorted((r for r in loop.json_lines() if "t0" in r), key=lambda r: r["t0"])
-    last_hit = max((r["t0"] for r in results if r.get("id") == MAKE_UNREADY), default=results[0]["t0"])
-    after_sync = [r for r in results if r["t0"] > t_sync]
-    errors = Counter(r["error"] for r in results if "error" in r)
-    rate = len(results) / max(1e-3, results[-1]["t0"] - results[0]["t0"])
+    seen = lt.lines.wait_for("endpoints changed at", timeout=10, what="loadtest --watch seeing the edit")
+    lt.proc.wait(timeout=30)
+    lt.stop()
+    report = json.loads(report_path.read_text())
+    summary = (lt.log.with_suffix(".other.log")).read_text()
+    changed_at = datetime.datetime.strptime(re.search(r"changed at (\S+):", lt.lines.snapshot(seen)[0]).group(1),
+                                            "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+    step("svcproxy loadtest shop/web:http --manifests COPY <node flags> --watch --mode connect --duration 3s "
+         "(node netns):")
+    width = max(len(p) for p in pod_ips.values())
+    for text_line in summary.rstrip().splitlines():
+        bar_line = re.match(r"\s+(\S+:\d+)\s+(#.*)", text_line)
+        if bar_line:
+            step(f"  {pod_ips.get(bar_line.group(1), bar_line.group(1)):<{width}}  {bar_line.group(2)}")
+        elif "Endpoint changes" in text_line or "removed" in text_line:
+            for address, name in pod_ips.items():
+                text_line = text_line.replace(address, name)
+            step(f"  {text_line.strip()}")
+    p_addr = next(a for a, n in pod_ips.items() if n == MAKE_UNREADY)
+    change = next((c for c in report["changes"] if p_addr in c["removed"]), None)
 
     def ms(t: float) -> str:
         return f"{1000 * (t - t_edit):+6.1f} ms"
 
-    after_last = sum(1 for r in results if r["t0"] > last_hit)
-    step(f"edit (rename) -> \"sync done\" logged:             {ms(t_sync)}")
-    step(f"edit (rename) -> last connection to reach the pod: {ms(last_hit)}   (none of the {after_last} begun "
-         f"after it did; {rate:.0f} connections/s, ~1 in 3 to it until then)")
-    check(not any(r.get("id") == MAKE_UNREADY for r in after_sync) and not errors,
-          f"none of the {len(after_sync)} connections begun after the sync reached it; none of "
-          f"{len(results)} failed",
-          f"{sum(1 for r in after_sync if r.get('id') == MAKE_UNREADY)} reached it, errors {dict(errors)}")
+    last_hit = changed_at + change["drain_us"] / 1e6 if change and change["drain_us"] is not None else None
+    step(f"edit (rename) -> \"sync done\" logged:                   {ms(t_sync)}")
+    step(f"edit (rename) -> loadtest saw the change:             {ms(changed_at)}")
+    if last_hit is not None:
+        step(f"edit (rename) -> the pod's last answer (tool's drain): {ms(last_hit)}   "
+             f"(drain {change['drain_us'] / 1000:+.1f} ms from the change)")
+    errors = sum(report["errors"].values())
+    # The answer is stamped when the load tester's thread runs: on a loaded
+    # machine that can be late by a few hundred ms, hence the slack.
+    check(last_hit is not None and last_hit <= t_sync + 0.5 and errors == 0
+          and report["endpoints"].get(p_addr, {}).get("count", 0) > 0,
+          f"the tool measured its drain: its last answer came before the sync; none of "
+          f"{report['requests']} connections failed",
+          f"change {change}, sync at {ms(t_sync)}, errors {report['errors']}")
 
     heading("What the partial sync changed: `rules --live` before vs after   (IPv4 table; IPv6 alike)")
     live_after = box.svcproxy_in(box.node, ["rules", "--live"]).stdout
@@ -528,8 +562,8 @@ def story(box, source: Path, work: Path, requests: int, check: Checks) -> None:
 
     ready_after = readiness(manifests)
     heading(f"The same {requests} requests again")
-    cluster_after, failures_c = send(box, WEB_VIP, WEB_PORT, requests)
-    nodeport_after, failures_n = send(box, sb.NODE_V4, WEB_NODEPORT, requests)
+    cluster_after, failures_c = send(box, WEB_VIP, WEB_PORT, requests, work)
+    nodeport_after, failures_n = send(box, sb.NODE_V4, WEB_NODEPORT, requests, work)
     counts_table([(f"{WEB_VIP}:{WEB_PORT}", cluster_after), (f"{sb.NODE_V4}:{WEB_NODEPORT}", nodeport_after)],
                  ready_after, requests)
     got = cluster_after.get(MAKE_UNREADY, 0) + nodeport_after.get(MAKE_UNREADY, 0)

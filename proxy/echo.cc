@@ -155,8 +155,11 @@ struct Connection {
 };
 
 void answer_http(Connection& c) {
-  c.output += "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
-              std::to_string(c.reply.size()) + "\r\nConnection: close\r\n\r\n" + c.reply;
+  // X-Endpoint names the server (the reply up to the client address), as
+  // `svcproxy loadtest --mode http` reads it.
+  const std::string id = c.reply.substr(0, c.reply.rfind(' '));
+  c.output += "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nX-Endpoint: " + id +
+              "\r\nContent-Length: " + std::to_string(c.reply.size()) + "\r\nConnection: close\r\n\r\n" + c.reply;
   c.finish = true;
 }
 

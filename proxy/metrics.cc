@@ -282,6 +282,11 @@ void Metrics::set_watch_totals(uint64_t restarts, uint64_t relists) {
   watch_relists_total_ = relists;
 }
 
+void Metrics::set_watch_bookmarks(std::map<std::string, uint64_t> by_resource) {
+  std::lock_guard lock(mutex_);
+  watch_bookmarks_total_ = std::move(by_resource);
+}
+
 void Metrics::set_proxy_mode(std::string mode) {
   std::lock_guard lock(mutex_);
   proxy_mode_ = std::move(mode);
@@ -350,6 +355,12 @@ std::string Metrics::render() const {
   w.scalar("svcproxy_watch_relists_total", "counter",
            "Full relists after a watch could not resume (410 Gone or errors)",
            static_cast<double>(watch_relists_total_));
+  if (!watch_bookmarks_total_.empty()) {
+    w.header("svcproxy_watch_bookmarks_total", "counter",
+             "BOOKMARK events received on API watches; each moves the watch's resourceVersion on");
+    for (const auto& [resource, n] : watch_bookmarks_total_)
+      w.sample("svcproxy_watch_bookmarks_total", "resource=\"" + resource + "\"", static_cast<double>(n));
+  }
   if (!proxy_mode_.empty()) {
     w.header("svcproxy_proxy_mode", "gauge", "The dataplane in use (1 for the mode chosen at startup)");
     w.sample("svcproxy_proxy_mode", "mode=\"" + proxy_mode_ + "\"", 1);

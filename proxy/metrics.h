@@ -96,6 +96,8 @@ class Metrics {
   void count_watch_relist();
   // The informer's own monotonic counts (replace what the two above added).
   void set_watch_totals(uint64_t restarts, uint64_t relists);
+  // The informer's BOOKMARK events so far, by resource (its own monotonic counts).
+  void set_watch_bookmarks(std::map<std::string, uint64_t> by_resource);
   // The dataplane chosen at startup: svcproxy_proxy_mode{mode="…"} 1.
   void set_proxy_mode(std::string mode);
 
@@ -124,6 +126,7 @@ class Metrics {
   uint64_t manifest_read_errors_total_ = 0;
   uint64_t watch_restarts_total_ = 0;
   uint64_t watch_relists_total_ = 0;
+  std::map<std::string, uint64_t> watch_bookmarks_total_;
   std::string proxy_mode_;
 };
 

@@ -196,6 +196,7 @@ class ApiClusterSource : public ClusterSource {
     const auto s = informer_.stats();
     // Beyond each resource's first LIST and first watch: relists and restarts.
     metrics.set_watch_totals(s.watches - std::min(s.watches, s.resources), s.lists - std::min(s.lists, s.resources));
+    metrics.set_watch_bookmarks(s.bookmarks);
     if (s.bad_objects > bad_objects_) metrics.count_decode_errors(s.bad_objects - bad_objects_);
     bad_objects_ = s.bad_objects;
   }

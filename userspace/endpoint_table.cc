@@ -23,6 +23,11 @@ std::optional<model::EndpointAddress> AffinityMap::lookup(const model::IPAddress
 void AffinityMap::record(const model::IPAddress& client, const model::EndpointAddress& endpoint,
                          Clock::time_point now) {
   std::lock_guard lock(mu_);
+  record_locked(client, endpoint, now);
+}
+
+void AffinityMap::record_locked(const model::IPAddress& client, const model::EndpointAddress& endpoint,
+                                Clock::time_point now) {
   entries_[client] = Entry{endpoint, now};
   // Expired entries go in a sweep amortised over inserts, so the map stays
   // bounded by the clients seen within one timeout.
@@ -52,22 +57,22 @@ const Backend* PortTable::find(const model::EndpointAddress& address) const {
 
 const Backend* PortTable::pick(const model::IPAddress& client, Clock::time_point now, bool reset_affinity) const {
   if (backends.empty()) return nullptr;
-  if (affinity) {
-    if (reset_affinity) {
-      affinity->forget(client);
-    } else if (auto sticky = affinity->lookup(client, now, *affinity_timeout)) {
+  if (!affinity) return next_in_turn(now);
+  if (reset_affinity) affinity->forget(client);
+  return affinity->stick(client, now, *affinity_timeout, [&](const model::EndpointAddress* sticky) {
+    if (sticky)
       if (const Backend* b = find(*sticky); b && !b->health->ejected(now)) return b;
-    }
-  }
+    return next_in_turn(now);
+  });
+}
+
+const Backend* PortTable::next_in_turn(Clock::time_point now) const {
   const size_t n = backends.size();
-  const Backend* chosen = nullptr;
-  for (size_t i = 0; i < n && !chosen; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     const Backend& b = backends[cursor.fetch_add(1, std::memory_order_relaxed) % n];
-    if (!b.health->ejected(now)) chosen = &b;
+    if (!b.health->ejected(now)) return &b;
   }
-  if (!chosen) chosen = &backends[cursor.fetch_add(1, std::memory_order_relaxed) % n];
-  if (affinity) affinity->record(client, chosen->address, now);
-  return chosen;
+  return &backends[cursor.fetch_add(1, std::memory_order_relaxed) % n];
 }
 
 bool Route::allows(const model::IPAddress& client) const {

@@ -55,11 +55,35 @@ class AffinityMap {
   void forget(const model::IPAddress& client);
   size_t size() const;
 
+  // The client's endpoint under one lock: `choose(sticky)` gets the
+  // client's valid entry (or nullptr) and returns the backend to use, which
+  // is recorded before the lock is released. Two first connections of one
+  // client racing on two workers must agree: with a lookup and a record
+  // apart, each picked its own endpoint and the second overwrote the first.
+  template <typename Choose>
+  const Backend* stick(const model::IPAddress& client, Clock::time_point now, std::chrono::seconds timeout,
+                       Choose&& choose) {
+    std::lock_guard lock(mu_);
+    last_timeout_ = timeout;
+    const model::EndpointAddress* sticky = nullptr;
+    if (auto it = entries_.find(client); it != entries_.end()) {
+      if (now - it->second.last_used > timeout)
+        entries_.erase(it);
+      else
+        sticky = &it->second.endpoint;
+    }
+    const Backend* chosen = choose(sticky);
+    if (chosen) record_locked(client, chosen->address, now);
+    return chosen;
+  }
+
  private:
   struct Entry {
     model::EndpointAddress endpoint;
     Clock::time_point last_used;
   };
+  void record_locked(const model::IPAddress& client, const model::EndpointAddress& endpoint, Clock::time_point now);
+
   mutable std::mutex mu_;
   std::map<model::IPAddress, Entry> entries_;
   size_t inserts_since_sweep_ = 0;
@@ -85,6 +109,9 @@ struct PortTable {
   // failed connect).
   const Backend* pick(const model::IPAddress& client, Clock::time_point now, bool reset_affinity = false) const;
   const Backend* find(const model::EndpointAddress& address) const;
+
+ private:
+  const Backend* next_in_turn(Clock::time_point now) const;
 };
 
 // Where one listening socket sends what it accepts.

@@ -186,6 +186,7 @@ InformerStats ApiInformer::stats() const {
     out.watches += r->stats().watches;
     out.failures += r->stats().failures;
     out.bad_objects += r->stats().bad_objects;
+    out.bookmarks[resource_name(r->resource())] += r->stats().bookmarks;
     ++out.resources;
   }
   return out;

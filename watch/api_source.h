@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -42,13 +43,15 @@ struct InformerStats {
   uint64_t failures = 0;     // backoffs taken
   uint64_t bad_objects = 0;  // objects skipped as unusable
   uint64_t resources = 0;    // resources watched (each needs one first LIST and one first watch)
+  std::map<std::string, uint64_t> bookmarks;  // BOOKMARK events by resource name ("services", ...)
 };
 
 class ApiInformer {
  public:
   // `on_synced` runs (on the informer's thread) after every complete list of
-  // a resource, also one that changed nothing: a consumer waiting for
-  // has_synced() learns when to look again.
+  // a resource, also one that changed nothing, and after every watch
+  // bookmark: a consumer waiting for has_synced() learns when to look again,
+  // and one reading stats() when they moved.
   ApiInformer(ClientConfig config, ApiSourceOptions options, Logger log, ChangeHandler on_change = {},
               std::function<void()> on_synced = {});
   ~ApiInformer();  // stops

@@ -72,6 +72,11 @@ std::string collection_path(Resource resource) {
   return "/apis/networking.k8s.io/v1/servicecidrs";
 }
 
+std::string resource_name(Resource resource) {
+  const std::string path = collection_path(resource);
+  return path.substr(path.rfind('/') + 1);
+}
+
 ReflectorOptions services_options() {
   ReflectorOptions options;
   options.resource = Resource::Services;
@@ -241,6 +246,10 @@ awaitable<Reflector::WatchOutcome> Reflector::watch() {
         break;
       }
       case EventType::Bookmark:
+        // The server's progress: its resourceVersion (set below) may be past
+        // every event this watch delivered (changes its selectors filter
+        // out), so the next watch resumes from there rather than further back.
+        ++stats_.bookmarks;
         if (in_initial && event.initial_events_end) {
           std::vector<Object> objects;
           objects.reserve(initial_objects.size());
@@ -249,6 +258,8 @@ awaitable<Reflector::WatchOutcome> Reflector::watch() {
           ++stats_.lists;
           store_.replace(resource, std::move(objects));
           in_initial = false;
+        } else {
+          store_.progressed();
         }
         break;
       case EventType::Error:

@@ -73,11 +73,14 @@ ReflectorOptions service_cidrs_options();
 
 // The API path of a resource's collection.
 std::string collection_path(Resource resource);
+// The resource's plural name, as the API server's metrics label it: "services", ...
+std::string resource_name(Resource resource);
 
 struct ReflectorStats {
   std::atomic<uint64_t> lists{0};      // completed LISTs (relists included)
   std::atomic<uint64_t> watches{0};    // watch requests made
   std::atomic<uint64_t> events{0};     // watch events applied
+  std::atomic<uint64_t> bookmarks{0};  // BOOKMARK events (each moves resource_version() on)
   std::atomic<uint64_t> failures{0};   // backoffs taken
   std::atomic<uint64_t> bad_objects{0};  // objects skipped as unusable (each logged once)
 };
@@ -95,6 +98,7 @@ class Reflector {
 
   std::string resource_version() const;
   const ReflectorStats& stats() const { return stats_; }
+  Resource resource() const { return options_.resource; }
 
  private:
   struct WatchOutcome;

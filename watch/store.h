@@ -40,6 +40,12 @@ class Store {
   // Makes `objects` the whole content of `resource` (a relist), emitting the
   // difference: deletes, then adds and updates. Marks the resource synced.
   void replace(Resource resource, std::vector<Object> objects);
+  // The server made progress that changed nothing here (a watch bookmark):
+  // tells the consumer as replace() does, so that counters it reads (the
+  // reflectors' stats) are looked at again.
+  void progressed() const {
+    if (on_synced_) on_synced_();
+  }
 
   bool has_synced(Resource resource) const;
   // Every resource in `resources` has completed its first list.
@@ -59,7 +65,7 @@ class Store {
   std::array<Objects, 4> objects_;
   std::array<bool, 4> synced_{};
   ChangeHandler on_change_;
-  std::function<void()> on_synced_;  // after every replace()
+  std::function<void()> on_synced_;  // after every replace() and progressed()
 };
 
 // Applies a change to a plain map, for consumers keeping their own copy (and

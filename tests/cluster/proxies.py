@@ -1,8 +1,9 @@
 """The two proxies as the lab runs them against its control plane: the real
 kube-proxy (nftables mode) and svcproxy, each in a node namespace, and
-their shared Prometheus metrics. Used by the differential test
-(tests/e2e/test_cluster_differential.py) and the side-by-side benchmark
-(bench/cluster_bench.py). Python 3 stdlib only.
+their shared Prometheus metrics, as the side-by-side benchmark
+(bench/cluster_bench.py) runs them from threads inside the lab's namespaces
+(the tests start them through labnode.py, with the same flags). Python 3
+stdlib only.
 
 kube-proxy runs as section 5 of the reference notes says: nftables mode,
 `--hostname-override`, no conntrack sysctl writes (nf_conntrack_max is

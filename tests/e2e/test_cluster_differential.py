@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import unittest
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +57,8 @@ from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "cluster"))
 import cluster as lab  # noqa: E402
-import proxies  # noqa: E402
+import labnode  # noqa: E402
 
-PODAGENT = SOURCE_DIR / "tests" / "cluster" / "podagent.py"
 NAMESPACE = f"diff-{os.getpid()}"
 NODE = f"diff-{os.getpid()}-node"
 REMOTE_NODE = f"diff-{os.getpid()}-remote"
@@ -217,10 +215,7 @@ class TestDifferential(unittest.TestCase):
         cls.agents = [cls._start_agent(NODE, sb.NODE_V4, LOCAL_PODS), cls._start_agent(REMOTE_NODE, REMOTE_NODE_IP,
                                                                                      REMOTE_PODS)]
         for agent, pods in zip(cls.agents, (LOCAL_PODS, REMOTE_PODS)):
-            _wait_agent(agent, lambda e: e.get("event") == "registered", "registration", 30)
-            for pod in pods:
-                _wait_agent(agent, lambda e, p=pod.name: e.get("event") == "ready" and e["pod"] == p and e["ready"],
-                            f"{pod.name} Ready", 30)
+            labnode.wait_registered(agent, [p.name for p in pods])
         cls.cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
                                                                   "items": SERVICES}))
         for name, ip in LB_INGRESS.items():
@@ -229,10 +224,11 @@ class TestDifferential(unittest.TestCase):
         cls.addresses = cls._addresses()
         cls._wait_slices(60)
         # Both proxies start once every slice is complete, so their first sync has everything.
-        cls.kp.proxy = cls._start_kube_proxy(cls.kp.box)
-        cls.svp.proxy = cls._start_svcproxy(cls.svp.box)
+        cls.kp.proxy = labnode.start_kube_proxy(cls.kp.box, cls.cluster, NODE, CLUSTER_CIDRS)
+        cls.svp.proxy = labnode.start_svcproxy(cls.svp.box, SVCPROXY, cls.cluster, NODE, sb.NODE_V4, CLUSTER_CIDRS)
         sb.Daemon(cls.svp.proxy).wait_sync(reason="start", timeout=60)
-        cls._wait_kube_proxy_synced(cls.kp, 90)
+        labnode.wait_kube_proxy_synced(cls.kp.box, cls.kp.proxy, [a["cluster-ip"][0] for a in cls.addresses.values()],
+                                       90)
 
     @classmethod
     def tearDownClass(cls):
@@ -255,16 +251,9 @@ class TestDifferential(unittest.TestCase):
 
     @classmethod
     def _start_agent(cls, node: str, ip: str, pods: list[sb.Pod]) -> sb.Background:
-        box = cls.kp.box
-        info = cls.cluster.info()
-        config = {key: info[key] for key in ("server", "ca", "cert", "key")}
-        config["node"] = {"name": node, "ip": ip, "zone": "zone-a"}
-        config["pods"] = [{"name": p.name, "namespace": NAMESPACE, "ips": [p.v4],
-                           "labels": {"app": "web", "pod": p.name},
-                           "ports": [{"name": "p", "containerPort": TCP_PORT}], "probe": PROBE} for p in pods]
-        path = box.workdir / f"podagent-{node}.json"
-        path.write_text(json.dumps(config))
-        return box.spawn(box.node, [sys.executable, str(PODAGENT), str(path)], name="podagent")
+        return labnode.start_agent(cls.kp.box, cls.cluster, node, ip, [
+            labnode.pod_config(p.name, NAMESPACE, [p.v4], labels={"app": "web", "pod": p.name},
+                               ports=[{"name": "p", "containerPort": TCP_PORT}], probe=PROBE) for p in pods])
 
     @classmethod
     def _addresses(cls) -> dict:
@@ -282,57 +271,12 @@ class TestDifferential(unittest.TestCase):
         return result
 
     @classmethod
-    def _slices(cls) -> dict[str, set[str]]:
-        """Service -> ready pod names, from the EndpointSlices as the API server has them."""
-        out = cls.cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-o", "json").stdout
-        result: dict[str, set[str]] = {}
-        for item in json.loads(out)["items"]:
-            names = result.setdefault(item["metadata"]["labels"]["kubernetes.io/service-name"], set())
-            names |= {e["targetRef"]["name"] for e in item.get("endpoints") or [] if e["conditions"].get("ready")}
-        return result
-
-    @classmethod
     def _wait_slices(cls, timeout: float) -> None:
         wanted = {s["metadata"]["name"]: set() if s["spec"]["selector"] == NOTHING
                   else {s["spec"]["selector"]["pod"]} if "pod" in s["spec"]["selector"] else ALL_PODS
                   for s in SERVICES}
-        deadline = time.monotonic() + timeout
-        while (seen := cls._slices()) != wanted:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"EndpointSlices {seen}, wanted {wanted} within {timeout} s")
-            time.sleep(0.2)  # polling the API server with a deadline
-
-    @classmethod
-    def _start_kube_proxy(cls, box: sb.Sandbox) -> sb.Background:
-        argv = proxies.kube_proxy_argv(Path(cls.cluster.info()["k8s_bin"]) / "kube-proxy", cls.cluster.kubeconfig,
-                                       NODE, CLUSTER_CIDRS)
-        return box.spawn(box.node, argv, name="kube-proxy", lines_from="stderr", stdin=False)
-
-    @classmethod
-    def _start_svcproxy(cls, box: sb.Sandbox) -> sb.Background:
-        argv = proxies.svcproxy_argv(SVCPROXY, cls.cluster.kubeconfig, NODE, sb.NODE_V4, CLUSTER_CIDRS)
-        return box.spawn(box.node, argv, name="svcproxy", lines_from="stderr", stdin=False)
-
-    @classmethod
-    def _wait_kube_proxy_synced(cls, twin: Twin, timeout: float) -> None:
-        """Until kube-proxy's metrics say it finished a sync (it starts after the informers synced, and
-        every slice was complete before it started) and its table holds every Service's ClusterIP."""
-        deadline = time.monotonic() + timeout
-        cluster_ips = [a["cluster-ip"][0] for a in cls.addresses.values()]
-        while True:
-            if twin.proxy.proc.poll() is not None:
-                raise AssertionError(f"kube-proxy exited {twin.proxy.proc.returncode}:\n"
-                                     + "\n".join(twin.proxy.lines.snapshot()[-30:]))
-            url = f"http://{proxies.METRICS_ADDRESS}/metrics"
-            metrics = twin.box.exec(twin.box.node, ["curl", "-sS", "--max-time", "2", url], check=False).stdout
-            synced = proxies.sync_timestamp(metrics) > 0
-            table = twin.box.exec(twin.box.node, ["nft", "list", "table", "ip", "kube-proxy"], check=False).stdout
-            if synced and all(ip in table for ip in cluster_ips):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"kube-proxy not synced within {timeout} s (metrics synced: {synced}; "
-                                     f"table:\n{table}\nlog:\n" + "\n".join(twin.proxy.lines.snapshot()[-30:]))
-            time.sleep(0.5)  # polling kube-proxy's metrics with a deadline
+        labnode.wait_slices(cls.cluster, NAMESPACE, {name: {p: True for p in pods} for name, pods in wanted.items()},
+                            timeout)
 
     # ------------------------------------------------------------ tests
 
@@ -409,16 +353,6 @@ class TestDifferential(unittest.TestCase):
         print("\n" + self.table(rows), file=sys.stderr)
         for _, kp, svp in rows:
             self.assertNotEqual(kp, svp)
-
-
-def _wait_agent(agent: sb.Background, predicate, what: str, timeout: float) -> dict:
-    def match(line: str) -> bool:
-        try:
-            return predicate(json.loads(line))
-        except (ValueError, KeyError):
-            return False
-    index = agent.lines.wait_for(match, timeout=timeout, what=f"pod agent: {what}")
-    return json.loads(agent.lines.snapshot(index)[0])
 
 
 if __name__ == "__main__":

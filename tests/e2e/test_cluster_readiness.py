@@ -43,8 +43,8 @@ from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "cluster"))
 import cluster as lab  # noqa: E402
+import labnode  # noqa: E402
 
-PODAGENT = SOURCE_DIR / "tests" / "cluster" / "podagent.py"
 NAMESPACE = f"lab-{os.getpid()}"
 NODE = f"lab-{os.getpid()}-node"
 PODS = [sb.Pod(f"web-5d4f8-{s}", i, node=NODE) for i, s in ((1, "a1b2c"), (2, "d3e4f"), (3, "g5h6i"))]
@@ -94,68 +94,30 @@ class TestReadiness(unittest.TestCase):
             self.ready_servers[pod.name] = self.box.start_echo(pod.ns, f"[::]:{PROBE['port']}",
                                                                id=f"ready-{pod.name}", wait=False)
         self.box.wait_ready([*echoes.values(), *self.ready_servers.values()])
-        self.agent = self.start_agent()
-        self.wait_agent(lambda e: e.get("event") == "registered", "registration", 30)
-        for pod in PODS:
-            self.wait_agent(lambda e, p=pod.name: e.get("event") == "ready" and e["pod"] == p and e["ready"],
-                            f"{pod.name} Ready", 30)
+        self.agent = labnode.start_agent(self.box, self.cluster, NODE, sb.NODE_V4, [
+            labnode.pod_config(p.name, NAMESPACE, [p.v4], labels={"app": "web", "pod-template-hash": "5d4f8"},
+                               ports=[{"name": "http", "containerPort": 8080}], probe=PROBE) for p in PODS])
+        labnode.wait_registered(self.agent, [p.name for p in PODS])
         self.cluster.kubectl("apply", "-f", "-", input=json.dumps(self.service()))
         self.cluster_ip = self.cluster.kubectl("get", "service", "-n", NAMESPACE, "web",
                                                "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
         self.wait_slice({p.name: True for p in PODS}, 30)
-        self.daemon = self.start_daemon()
+        self.daemon = sb.Daemon(labnode.start_svcproxy(self.box, SVCPROXY, self.cluster, NODE, sb.NODE_V4,
+                                                       sb.CLUSTER_CIDRS[0]))
         self.daemon.wait_sync(reason="start", timeout=60)
 
     # ------------------------------------------------------------ helpers
 
-    def start_agent(self) -> sb.Background:
-        info = self.cluster.info()
-        config = {key: info[key] for key in ("server", "ca", "cert", "key")}
-        config["node"] = {"name": NODE, "ip": sb.NODE_V4, "zone": "zone-a"}
-        config["pods"] = [{"name": p.name, "namespace": NAMESPACE, "ips": [p.v4],
-                           "labels": {"app": "web", "pod-template-hash": "5d4f8"},
-                           "ports": [{"name": "http", "containerPort": 8080}], "probe": PROBE} for p in PODS]
-        path = self.box.workdir / "podagent.json"
-        path.write_text(json.dumps(config))
-        return self.box.spawn(self.box.node, [sys.executable, str(PODAGENT), str(path)], name="podagent")
-
     def wait_agent(self, predicate, what: str, timeout: float, start: int = 0) -> dict:
-        def match(line: str) -> bool:
-            try:
-                return predicate(json.loads(line))
-            except (ValueError, KeyError):
-                return False
-        index = self.agent.lines.wait_for(match, start=start, timeout=timeout, what=f"pod agent: {what}")
-        return json.loads(self.agent.lines.snapshot(index)[0])
+        return labnode.wait_agent(self.agent, predicate, what, timeout, start)
 
     def service(self) -> dict:
         return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NAMESPACE},
                 "spec": {"selector": {"app": "web"},
                          "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": 8080}]}}
 
-    def slice_conditions(self) -> dict[str, bool]:
-        """Pod name -> ready, from the Service's EndpointSlices as the API server has them."""
-        out = self.cluster.kubectl("get", "endpointslices", "-n", NAMESPACE, "-l",
-                                   "kubernetes.io/service-name=web", "-o", "json").stdout
-        result = {}
-        for item in json.loads(out)["items"]:
-            for e in item.get("endpoints") or []:
-                result[e["targetRef"]["name"]] = bool(e["conditions"].get("ready"))
-        return result
-
     def wait_slice(self, wanted: dict[str, bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while (seen := self.slice_conditions()) != wanted:
-            if time.monotonic() > deadline:
-                self.fail(f"EndpointSlice endpoints {seen}, wanted {wanted} within {timeout} s")
-            time.sleep(0.2)  # polling the API server with a deadline
-
-    def start_daemon(self) -> sb.Daemon:
-        argv = [SVCPROXY, "run", "--kubeconfig", str(self.cluster.kubeconfig), "--hostname-override", NODE,
-                "--node-ip", sb.NODE_V4, "--cluster-cidr", sb.CLUSTER_CIDRS[0],
-                "--healthz-bind-address", "127.0.0.1:10256", "--metrics-bind-address", "127.0.0.1:10249"]
-        proc = self.box.spawn(self.box.node, argv, name="daemon", lines_from="stderr", stdin=False)
-        return sb.Daemon(proc)
+        labnode.wait_slices(self.cluster, NAMESPACE, {"web": wanted}, timeout)
 
     # ------------------------------------------------------------ test
 

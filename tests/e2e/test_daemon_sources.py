@@ -235,9 +235,12 @@ class DaemonOnTheApiServer(unittest.TestCase):
         # Both objects may land in one sync or two: wait until the kernel
         # holds the endpoint.
         deadline = time.monotonic() + 10
-        while "10.244.0.7" not in self.ns.run(SVCPROXY, "rules", "--live").stdout:
+        while True:
+            mark = d.mark()  # before the read, as in test_relist_after_410_converges
+            if "10.244.0.7" in self.ns.run(SVCPROXY, "rules", "--live").stdout:
+                break
             self.assertLess(time.monotonic(), deadline, "the new endpoint never reached the kernel")
-            d.wait_sync(after=d.mark() - 1, reason="api-changed")
+            d.wait_sync(after=mark, reason="api-changed")
         self.assert_kernel_matches_the_api("after adding a service")
 
         mark = d.mark()
@@ -276,9 +279,16 @@ class DaemonOnTheApiServer(unittest.TestCase):
         self.fixture.apply("endpointslices", endpoint_slice("web-1", "web", ["10.244.0.9"]))
         d.lines.wait_for("relisting|410", start=mark, timeout=20, what="a relist after 410 Gone")
         deadline = time.monotonic() + 20
-        while "10.244.0.9" not in self.ns.run(SVCPROXY, "rules", "--live").stdout:
+        while True:
+            # The mark comes before the kernel is read: a sync that lands
+            # after the read is then at or after it, whatever else the
+            # daemon logs meanwhile (a mark taken after the read could
+            # fall past that sync's line and wait for one that never comes).
+            mark = d.mark()
+            if "10.244.0.9" in self.ns.run(SVCPROXY, "rules", "--live").stdout:
+                break
             self.assertLess(time.monotonic(), deadline, "the change made during the relist never reached the kernel")
-            d.wait_sync(after=d.mark() - 1)
+            d.wait_sync(after=mark)
         self.assert_kernel_matches_the_api("after the relist")
         self.assertGreaterEqual(self.metric("svcproxy_watch_relists_total"), 1)
 

@@ -60,7 +60,7 @@ UDP_D = "10.96.2.30"  # UDP 53 -> p1, p2 (unrelated, same endpoints as UDP_A)
 UDP_E = "10.96.2.40"  # UDP 53, no endpoints at first
 UDP_L = "10.96.2.60"  # UDP 53 -> p3 only (its last endpoint gets removed)
 UDP_N, UDP_NODEPORT = "10.96.2.70", 30053  # NodePort UDP 30053 -> p1, p2
-UDP_V6 = "fd00:10:96::2:80"  # UDP 53 -> p1, p2 over IPv6
+UDP_V6 = "fd00:10:96::280"  # UDP 53 -> p1, p2 over IPv6
 BULK_COUNT = 100      # unrelated services bulk-001.. on 10.96.3.x, TCP 80 -> p3
 
 UPDATE_BUDGET = 0.100  # seconds from the sync's log line to the first reply of the new endpoint
@@ -131,6 +131,21 @@ def bulk_ip(i: int) -> str:
     return f"10.96.3.{i}"
 
 
+def base_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
+    """Every test's starting manifests: file name -> objects."""
+    p1, p2, p3 = (pods[n] for n in ("p1", "p2", "p3"))
+    return {
+        "nodes.yaml": [node_object()],
+        "svc-tcp-a.yaml": tcp_service("tcp-a", TCP_A, [p1, p2]),
+        "svc-udp-a.yaml": udp_service("udp-a", UDP_A, [p1, p2]),
+        "svc-udp-d.yaml": udp_service("udp-d", UDP_D, [p1, p2]),
+        "svc-udp-e.yaml": udp_service("udp-e", UDP_E, []),
+        "svc-udp-l.yaml": udp_service("udp-l", UDP_L, [p3]),
+        "svc-udp-n.yaml": udp_service("udp-n", UDP_N, [p1, p2], node_port=UDP_NODEPORT),
+        "svc-udp-v6.yaml": udp_service("udp-v6", UDP_V6, [p1, p2]),
+    }
+
+
 class Manifests:
     """A manifests directory edited atomically: files are written in a
     staging directory beside it (same filesystem, not watched) and renamed
@@ -152,6 +167,15 @@ class Manifests:
 
     def remove(self, name: str) -> None:
         os.unlink(self.dir / name)
+
+    reason = "manifests-changed"  # what the daemon logs for the syncs edits cause
+
+    def flags(self) -> list[str]:
+        return ["--manifests", str(self.dir)]
+
+    def snapshot(self) -> Path:
+        """A directory of the objects as they are now (for `svcproxy rules`)."""
+        return self.dir
 
 
 # ---------------------------------------------------------------------- conntrack (optional)
@@ -183,18 +207,11 @@ class DaemonTestCase(unittest.TestCase):
         self.box = Env.box
         self.box.flush_conntrack()
         self.pods = self.box.pods
-        self.m = Manifests(Env.tmp / self.id().rpartition(".")[2])
-        self.m.put("nodes.yaml", [node_object()])
-        p1, p2 = self.pods["p1"], self.pods["p2"]
-        self.m.put("svc-tcp-a.yaml", tcp_service("tcp-a", TCP_A, [p1, p2]))
-        self.m.put("svc-udp-a.yaml", udp_service("udp-a", UDP_A, [p1, p2]))
-        self.m.put("svc-udp-d.yaml", udp_service("udp-d", UDP_D, [p1, p2]))
-        self.m.put("svc-udp-e.yaml", udp_service("udp-e", UDP_E, []))
-        self.m.put("svc-udp-l.yaml", udp_service("udp-l", UDP_L, [self.pods["p3"]]))
-        self.m.put("svc-udp-n.yaml", udp_service("udp-n", UDP_N, [p1, p2], node_port=UDP_NODEPORT))
-        self.m.put("svc-udp-v6.yaml", udp_service("udp-v6", UDP_V6, [p1, p2]))
+        self.m = self.new_source(self.id().rpartition(".")[2])
+        for name, objects in base_objects(self.pods).items():
+            self.m.put(name, objects)
         self.flags = [*sb.NODE_FLAGS, "--sync-period", self.sync_period]
-        self.daemon = self.box.start_daemon(self.m.dir, self.flags)
+        self.daemon = self.start_daemon()
         self.addCleanup(self.daemon.stop)
         start = self.daemon.wait_sync(reason="start", timeout=30)
         self.assertEqual(start.mode, "full", start.text)
@@ -203,10 +220,20 @@ class DaemonTestCase(unittest.TestCase):
         """Applies one manifests edit and returns the sync it caused."""
         mark = self.daemon.mark()
         action(*args)
-        return self.daemon.wait_sync(after=mark, reason="manifests-changed", timeout=10)
+        return self.daemon.wait_sync(after=mark, reason=self.m.reason, timeout=10)
+
+    def new_source(self, name: str) -> "Manifests":
+        """Where the daemon's objects come from: a manifests directory
+        (test_cluster_daemon_sync: the real API server, the same methods)."""
+        return Manifests(Env.tmp / name)
+
+    def start_daemon(self) -> sb.Daemon:
+        proc = self.box.spawn(self.box.node, [SVCPROXY, "run", *self.m.flags(), *self.flags], name="daemon",
+                              lines_from="stderr", stdin=False)
+        return sb.Daemon(proc)
 
     def compiled(self) -> str:
-        return self.box.svcproxy_run(["rules", "--manifests", str(self.m.dir), *sb.NODE_FLAGS]).stdout
+        return self.box.svcproxy_run(["rules", "--manifests", str(self.m.snapshot()), *sb.NODE_FLAGS]).stdout
 
     def live(self) -> str:
         return self.box.svcproxy_in(self.box.node, ["rules", "--live"]).stdout
@@ -412,7 +439,7 @@ class TestUdpConntrack(DaemonTestCase):
         self.assertEqual(rc, 0)
         self.m.put("svc-udp-a.yaml", udp_service("udp-a", UDP_A, [self.pods[other.partition(":")[0]]]))
         mark = len(stream.lines)
-        self.daemon = self.box.start_daemon(self.m.dir, self.flags)
+        self.daemon = self.start_daemon()
         self.addCleanup(self.daemon.stop)
         start = self.daemon.wait_sync(reason="start", timeout=30)
         self.wait_replies(stream, 100, start=mark, after_time=start.time)  # 1 s of the flow after the restart
@@ -487,7 +514,7 @@ class TestNoDisruption(DaemonTestCase):
         # Each edit was its own sync, and no sync ran that the edits did not cause.
         all_syncs = self.daemon.syncs()
         self.assertEqual(len(all_syncs), len(syncs) + 1, "syncs other than the start and one per edit:\n    "
-                         + "\n    ".join(s.text for s in all_syncs if s.reason != "manifests-changed"))
+                         + "\n    ".join(s.text for s in all_syncs if s.reason != self.m.reason))
 
         # The connection opened before the edits still works, on the same endpoint.
         mark = len(hold.lines)

@@ -72,8 +72,10 @@ def cluster_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
         service("dns", [DNS], [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"},
                                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": "dns-tcp"}],
                 namespace=NS),
+        # One node port for TCP and UDP: the API server allows that only on the same port (else
+        # "provided port is already allocated"; test_cluster_flows applies these to a real one).
         service("empty", [EMPTY], [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": EMPTY_NODEPORT},
-                                   {"name": "syslog", "port": 514, "protocol": "UDP", "targetPort": 8080,
+                                   {"name": "syslog", "port": 80, "protocol": "UDP", "targetPort": 8080,
                                     "nodePort": EMPTY_NODEPORT}],
                 namespace=NS, type="LoadBalancer", externalIPs=[EMPTY_EXT], ingress=[EMPTY_LB]),
         service("local-only", [LOCAL_ONLY], [{"name": "http", "port": 80, "targetPort": 8080},
@@ -422,7 +424,7 @@ class TestServices(FlowTestCase):
             with self.subTest(dst=dst, port=port):
                 self.flow(ext, EXT_V4, dst, port, expect="REJECT")
         with self.subTest(proto="udp"):
-            self.flow(ext, EXT_V4, EMPTY, 514, "udp", expect="REJECT")
+            self.flow(ext, EXT_V4, EMPTY, 80, "udp", expect="REJECT")
             self.flow(ext, EXT_V4, NODE_V4, EMPTY_NODEPORT, "udp", expect="REJECT")
 
     # NodePort, externalIPs, load balancers -------------------------------------------

@@ -140,6 +140,19 @@ TEST(Metrics, ChangesQueuesAndCounters) {
   EXPECT_EQ(p.value("svcproxy_watch_relists_total"), 2);
 }
 
+// Only the API source has watches: the family appears once the informer's
+// counts are set, one counter per resource.
+TEST(Metrics, WatchBookmarksByResource) {
+  Metrics m;
+  EXPECT_EQ(parse_prometheus_text(m.render()).families.count("svcproxy_watch_bookmarks_total"), 0u);
+  m.set_watch_bookmarks({{"endpointslices", 2}, {"services", 3}});
+  m.set_watch_bookmarks({{"endpointslices", 4}, {"services", 5}});  // monotonic totals, replaced
+  const auto p = parse_prometheus_text(m.render());
+  EXPECT_EQ(p.families.at("svcproxy_watch_bookmarks_total").type, "counter");
+  EXPECT_EQ(p.value("svcproxy_watch_bookmarks_total", {{"resource", "services"}}), 5);
+  EXPECT_EQ(p.value("svcproxy_watch_bookmarks_total", {{"resource", "endpointslices"}}), 4);
+}
+
 TEST(Metrics, NetworkProgrammingLatencyFromTriggerTime) {
   Metrics m;
   EXPECT_TRUE(m.observe_network_programming("2025-11-28T11:59:58Z", kNoon));             // 2 s

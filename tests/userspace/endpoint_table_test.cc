@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <set>
+#include <thread>
+#include <vector>
 
 namespace svcproxy::userspace {
 namespace {
@@ -147,6 +150,37 @@ TEST(PortTable, ClientIPAffinitySticksAndExpires) {
     t.affinity->forget(ip("1.1.1.1"));
   }
   EXPECT_EQ(after.size(), 3u);
+}
+
+// A client's first connections arrive together on several workers (the e2e
+// test's 4 parallel connections did): they must all reach one endpoint.
+// With the affinity lookup and record apart, two of them could each miss,
+// pick in turn, and the later record overwrite the earlier.
+TEST(PortTable, RacingFirstConnectionsOfAClientAgree) {
+  auto p = port("web", "10.96.0.10", {ep("10.244.1.2"), ep("10.244.2.2"), ep("10.244.3.2")});
+  p.affinity_timeout_seconds = 100;
+  RoutesBuilder b(3);
+  auto routes = b.build({p}, {}, nullptr);
+  const auto& t = table_at(*routes, "10.96.0.10", 80);
+  const auto now = Clock::now();
+  for (int round = 0; round < 200; ++round) {
+    const IPAddress client = ip(("1.2." + std::to_string(round / 250) + "." + std::to_string(round % 250)).c_str());
+    std::vector<EndpointAddress> chosen(2);
+    std::atomic<size_t> ready{0};
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < chosen.size(); ++i)
+      threads.emplace_back([&, i] {
+        ready.fetch_add(1);
+        while (ready.load() < chosen.size()) {
+          std::this_thread::yield();  // all at once
+        }
+        chosen[i] = t.pick(client, now)->address;
+      });
+    for (auto& th : threads) th.join();
+    const std::set<EndpointAddress> distinct(chosen.begin(), chosen.end());
+    ASSERT_EQ(distinct.size(), 1u) << "round " << round;
+    ASSERT_EQ(t.pick(client, now)->address, chosen[0]);
+  }
 }
 
 TEST(PortTable, AffinityMovesOffAnEjectedOrRemovedEndpoint) {

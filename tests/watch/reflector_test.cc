@@ -15,6 +15,7 @@ using testing::Harness;
 using testing::fast;
 using testing::fixture_config;
 using testing::fixture_objects;
+using testing::json_field;
 using testing::pki_dir;
 using testing::service_json;
 using testing::slice_json;
@@ -105,6 +106,43 @@ TEST(Reflector, WatchErrorGoneRelistsAndEmitsTheDifference) {
   std::vector<Object> replayed;
   for (auto& [k, v] : replay) replayed.push_back(v);
   EXPECT_TRUE(same(replayed, store_objects(h.store(), Resource::Services)));
+}
+
+// Changes the watch's selectors filter out reach it only as bookmarks: the
+// resourceVersion moves on with them, so after a compaction past the last
+// event it saw, the next watch still resumes (no relist) from the bookmark's.
+TEST(Reflector, BookmarksMoveTheResourceVersionPastFilteredChanges) {
+  FixtureProcess fx(pki_dir());
+  fx.apply("services", service_json("a", "web", "10.96.0.1", 80));
+  Harness h(fixture_config(fx));
+  Reflector& r = h.add(fast(services_options()));
+  h.start();
+  ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced({Resource::Services}); }));
+  std::string rv;
+  for (int i = 0; i < 3; ++i) {
+    rv = json_field(fx.apply("services", service_json("a", "foreign-" + std::to_string(i), "10.96.0.9", 80,
+                                                      R"(,"service.kubernetes.io/service-proxy-name":"x")")),
+                    "rv");
+  }
+  // Two more bookmarks: the second was sent after the writes (0.3 s apart).
+  // A bookmark changes nothing in the store, so nothing wakes Harness::wait_for: poll.
+  auto poll = [](const std::function<bool()>& done) {
+    for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20); !done();) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+  };
+  const uint64_t seen = r.stats().bookmarks;
+  ASSERT_TRUE(poll([&] { return r.stats().bookmarks >= seen + 2; }));
+  fx.command(R"({"op":"compact"})");
+  fx.fault(R"("close_watches":true)");
+  ASSERT_TRUE(poll([&] { return fx.command(R"({"op":"requests"})").find(
+                                  R"("resourceVersion":")" + rv + R"(","watch":"1")") != std::string::npos; }));
+  h.stop();
+  EXPECT_EQ(r.stats().lists, 1u) << ::testing::PrintToString(h.logs());
+  EXPECT_FALSE(h.log_contains("too old resource version"));
+  EXPECT_EQ(h.store().size(Resource::Services), 1u);
 }
 
 TEST(Reflector, ExpiredContinueTokenRestartsTheListFromEmptyResourceVersion) {
