@@ -32,7 +32,7 @@
 #
 #   bench/paths_bench.sh BUILD_DIR [--threads T] [--seconds S] [--rounds N]
 #
-# Needs root, iperf3, haproxy, g++ (./dev deps). Never touches the host's
+# Needs root, iperf3, haproxy, g++, conntrack (./dev deps). Never touches the host's
 # namespace or ruleset; everything is deleted on exit. Prints the commands,
 # the table, and SUMMARY lines.
 set -euo pipefail
@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "paths_bench: needs root (network namespaces)" >&2; exit 1; }
-for t in ip iperf3 haproxy g++ python3; do
+for t in ip iperf3 haproxy g++ python3 conntrack; do
   command -v "$t" >/dev/null || { echo "paths_bench: $t missing (./dev deps)" >&2; exit 1; }
 done
 svcproxy=$build/svcproxy
@@ -179,6 +179,9 @@ declare -A result
 results=$work/results  # one line per path and round: name conns/s p50 p99 gbit1 gbit16 failed
 measure() {  # NAME TARGET: the three measurements, same client, same load
   local name=$1 target=$2 line
+  # Every path starts from an empty conntrack table in the node (the one
+  # before may have left tens of thousands of TIME_WAIT entries).
+  ip netns exec "$nd" conntrack -F >/dev/null 2>&1 || true
   wait_answers "$target"
   ip netns exec "$cl" "$svcproxy" loadtest "$target:8080" --mode request --concurrency 16 --threads "$threads" \
     --duration "${seconds}s" --quiet --json "$work/$name.json" >/dev/null
