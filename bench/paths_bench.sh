@@ -49,6 +49,9 @@ while [ $# -gt 0 ]; do
     *) echo "paths_bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+for v in threads seconds rounds; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "paths_bench: --$v ${!v}: want a positive whole number" >&2; exit 2; }
+done
 [ "$(id -u)" -eq 0 ] || { echo "paths_bench: needs root (network namespaces)" >&2; exit 1; }
 for t in ip iperf3 haproxy g++ python3 conntrack; do
   command -v "$t" >/dev/null || { echo "paths_bench: $t missing (./dev deps)" >&2; exit 1; }
