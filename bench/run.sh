@@ -7,8 +7,8 @@
 #
 #   bench/run.sh BUILD_DIR [--quick] [--out DIR]
 #
-# Full run: about 25 minutes on 2 cores (10 of them the loadtest memory run);
-# --quick (or BENCH_QUICK=1, e.g. `BENCH_QUICK=1 ./dev bench`): about 5
+# Full run: about 29 minutes on 2 cores (10 of them the loadtest memory run);
+# --quick (or BENCH_QUICK=1, e.g. `BENCH_QUICK=1 ./dev bench`): about 6
 # (fewer repetitions, 5k x 50 left out of the end-to-end comparison).
 # The log (and the generated manifests, deleted at the end) go to --out
 # (default /tmp/svcproxy-bench-DATE).
@@ -30,7 +30,7 @@ if [ "$(id -u)" -ne 0 ]; then echo "run.sh: needs root (network namespaces, nf_t
 for b in "$build/svcproxy" "$build/bench/compile_bench" "$build/bench/gen_ruleset" "$build/bench/sync_bench"; do
   [ -x "$b" ] || { echo "run.sh: $b missing (build the bench targets first)" >&2; exit 1; }
 done
-for t in ip nft python3 /usr/bin/time; do
+for t in ip nft python3 /usr/bin/time iperf3 haproxy g++; do
   command -v "$t" >/dev/null || { echo "run.sh: $t missing (./dev deps)" >&2; exit 1; }
 done
 mkdir -p "$out"
@@ -42,11 +42,11 @@ exec > >(tee "$log") 2>&1
 if [ $quick = 1 ]; then
   GB_REPS=3 GB_MIN=0.3 NFT_REPS=1 CLI_REPS=1 CLI_SIZES=(1000:10 10000:10 50000:2)
   PHASE_REPS=1 PART_REPS=300 PART_ROUNDS=1 FULL_REPS=1 LAT_CONNECTS=1000 LAT_ROUNDS=2
-  LT_ARGS=(--rounds 2 --seconds 5 --memory-seconds 60)
+  LT_ARGS=(--rounds 2 --seconds 5 --memory-seconds 60) PATHS_ARGS=(--seconds 5 --rounds 1)
 else
   GB_REPS=5 GB_MIN=1 NFT_REPS=3 CLI_REPS=3 CLI_SIZES=(1000:10 10000:10 50000:2 5000:50)
   PHASE_REPS=3 PART_REPS=1000 PART_ROUNDS=3 FULL_REPS=3 LAT_CONNECTS=3000 LAT_ROUNDS=5
-  LT_ARGS=(--rounds 5 --seconds 10 --memory-seconds 600)
+  LT_ARGS=(--rounds 5 --seconds 10 --memory-seconds 600) PATHS_ARGS=(--seconds 5 --rounds 3)
 fi
 
 section() { printf '\n===== %s  (%s, load average %s)\n' "$1" "$(date -u +%H:%M:%S)" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
@@ -95,6 +95,9 @@ run "$here/latency.sh" "$build" --connects $LAT_CONNECTS --rounds $LAT_ROUNDS --
 
 section "issue 12: svcproxy loadtest vs wrk (HTTP keep-alive), short connections, generator memory"
 run "$here/loadtest_bench.sh" "$build" "${LT_ARGS[@]}"
+
+section "issue 12: one table: direct pod, nftables mode, userspace mode, HAProxy (same client)"
+run "$here/paths_bench.sh" "$build" "${PATHS_ARGS[@]}"
 
 section "summary"
 grep '^SUMMARY' "$log" | sed 's/^SUMMARY //'
