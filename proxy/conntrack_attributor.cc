@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <cstring>
+#include <iostream>
 
 namespace svcproxy::proxy {
 
@@ -31,7 +32,18 @@ std::optional<model::EndpointAddress> endpoint_of_sockaddr(const sockaddr_storag
   return std::nullopt;
 }
 
-ConntrackAttributor::ConntrackAttributor() { idle_.push_back(std::make_unique<dataplane::ConntrackLookup>()); }
+ConntrackAttributor::ConntrackAttributor(uint64_t give_up_after) : give_up_after_(give_up_after) {
+  idle_.push_back(std::make_unique<dataplane::ConntrackLookup>());
+}
+
+void ConntrackAttributor::note_miss() {
+  if (give_up_after_ == 0 || hit_.load(std::memory_order_relaxed)) return;
+  if (misses_.fetch_add(1, std::memory_order_relaxed) + 1 < give_up_after_) return;
+  if (!gave_up_.exchange(true))
+    std::cerr << "svcproxy: loadtest: --attribute auto: none of " << give_up_after_
+              << " connections was DNATed in this namespace's conntrack (not run on the node that does the DNAT); "
+                 "attributing by the answers only\n";
+}
 
 std::unique_ptr<dataplane::ConntrackLookup> ConntrackAttributor::borrow() {
   {
@@ -52,6 +64,7 @@ void ConntrackAttributor::give_back(std::unique_ptr<dataplane::ConntrackLookup> 
 
 std::optional<std::string> ConntrackAttributor::endpoint_of(const sockaddr_storage& local,
                                                             const sockaddr_storage& remote, int protocol) {
+  if (gave_up_.load(std::memory_order_relaxed)) return std::nullopt;
   const auto src = endpoint_of_sockaddr(local);
   const auto dst = endpoint_of_sockaddr(remote);
   if (!src || !dst || src->ip.family != dst->ip.family) return std::nullopt;
@@ -72,7 +85,11 @@ std::optional<std::string> ConntrackAttributor::endpoint_of(const sockaddr_stora
   }
   give_back(std::move(lookup));
   // Not DNATed (the reply comes from where the client sent it): no endpoint.
-  if (!reply || (reply->ip == dst->ip && reply->port == dst->port)) return std::nullopt;
+  if (!reply || (reply->ip == dst->ip && reply->port == dst->port)) {
+    note_miss();
+    return std::nullopt;
+  }
+  hit_.store(true, std::memory_order_relaxed);
   return reply->str();
 }
 

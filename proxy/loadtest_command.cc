@@ -360,7 +360,8 @@ ResolvedTarget resolve_target(const LoadtestFlags& flags) {
   }
   if (use_conntrack(flags, target)) {
     try {
-      target.attributor = std::make_shared<ConntrackAttributor>();
+      // auto gives up after 256 lookups that find no DNAT (see the class).
+      target.attributor = std::make_shared<ConntrackAttributor>(flags.attribute == "auto" ? 256 : 0);
     } catch (const std::exception& e) {
       if (flags.attribute == "conntrack") throw std::runtime_error(std::string("--attribute conntrack: ") + e.what());
       std::cerr << "svcproxy: loadtest: attributing by the answers: " << e.what() << "\n";

@@ -179,6 +179,9 @@ class Modes(unittest.TestCase):
         # No conntrack attribution from outside the node: no endpoint named.
         self.assertEqual(report["endpoints"], {})
         self.assertTrue(any("conntrack" in w for w in report["warnings"]), report["warnings"])
+        # --attribute auto stops asking this namespace's conntrack once it
+        # is clear that it does no DNAT, and says so once.
+        self.assertEqual(r.stderr.count("none of 256 connections was DNATed"), 1, r.stderr)
 
     def test_unallocated_service_ip_times_out(self):
         # svcproxy drops traffic to service-CIDR addresses no Service holds.
