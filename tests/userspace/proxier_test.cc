@@ -18,6 +18,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace svcproxy::userspace {
 namespace {
@@ -435,8 +436,13 @@ TEST(UserspaceProxier, UdpRequestResponseFromTheVip) {
   const uint16_t vport = free_port(SOCK_DGRAM);
   proxier.update({service("127.0.0.10", vport, {a.port(), b.port()}, model::Protocol::UDP)});
   std::map<std::string, int> seen;
+  // Every client socket stays open until all 20 are done: a closed one's
+  // port could be handed to the next socket, whose datagrams would then
+  // join the first one's flow (not yet idle) and count one flow short.
+  std::vector<int> clients;
   for (int i = 0; i < 20; ++i) {
     const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    clients.push_back(fd);
     timeval tv{2, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     const sockaddr_in to = ipv4_address("127.0.0.10", vport);
@@ -455,8 +461,8 @@ TEST(UserspaceProxier, UdpRequestResponseFromTheVip) {
     }
     EXPECT_TRUE(ids == "a:hi;a:hi;" || ids == "b:hi;b:hi;") << ids;
     seen[ids]++;
-    ::close(fd);
   }
+  for (int fd : clients) ::close(fd);
   EXPECT_EQ(seen.size(), 2u);
   // Workers count a flow on their own thread, possibly just after relaying its
   // reply; and flows expire after the idle timeout: poll both with a deadline.
