@@ -357,3 +357,51 @@ class ApiObjects:
         if objects:
             self.cluster.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=false", input=json.dumps(
                 {"apiVersion": "v1", "kind": "List", "items": [as_created(o)[0] for o in objects]}))
+
+
+class ApiServerVariant:
+    """Runs a manifests e2e module's test classes with their objects put
+    through the real API server: the module's own sandbox comes up, its node
+    is attached to one control plane shared by the test run (ForTests), and
+    `mixin` (listed first among a class's bases) hands each test an
+    ApiObjects instead of a manifests directory. Used by
+    test_cluster_userspace and test_cluster_daemon_sync:
+
+        VARIANT = labnode.ApiServerVariant(base, [base.NS], [sb.NODE_NAME])
+        setUpModule, tearDownModule = VARIANT.set_up_module, VARIANT.tear_down_module
+        class TestXFromApiServer(VARIANT.mixin, base.TestX): pass
+    """
+
+    def __init__(self, base, namespaces: list[str], nodes: list[str]):
+        from cluster import ForTests
+        self.base = base
+        self.namespaces = namespaces
+        self.nodes = nodes
+        self.lab = ForTests()
+        lab = self.lab
+
+        class FromApiServer:
+            """The objects go to the API server."""
+
+            def new_source(self, name: str) -> ApiObjects:
+                return ApiObjects(lab.cluster)
+
+        self.mixin = FromApiServer
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.lab.cluster
+
+    def set_up_module(self) -> None:
+        self.base.setUpModule()
+        try:
+            self.lab.set_up_module().attach(self.base.Env.box.node)
+        except BaseException:
+            self.tear_down_module()
+            raise
+
+    def tear_down_module(self) -> None:
+        if self.lab.cluster:
+            delete_objects(self.lab.cluster, self.namespaces, self.nodes)
+        self.lab.release()
+        self.base.tearDownModule()

@@ -30,33 +30,11 @@ import test_daemon_sync as base  # noqa: E402
 from sandbox import SOURCE_DIR  # noqa: E402
 
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "cluster"))
-import cluster as lab  # noqa: E402
 import labnode  # noqa: E402
 
-CLUSTER = lab.ForTests()
-
-
-def setUpModule():
-    base.setUpModule()
-    try:
-        CLUSTER.set_up_module().attach(base.Env.box.node)
-    except BaseException:
-        tearDownModule()
-        raise
-
-
-def tearDownModule():
-    if CLUSTER.cluster:
-        labnode.delete_objects(CLUSTER.cluster, [base.NS], [sb.NODE_NAME])
-    CLUSTER.release()
-    base.tearDownModule()
-
-
-class FromApiServer:
-    """Mixed into test_daemon_sync's classes: the objects go to the API server."""
-
-    def new_source(self, name: str) -> labnode.ApiObjects:
-        return labnode.ApiObjects(CLUSTER.cluster)
+VARIANT = labnode.ApiServerVariant(base, [base.NS], [sb.NODE_NAME])
+setUpModule, tearDownModule = VARIANT.set_up_module, VARIANT.tear_down_module
+FromApiServer = VARIANT.mixin
 
 
 class TestUdpConntrackFromApiServer(FromApiServer, base.TestUdpConntrack):

@@ -29,37 +29,16 @@ import test_userspace as base  # noqa: E402
 from sandbox import SOURCE_DIR  # noqa: E402
 
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "cluster"))
-import cluster as lab  # noqa: E402
 import labnode  # noqa: E402
 
-CLUSTER = lab.ForTests()
+VARIANT = labnode.ApiServerVariant(base, [base.NS], [sb.NODE_NAME])
+setUpModule, tearDownModule = VARIANT.set_up_module, VARIANT.tear_down_module
 
 
-def setUpModule():
-    base.setUpModule()
-    try:
-        CLUSTER.set_up_module().attach(base.Env.box.node)
-    except BaseException:
-        tearDownModule()
-        raise
-
-
-def tearDownModule():
-    if CLUSTER.cluster:
-        labnode.delete_objects(CLUSTER.cluster, [base.NS], [sb.NODE_NAME])
-    CLUSTER.release()
-    base.tearDownModule()
-
-
-class FromApiServer:
-    """Mixed into test_userspace's classes: the objects go to the API server."""
-
-    def new_source(self, name: str) -> labnode.ApiObjects:
-        return labnode.ApiObjects(CLUSTER.cluster)
-
+class FromApiServer(VARIANT.mixin):
     def others_service_ips(self) -> set[str]:
         """The API server's own Service (default/kubernetes) is proxied as well."""
-        return {CLUSTER.cluster.kubectl("get", "service", "-n", "default", "kubernetes",
+        return {VARIANT.cluster.kubectl("get", "service", "-n", "default", "kubernetes",
                                         "-o", "jsonpath={.spec.clusterIP}").stdout.strip()}
 
 
