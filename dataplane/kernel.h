@@ -14,10 +14,11 @@
 #include "dataplane/ir.h"
 #include "dataplane/netlink_decode.h"
 #include "dataplane/netlink_socket.h"
+#include "dataplane/ruleset_kernel.h"
 
 namespace svcproxy::dataplane {
 
-class NetlinkBackend {
+class NetlinkBackend final : public RulesetKernel {
  public:
   NetlinkBackend() = default;
 
@@ -27,26 +28,26 @@ class NetlinkBackend {
   void apply_full(const ir::Ruleset& ruleset);
   // The same for the compiler's current ruleset, encoded straight from its
   // state: no copy of the ruleset is made (compare apply_full(c.ruleset())).
-  void apply_full(const RulesetCompiler& compiler);
+  void apply_full(const RulesetCompiler& compiler) override;
 
   // Applies one compiler update in one transaction: only what changed
   // (O(changes)). Requires in_sync(); on failure nothing changes and the
   // next sync must be full. `definitions` gives shared sets' definitions
   // (for element changes).
-  void apply_partial(const RulesetDiff& diff, const RulesetCompiler& definitions);
+  void apply_partial(const RulesetDiff& diff, const RulesetCompiler& definitions) override;
 
   // svcproxy's tables (ip and ip6 "svcproxy") as the kernel holds them;
   // tables that do not exist are absent from the result.
-  ir::Ruleset read_back();
+  ir::Ruleset read_back() override;
 
   // Deletes svcproxy's tables if present, in one transaction; succeeds when
   // there is nothing to delete. Never touches other tables.
-  void cleanup();
+  void cleanup() override;
 
   // The last transaction (full or partial) succeeded: the kernel holds what
   // the compiler last produced, so a partial sync may follow. False at start,
   // after a failure and after cleanup.
-  bool in_sync() const { return in_sync_; }
+  bool in_sync() const override { return in_sync_; }
 
  private:
   NetlinkSocket socket_;
