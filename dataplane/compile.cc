@@ -1,12 +1,8 @@
 #include "dataplane/compile.h"
 
 #include <algorithm>
-#include <deque>
-#include <iterator>
-#include <type_traits>
 #include <map>
 #include <set>
-#include <tuple>
 
 #include "dataplane/compile/table_state.h"
 
