@@ -1,3 +1,5 @@
+// RulesetCompiler: one TableState per family (dataplane/compile/, where
+// each part of a table's state has a file of its own) behind compile.h.
 #include "dataplane/compile.h"
 
 #include <algorithm>
