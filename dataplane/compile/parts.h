@@ -85,14 +85,15 @@ inline ir::Rule mark_for_masquerade(std::vector<ir::Match> matches = {}) {
 
 using ir::sort_elements;
 
-// What one service port contributes to its table: its own chains and sets,
-// and elements of the shared sets (by interned set id).
+// One element a port puts into a shared set or map (by the ledger's set id).
 struct Contribution {
   uint32_t set = 0;
   ir::Element element;
   auto operator<=>(const Contribution&) const = default;
 };
 
+// What one service port contributes to its table: its own chains and sets,
+// and elements of the shared sets.
 struct Fragment {
   std::vector<ir::Chain> chains;  // sorted by name
   std::vector<ir::Set> sets;      // sorted by name
