@@ -207,6 +207,7 @@ void Daemon::take_changes() {
 
 void Daemon::try_start() {
   if (started_ || !source_->has_synced()) return;
+  take_changes();  // what arrived so far is part of the first sync
   started_ = true;
   sync(SyncKind::Full, "start");
   arm_timer(period_fd_.get(), options_.sync_period, options_.sync_period);
