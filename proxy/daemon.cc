@@ -148,11 +148,13 @@ int Daemon::run() {
       throw std::runtime_error(std::string("run: poll: ") + std::strerror(errno));
     }
     if ((fds[0].revents & POLLIN) && !on_signal()) return 0;
-    if (source_->fd() >= 0 && (fds[4].revents & POLLIN)) on_source_readable();
     if (fds[1].revents & POLLIN) on_change();
     if ((fds[2].revents & POLLIN) && read_counter(period_fd_.get())) on_timer();
     if ((fds[3].revents & POLLIN) && read_counter(defer_fd_.get())) defer_armed_ = false;
     on_deferred();
+    // After the sync of what arrived: a source's next read (a manifests
+    // directory re-read) does not delay changes already in the store.
+    if (source_->fd() >= 0 && (fds[4].revents & POLLIN)) on_source_readable();
   }
 }
 
