@@ -1,5 +1,6 @@
 // kube-proxy's service and endpoint semantics (pkg/proxy/serviceport.go,
-// endpointslicecache.go, topology.go), recomputed from scratch on every call.
+// endpointslicecache.go, topology.go), recomputed from scratch on every call:
+// for the whole cluster, or for one service.
 //
 // Cost: one sort of the services and one of the slices, then a single merge
 // walk that pairs each service with its slices; each slice endpoint is looked
@@ -321,6 +322,11 @@ void add_service(const Service& service, std::span<const EndpointSlice* const> s
   }
 }
 
+void sort_ports(std::vector<ServicePortState>& ports) {
+  std::sort(ports.begin(), ports.end(),
+            [](const ServicePortState& a, const ServicePortState& b) { return a.name < b.name; });
+}
+
 }  // namespace
 
 std::string ServicePortName::str() const {
@@ -347,9 +353,36 @@ ProxyState build_proxy_state(const ClusterState& cluster, const NodeConfig& node
     slice_it = group_end;
   }
 
-  std::sort(out.ports.begin(), out.ports.end(),
-            [](const ServicePortState& a, const ServicePortState& b) { return a.name < b.name; });
+  sort_ports(out.ports);
   return out;
+}
+
+ProxyState build_service_state(const Service& service, std::span<const EndpointSlice* const> slices,
+                               const NodeConfig& node) {
+  // The order build_proxy_state walks them in: by reference (then value,
+  // should a malformed input repeat one).
+  std::vector<const EndpointSlice*> own;
+  for (const EndpointSlice* slice : slices) {
+    if (slice->ref.ns != service.ref.ns || slice->service_name != service.ref.name) continue;
+    if (slice->service_name.empty() || !slice_family(slice->address_type)) continue;
+    own.push_back(slice);
+  }
+  std::sort(own.begin(), own.end(), [](const EndpointSlice* a, const EndpointSlice* b) {
+    if (a->ref != b->ref) return a->ref < b->ref;
+    return *a < *b;
+  });
+  ProxyState out;
+  add_service(service, own, node, out);
+  sort_ports(out.ports);
+  return out;
+}
+
+ProxyState build_service_state(const Service& service, const std::vector<EndpointSlice>& slices,
+                               const NodeConfig& node) {
+  std::vector<const EndpointSlice*> pointers;
+  pointers.reserve(slices.size());
+  for (const EndpointSlice& slice : slices) pointers.push_back(&slice);
+  return build_service_state(service, pointers, node);
 }
 
 }  // namespace svcproxy::model

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -79,7 +80,19 @@ struct ProxyState {
 };
 
 // Builds the per-port view of the cluster for this node. Pure: the same
-// inputs give the same output, byte for byte.
+// inputs give the same output, byte for byte. It is build_service_state over
+// every service: their results, concatenated in service order, are this.
 ProxyState build_proxy_state(const ClusterState& cluster, const NodeConfig& node);
+
+// The per-port view of ONE service: the Service and the EndpointSlices
+// labelled with its name, merged per service as kube-proxy's
+// EndpointSliceCache does. Slices may come in any order; those of another
+// service or without an IP address type are ignored. The daemon calls this
+// for the services that changed (O(that service), whatever the cluster's
+// size). Ports sorted by name; skip reasons name the service.
+ProxyState build_service_state(const Service& service, std::span<const EndpointSlice* const> slices,
+                               const NodeConfig& node);
+ProxyState build_service_state(const Service& service, const std::vector<EndpointSlice>& slices,
+                               const NodeConfig& node);
 
 }  // namespace svcproxy::model

@@ -1,11 +1,6 @@
-// `svcproxy run`: the long-running daemon. The cluster comes from the API
-// server (an informer) or from a manifests file/directory (inotify); both
-// fill a store whose change stream wakes the loop. The first sync waits
-// until the source has listed everything; after it, a change triggers a
-// partial sync (no sooner than --min-sync-period after the previous one,
-// bursts coalescing), a full resync runs every sync period (repairing hand
-// edits of svcproxy's tables), a failed sync is retried with backoff and the
-// next one is full, and SIGTERM/SIGINT exit 0 leaving the rules in place.
+// `svcproxy run`: the long-running daemon's options and entry point. The
+// daemon itself (the pipeline from the cluster source to the dataplane, and
+// its handlers) is proxy/daemon.h.
 #pragma once
 
 #include <chrono>

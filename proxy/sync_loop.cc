@@ -1,14 +1,46 @@
 #include "proxy/sync_loop.h"
 
-#include "model/service_ports.h"
+#include <algorithm>
 
 namespace svcproxy::proxy {
 
-SyncLoop::SyncLoop(model::NodeConfig node) : compiler_(std::move(node)) {}
+namespace {
 
-void SyncLoop::set_node(model::NodeConfig node) {
+// The service a compiler warning is about: they read "service port
+// <ns>/<name>/<protocol>[/<port name>]: ..." (names hold no '/').
+std::optional<model::ObjectRef> warning_service(const std::string& warning) {
+  constexpr std::string_view kPrefix = "service port ";
+  if (!warning.starts_with(kPrefix)) return std::nullopt;
+  const size_t ns_end = warning.find('/', kPrefix.size());
+  if (ns_end == std::string::npos) return std::nullopt;
+  const size_t name_end = warning.find('/', ns_end + 1);
+  if (name_end == std::string::npos) return std::nullopt;
+  return model::ObjectRef{warning.substr(kPrefix.size(), ns_end - kPrefix.size()),
+                          warning.substr(ns_end + 1, name_end - ns_end - 1)};
+}
+
+}  // namespace
+
+dataplane::ConntrackCleaner& KernelConntrack::cleaner() {
+  if (!cleaner_) cleaner_.emplace();
+  return *cleaner_;
+}
+
+size_t KernelConntrack::delete_stale(const std::vector<dataplane::StaleUdpFlow>& flows) {
+  return flows.empty() ? 0 : cleaner().delete_stale(flows);
+}
+
+size_t KernelConntrack::delete_orphans(const std::vector<model::ServicePortState>& ports,
+                                       const std::vector<model::IPAddress>& nodeport_ips) {
+  return cleaner().delete_orphans(ports, nodeport_ips);
+}
+
+SyncLoop::SyncLoop(model::NodeConfig node, dataplane::RulesetKernel& kernel, ConntrackCleanup& conntrack)
+    : compiler_(std::move(node)), kernel_(kernel), conntrack_(conntrack) {}
+
+void SyncLoop::set_node(const model::NodeConfig& node) {
   if (node == compiler_.node()) return;
-  compiler_ = dataplane::RulesetCompiler(std::move(node));
+  compiler_ = dataplane::RulesetCompiler(node);
   node_changed_ = true;
 }
 
@@ -55,50 +87,114 @@ void SyncLoop::count_objects(const dataplane::RulesetDiff& diff) {
   objects_.sets = set_elements_.size();
 }
 
-SyncResult SyncLoop::sync(const model::ClusterState& cluster, bool force_full) {
+void SyncLoop::program_from_scratch(const std::vector<model::ServicePortState>& ports, SyncResult& result) {
+  // Replace the tables atomically, then delete the UDP entries whose
+  // endpoint is gone — only those (no flush: kube-proxy #122740).
+  result.full = true;  // also when it fails: metrics count it as a full sync
+  compiler_.reset(ports);
+  record_warnings(nullptr);
+  // Encoded straight from the compiler's state (no copy of the ruleset).
+  kernel_.apply_full(compiler_);
+  node_changed_ = false;
+  count_objects(compiler_.ruleset_ref());
+  result.operations = objects_.chains + objects_.sets;
+  result.conntrack_deleted = conntrack_.delete_orphans(ports, compiler_.node().nodeport_ips);
+}
+
+void SyncLoop::program_diff(const dataplane::RulesetDiff& diff, bool whole_ruleset, SyncResult& result) {
+  if (whole_ruleset || diff.needs_full_sync) {
+    result.full = true;
+    kernel_.apply_full(compiler_);
+    count_objects(compiler_.ruleset_ref());
+  } else if (diff.operations() > 0) {
+    kernel_.apply_partial(diff, compiler_);
+    count_objects(diff);
+  }
+  result.operations = diff.operations();
+  // Stale flows come from the diff, also when the whole ruleset was sent.
+  if (!diff.stale_udp_flows.empty()) result.conntrack_deleted = conntrack_.delete_stale(diff.stale_udp_flows);
+}
+
+SyncResult SyncLoop::full_sync(const std::vector<model::ServicePortState>& ports) {
   const auto start = std::chrono::steady_clock::now();
   SyncResult result;
-  auto state = model::build_proxy_state(cluster, compiler_.node());
   try {
-    if (!backend_.in_sync() || node_changed_) {
-      // Start, after a failure or a node change: what the kernel and
-      // conntrack hold is unknown. Replace the tables atomically, then
-      // delete the UDP entries whose endpoint is gone — only those (no
-      // flush: kube-proxy #122740).
-      result.full = true;  // also when it fails: metrics count it as a full sync
-      compiler_.reset(state.ports);
-      // Encoded straight from the compiler's state (no copy of the ruleset).
-      backend_.apply_full(compiler_);
-      node_changed_ = false;
-      count_objects(compiler_.ruleset_ref());
-      result.operations = objects_.chains + objects_.sets;
-      if (!conntrack_) conntrack_.emplace();
-      result.conntrack_deleted = conntrack_->delete_orphans(state.ports, compiler_.node().nodeport_ips);
+    if (needs_full_sync()) {
+      program_from_scratch(ports, result);
     } else {
-      // The compiler knows what changed, even when a full sync is wanted
-      // (periodic drift repair, SIGHUP): stale UDP flows come from the diff.
-      auto diff = compiler_.replace_all(state.ports);
-      if (force_full || diff.needs_full_sync) {
-        result.full = true;
-        backend_.apply_full(compiler_);
-        count_objects(compiler_.ruleset_ref());
-      } else {
-        backend_.apply_partial(diff, compiler_);
-        count_objects(diff);
-      }
-      result.operations = diff.operations();
-      if (!diff.stale_udp_flows.empty()) {
-        if (!conntrack_) conntrack_.emplace();
-        result.conntrack_deleted = conntrack_->delete_stale(diff.stale_udp_flows);
-      }
+      // The compiler knows what changed even when everything is sent again
+      // (drift repair, SIGHUP): stale UDP flows come from the diff.
+      const auto diff = compiler_.replace_all(ports);
+      record_warnings(nullptr);
+      program_diff(diff, true, result);
     }
   } catch (const std::exception& e) {
-    // The backend is now out of sync: the next sync is full.
+    // The kernel is now out of sync: the next sync is full.
     result.error = e.what();
   }
-  for (const auto& s : state.skipped) result.warnings.push_back("skipped " + s.object.str() + ": " + s.reason);
-  for (auto& w : compiler_.take_warnings()) result.warnings.push_back(std::move(w));
-  ports_ = std::move(state.ports);
+  return finish(std::move(result), start);
+}
+
+SyncResult SyncLoop::apply_changes(const std::vector<model::ObjectRef>& services,
+                                   const std::vector<model::ServicePortState>& ports) {
+  const auto start = std::chrono::steady_clock::now();
+  SyncResult result;
+  if (needs_full_sync()) {
+    result.error = "a full sync is needed first (start, failure or node change)";
+    return finish(std::move(result), start);
+  }
+  try {
+    const auto diff = compiler_.update(services, ports);
+    record_warnings(&services);
+    program_diff(diff, false, result);
+  } catch (const std::exception& e) {
+    result.error = e.what();
+  }
+  return finish(std::move(result), start);
+}
+
+SyncResult SyncLoop::repair() {
+  // Until a readback diff lands (i17-drift), repair as the periodic full
+  // sync always did: send the compiler's whole ruleset in one transaction.
+  const auto start = std::chrono::steady_clock::now();
+  SyncResult result;
+  result.full = true;
+  try {
+    kernel_.apply_full(compiler_);
+    count_objects(compiler_.ruleset_ref());
+    result.operations = objects_.chains + objects_.sets;
+  } catch (const std::exception& e) {
+    result.error = e.what();
+  }
+  return finish(std::move(result), start);
+}
+
+void SyncLoop::record_warnings(const std::vector<model::ObjectRef>* services) {
+  // A conflict's warning names the port that lost; the compiler reports it
+  // whenever it compiles that port. So the services it was given, and any
+  // other it recompiled and reported on, have exactly the warnings it just
+  // reported. (One it recompiled into winning keeps its old line until the
+  // next full sync: the compiler does not say which ports it recompiled.)
+  if (services) {
+    for (const auto& s : *services) warnings_.erase(s);
+  } else {
+    warnings_.clear();
+  }
+  unattributed_warnings_.clear();
+  std::map<model::ObjectRef, std::vector<std::string>> fresh;
+  for (auto& w : compiler_.take_warnings()) {
+    if (const auto owner = warning_service(w)) {
+      fresh[*owner].push_back(std::move(w));
+    } else {
+      unattributed_warnings_.push_back(std::move(w));
+    }
+  }
+  for (auto& [owner, lines] : fresh) warnings_[owner] = std::move(lines);
+}
+
+SyncResult SyncLoop::finish(SyncResult result, std::chrono::steady_clock::time_point start) {
+  for (const auto& [service, lines] : warnings_) result.warnings.insert(result.warnings.end(), lines.begin(), lines.end());
+  result.warnings.insert(result.warnings.end(), unattributed_warnings_.begin(), unattributed_warnings_.end());
   result.duration =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
   return result;

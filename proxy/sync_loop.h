@@ -1,70 +1,84 @@
-// The sync loop's core: cluster state in, kernel programmed. Owns the
-// incremental compiler (what is programmed), the netlink backend (the kernel
-// interface) and the conntrack cleaner, and decides full vs partial syncs:
-// full at start, after any failure and when the compiler asks for it;
-// partial (O(changes)) otherwise.
+// The nftables dataplane: the incremental compiler (what is programmed), the
+// kernel behind RulesetKernel (netlink in the daemon, an in-memory fake in
+// unit tests) and the conntrack cleanup. A change is compiled by
+// RulesetCompiler::update and committed as one diff (O(changes)); the whole
+// ruleset is committed only at start, after any failure, after a node
+// change, when the compiler asks for it, and on full_sync (SIGHUP, hourly).
 #pragma once
 
-#include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "dataplane/compile.h"
 #include "dataplane/conntrack.h"
-#include "dataplane/kernel.h"
+#include "dataplane/ruleset_kernel.h"
 #include "model/node_config.h"
 #include "model/objects.h"
 #include "model/service_ports.h"
+#include "proxy/dataplane.h"
 
 namespace svcproxy::proxy {
 
-struct SyncResult {
-  bool full = false;
-  size_t operations = 0;          // kernel objects changed (partial) or programmed (full)
-  size_t conntrack_deleted = 0;   // stale UDP entries removed
-  std::chrono::microseconds duration{0};
-  std::string error;              // empty: success
-  std::vector<std::string> warnings;  // service ports left out (conflicts), one line each
-};
-
-// What svcproxy's tables hold: recounted from the whole ruleset at every full
-// sync, adjusted by each partial sync's diff in between.
-struct KernelObjects {
-  size_t chains = 0;
-  size_t sets = 0;  // sets and maps
-  size_t elements = 0;
-};
-
-class SyncLoop {
+// What the sync loop deletes from conntrack (a seam: unit tests record the
+// calls instead of needing CAP_NET_ADMIN).
+class ConntrackCleanup {
  public:
-  explicit SyncLoop(model::NodeConfig node);
+  virtual ~ConntrackCleanup() = default;
+  virtual size_t delete_stale(const std::vector<dataplane::StaleUdpFlow>& flows) = 0;
+  virtual size_t delete_orphans(const std::vector<model::ServicePortState>& ports,
+                                const std::vector<model::IPAddress>& nodeport_ips) = 0;
+};
 
-  // A new node configuration (e.g. ServiceCIDR objects changed): everything
-  // is recompiled and the next sync is full.
-  void set_node(model::NodeConfig node);
-  const model::NodeConfig& node() const { return compiler_.node(); }
-
-  // Programs `cluster`. `force_full` repairs drift (periodic resync).
-  SyncResult sync(const model::ClusterState& cluster, bool force_full = false);
-
-  const dataplane::RulesetCompiler& compiler() const { return compiler_; }
-  // The per-port view programmed by the last sync attempt.
-  const std::vector<model::ServicePortState>& ports() const { return ports_; }
-  const KernelObjects& kernel_objects() const { return objects_; }
+// The real one: this network namespace's conntrack table, opened on first use.
+class KernelConntrack final : public ConntrackCleanup {
+ public:
+  size_t delete_stale(const std::vector<dataplane::StaleUdpFlow>& flows) override;
+  size_t delete_orphans(const std::vector<model::ServicePortState>& ports,
+                        const std::vector<model::IPAddress>& nodeport_ips) override;
 
  private:
-  std::vector<model::ServicePortState> ports_;
-  dataplane::RulesetCompiler compiler_;
-  dataplane::NetlinkBackend backend_;
-  std::optional<dataplane::ConntrackCleaner> conntrack_;
+  dataplane::ConntrackCleaner& cleaner();
+  std::optional<dataplane::ConntrackCleaner> cleaner_;
+};
+
+class SyncLoop final : public Dataplane {
+ public:
+  // `kernel` and `conntrack` must outlive the loop.
+  SyncLoop(model::NodeConfig node, dataplane::RulesetKernel& kernel, ConntrackCleanup& conntrack);
+
+  void set_node(const model::NodeConfig& node) override;
+  bool needs_full_sync() const override { return !kernel_.in_sync() || node_changed_; }
+  SyncResult full_sync(const std::vector<model::ServicePortState>& ports) override;
+  SyncResult apply_changes(const std::vector<model::ObjectRef>& services,
+                           const std::vector<model::ServicePortState>& ports) override;
+  SyncResult repair() override;
+  std::optional<KernelObjects> kernel_objects() const override { return objects_; }
+
+  const model::NodeConfig& node() const { return compiler_.node(); }
+  const dataplane::RulesetCompiler& compiler() const { return compiler_; }
+
+ private:
+  // Start, failure, node change: neither the kernel nor conntrack is known.
+  void program_from_scratch(const std::vector<model::ServicePortState>& ports, SyncResult& result);
+  void program_diff(const dataplane::RulesetDiff& diff, bool whole_ruleset, SyncResult& result);
+  // Keeps conflict warnings per service, so every result lists all of them.
+  void record_warnings(const std::vector<model::ObjectRef>* services);
+  SyncResult finish(SyncResult result, std::chrono::steady_clock::time_point start);
   // Elements per set (by family and name) and chains: what the kernel holds,
   // kept exact from each diff in O(changes).
   void count_objects(const dataplane::ir::RulesetRef& ruleset);
   void count_objects(const dataplane::RulesetDiff& diff);
+
+  dataplane::RulesetCompiler compiler_;
+  dataplane::RulesetKernel& kernel_;
+  ConntrackCleanup& conntrack_;
   KernelObjects objects_;
   std::map<std::pair<model::IPFamily, std::string>, size_t> set_elements_;
+  std::map<model::ObjectRef, std::vector<std::string>> warnings_;  // by the service that lost
+  std::vector<std::string> unattributed_warnings_;
   bool node_changed_ = false;
 };
 

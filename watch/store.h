@@ -3,13 +3,19 @@
 // that changes something emits exactly one Change (in order, on the thread
 // that applied it), so a consumer replaying the changes from empty holds
 // exactly what the store holds. Thread-safe: reflectors write, anyone reads.
+//
+// EndpointSlices are also indexed by the service they belong to (namespace
+// and label kubernetes.io/service-name), so that a consumer recomputing one
+// service finds its slices in O(slices of that service), not by a scan.
 #pragma once
 
 #include <array>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "model/objects.h"
@@ -24,6 +30,9 @@ struct Change {
   Resource resource = Resource::Services;
   model::ObjectRef key;
   Object object;  // the new state; for Deleted, the last state
+  // For Updated, the state it replaced (an EndpointSlice's service label may
+  // have changed: both services are affected).
+  std::optional<Object> previous;
 };
 
 using ChangeHandler = std::function<void(const Change&)>;
@@ -55,14 +64,30 @@ class Store {
 
   // Everything, sorted, as the compiler takes it.
   model::ClusterState snapshot() const;
+  // The same, of the given resources only (e.g. what the node's
+  // configuration depends on: Nodes and ServiceCIDRs).
+  model::ClusterState snapshot(std::initializer_list<Resource> resources) const;
+
+  // One service and the EndpointSlices that belong to it, sorted by
+  // reference, read at one moment: O(slices of that service).
+  struct ServiceObjects {
+    std::optional<model::Service> service;  // none: there is no such Service
+    std::vector<model::EndpointSlice> slices;
+  };
+  ServiceObjects service_objects(const model::ObjectRef& service) const;
 
  private:
   using Objects = std::map<model::ObjectRef, Object>;
   static size_t index(Resource resource) { return static_cast<size_t>(resource); }
   void emit(std::vector<Change>& changes);
+  // Keeps slices_by_service_ current for one EndpointSlice change (either
+  // pointer may be null: added, deleted).
+  void reindex(const model::ObjectRef& key, const Object* before, const Object* after);
 
   mutable std::mutex mutex_;
   std::array<Objects, 4> objects_;
+  // Service (namespace, name) -> references of its EndpointSlices.
+  std::map<model::ObjectRef, std::set<model::ObjectRef>> slices_by_service_;
   std::array<bool, 4> synced_{};
   ChangeHandler on_change_;
   std::function<void()> on_synced_;  // after every replace() and progressed()

@@ -827,7 +827,7 @@ class SyncLine:
 
 def parse_sync_line(line: str, index: int = -1) -> SyncLine | None:
     m = _KLOG.match(line)
-    if not m or not m.group(8).startswith("run"):
+    if not m or not m.group(8).startswith(("run", "daemon")):
         return None
     s = _SYNC.match(m.group(9))
     if not s:

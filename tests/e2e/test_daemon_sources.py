@@ -369,7 +369,7 @@ logging:
         self.assertEqual(sync["mode"], "full")
         self.assertIsInstance(sync["operations"], int)
         self.assertIsInstance(sync["ts"], float)
-        self.assertRegex(sync["caller"], r"^run\.cc:\d+$")
+        self.assertRegex(sync["caller"], r"^daemon\.cc:\d+$")
         self.assertEqual(d.stop(), 0)
 
 

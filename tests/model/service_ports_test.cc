@@ -816,6 +816,36 @@ TEST(DeterminismTest, SortedAndUnsortedClusterGiveTheSameResult) {
   EXPECT_EQ(reasons(unsorted), reasons(sorted));
 }
 
+// The daemon recomputes only the services that changed: one service at a
+// time must give exactly what the whole cluster gives for it.
+TEST(PerServiceTest, PerServiceResultsConcatenatedEqualTheWhole) {
+  ClusterState cluster = mixed_cluster(false);
+  // Slices the per-service call must ignore: FQDN, unlabelled, another namespace.
+  cluster.endpoint_slices.push_back(slice("ns0", "fqdn", "svc0", {}, {slice_port("http", 8080)}, AddressType::FQDN));
+  cluster.endpoint_slices.push_back(slice("ns0", "unlabelled", "", {endpoint("10.98.0.1")}));
+  cluster.endpoint_slices.push_back(slice("ns1", "svc0-x", "svc0", {endpoint("10.98.0.2")}));
+  // A skip reason, kept with its service.
+  cluster.services.push_back(service("ns2", "zero", {"10.96.8.1"}, {port("http", 80), port("bad", 0)}));
+  const NodeConfig node = this_node();
+  const ProxyState whole = build_proxy_state(cluster, node);
+  ASSERT_EQ(whole.skipped.size(), 1u);
+
+  std::mt19937 rng(5);
+  std::shuffle(cluster.endpoint_slices.begin(), cluster.endpoint_slices.end(), rng);
+  ClusterState sorted = cluster;
+  sorted.sort();
+  ProxyState joined;
+  for (const Service& s : sorted.services) {
+    // Every slice of the cluster, shuffled: the call picks its own.
+    const ProxyState one = build_service_state(s, cluster.endpoint_slices, node);
+    for (const auto& p : one.ports) EXPECT_EQ(p.name.service, s.ref);
+    joined.ports.insert(joined.ports.end(), one.ports.begin(), one.ports.end());
+    joined.skipped.insert(joined.skipped.end(), one.skipped.begin(), one.skipped.end());
+  }
+  EXPECT_EQ(joined.ports, whole.ports);
+  EXPECT_EQ(reasons(joined), reasons(whole));
+}
+
 TEST(ScaleTest, ManyServicesEachGetOnlyTheirOwnEndpoints) {
   // 20k services x 2 endpoints; a quadratic pairing would be visibly slow here.
   constexpr int kServices = 20000;

@@ -1,0 +1,73 @@
+// The daemon's one view of what programs traffic: the nftables backend
+// (SyncLoop: a ruleset compiled incrementally and committed to the kernel)
+// or the userspace backend (UserspaceDataplane: svcproxy0 addresses and
+// proxy listeners). The daemon hands either the per-port state of the
+// services that changed, or of all of them, and never asks which it holds.
+//
+//   store --Change--> ChangeTracker (dirty services) --> ServiceModel
+//   (build_service_state per dirty service) --> Dataplane::apply_changes
+//   --> RulesetCompiler::update --> RulesetKernel (netlink) / userspace proxy
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/node_config.h"
+#include "model/objects.h"
+#include "model/service_ports.h"
+
+namespace svcproxy::proxy {
+
+struct SyncResult {
+  bool full = false;
+  size_t operations = 0;          // kernel objects changed (partial) or programmed (full)
+  size_t conntrack_deleted = 0;   // stale UDP entries removed
+  std::chrono::microseconds duration{0};
+  std::string error;              // empty: success
+  // Every service port left out (conflicts) as the dataplane now holds
+  // them, one line each: complete after every sync, not only this one's.
+  std::vector<std::string> warnings;
+};
+
+// What svcproxy's tables hold: recounted from the whole ruleset at every full
+// sync, adjusted by each partial sync's diff in between.
+struct KernelObjects {
+  size_t chains = 0;
+  size_t sets = 0;  // sets and maps
+  size_t elements = 0;
+  auto operator<=>(const KernelObjects&) const = default;
+};
+
+class Dataplane {
+ public:
+  virtual ~Dataplane() = default;
+
+  // The node's configuration changed (Node, ServiceCIDR objects): what is
+  // programmed depends on it, so the next sync must be full.
+  virtual void set_node(const model::NodeConfig& node) = 0;
+  // The next sync must be full: at start, after a failure, after set_node.
+  virtual bool needs_full_sync() const = 0;
+
+  // Programs `ports`, the state of every service (start, failure, node
+  // change, SIGHUP, the hourly resync): O(cluster).
+  virtual SyncResult full_sync(const std::vector<model::ServicePortState>& ports) = 0;
+  // Sets the ports of `services` to `ports` (a service without ports is
+  // removed): O(changes). Requires !needs_full_sync().
+  virtual SyncResult apply_changes(const std::vector<model::ObjectRef>& services,
+                                   const std::vector<model::ServicePortState>& ports) = 0;
+  // Drift repair: makes what is programmed equal to what was last applied,
+  // whatever edited it meanwhile (the periodic timer's hook; see
+  // SyncLoop::repair for what it does today).
+  virtual SyncResult repair() = 0;
+
+  // What the kernel holds, for the gauges; none when the backend has no
+  // nftables objects (userspace).
+  virtual std::optional<KernelObjects> kernel_objects() const { return std::nullopt; }
+  // Logs the backend's own counters after a sync (userspace proxy stats).
+  virtual void log_stats() {}
+};
+
+}  // namespace svcproxy::proxy
