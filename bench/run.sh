@@ -77,6 +77,11 @@ run "$here/nft_load.sh" "$build" --reps $NFT_REPS 1000:10 2000:10 10000:10 5000:
 section "issue 3a: full sync end to end (svcproxy run --once vs nft -f)"
 run "$here/cli_sync.sh" "$build" --reps $CLI_REPS --data "$data" "${CLI_SIZES[@]}"
 
+if [ $quick = 0 ]; then
+  section "issue 17: run --once of a million endpoints (100k services x 10; goal < 6 s)"
+  run "$here/once_live.sh" "$build" --reps 3 --no-live --data "$data" 100000:10
+fi
+
 section "issue 3a: where run --once spends its time (phases, each in a fresh netns)"
 files=()
 for size in "${CLI_SIZES[@]}"; do files+=("$data/cluster-${size%%:*}x${size##*:}.json"); done

@@ -5,11 +5,14 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <bit>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace svcproxy::model {
 
@@ -33,7 +36,32 @@ struct IPAddress {
   // allocating a temporary: renderers format 100k+ addresses per ruleset.
   void append_to(std::string& out) const;
 
-  auto operator<=>(const IPAddress&) const = default;
+  // The order of (family, bytes) as a defaulted <=> would give, but on two
+  // big-endian words instead of a memcmp call: compiler maps keyed by
+  // address compare millions of times at 1M endpoints (perf: 5.6% of
+  // `run --once` at 100k x 10 in memcmp under operator<=>).
+  std::strong_ordering operator<=>(const IPAddress& other) const {
+    if (family != other.family) return family <=> other.family;
+    const auto [a_high, a_low] = words();
+    const auto [b_high, b_low] = other.words();
+    if (a_high != b_high) return a_high <=> b_high;
+    return a_low <=> b_low;
+  }
+  bool operator==(const IPAddress& other) const {
+    return family == other.family && words() == other.words();
+  }
+
+ private:
+  std::pair<uint64_t, uint64_t> words() const {
+    uint64_t high, low;
+    std::memcpy(&high, bytes.data(), 8);
+    std::memcpy(&low, bytes.data() + 8, 8);
+    if constexpr (std::endian::native == std::endian::little) {
+      high = __builtin_bswap64(high);
+      low = __builtin_bswap64(low);
+    }
+    return {high, low};
+  }
 };
 
 struct CIDR {
