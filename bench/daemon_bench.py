@@ -19,9 +19,11 @@ namespace). For each size in --sizes, with a fresh fixture, a fresh daemon and a
                "sync done" line after the update, its `event_to_commit_us` field (the change's
                arrival to the commit's return) or, from a daemon without it, `duration_us`.
                Also the daemon's CPU (utime+stime) per 1,000 of these one-at-a-time changes.
-  burst        --burst changes to random bulk EndpointSlices (one endpoint replaced), written
-               at once (the daemon's watch reads them in one go); daemon CPU from before the first write to the
-               first sync that started after the last one, per 1,000 changes, and the syncs.
+  burst        --burst changes to random bulk EndpointSlices (one endpoint replaced), written at
+               once, then one event update as above: when the new pod answers, the whole burst is
+               in the kernel (one watch, in order). Daemon CPU over it per 1,000 changes (the
+               time on a CPU of its threads, /proc/PID/task/*/schedstat: utime+stime counts in
+               10 ms ticks, too coarse at 1k), and the syncs it took.
   full sync    at the largest size only: a second daemon with --sync-period --full-sync-period,
                events as above for --full-sync-seconds; latency of every event, and of the
                events written while a full sync ran (its log line: mode=full, start = time -
@@ -418,7 +420,7 @@ class EventSeries:
     pod: str = EVENT_PODS[0].name  # the pod the event Service sends to now
     records: list[dict] = field(default_factory=list)
 
-    def one(self, budget: float) -> dict:
+    def one(self, budget: float, keep: bool = True) -> dict:
         target = next(p for p in EVENT_PODS if p.name != self.pod)
         mark = len(self.run.daemon.lines)
         self.poller.start(target.name, budget)
@@ -437,7 +439,8 @@ class EventSeries:
             sync = self.run.wait_sync(mark, budget, lambda s: s["start"] >= wall - CLOCK_SLACK)
             record.update(daemon_ms=sync["daemon_us"] / 1e3, sync_reason=sync["reason"], sync_mode=sync["mode"],
                           daemon_field=sync["field"])
-        self.records.append(record)
+        if keep:
+            self.records.append(record)
         return record
 
     def answering_pod(self) -> str:
@@ -467,27 +470,30 @@ def event_stats(records: list[dict]) -> dict:
             "daemon_field": "/".join(sorted(fields)) or "none"}
 
 
-def burst(fixture: BulkFixture, run: DaemonRun, services: int, endpoints: int, changes: int,
+def burst(fixture: BulkFixture, run: DaemonRun, series: EventSeries, services: int, endpoints: int, changes: int,
           budget: float) -> dict:
-    """changes updates of random bulk slices, all written at once; the daemon's CPU until the
-    first sync that started after the last write."""
+    """changes updates of random bulk slices, all written at once, then one of the event Service
+    (the same watch delivers them in order, so when the new pod answers the whole burst is in
+    the kernel); the daemon's CPU over it, per 1,000 changes, and its syncs."""
     rng = random.Random(services + changes)
     picked = [rng.randrange(1, services) for _ in range(changes)]
     swapped: dict[int, bool] = {}
-    mark = len(run.daemon.lines)
     slices = []
     for i in picked:
         swapped[i] = not swapped.get(i, False)
         slices.append(bulk_slice(i, endpoints, swapped[i]))
+    mark = len(run.daemon.lines)
     cpu0, ns0, began = run.cpu_seconds(), run.cpu_ns(), time.time()
     with fixture.lock:  # watchers wake when it is released: the daemon reads the burst in one go
         for obj in slices:
             fixture.apply("endpointslices", obj)
     written = time.time()
-    last = run.wait_sync(mark, budget, lambda s: s["start"] > written)
+    last = series.one(budget, keep=False)
     cpu, cpu_ns = run.cpu_seconds() - cpu0, run.cpu_ns() - ns0
-    syncs = [s for s in run.sync_lines(mark) if s["index"] <= last["index"]]
-    return {"changes": changes, "write_s": written - began, "settled_s": last["time"] - began,
+    if last["e2e_ms"] is None:
+        raise RuntimeError(f"the burst at {services} services did not reach the kernel in {budget:.0f} s")
+    syncs = [s for s in run.sync_lines(mark) if s["start"] <= last["written"] + last["e2e_ms"] / 1e3]
+    return {"changes": changes, "write_s": written - began, "settled_s": last["written"] + last["e2e_ms"] / 1e3 - began,
             "syncs": len(syncs), "cpu_s": cpu, "cpu_s_schedstat": cpu_ns / 1e9,
             "cpu_s_per_1000_changes": cpu_ns / 1e9 * 1000 / changes}
 
@@ -549,7 +555,7 @@ class Bench:
             out["events"] = event_stats(series.records)
             out["events"]["cpu_s_per_1000_changes"] = (run.cpu_ns() - ns0) / 1e6 / max(1, len(series.records))
             log(f"  events: {brief(out['events'])}")
-            out["burst"] = burst(fixture, run, services, a.endpoints, a.burst, self.budget(services) * 10)
+            out["burst"] = burst(fixture, run, series, services, a.endpoints, a.burst, self.budget(services) * 10)
             log(f"  burst: {out['burst']['changes']} changes, {out['burst']['syncs']} syncs, "
                 f"{out['burst']['cpu_s_per_1000_changes']:.3f} CPU s per 1,000")
             out["rss_mib_after"] = run.rss_mib()
