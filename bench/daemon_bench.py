@@ -17,8 +17,10 @@ namespace). For each size in --sizes, with a fresh fixture, a fresh daemon and a
                to the ClusterIP that the new pod answers (--pollers threads, each a connection
                every --poll-gap ms; the rule was in the kernel by then). Daemon side: the first
                "sync done" line after the update, its `event_to_commit_us` field (the change's
-               arrival to the commit's return) or, from a daemon without it, `duration_us`.
-               Also the daemon's CPU (utime+stime) per 1,000 of these one-at-a-time changes.
+               arrival to the commit's return) or, from a daemon without it, `duration_us`. An
+               event series stops after --series-seconds (at 100k, today's daemon takes seconds
+               per change).
+               Also the daemon's CPU per 1,000 of these one-at-a-time changes (as below).
   burst        --burst changes to random bulk EndpointSlices (one endpoint replaced), written at
                once, then one event update as above: when the new pod answers, the whole burst is
                in the kernel (one watch, in order). Daemon CPU over it per 1,000 changes (the
@@ -54,7 +56,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
