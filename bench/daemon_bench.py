@@ -584,6 +584,7 @@ class Bench:
                    "cold_start": cold, "events": event_stats(series.records),
                    "events_during_full_sync": event_stats(during),
                    "full_syncs": summary([s["duration_us"] / 1e3 for s in fulls]),
+                   "periodic_syncs": sum(s["reason"] == "sync-period" for s in run.sync_lines(mark)),
                    "syncs": len(run.sync_lines(mark))}
             log(f"  all: {brief(out['events'])}; during a full sync: {brief(out['events_during_full_sync'])}; "
                 f"{len(fulls)} full syncs")

@@ -41,7 +41,7 @@ SIZE_FIELDS = [
 ]
 FULL_SYNC_FIELDS = [
     "services", "sync_period", "cold_start.from_list_s", "events.n", "events.missed", "events.e2e_ms.p99",
-    "events.daemon_ms.p99", "events_during_full_sync.n", "full_syncs.n", "syncs",
+    "events.daemon_ms.p99", "events_during_full_sync.n", "full_syncs.n", "periodic_syncs", "syncs",
 ]
 GOAL_KEYS = [
     "e2e_ms_p50_ratio_1000", "e2e_ms_p99_ratio_1000", "daemon_ms_p50_ratio_1000", "daemon_ms_p99_ratio_1000",
@@ -123,7 +123,9 @@ class DaemonBenchSmoke(unittest.TestCase):
                 self.assertIsNotNone(lookup(full, path))
         self.assertEqual(full["services"], SIZES[-1])
         self.assertGreaterEqual(full["events"]["n"], 3)
-        self.assertGreaterEqual(full["full_syncs"]["n"], 1, "--sync-period 1s ran no full sync in 3 s")
+        self.assertEqual(full["events"]["missed"], 0)
+        # No count of periodic or full syncs is asserted: issue 17 makes the periodic sync partial
+        # (a no-op when nothing changed) and may log it differently.
 
     def test_goals_are_all_there(self):
         keys = [g["key"] for g in self.results["goals"]]
