@@ -28,8 +28,8 @@ namespace). For each size in --sizes, with a fresh fixture, a fresh daemon and a
                10 ms ticks, too coarse at 1k), and the syncs it took.
   full sync    at the largest size only: a second daemon with --sync-period --full-sync-period,
                events as above for --full-sync-seconds; latency of every event, and of the
-               events written while a full sync ran (its log line: mode=full, start = time -
-               duration).
+               events a full sync delayed: written while one ran (its log line: mode=full,
+               start = time - duration), or programmed by one.
 
 Goals (issue 17): event p50/p99 at 10k and 100k within 1.2x of 100; daemon-side p99 < 2 ms at
 100k; p99 during periodic full syncs < 50 ms; cold start from the list < 8 s and RSS < 600 MiB at
@@ -579,11 +579,14 @@ class Bench:
                                  pod=series_pod(self.lab))
             series.run_for(None, a.full_sync_seconds, self.budget(services), random.Random(services + 1))
             fulls = [s for s in run.sync_lines(mark) if s["mode"] == "full"]
-            during = [r for r in series.records if any(s["start"] <= r["written"] <= s["time"] for s in fulls)]
+            # Delayed by a full sync: written while one ran, or programmed by one (written just
+            # before it started, or while the previous one ran back to back).
+            during = [r for r in series.records if r.get("sync_mode") == "full"
+                      or any(s["start"] <= r["written"] <= s["time"] for s in fulls)]
             out = {"services": services, "sync_period": a.full_sync_period, "seconds": a.full_sync_seconds,
                    "cold_start": cold, "events": event_stats(series.records),
                    "events_during_full_sync": event_stats(during),
-                   "full_syncs": summary([s["duration_us"] / 1e3 for s in fulls]),
+                   "full_syncs": summary([s["duration_us"] / 1e3 for s in fulls]), "records": series.records,
                    "periodic_syncs": sum(s["reason"] == "sync-period" for s in run.sync_lines(mark)),
                    "syncs": len(run.sync_lines(mark))}
             log(f"  all: {brief(out['events'])}; during a full sync: {brief(out['events_during_full_sync'])}; "
@@ -657,7 +660,7 @@ def goals(results: dict) -> list[dict]:
         during = full["events_during_full_sync"]
         add("full_sync_p99_ms", f"event to dataplane p99, end to end, with --sync-period {full['sync_period']} at "
             f"{full['services']} services", v, "ms", "< 50 ms", v is not None and v < 50,
-            f"n={full['events']['n']}; {during['n']} written during one of {full['full_syncs']['n']} full syncs"
+            f"n={full['events']['n']}; {during['n']} delayed by one of {full['full_syncs']['n']} full syncs"
             + (f" (their p99 {during['e2e_ms']['p99']:.0f} ms)" if during["n"] else ""))
     # The issue's sizes are 1k, 10k and 100k: from 1k up when the run has them.
     counted = [s for s in sorted(sizes) if s >= 1000] if len([s for s in sizes if s >= 1000]) >= 2 else sorted(sizes)
