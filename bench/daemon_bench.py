@@ -615,6 +615,10 @@ def brief(stats: dict) -> str:
 
 # ---------------------------------------------------------------- goals
 
+def times(ratio: float) -> str:
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.3g}×"
+
+
 def goals(results: dict) -> list[dict]:
     """The issue's goals from this run: what, value, goal, met (None: not measured here)."""
     sizes = {s["services"]: s for s in results["sizes"]}
@@ -628,17 +632,17 @@ def goals(results: dict) -> list[dict]:
     def stat(size: int, series: str, pct: str):
         return sizes[size]["events"][series].get(pct)
 
-    for size in sorted(sizes):
-        if size == base:
-            continue
-        for series in ("e2e_ms", "daemon_ms"):
-            for pct in ("p50", "p99"):
-                v, b = stat(size, series, pct), stat(base, series, pct)
-                ratio = v / b if v is not None and b else None
-                side = "end to end" if series == "e2e_ms" else "daemon-side"
-                add(f"{series}_{pct}_ratio_{size}", f"event to dataplane {pct}, {side}, {size} vs {base} services",
-                    ratio, "x", "<= 1.2x", ratio is not None and ratio <= 1.2,
-                    f"{v:.2f} vs {b:.2f} ms" if ratio is not None else "")
+    # The issue's sizes are 10k and 100k against 100; a smaller run compares what it has.
+    compared = [s for s in sorted(sizes) if s >= 10000] or [s for s in sorted(sizes) if s != base]
+    for size in compared:
+        for series, side in (("e2e_ms", "end to end"), ("daemon_ms", "daemon-side")):
+            pairs = {pct: (stat(size, series, pct), stat(base, series, pct)) for pct in ("p50", "p99")}
+            ratios = {pct: v / b if v is not None and b else None for pct, (v, b) in pairs.items()}
+            worst = None if None in ratios.values() else max(ratios.values())
+            add(f"{series}_ratio_{size}", f"event to dataplane p50 / p99, {side}, {size} vs {base} services", worst, "x",
+                "<= 1.2x each", worst is not None and worst <= 1.2,
+                "; ".join(f"{pct} {v:.2f} vs {b:.2f} ms ({times(ratios[pct])})" for pct, (v, b) in pairs.items()
+                          if ratios[pct] is not None))
     events = sizes[largest]["events"]
     field_used = f"`{events['daemon_field']}`, n={events['daemon_ms'].get('n', 0)}"
     p99 = stat(largest, "daemon_ms", "p99")
@@ -650,7 +654,7 @@ def goals(results: dict) -> list[dict]:
     cold = sizes[largest]["cold_start"]
     add("cold_start_s_largest", f"cold start, first LIST to programmed, {largest} x {results['endpoints']}",
         cold["from_list_s"], "s", "< 8 s", cold["from_list_s"] < 8,
-        f"{cold['total_s']:.2f} s from exec; the fixture took {cold['list_served_s']:.2f} s to serve the LISTs")
+        f"{cold['total_s']:.2f} s from exec; the LIST answers took {cold['list_served_s']:.2f} s to be read")
     rss = sizes[largest]["rss_mib"]
     add("rss_mib_largest", f"steady daemon RSS at {largest} x {results['endpoints']}", rss, "MiB", "< 600 MiB",
         rss < 600, f"{sizes[largest]['rss_mib_after']:.0f} MiB after the events")
