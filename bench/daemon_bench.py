@@ -700,9 +700,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="length of the full-sync series (default 35; --quick: 4; 0: none)")
     p.add_argument("--cold-budget", type=float, default=600, help="seconds a cold start may take (default 600)")
     p.add_argument("--out", type=Path, help="logs and results (default /tmp/svcproxy-daemon-bench-DATE)")
-    p.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
+    p.add_argument("--results", default=str(ROOT / "bench" / "results"),
                    help="where the results JSON is copied for bench/results_table.py (default bench/results; "
-                        "'' : not copied)")
+                        "'': not copied)")
     p.add_argument("--nice", type=int, default=0, help="niceness for the bench and all it starts (default 0)")
     a = p.parse_args(argv)
     quick = a.quick
@@ -766,11 +766,11 @@ def main(argv: list[str]) -> int:
     name = f"daemon-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}{'-quick' if a.quick else ''}.json"
     text = json.dumps(results, indent=1) + "\n"
     (a.out / name).write_text(text)
-    if str(a.results):
-        a.results.mkdir(parents=True, exist_ok=True)
-        (a.results / name).write_text(text)
+    if a.results:
+        Path(a.results).mkdir(parents=True, exist_ok=True)
+        (Path(a.results) / name).write_text(text)
     print(report(results))
-    print(f"results: {a.out / name}" + (f" (and {a.results / name})" if str(a.results) else ""))
+    print(f"results: {a.out / name}" + (f" (and {Path(a.results) / name})" if a.results else ""))
     return 0
 
 
