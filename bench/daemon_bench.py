@@ -365,7 +365,7 @@ def summary(values: list[float]) -> dict:
 
 def cold_start(run: DaemonRun, fixture: BulkFixture, lab: Lab, services: int, sample: int,
                budget: float) -> dict:
-    sync = run.wait_sync(0, budget, lambda s: s["reason"] == "start")
+    sync = run.wait_sync(0, budget)  # the first sync is the start's (reason="start" today)
     with fixture.lock:  # this daemon's LISTs (an earlier daemon may have listed the same fixture)
         lists = [entry for entry in fixture.lists if entry["received"] >= run.started]
     first_list = min(entry["received"] for entry in lists)
