@@ -639,8 +639,8 @@ def goals(results: dict) -> list[dict]:
             pairs = {pct: (stat(size, series, pct), stat(base, series, pct)) for pct in ("p50", "p99")}
             ratios = {pct: v / b if v is not None and b else None for pct, (v, b) in pairs.items()}
             worst = None if None in ratios.values() else max(ratios.values())
-            add(f"{series}_ratio_{size}", f"event to dataplane p50 / p99, {side}, {size} vs {base} services", worst, "x",
-                "<= 1.2x each", worst is not None and worst <= 1.2,
+            add(f"{series}_ratio_{size}", f"event to dataplane p50 / p99, {side}, {size} vs {base} services",
+                worst, "x", "<= 1.2x each", worst is not None and worst <= 1.2,
                 "; ".join(f"{pct} {v:.2f} vs {b:.2f} ms ({times(ratios[pct])})" for pct, (v, b) in pairs.items()
                           if ratios[pct] is not None))
     events = sizes[largest]["events"]
