@@ -2,40 +2,20 @@
 // text, with rules rendered as nft statements (the IR's structure is the
 // text's structure, so a second encoding of every expression would only add
 // a format to keep in step).
-#include <cstdio>
-
+#include "base/json.h"
 #include "dataplane/render.h"
 
 namespace svcproxy::dataplane {
 namespace {
 
-void append_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\t': out.append("\\t"); break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out.append(buf);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-}
+using base::append_json_string;
 
 template <typename Values>
 void append_values(std::string& out, const Values& values) {
   out.push_back('[');
   for (size_t i = 0; i < values.size(); ++i) {
     if (i) out.push_back(',');
-    append_string(out, render_value(values[i]));
+    append_json_string(out, render_value(values[i]));
   }
   out.push_back(']');
 }
@@ -54,7 +34,7 @@ void append_types(std::string& out, const std::vector<ir::KeyType>& types) {
   out.push_back('[');
   for (size_t i = 0; i < types.size(); ++i) {
     if (i) out.push_back(',');
-    append_string(out, key_type_name(types[i]));
+    append_json_string(out, key_type_name(types[i]));
   }
   out.push_back(']');
 }
@@ -73,15 +53,15 @@ std::string render_json(const ir::Ruleset& ruleset) {
     const auto& table = ruleset.tables[t];
     if (t) out.push_back(',');
     out.append("{\"family\":");
-    append_string(out, ir::family_keyword(table.family));
+    append_json_string(out, ir::family_keyword(table.family));
     out.append(",\"name\":");
-    append_string(out, table.name);
+    append_json_string(out, table.name);
     out.append(",\"sets\":[");
     for (size_t s = 0; s < table.sets.size(); ++s) {
       const auto& set = table.sets[s];
       if (s) out.push_back(',');
       out.append("{\"name\":");
-      append_string(out, set.name);
+      append_json_string(out, set.name);
       out.append(",\"map\":").append(set.is_map() ? "true" : "false");
       out.append(",\"key\":");
       append_types(out, set.key);
@@ -101,7 +81,7 @@ std::string render_json(const ir::Ruleset& ruleset) {
         append_values(out, el.key);
         if (el.verdict) {
           out.append(",\"verdict\":");
-          append_string(out, verdict_text(*el.verdict));
+          append_json_string(out, verdict_text(*el.verdict));
         } else if (!el.data.empty()) {
           out.append(",\"data\":");
           append_values(out, el.data);
@@ -115,7 +95,7 @@ std::string render_json(const ir::Ruleset& ruleset) {
       const auto& chain = table.chains[c];
       if (c) out.push_back(',');
       out.append("{\"name\":");
-      append_string(out, chain.name);
+      append_json_string(out, chain.name);
       if (chain.base) {
         const char* hook = chain.base->hook == ir::Hook::Prerouting ? "prerouting"
                            : chain.base->hook == ir::Hook::Output   ? "output"
@@ -126,7 +106,7 @@ std::string render_json(const ir::Ruleset& ruleset) {
       out.append(",\"rules\":[");
       for (size_t r = 0; r < chain.rules.size(); ++r) {
         if (r) out.push_back(',');
-        append_string(out, render_rule(chain.rules[r], table.family));
+        append_json_string(out, render_rule(chain.rules[r], table.family));
       }
       out.append("]}");
     }

@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include "base/json.h"
+
 namespace svcproxy::dataplane {
 namespace {
 
@@ -733,39 +735,7 @@ void sort_unique(std::vector<EndpointAddress>& endpoints) {
   endpoints.erase(std::unique(endpoints.begin(), endpoints.end()), endpoints.end());
 }
 
-void append_json_string(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (char ch : text) {
-    const auto byte = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (byte < 0x20) {
-          out += "\\u00";
-          out += kHex[byte >> 4];
-          out += kHex[byte & 0xf];
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
+using base::append_json_string;
 
 template <typename T, typename ToString>
 void append_json_array(std::string& out, const std::vector<T>& items, ToString to_string) {

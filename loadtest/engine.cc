@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "base/unique_fd.h"
 #include "loadtest/changes.h"
 #include "loadtest/fairness.h"
 #include "loadtest/histogram.h"
@@ -139,7 +140,7 @@ struct EndpointAcc {
 };
 
 struct Conn {
-  int fd = -1;
+  base::UniqueFd fd;
   uint32_t sequence = 0;  // tells a stale epoll event from the current socket's
   Phase phase = Phase::idle;
   bool reused = false;    // http: a request on a kept-alive connection
@@ -159,12 +160,6 @@ class Worker {
  public:
   Worker(Shared& state, unsigned index, unsigned slots, double rate)
       : state_(state), plan_(state.plan), index_(index), conns_(slots), rate_(rate) {}
-  ~Worker() {
-    for (auto& c : conns_)
-      if (c.fd >= 0) ::close(c.fd);
-    if (epoll_ >= 0) ::close(epoll_);
-  }
-
   void run();
 
   // Results, read after the thread ended.
@@ -206,7 +201,7 @@ class Worker {
   unsigned index_;
   std::vector<Conn> conns_;
   double rate_;
-  int epoll_ = -1;
+  base::UniqueFd epoll_;
   size_t next_source_ = 0;
   unsigned in_flight_ = 0;
   bool exhausted_ = false;  // --requests reached
@@ -234,19 +229,18 @@ void Worker::watch(Conn& c, uint32_t slot, uint32_t events, bool add) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = (uint64_t{c.sequence} << 32) | slot;
-  ::epoll_ctl(epoll_, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd, &ev);
+  ::epoll_ctl(epoll_.get(), add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd.get(), &ev);
 }
 
 void Worker::close_conn(Conn& c, bool abortive) {
-  if (c.fd < 0) return;
+  if (!c.fd) return;
   if (abortive) {
     // A reset instead of a FIN: no TIME_WAIT, so a long run at a high
     // connection rate does not run out of client ports.
     linger lg{1, 0};
-    ::setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    ::setsockopt(c.fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
-  ::close(c.fd);
-  c.fd = -1;
+  c.fd.reset();
   c.in.clear();
   c.attributed.reset();
   ++c.sequence;
@@ -254,24 +248,24 @@ void Worker::close_conn(Conn& c, bool abortive) {
 
 bool Worker::open_socket(Conn& c, uint32_t slot) {
   const bool udp = plan_.mode == Mode::udp;
-  c.fd = ::socket(plan_.address.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (c.fd < 0) {
+  c.fd.reset(::socket(plan_.address.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!c.fd) {
     fail(c, slot, Failure::other, std::string("socket: ") + std::strerror(errno));
     return false;
   }
   ++c.sequence;
   if (!plan_.sources.empty()) {
     const auto& source = plan_.sources[next_source_++ % plan_.sources.size()];
-    if (::bind(c.fd, reinterpret_cast<const sockaddr*>(&source), address_length(source)) != 0) {
+    if (::bind(c.fd.get(), reinterpret_cast<const sockaddr*>(&source), address_length(source)) != 0) {
       fail(c, slot, Failure::other, "bind " + format_address(source) + ": " + std::strerror(errno));
       return false;
     }
   }
   if (plan_.mode == Mode::http) {
     int one = 1;
-    ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(c.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
-  int rc = ::connect(c.fd, reinterpret_cast<const sockaddr*>(&plan_.address), address_length(plan_.address));
+  int rc = ::connect(c.fd.get(), reinterpret_cast<const sockaddr*>(&plan_.address), address_length(plan_.address));
   if (rc != 0 && errno != EINPROGRESS) {
     const int err = errno;
     fail(c, slot, err == ECONNREFUSED ? Failure::refused : Failure::other, std::string("connect: ") + std::strerror(err));
@@ -293,7 +287,7 @@ void Worker::start(uint32_t slot, int64_t intended, int64_t now) {
   c.sent_ns = now;
   c.deadline_ns = now + std::chrono::duration_cast<std::chrono::nanoseconds>(plan_.timeout).count();
   ++in_flight_;
-  if (c.fd >= 0) {
+  if (c.fd) {
     c.reused = true;
     send_request(c, slot);
     return;
@@ -306,7 +300,7 @@ void Worker::send_request(Conn& c, uint32_t slot) {
   std::string_view request = plan_.mode == Mode::http ? std::string_view(http_request_) : std::string_view("x\n");
   if (c.phase != Phase::sending) c.out_offset = 0;
   while (c.out_offset < request.size()) {
-    ssize_t n = ::send(c.fd, request.data() + c.out_offset, request.size() - c.out_offset, MSG_NOSIGNAL);
+    ssize_t n = ::send(c.fd.get(), request.data() + c.out_offset, request.size() - c.out_offset, MSG_NOSIGNAL);
     if (n < 0 && errno == EAGAIN) {
       if (c.phase != Phase::sending) watch(c, slot, EPOLLOUT, false);
       c.phase = Phase::sending;
@@ -340,7 +334,7 @@ void Worker::on_connected(Conn& c, uint32_t slot, uint32_t events) {
   // a syscall (one of ~10 per short connection).
   int err = 0;
   socklen_t len = sizeof err;
-  if (events & (EPOLLERR | EPOLLHUP)) ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (events & (EPOLLERR | EPOLLHUP)) ::getsockopt(c.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
   if ((events & (EPOLLERR | EPOLLHUP)) && err == 0) err = ECONNRESET;
   if (err != 0) {
     Failure f = err == ECONNREFUSED ? Failure::refused
@@ -358,7 +352,7 @@ void Worker::on_readable(Conn& c, uint32_t slot) {
   bool closed = false;  // EOF or an error ended the input
   int err = 0;
   for (;;) {
-    ssize_t n = ::recv(c.fd, buffer, sizeof buffer, 0);
+    ssize_t n = ::recv(c.fd.get(), buffer, sizeof buffer, 0);
     if (n > 0) {
       c.in.append(buffer, static_cast<size_t>(n));
       // One datagram is the whole answer. A short read emptied the socket:
@@ -404,10 +398,10 @@ void Worker::judge(EndpointAcc& acc, const std::string& name) {
 
 void Worker::answer(Conn& c, uint32_t slot, std::string_view name, bool keep_open) {
   const int64_t now = now_ns();
-  if (plan_.attributor && !c.attributed && c.fd >= 0) {
+  if (plan_.attributor && !c.attributed && c.fd) {
     sockaddr_storage local{};
     socklen_t len = sizeof local;
-    ::getsockname(c.fd, reinterpret_cast<sockaddr*>(&local), &len);
+    ::getsockname(c.fd.get(), reinterpret_cast<sockaddr*>(&local), &len);
     c.attributed = plan_.attributor->endpoint_of(local, plan_.address, plan_.mode == Mode::udp ? IPPROTO_UDP : IPPROTO_TCP)
                        .value_or(std::string());
   }
@@ -474,7 +468,7 @@ void Worker::finish(uint32_t slot) {
 
 void Worker::on_event(uint32_t slot, uint32_t events) {
   Conn& c = conns_[slot];
-  if (c.fd < 0) return;
+  if (!c.fd) return;
   switch (c.phase) {
     case Phase::connecting: return on_connected(c, slot, events);
     case Phase::sending:
@@ -492,7 +486,7 @@ void Worker::on_event(uint32_t slot, uint32_t events) {
 void Worker::expire(int64_t now) {
   for (uint32_t slot = 0; slot < conns_.size(); ++slot) {
     Conn& c = conns_[slot];
-    if (c.phase != Phase::idle && c.fd >= 0 && now >= c.deadline_ns) fail(c, slot, Failure::timeout, "timeout");
+    if (c.phase != Phase::idle && c.fd && now >= c.deadline_ns) fail(c, slot, Failure::timeout, "timeout");
   }
 }
 
@@ -546,7 +540,7 @@ void Worker::flush(int64_t interval) {
 }
 
 void Worker::run() {
-  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (plan_.mode == Mode::http) {
     http_request_ = "GET " + plan_.http_path + " HTTP/1.1\r\nHost: " + format_address(plan_.address) +
                     "\r\nUser-Agent: svcproxy-loadtest\r\n" + (plan_.keepalive ? "" : "Connection: close\r\n") + "\r\n";
@@ -592,7 +586,7 @@ void Worker::run() {
     if (rate_ > 0 && !idle_.empty() && !exhausted_) wake = std::min(wake, next_due_);
     const int64_t wait_ns = std::max<int64_t>(0, wake - now);
     timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000), static_cast<long>(wait_ns % 1'000'000'000)};
-    int n = ::epoll_pwait2(epoll_, events.data(), static_cast<int>(events.size()), &timeout, nullptr);
+    int n = ::epoll_pwait2(epoll_.get(), events.data(), static_cast<int>(events.size()), &timeout, nullptr);
     for (int i = 0; i < n; ++i) {
       const auto slot = static_cast<uint32_t>(events[i].data.u64 & 0xffffffffu);
       const auto sequence = static_cast<uint32_t>(events[i].data.u64 >> 32);

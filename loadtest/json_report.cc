@@ -4,26 +4,12 @@
 #include <cstdio>
 #include <sstream>
 
+#include "base/json.h"
+
 namespace svcproxy::loadtest {
 namespace {
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out += esc;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
+using base::json_string;
 
 // JSON has no infinity or NaN: those are written as null.
 std::string number(double v) {
@@ -49,7 +35,7 @@ std::string array(const std::vector<T>& items, F each) {
 std::string optional_int(const std::optional<int64_t>& v) { return v ? std::to_string(*v) : "null"; }
 
 std::string endpoint(const EndpointStats& e) {
-  return quote(e.endpoint) + ":{\"count\":" + std::to_string(e.count) + ",\"share\":" + number(e.share) +
+  return json_string(e.endpoint) + ":{\"count\":" + std::to_string(e.count) + ",\"share\":" + number(e.share) +
          ",\"p99_us\":" + std::to_string(e.latency.p99_us) + ",\"latency_us\":" + percentiles(e.latency) +
          ",\"expected\":" + (e.expected ? "true" : "false") +
          ",\"expected_share\":" + (e.expected_share ? number(*e.expected_share) : "null") +
@@ -57,7 +43,7 @@ std::string endpoint(const EndpointStats& e) {
 }
 
 std::string change(const EndpointChange& c) {
-  auto names = [](const std::string& s) { return quote(s); };
+  auto names = [](const std::string& s) { return json_string(s); };
   return "{\"at_us\":" + std::to_string(c.at_us) + ",\"removed\":" + array(c.removed, names) +
          ",\"added\":" + array(c.added, names) + ",\"drain_us\":" + optional_int(c.drain_us) +
          ",\"first_answer_us\":" + optional_int(c.first_answer_us) + "}";
@@ -67,9 +53,9 @@ std::string change(const EndpointChange& c) {
 
 std::string render_json(const Report& r) {
   std::ostringstream out;
-  auto text = [](const std::string& s) { return quote(s); };
-  out << "{\"target\":" << quote(r.target) << ",\"address\":" << quote(r.address)
-      << ",\"mode\":" << quote(to_string(r.mode)) << ",\"open_loop\":" << (r.open_loop ? "true" : "false")
+  auto text = [](const std::string& s) { return json_string(s); };
+  out << "{\"target\":" << json_string(r.target) << ",\"address\":" << json_string(r.address)
+      << ",\"mode\":" << json_string(to_string(r.mode)) << ",\"open_loop\":" << (r.open_loop ? "true" : "false")
       << ",\"rate\":" << (r.open_loop ? number(r.rate) : "null") << ",\"concurrency\":" << r.concurrency
       << ",\"threads\":" << r.threads << ",\"duration_s\":" << number(r.duration_s)
       << ",\"requests\":" << r.requests << ",\"answers\":" << r.answers
@@ -87,11 +73,11 @@ std::string render_json(const Report& r) {
   for (size_t i = 0; i < r.endpoints.size(); ++i) out << (i ? "," : "") << endpoint(r.endpoints[i]);
   out << "},\"fairness\":{\"chi2_p\":" << number(r.fairness.chi2_p)
       << ",\"max_min_ratio\":" << number(r.fairness.max_min_ratio) << ",\"compared\":" << r.fairness.compared
-      << ",\"basis\":" << quote(r.fairness.basis) << "},\"violations\":"
+      << ",\"basis\":" << json_string(r.fairness.basis) << "},\"violations\":"
       << array(r.violations,
                [](const Violation& v) {
-                 return "{\"endpoint\":" + quote(v.endpoint) + ",\"count\":" + std::to_string(v.count) +
-                        ",\"reason\":" + quote(v.reason) + "}";
+                 return "{\"endpoint\":" + json_string(v.endpoint) + ",\"count\":" + std::to_string(v.count) +
+                        ",\"reason\":" + json_string(v.reason) + "}";
                })
       << ",\"changes\":" << array(r.changes, change) << ",\"timeline\":"
       << array(r.timeline,

@@ -277,8 +277,7 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
     // ConfigMap writes both as ""): it must not turn the server off.
     if (*value && (*value)->empty()) value->reset();
     if (*value) {
-      std::string error;
-      if (!parse_host_port(**value, &error)) r.fail(field, error);
+      if (const auto parsed = parse_host_port(**value); !parsed) r.fail(field, parsed.error());
     }
   }
 

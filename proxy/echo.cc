@@ -21,6 +21,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/result.h"
+#include "base/unique_fd.h"
+
 namespace svcproxy::proxy {
 namespace {
 
@@ -34,50 +37,21 @@ constexpr size_t kMaxPendingInput = 64 * 1024;
 // can destroy the response in flight).
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using base::UniqueFd;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
 // "[v6]:port", "v4:port" or ":port" (meaning "[::]:port", dual stack).
-std::optional<sockaddr_storage> parse_listen(std::string_view text, std::string& error) {
+base::Result<sockaddr_storage> parse_listen(std::string_view text) {
   auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) {
-    error = "expected ADDR:PORT or [ADDR]:PORT";
-    return std::nullopt;
-  }
+  if (colon == std::string_view::npos) return base::Error{"expected ADDR:PORT or [ADDR]:PORT"};
   std::string host(text.substr(0, colon));
   std::string_view port_text = text.substr(colon + 1);
   unsigned long port = 0;
   if (port_text.empty() || port_text.size() > 5 ||
       port_text.find_first_not_of("0123456789") != std::string_view::npos ||
       (port = std::stoul(std::string(port_text))) > 65535) {
-    error = "invalid port \"" + std::string(port_text) + "\"";
-    return std::nullopt;
+    return base::Error{"invalid port \"" + std::string(port_text) + "\""};
   }
   bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
   if (bracketed) host = host.substr(1, host.size() - 2);
@@ -99,8 +73,7 @@ std::optional<sockaddr_storage> parse_listen(std::string_view text, std::string&
     v6->sin6_port = htons(static_cast<uint16_t>(port));
     return storage;
   }
-  error = "invalid address \"" + host + "\" (IPv6 needs brackets: [ADDR]:PORT)";
-  return std::nullopt;
+  return base::Error{"invalid address \"" + host + "\" (IPv6 needs brackets: [ADDR]:PORT)"};
 }
 
 // "1.2.3.4:5" or "[2001:db8::1]:5"; IPv4-mapped IPv6 is written as IPv4.
@@ -142,7 +115,7 @@ std::string_view trim_cr(std::string_view line) {
 }
 
 struct Connection {
-  Fd fd;
+  UniqueFd fd;
   std::string reply;    // "<id> <client>\n"
   std::string input;    // received, not yet a complete line
   std::string output;   // to send
@@ -248,7 +221,7 @@ class SignalFd {
     sigaddset(&mask_, SIGTERM);
     sigaddset(&mask_, SIGINT);
     pthread_sigmask(SIG_BLOCK, &mask_, &previous_);
-    fd_ = Fd(signalfd(-1, &mask_, SFD_NONBLOCK | SFD_CLOEXEC));
+    fd_ = UniqueFd(signalfd(-1, &mask_, SFD_NONBLOCK | SFD_CLOEXEC));
   }
   ~SignalFd() {
     fd_.reset();
@@ -268,10 +241,10 @@ class SignalFd {
  private:
   sigset_t mask_{};
   sigset_t previous_{};
-  Fd fd_;
+  UniqueFd fd_;
 };
 
-int serve_tcp(const Fd& listener, const SignalFd& signals, const std::string& id) {
+int serve_tcp(const UniqueFd& listener, const SignalFd& signals, const std::string& id) {
   std::list<Connection> connections;
   std::vector<pollfd> fds;
   std::vector<Connection*> polled;
@@ -323,7 +296,7 @@ int serve_tcp(const Fd& listener, const SignalFd& signals, const std::string& id
           break;  // EAGAIN, or a connection that died before we got to it
         }
         Connection& c = connections.emplace_back();
-        c.fd = Fd(fd);
+        c.fd = UniqueFd(fd);
         c.reply = id + " " + format_address(peer) + "\n";
       }
     }
@@ -342,7 +315,7 @@ int serve_tcp(const Fd& listener, const SignalFd& signals, const std::string& id
 
 // Replies from the address the datagram was sent to, so that conntrack (and
 // a client's connected socket) match the reply on multi-address hosts.
-int serve_udp(const Fd& socket, const SignalFd& signals, const std::string& id) {
+int serve_udp(const UniqueFd& socket, const SignalFd& signals, const std::string& id) {
   pollfd fds[2] = {{signals.get(), POLLIN, 0}, {socket.get(), POLLIN, 0}};
   for (;;) {
     int ready = ::poll(fds, 2, -1);
@@ -425,10 +398,9 @@ int serve_udp(const Fd& socket, const SignalFd& signals, const std::string& id) 
 }  // namespace
 
 int run_echo(const EchoOptions& options) {
-  std::string error;
-  auto address = parse_listen(options.listen, error);
+  const auto address = parse_listen(options.listen);
   if (!address) {
-    std::cerr << "echo: --listen " << options.listen << ": " << error << "\n";
+    std::cerr << "echo: --listen " << options.listen << ": " << address.error() << "\n";
     return 1;
   }
   const std::string id = options.id.empty() ? hostname() : options.id;
@@ -440,7 +412,7 @@ int run_echo(const EchoOptions& options) {
     std::cerr << "echo: signalfd: " << errno_text(errno) << "\n";
     return 1;
   }
-  Fd socket(::socket(family, (options.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
+  UniqueFd socket(::socket(family, (options.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
   if (!socket) {
     std::cerr << "echo: socket: " << errno_text(errno) << "\n";
     return 1;

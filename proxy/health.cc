@@ -5,6 +5,8 @@
 #include <ctime>
 #include <set>
 
+#include "base/json.h"
+
 namespace svcproxy::proxy {
 
 std::string format_rfc3339(std::chrono::system_clock::time_point t) {
@@ -85,22 +87,7 @@ const char* json_bool(bool b) { return b ? "true" : "false"; }
 // Go's zero time, what kube-proxy reports before the first update.
 constexpr const char* kZeroTime = "0001-01-01T00:00:00Z";
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+using base::json_string;
 
 }  // namespace
 

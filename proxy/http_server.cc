@@ -17,10 +17,9 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
 
-std::optional<HostPort> parse_host_port(std::string_view text, std::string* error) {
-  auto fail = [&](const std::string& why) -> std::optional<HostPort> {
-    if (error) *error = "invalid address \"" + std::string(text) + "\": " + why + " (want IP:PORT, e.g. 0.0.0.0:10256)";
-    return std::nullopt;
+base::Result<HostPort> parse_host_port(std::string_view text) {
+  auto fail = [&](const std::string& why) {
+    return base::Error{"invalid address \"" + std::string(text) + "\": " + why + " (want IP:PORT, e.g. 0.0.0.0:10256)"};
   };
   std::string_view host, port;
   if (!text.empty() && text.front() == '[') {
@@ -245,9 +244,8 @@ HttpServer::~HttpServer() { stop(); }
 void HttpServer::start() {
   auto open = [&](const char* flag, const std::string& address, Role role) -> uint16_t {
     if (address.empty()) return 0;
-    std::string error;
-    const auto hp = parse_host_port(address, &error);
-    if (!hp) throw BindError(std::string(flag) + ": " + error);
+    const auto hp = parse_host_port(address);
+    if (!hp) throw BindError(std::string(flag) + ": " + hp.error());
     std::shared_ptr<tcp::acceptor> acceptor;
     try {
       acceptor = impl_->listen(hp->ip, hp->port);

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/result.h"
 #include "proxy/health.h"
 #include "proxy/metrics.h"
 
@@ -26,8 +27,8 @@ struct HostPort {
   std::string ip;  // without brackets
   uint16_t port = 0;
 };
-// Nullopt with `error` set ("want IP:PORT, e.g. 0.0.0.0:10256") when malformed.
-std::optional<HostPort> parse_host_port(std::string_view text, std::string* error = nullptr);
+// An error ("... want IP:PORT, e.g. 0.0.0.0:10256") when malformed.
+base::Result<HostPort> parse_host_port(std::string_view text);
 
 // A listener could not be opened; the message names the address.
 struct BindError : std::runtime_error {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <thread>
 
+#include "base/unique_fd.h"
 #include "loadtest/fail_if.h"
 #include "loadtest/html_report.h"
 #include "loadtest/json_report.h"
@@ -151,11 +152,10 @@ std::vector<sockaddr_storage> parse_sources(const std::string& text, int family)
   }
   for (const auto& source : out) {
     if (source.ss_family != family) throw FlagError("--sources: not the target's address family");
-    const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const base::UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-    const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<const sockaddr*>(&source), len) == 0;
+    const bool ok = fd && ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&source), len) == 0;
     const int err = errno;
-    if (fd >= 0) ::close(fd);
     if (!ok) {
       char text_addr[INET6_ADDRSTRLEN] = {};
       const void* raw = family == AF_INET ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in&>(source).sin_addr)
@@ -208,27 +208,27 @@ class StopOnSignal {
     sigaddset(&mask_, SIGINT);
     sigaddset(&mask_, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &mask_, &old_);
-    signal_fd_ = signalfd(-1, &mask_, SFD_CLOEXEC);
-    wake_fd_ = eventfd(0, EFD_CLOEXEC);
+    signal_fd_.reset(signalfd(-1, &mask_, SFD_CLOEXEC));
+    wake_fd_.reset(eventfd(0, EFD_CLOEXEC));
     thread_ = std::thread([this, &engine] {
-      pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
       while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
       }
       if (fds[0].revents & POLLIN) {
         // Consumed here, or it would be delivered (and kill us) when the
         // mask is restored after the run.
         signalfd_siginfo info{};
-        (void)!::read(signal_fd_, &info, sizeof info);
+        (void)!::read(signal_fd_.get(), &info, sizeof info);
         engine.stop();
       }
     });
   }
   ~StopOnSignal() {
     const uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    (void)!::write(wake_fd_.get(), &one, sizeof one);
     thread_.join();
-    ::close(signal_fd_);
-    ::close(wake_fd_);
+    signal_fd_.reset();
+    wake_fd_.reset();
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
   StopOnSignal(const StopOnSignal&) = delete;
@@ -236,8 +236,8 @@ class StopOnSignal {
 
  private:
   sigset_t mask_{}, old_{};
-  int signal_fd_ = -1;
-  int wake_fd_ = -1;
+  base::UniqueFd signal_fd_;
+  base::UniqueFd wake_fd_;
   std::thread thread_;
 };
 

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "base/unique_fd.h"
 #include "dataplane/compile.h"
 #include "model/service_ports.h"
 #include "proxy/run.h"
@@ -33,29 +34,13 @@ std::vector<std::string> set_difference(const std::vector<std::string>& a, const
 
 model::IPAddress route_source(const model::IPAddress& destination, uint16_t port) {
   const bool v4 = destination.family == model::IPFamily::V4;
-  sockaddr_storage to{};
-  socklen_t length = 0;
-  if (v4) {
-    auto& in = reinterpret_cast<sockaddr_in&>(to);
-    in.sin_family = AF_INET;
-    in.sin_port = htons(port);
-    std::memcpy(&in.sin_addr, destination.bytes.data(), 4);
-    length = sizeof in;
-  } else {
-    auto& in6 = reinterpret_cast<sockaddr_in6&>(to);
-    in6.sin6_family = AF_INET6;
-    in6.sin6_port = htons(port);
-    std::memcpy(&in6.sin6_addr, destination.bytes.data(), 16);
-    length = sizeof in6;
-  }
-  const int fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
+  const model::SocketAddress to = model::to_sockaddr(destination, port);
+  const base::UniqueFd fd = base::adopt_or_throw(socket(to.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket");
   sockaddr_storage local{};
   socklen_t local_length = sizeof local;
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&to), length) == 0 &&
-                  getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) == 0;
+  const bool ok = connect(fd.get(), to.get(), to.length) == 0 &&
+                  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&local), &local_length) == 0;
   const int error = errno;
-  close(fd);
   if (!ok) throw std::runtime_error("no route to " + destination.str() + ": " + std::strerror(error));
   model::IPAddress out;
   out.family = destination.family;
@@ -95,24 +80,19 @@ namespace {
 // An eventfd to wake the follower's poll.
 class Wakeup {
  public:
-  Wakeup() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  }
-  ~Wakeup() { close(fd_); }
-  Wakeup(const Wakeup&) = delete;
-  Wakeup& operator=(const Wakeup&) = delete;
+  Wakeup() : fd_(base::adopt_or_throw(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")) {}
   void notify() const {
     const uint64_t one = 1;
-    [[maybe_unused]] auto n = write(fd_, &one, sizeof one);
+    [[maybe_unused]] auto n = write(fd_.get(), &one, sizeof one);
   }
   void drain() const {
     uint64_t count = 0;
-    [[maybe_unused]] auto n = read(fd_, &count, sizeof count);
+    [[maybe_unused]] auto n = read(fd_.get(), &count, sizeof count);
   }
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
 
  private:
-  int fd_;
+  base::UniqueFd fd_;
 };
 
 bool concerns(const watch::Change& change, const model::ObjectRef& service) {

@@ -19,6 +19,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "base/result.h"
+#include "base/unique_fd.h"
 #include "userspace/relay.h"
 
 namespace svcproxy::userspace {
@@ -78,14 +80,12 @@ bool is_fd_exhaustion(const boost::system::error_code& ec) {
 
 // A listening socket made in the control thread (so that a bind error is
 // reported by update()) and handed to one worker.
-int open_listener(const ListenKey& key, std::string& error) {
+base::Result<base::UniqueFd> open_listener(const ListenKey& key) {
   const bool v4 = key.ip.family == model::IPFamily::V4;
   const int type = key.protocol == model::Protocol::UDP ? SOCK_DGRAM : SOCK_STREAM;
-  const int fd = ::socket(v4 ? AF_INET : AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return -1;
-  }
+  base::UniqueFd owned(::socket(v4 ? AF_INET : AF_INET6, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!owned) return base::Error{std::string("socket: ") + std::strerror(errno)};
+  const int fd = owned.get();
   const int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -95,35 +95,19 @@ int open_listener(const ListenKey& key, std::string& error) {
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one);
   }
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (v4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(key.port);
-    std::memcpy(&sin->sin_addr, key.ip.bytes.data(), 4);
-    len = sizeof *sin;
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(key.port);
-    std::memcpy(&sin6->sin6_addr, key.ip.bytes.data(), 16);
-    len = sizeof *sin6;
-  }
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
-    error = std::string("bind: ") + std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
+  const model::SocketAddress address = model::to_sockaddr(key.ip, key.port);
+  if (::bind(fd, address.get(), address.length) < 0) return base::Error{std::string("bind: ") + std::strerror(errno)};
   // Accepted sockets inherit TCP_NODELAY from the listener (one syscall
   // less per connection).
   if (type == SOCK_STREAM) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (type == SOCK_STREAM && ::listen(fd, 4096) < 0) {
-    error = std::string("listen: ") + std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  if (type == SOCK_STREAM && ::listen(fd, 4096) < 0) return base::Error{std::string("listen: ") + std::strerror(errno)};
+  return owned;
+}
+
+base::Result<base::UniqueFd> duplicate(const base::UniqueFd& fd) {
+  base::UniqueFd copy(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+  if (!copy) return base::Error{std::string("dup: ") + std::strerror(errno)};
+  return copy;
 }
 
 }  // namespace
@@ -654,7 +638,7 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
     if (!route.table->backends.empty()) wanted.insert(key);
   for (const auto& key : wanted) {
     if (open.count(key)) continue;
-    std::vector<int> fds;
+    std::vector<base::UniqueFd> fds;
     std::string error;
     // TCP: one listening socket shared by every worker (each holds a dup
     // of it in its own reactor), so whichever worker is running takes the
@@ -664,22 +648,22 @@ std::vector<std::string> UserspaceProxier::Impl::update(const std::vector<model:
     // hashes to the same socket every time).
     const bool shared = key.protocol == model::Protocol::TCP;
     for (size_t i = 0; i < workers.size(); ++i) {
-      const int fd = shared && i > 0 ? ::fcntl(fds[0], F_DUPFD_CLOEXEC, 0) : open_listener(key, error);
-      if (fd < 0) {
-        if (error.empty()) error = std::string("dup: ") + std::strerror(errno);
+      auto fd = shared && i > 0 ? duplicate(fds[0]) : open_listener(key);
+      if (!fd) {
+        error = fd.error();
         break;
       }
-      fds.push_back(fd);
+      fds.push_back(std::move(fd).value());
     }
     if (fds.size() != workers.size()) {
-      for (int fd : fds) ::close(fd);
+      fds.clear();
       bump(c.listen_errors);
       warnings.push_back("userspace: cannot listen on " + key.str() + ": " + error + " (retried on the next update)");
       continue;
     }
     for (size_t i = 0; i < workers.size(); ++i) {
       Worker* w = workers[i].get();
-      asio::post(w->ctx, [this, w, key, fd = fds[i]] {
+      asio::post(w->ctx, [this, w, key, fd = fds[i].release()] {
         if (key.protocol == model::Protocol::UDP) {
           auto l = std::make_shared<UdpListener>(*this, w->ctx, key, fd);
           w->udp[key] = l;

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <vector>
 
+#include "base/unique_fd.h"
+
 namespace svcproxy::userspace {
 
 namespace asio = boost::asio;
@@ -23,9 +25,7 @@ class Relay::Pump {
 
   Pump(Relay& relay, Socket& in, Socket& out, size_t capacity, bool use_splice)
       : relay_(relay), in_(in), out_(out), capacity_(capacity), want_splice_(use_splice) {}
-  ~Pump() { close_pipe(); }
-
-  bool spliced() const { return pipe_[0] >= 0; }
+  bool spliced() const { return bool(pipe_read_); }
 
   // Bytes read before the relay started; [sent, size) still to be written.
   void preload(std::vector<char> data, size_t sent) {
@@ -42,7 +42,7 @@ class Relay::Pump {
     for (int round = 0; round < 16; ++round) {
       if (relay_.aborted_) return;
       if (pending_ > 0) {
-        const ssize_t n = spliced() ? splice(pipe_[0], nullptr, out_.native_handle(), nullptr, pending_,
+        const ssize_t n = spliced() ? splice(pipe_read_.get(), nullptr, out_.native_handle(), nullptr, pending_,
                                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
                                     : ::send(out_.native_handle(), buffer_.data() + offset_, pending_, MSG_NOSIGNAL);
         if (n > 0) {
@@ -62,7 +62,7 @@ class Relay::Pump {
       if (moved_ >= kSpliceAfter && !bulk_) become_bulk();
       if (!spliced()) return receive();
       const ssize_t n =
-          splice(in_.native_handle(), nullptr, pipe_[1], nullptr, capacity_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+          splice(in_.native_handle(), nullptr, pipe_write_.get(), nullptr, capacity_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINVAL) {  // this socket cannot splice: copy from now on
         close_pipe();
         continue;
@@ -111,17 +111,19 @@ class Relay::Pump {
   // that size.
   void become_bulk() {
     bulk_ = true;
-    if (want_splice_ && pipe2(pipe_, O_NONBLOCK | O_CLOEXEC) == 0) {
+    int fds[2];
+    if (want_splice_ && pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0) {
+      pipe_read_.reset(fds[0]);
+      pipe_write_.reset(fds[1]);
       // A bigger pipe moves more per wakeup; refused above pipe-max-size,
       // then the default (64 KiB) stays.
-      fcntl(pipe_[1], F_SETPIPE_SZ, static_cast<int>(capacity_));
-      const int size = fcntl(pipe_[1], F_GETPIPE_SZ);
+      fcntl(pipe_write_.get(), F_SETPIPE_SZ, static_cast<int>(capacity_));
+      const int size = fcntl(pipe_write_.get(), F_GETPIPE_SZ);
       if (size > 0) capacity_ = static_cast<size_t>(size);
       buffer_ = {};
       relay_.note_bulk(true);
       return;
     }
-    pipe_[0] = pipe_[1] = -1;
     buffer_.resize(capacity_);
     relay_.note_bulk(false);
   }
@@ -132,9 +134,8 @@ class Relay::Pump {
     });
   }
   void close_pipe() {
-    if (pipe_[0] >= 0) ::close(pipe_[0]);
-    if (pipe_[1] >= 0) ::close(pipe_[1]);
-    pipe_[0] = pipe_[1] = -1;
+    pipe_read_.reset();
+    pipe_write_.reset();
   }
 
   Relay& relay_;
@@ -144,7 +145,7 @@ class Relay::Pump {
   bool want_splice_;
   bool bulk_ = false;
   size_t moved_ = 0;  // bytes read so far
-  int pipe_[2] = {-1, -1};
+  base::UniqueFd pipe_read_, pipe_write_;  // splicing: the pipe between the sockets
   std::vector<char> buffer_;
   size_t pending_ = 0;  // bytes read, not yet written (in the pipe or buffer_)
   size_t offset_ = 0;   // copy mode: where pending_ starts in buffer_

@@ -5,31 +5,14 @@
 #include <cctype>
 #include <ctime>
 
+#include "base/json.h"
+
 extern char** environ;  // POSIX: svcproxy's environment, which the plugin inherits
 
 namespace svcproxy::watch {
 namespace {
 
 constexpr size_t kQuotedStderr = 300;  // characters of the plugin's stderr in a message
-
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\u00";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 std::string base64_encode(std::string_view data) {
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -102,13 +85,13 @@ std::vector<std::string> plugin_environment(const ExecConfig& config, const std:
 std::string exec_info_json(const ExecConfig& config, bool interactive, const ExecCluster& cluster) {
   std::string spec = std::string("\"interactive\":") + (interactive ? "true" : "false");
   if (config.provide_cluster_info) {
-    std::string c = "\"server\":" + json_string(cluster.server);
-    if (!cluster.tls_server_name.empty()) c += ",\"tls-server-name\":" + json_string(cluster.tls_server_name);
+    std::string c = "\"server\":" + base::json_string(cluster.server);
+    if (!cluster.tls_server_name.empty()) c += ",\"tls-server-name\":" + base::json_string(cluster.tls_server_name);
     if (cluster.insecure_skip_tls_verify) c += ",\"insecure-skip-tls-verify\":true";
-    if (!cluster.ca_pem.empty()) c += ",\"certificate-authority-data\":" + json_string(base64_encode(cluster.ca_pem));
+    if (!cluster.ca_pem.empty()) c += ",\"certificate-authority-data\":" + base::json_string(base64_encode(cluster.ca_pem));
     spec += ",\"cluster\":{" + c + "}";
   }
-  return "{\"kind\":\"ExecCredential\",\"apiVersion\":" + json_string(config.api_version) + ",\"spec\":{" + spec + "}}";
+  return "{\"kind\":\"ExecCredential\",\"apiVersion\":" + base::json_string(config.api_version) + ",\"spec\":{" + spec + "}}";
 }
 
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) {

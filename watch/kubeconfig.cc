@@ -9,19 +9,17 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/result.h"
+
 namespace svcproxy::watch {
 namespace {
 
-bool read_text(const std::string& path, std::string& out, std::string& error) {
+base::Result<std::string> read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = std::strerror(errno);
-    return false;
-  }
+  if (!in) return base::Error{std::strerror(errno)};
   std::ostringstream buffer;
   buffer << in.rdbuf();
-  out = std::move(buffer).str();
-  return true;
+  return std::move(buffer).str();
 }
 
 std::string base64_decode(const std::string& text, const std::string& what) {
@@ -81,9 +79,9 @@ std::string pem(const YAML::Node& map, const char* key, const std::string& dir, 
   std::string file = scalar(map, key);
   if (file.empty()) return "";
   if (std::filesystem::path(file).is_relative()) file = (std::filesystem::path(dir) / file).string();
-  std::string out, error;
-  if (!read_text(file, out, error)) throw ConfigError(path + ": " + key + " " + file + ": " + error);
-  return out;
+  auto text = read_text(file);
+  if (!text) throw ConfigError(path + ": " + key + " " + file + ": " + text.error());
+  return std::move(text).value();
 }
 
 std::vector<std::string> string_list(const YAML::Node& node, const std::string& what) {
@@ -199,11 +197,11 @@ void parse_server_url(const std::string& url, ClientConfig& out) {
 }
 
 ClientConfig load_kubeconfig(const std::string& path) {
-  std::string text, error;
-  if (!read_text(path, text, error)) throw ConfigError("kubeconfig " + path + ": " + error);
+  const auto text = read_text(path);
+  if (!text) throw ConfigError("kubeconfig " + path + ": " + text.error());
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    root = YAML::Load(*text);
   } catch (const YAML::Exception& e) {
     throw ConfigError("kubeconfig " + path + ": malformed YAML: " + e.what());
   }
@@ -266,10 +264,9 @@ ClientConfig in_cluster_config(const std::function<const char*(const char*)>& ge
   ClientConfig config;
   const std::string h = host;
   parse_server_url("https://" + (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + port, config);
-  std::string error;
-  if (!read_text(account_dir + "/ca.crt", config.ca_pem, error)) {
-    throw ConfigError("in-cluster: " + account_dir + "/ca.crt: " + error);
-  }
+  auto ca = read_text(account_dir + "/ca.crt");
+  if (!ca) throw ConfigError("in-cluster: " + account_dir + "/ca.crt: " + ca.error());
+  config.ca_pem = std::move(ca).value();
   config.token_file = account_dir + "/token";
   return config;
 }
@@ -306,12 +303,12 @@ std::string TokenSource::current() {
   if (file_.empty()) return token_;
   const auto now = Clock::now();
   if (stale_ || now - read_at_ >= refresh_) {
-    std::string text, error;
-    if (read_text(file_, text, error) && !trim_token(text).empty()) {
-      token_ = trim_token(text);
+    const auto text = read_text(file_);
+    if (text && !trim_token(*text).empty()) {
+      token_ = trim_token(*text);
       error_.clear();
     } else {
-      error_ = "token file " + file_ + ": " + (error.empty() ? "empty" : error) + "; keeping the previous token";
+      error_ = "token file " + file_ + ": " + (text ? "empty" : text.error()) + "; keeping the previous token";
     }
     read_at_ = now;
     stale_ = false;

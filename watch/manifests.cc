@@ -27,6 +27,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "base/result.h"
+#include "base/unique_fd.h"
 #include "watch/decode_rules.h"
 #include "watch/json_node.h"
 #include "watch/yaml_node.h"
@@ -600,20 +602,6 @@ void decode_json_from(ByteSource& source, size_t buffer_bytes, const std::string
   }
 }
 
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // A file's bytes with simdjson's padding readable after them.
 class FileText {
  public:
@@ -625,7 +613,10 @@ class FileText {
   }
 
   // From `fd` (open, at its start).
-  bool load(int fd, std::string& error) { return map(fd) || read_all(fd, error); }
+  base::Result<void> load(int fd) {
+    if (map(fd)) return {};
+    return read_all(fd);
+  }
 
   std::string_view view() const {
     return map_ != nullptr ? std::string_view(static_cast<const char*>(map_), size_) : std::string_view(buffer_);
@@ -668,20 +659,17 @@ class FileText {
     return true;
   }
 
-  bool read_all(int fd, std::string& error) {
+  base::Result<void> read_all(int fd) {
     char chunk[65536];
     for (;;) {
       const ssize_t got = ::read(fd, chunk, sizeof chunk);
       if (got < 0 && errno == EINTR) continue;
-      if (got < 0) {
-        error = std::string("cannot read: ") + std::strerror(errno);
-        return false;
-      }
+      if (got < 0) return base::Error{std::string("cannot read: ") + std::strerror(errno)};
       if (got == 0) break;
       buffer_.append(chunk, static_cast<size_t>(got));
     }
     buffer_.reserve(buffer_.size() + simdjson::SIMDJSON_PADDING);  // simdjson reads past the end
-    return true;
+    return {};
   }
 
   void* map_ = nullptr;
@@ -699,7 +687,7 @@ bool is_manifest_name(const std::filesystem::path& path) {
 // and JSON from a pipe or device, are read whole first.
 void load_file(const std::filesystem::path& file, bool listed, const ReadOptions& options, DecodeResult& out) {
   const std::string origin = file.string();
-  const FileDescriptor fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  const base::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     // Deleted since the directory was listed: its deletion's event follows.
     if (listed && errno == ENOENT) return;
@@ -720,15 +708,14 @@ void load_file(const std::filesystem::path& file, bool listed, const ReadOptions
     return;
   }
   FileText text;
-  std::string error;
-  if (text.load(fd.get(), error)) {
+  if (auto loaded = text.load(fd.get()); loaded) {
     decode_into(text.view(), origin, out, json);
   } else {
     out.diagnostics.push_back({.file = origin,
                                .kind = "",
                                .object = "",
                                .field = "",
-                               .message = std::move(error),
+                               .message = loaded.error(),
                                .scope = Diagnostic::Scope::Unreadable});
   }
 }

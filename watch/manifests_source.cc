@@ -72,13 +72,8 @@ ManifestsSource::ManifestsSource(std::string path, Logger log, ChangeHandler on_
   if (absolute.filename().empty() && absolute.has_parent_path()) absolute = absolute.parent_path();
   base_name_ = absolute.filename().string();
   parent_ = absolute.has_parent_path() ? absolute.parent_path().string() : "/";
-  fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "inotify_init1");
+  fd_ = base::adopt_or_throw(inotify_init1(IN_NONBLOCK | IN_CLOEXEC), "inotify_init1");
   watch();
-}
-
-ManifestsSource::~ManifestsSource() {
-  if (fd_ >= 0) ::close(fd_);
 }
 
 void ManifestsSource::watch() {
@@ -86,10 +81,10 @@ void ManifestsSource::watch() {
   // is a new inode (a new watch descriptor), one renamed away keeps its old
   // one (whose events are no longer ours). Either may fail while the path is
   // missing; the parent's events, or the next reload, bring it back.
-  parent_wd_ = inotify_add_watch(fd_, parent_.c_str(), kEvents);
+  parent_wd_ = inotify_add_watch(fd_.get(), parent_.c_str(), kEvents);
   std::error_code ec;
-  const int dir_wd = fs::is_directory(path_, ec) ? inotify_add_watch(fd_, path_.c_str(), kEvents) : -1;
-  if (dir_wd_ >= 0 && dir_wd_ != dir_wd && dir_wd_ != parent_wd_) inotify_rm_watch(fd_, dir_wd_);
+  const int dir_wd = fs::is_directory(path_, ec) ? inotify_add_watch(fd_.get(), path_.c_str(), kEvents) : -1;
+  if (dir_wd_ >= 0 && dir_wd_ != dir_wd && dir_wd_ != parent_wd_) inotify_rm_watch(fd_.get(), dir_wd_);
   dir_wd_ = dir_wd;
 }
 
@@ -219,7 +214,7 @@ bool ManifestsSource::drain() {
   alignas(inotify_event) char buffer[16 * 1024];
   bool relevant = false;
   for (;;) {
-    const ssize_t got = ::read(fd_, buffer, sizeof buffer);
+    const ssize_t got = ::read(fd_.get(), buffer, sizeof buffer);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) return relevant;  // EAGAIN: drained
     for (char* p = buffer; p < buffer + got;) {
@@ -238,7 +233,7 @@ bool ManifestsSource::drain() {
 }
 
 bool ManifestsSource::poll(std::chrono::milliseconds timeout, std::chrono::milliseconds quiet) {
-  pollfd pfd{fd_, POLLIN, 0};
+  pollfd pfd{fd_.get(), POLLIN, 0};
   const auto deadline = Clock::now() + timeout;
   bool changed = false;
   for (;;) {

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "watch/api_client.h"
 #include "watch/manifests.h"
 #include "watch/store.h"
@@ -33,7 +34,6 @@ class ManifestsSource {
  public:
   // Throws std::system_error if inotify cannot be set up.
   ManifestsSource(std::string path, Logger log, ChangeHandler on_change = {});
-  ~ManifestsSource();
   ManifestsSource(const ManifestsSource&) = delete;
   ManifestsSource& operator=(const ManifestsSource&) = delete;
 
@@ -44,7 +44,7 @@ class ManifestsSource {
   // reloads. True if a reload happened.
   bool poll(std::chrono::milliseconds timeout, std::chrono::milliseconds quiet = std::chrono::milliseconds(50));
   // The inotify descriptor, for an event loop: readable -> call poll(0).
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
 
   Store& store() { return store_; }
   bool has_synced() const;
@@ -80,7 +80,7 @@ class ManifestsSource {
   std::string base_name_;  // the path's name in it
   Logger log_;
   Store store_;
-  int fd_ = -1;
+  base::UniqueFd fd_;
   int parent_wd_ = -1;  // the parent: the path replaced, renamed, deleted, created
   int dir_wd_ = -1;     // the path, while it is a directory: its files
   std::vector<Diagnostic> diagnostics_;

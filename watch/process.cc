@@ -15,41 +15,24 @@
 #include <optional>
 #include <utility>
 
+#include "base/unique_fd.h"
+
 namespace svcproxy::watch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    reset();
-    fd_ = std::exchange(other.fd_, -1);
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using base::UniqueFd;
 
 struct Pipe {
-  Fd read, write;
+  UniqueFd read, write;
 };
 
 bool make_pipe(Pipe& out) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return false;
-  out.read = Fd(fds[0]);
-  out.write = Fd(fds[1]);
+  out.read = UniqueFd(fds[0]);
+  out.write = UniqueFd(fds[1]);
   return true;
 }
 
@@ -74,7 +57,7 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
 
 // Reads the captured streams until both end, the deadline passes or one
 // grows past the limit. Returns the outcome that stopped it, if any.
-std::optional<ProcessResult::Outcome> drain(std::vector<std::pair<Fd*, std::string*>> streams, Clock::time_point deadline,
+std::optional<ProcessResult::Outcome> drain(std::vector<std::pair<UniqueFd*, std::string*>> streams, Clock::time_point deadline,
                                             size_t max_output) {
   std::array<char, 16 * 1024> buffer;
   for (;;) {
@@ -108,7 +91,7 @@ std::optional<ProcessResult::Outcome> drain(std::vector<std::pair<Fd*, std::stri
 // A plugin may close its output and still run: wait for its exit with the
 // same deadline (pidfd; without one, waitpid alone).
 bool exits_before(pid_t pid, Clock::time_point deadline) {
-  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (pidfd.get() < 0) return true;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -162,7 +145,7 @@ class PosixProcessRunner final : public ProcessRunner {
     if (rc != 0) return spawn_failed(result, std::strerror(rc));
     out.write.reset();
     err.write.reset();
-    std::vector<std::pair<Fd*, std::string*>> streams{{&out.read, &result.out}};
+    std::vector<std::pair<UniqueFd*, std::string*>> streams{{&out.read, &result.out}};
     if (!request.interactive) streams.emplace_back(&err.read, &result.err);
     const auto deadline = Clock::now() + request.timeout;
     auto stopped = drain(streams, deadline, request.max_output);

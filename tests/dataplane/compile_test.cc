@@ -12,6 +12,7 @@
 #include "dataplane/compile.h"
 #include "dataplane/render.h"
 #include "dataplane/trace.h"
+#include "tests/support/ip.h"
 
 namespace svcproxy::dataplane {
 namespace {
@@ -23,8 +24,8 @@ using model::Protocol;
 using model::ServicePortState;
 using model::TrafficPolicy;
 
-IPAddress ip(const char* text) { return *IPAddress::parse(text); }
-CIDR cidr(const char* text) { return *CIDR::parse(text); }
+using test_support::ip;
+using test_support::cidr;
 EndpointAddress ep(const char* addr, uint16_t port) { return {ip(addr), port}; }
 
 const IPAddress kNode = ip("203.0.113.1");

@@ -7,12 +7,13 @@
 #include <random>
 
 #include "dataplane/ir.h"
+#include "tests/support/ip.h"
 
 namespace svcproxy::dataplane::ir {
 namespace {
 
-IPAddress ip(const char* text) { return *IPAddress::parse(text); }
-CIDR cidr(const char* text) { return *CIDR::parse(text); }
+using test_support::ip;
+using test_support::cidr;
 
 // Values of every alternative and both families, including neighbours that
 // differ in one byte.

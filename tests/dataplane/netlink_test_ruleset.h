@@ -10,11 +10,12 @@
 #include "dataplane/compile.h"
 #include "model/node_config.h"
 #include "model/service_ports.h"
+#include "tests/support/ip.h"
 
 namespace svcproxy::dataplane::testing {
 
-inline model::IPAddress ip(const char* text) { return *model::IPAddress::parse(text); }
-inline model::CIDR cidr(const char* text) { return *model::CIDR::parse(text); }
+using test_support::ip;
+using test_support::cidr;
 inline model::EndpointAddress ep(const char* addr, uint16_t port) { return {ip(addr), port}; }
 
 inline model::NodeConfig rich_node() {

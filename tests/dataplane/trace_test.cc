@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/ip.h"
+
 namespace svcproxy::dataplane {
 namespace {
 
@@ -24,17 +26,9 @@ using model::Protocol;
 
 constexpr uint32_t kMasqBit = 0x4000;
 
-IPAddress ip(const char* text) {
-  auto parsed = IPAddress::parse(text);
-  if (!parsed) throw std::invalid_argument(text);
-  return *parsed;
-}
+using test_support::ip;
 
-CIDR cidr(const char* text) {
-  auto parsed = CIDR::parse(text);
-  if (!parsed) throw std::invalid_argument(text);
-  return *parsed;
-}
+using test_support::cidr;
 
 EndpointAddress ep(const char* address, uint16_t port) { return {ip(address), port}; }
 

@@ -55,7 +55,6 @@ import dataclasses
 import http.client
 import json
 import math
-import os
 import re
 import signal
 import socket
@@ -69,10 +68,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
+from manifest_dir import Manifests, node_object, rfc3339  # noqa: E402
 from sandbox import NODE_V4, NODE_V6, Pod, endpoint_slice, service  # noqa: E402
 
 from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
 NS = "life"
+NODE_IPS = (NODE_V4, NODE_V6)  # the node's InternalIPs in its Node object
 
 # All three run echo on TCP 8080 ("<pod>:8080 <client>"); the manifests say
 # which node each one is on.
@@ -113,12 +114,6 @@ def tearDownModule():
 
 
 # ---------------------------------------------------------------------- time
-
-def rfc3339(t: float) -> str:
-    """Go's RFC3339Nano at microsecond precision: 2026-11-28T06:13:21.123456Z."""
-    whole = int(t)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((t - whole) * 1e6):06d}Z"
-
 
 _RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?Z$")
 
@@ -448,23 +443,6 @@ class HttpAgent:
 
 # ---------------------------------------------------------------------- manifests
 
-def node_object(*, deleting: bool = False, taints: list[dict] | None = None) -> dict:
-    node = {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"labels": {"kubernetes.io/hostname": sb.NODE_NAME}, "name": sb.NODE_NAME,
-                     "resourceVersion": "1000"},
-        "spec": {"podCIDR": "10.244.0.0/17", "podCIDRs": ["10.244.0.0/17", "fd00:10:244::/57"]},
-        "status": {"addresses": [{"address": NODE_V4, "type": "InternalIP"},
-                                 {"address": NODE_V6, "type": "InternalIP"}]},
-    }
-    if deleting:
-        node["metadata"]["deletionTimestamp"] = rfc3339(time.time())
-        node["metadata"]["finalizers"] = ["example.com/keep"]
-    if taints:
-        node["spec"]["taints"] = taints
-    return node
-
-
 AUTOSCALER_TAINT = {"key": "ToBeDeletedByClusterAutoscaler", "value": "1790000000", "effect": "NoSchedule"}
 HTTP_PORT = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 
@@ -503,28 +481,6 @@ def lb_local_service(eps: list[dict]) -> list[dict]:
     return [svc, endpoint_slice("lb-local", "klmno", 4, eps, HTTP_PORT, namespace=NS)]
 
 
-class Manifests:
-    """A manifests directory edited atomically: each file is written in a
-    staging directory beside it (same filesystem, not watched) and renamed
-    into place, so the daemon never reads a half-written file."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.staging = directory.with_name(directory.name + ".staging")
-        self.dir.mkdir(parents=True)
-        self.staging.mkdir()
-        self._n = 0
-
-    def put(self, name: str, objects: list[dict]) -> None:
-        self._n += 1
-        tmp = self.staging / f"{self._n}-{name}"
-        tmp.write_text(sb.to_yaml(objects))
-        os.rename(tmp, self.dir / name)
-
-    def remove(self, name: str) -> None:
-        os.unlink(self.dir / name)
-
-
 # ---------------------------------------------------------------------- base test case
 
 class LifecycleTestCase(unittest.TestCase):
@@ -541,7 +497,7 @@ class LifecycleTestCase(unittest.TestCase):
         self.box = Env.box
         self.pods = self.box.pods
         self.m = Manifests(Env.tmp / self.id().rpartition(".")[2])
-        self.m.put("nodes.yaml", [node_object()])
+        self.m.put("nodes.yaml", [node_object(NODE_IPS)])
         self.base_manifests()
         self.flags = [*sb.NODE_FLAGS, *HTTP_FLAGS, "--sync-period", self.sync_period, *self.extra_flags]
         self.agent = HttpAgent(self.box, self.box.ext)
@@ -731,8 +687,8 @@ class TestHealthz(LifecycleTestCase):
     def test_node_being_deleted_or_tainted_fails_healthz_but_not_livez(self):
         answer = self.health("/healthz")
         self.assertEqual(answer["status"], 200, answer)
-        for what, node in (("deletionTimestamp", node_object(deleting=True)),
-                           ("ToBeDeletedByClusterAutoscaler taint", node_object(taints=[AUTOSCALER_TAINT]))):
+        for what, node in (("deletionTimestamp", node_object(NODE_IPS, deleting=True)),
+                           ("ToBeDeletedByClusterAutoscaler taint", node_object(NODE_IPS, taints=[AUTOSCALER_TAINT]))):
             with self.subTest(what):
                 self.edit(self.m.put, "nodes.yaml", [node])
                 answer, _ = self.poll(lambda: self.health("/healthz"), lambda a: a["status"] == 503, timeout=10,
@@ -745,13 +701,13 @@ class TestHealthz(LifecycleTestCase):
                 hc = self.health_check()
                 self.assertEqual((hc.get("status"), hc["json"]["serviceProxyHealthy"]), (200, True), hc)
 
-                self.edit(self.m.put, "nodes.yaml", [node_object()])
+                self.edit(self.m.put, "nodes.yaml", [node_object(NODE_IPS)])
                 answer, _ = self.poll(lambda: self.health("/healthz"), lambda a: a["status"] == 200, timeout=10,
                                       what=f"/healthz 200 once the Node lost its {what}")
                 self.assert_health_body(answer, path="/healthz", healthy=True)
         # A taint with another key is not a reason to drain.
         self.edit(self.m.put, "nodes.yaml",
-                  [node_object(taints=[{"key": "example.com/other", "effect": "NoSchedule"}])])
+                  [node_object(NODE_IPS, taints=[{"key": "example.com/other", "effect": "NoSchedule"}])])
         answer = self.health("/healthz")
         self.assertEqual(answer["status"], 200, answer)
         self.assert_counted()

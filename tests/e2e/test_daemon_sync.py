@@ -33,7 +33,6 @@ Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_daemon_sync (from t
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -45,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
+from manifest_dir import Manifests, node_object  # noqa: E402
 from sandbox import NODE_V4, Pod, endpoint_slice, service  # noqa: E402
 
 from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
@@ -98,16 +98,6 @@ def tearDownModule():
 
 # ---------------------------------------------------------------------- manifests
 
-def node_object() -> dict:
-    return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"labels": {"kubernetes.io/hostname": sb.NODE_NAME}, "name": sb.NODE_NAME,
-                     "resourceVersion": "1000"},
-        "spec": {"podCIDR": "10.244.0.0/17", "podCIDRs": ["10.244.0.0/17", "fd00:10:244::/57"]},
-        "status": {"addresses": [{"address": NODE_V4, "type": "InternalIP"}]},
-    }
-
-
 def tcp_service(name: str, ip: str, pods: list[Pod]) -> list[dict]:
     http = [{"name": "http", "port": 8080, "protocol": "TCP"}]
     return [service(name, [ip], [{"name": "http", "port": 80, "targetPort": 8080}], namespace=NS),
@@ -144,38 +134,6 @@ def base_objects(pods: dict[str, Pod]) -> dict[str, list[dict]]:
         "svc-udp-n.yaml": udp_service("udp-n", UDP_N, [p1, p2], node_port=UDP_NODEPORT),
         "svc-udp-v6.yaml": udp_service("udp-v6", UDP_V6, [p1, p2]),
     }
-
-
-class Manifests:
-    """A manifests directory edited atomically: files are written in a
-    staging directory beside it (same filesystem, not watched) and renamed
-    into place, so the daemon never reads a half-written file and each edit
-    is one inotify event."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.staging = directory.with_name(directory.name + ".staging")
-        self.dir.mkdir(parents=True)
-        self.staging.mkdir()
-        self._n = 0
-
-    def put(self, name: str, objects: list[dict]) -> None:
-        self._n += 1
-        tmp = self.staging / f"{self._n}-{name}"
-        tmp.write_text(sb.to_yaml(objects))
-        os.rename(tmp, self.dir / name)
-
-    def remove(self, name: str) -> None:
-        os.unlink(self.dir / name)
-
-    reason = "manifests-changed"  # what the daemon logs for the syncs edits cause
-
-    def flags(self) -> list[str]:
-        return ["--manifests", str(self.dir)]
-
-    def snapshot(self) -> Path:
-        """A directory of the objects as they are now (for `svcproxy rules`)."""
-        return self.dir
 
 
 # ---------------------------------------------------------------------- conntrack (optional)

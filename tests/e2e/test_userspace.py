@@ -37,7 +37,6 @@ Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_userspace (from tes
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
+from manifest_dir import Manifests, node_object  # noqa: E402
 from sandbox import NODE_V4, Pod, endpoint_slice, service  # noqa: E402
 
 from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
@@ -91,16 +91,6 @@ def tearDownModule():
     sb.close_env(Env)
 
 
-def node_object() -> dict:
-    return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"labels": {"kubernetes.io/hostname": sb.NODE_NAME}, "name": sb.NODE_NAME,
-                     "resourceVersion": "1000"},
-        "spec": {"podCIDR": "10.244.0.0/17", "podCIDRs": ["10.244.0.0/17", "fd00:10:244::/57"]},
-        "status": {"addresses": [{"address": NODE_V4, "type": "InternalIP"}]},
-    }
-
-
 def family(ip: str) -> int:
     return 6 if ":" in ip else 4
 
@@ -120,32 +110,6 @@ def udp_service(name: str, ip: str, pods: list[Pod]) -> list[dict]:
     port = {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 8080}
     return [service(name, [ip], [port], namespace=NS),
             endpoint_slice(name, "fghij", family(ip), [{"pod": p} for p in pods], dns, namespace=NS)]
-
-
-class Manifests:
-    """Edited by rename into place (one inotify event per edit). The daemon's
-    source: test_cluster_userspace puts the same objects into a real API
-    server instead (tests/cluster/labnode.py ApiObjects, the same methods)."""
-    reason = "manifests-changed"  # what the daemon logs for the syncs edits cause
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.staging = directory.with_name(directory.name + ".staging")
-        self.dir.mkdir(parents=True)
-        self.staging.mkdir()
-        self._n = 0
-
-    def put(self, name: str, objects: list[dict]) -> None:
-        self._n += 1
-        tmp = self.staging / f"{self._n}-{name}"
-        tmp.write_text(sb.to_yaml(objects))
-        os.rename(tmp, self.dir / name)
-
-    def remove(self, name: str) -> None:
-        os.unlink(self.dir / name)
-
-    def flags(self) -> list[str]:
-        return ["--manifests", str(self.dir)]
 
 
 _STATS = re.compile(r"\] userspace stats (.*)$")

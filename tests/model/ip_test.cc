@@ -10,21 +10,14 @@
 #include <vector>
 
 #include "tests/model/printers.h"
+#include "tests/support/ip.h"
 
 namespace svcproxy::model {
 namespace {
 
-IPAddress ip(std::string_view text) {
-  auto parsed = IPAddress::parse(text);
-  EXPECT_TRUE(parsed) << text;
-  return parsed.value_or(IPAddress{});
-}
+using test_support::ip;
 
-CIDR cidr(std::string_view text) {
-  auto parsed = CIDR::parse(text);
-  EXPECT_TRUE(parsed) << text;
-  return parsed.value_or(CIDR{});
-}
+using test_support::cidr;
 
 TEST(IPFamilyTest, ToString) {
   EXPECT_EQ(to_string(IPFamily::V4), "IPv4");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tests/model/printers.h"
+#include "tests/support/ip.h"
 
 namespace svcproxy::model {
 namespace {
@@ -19,17 +20,9 @@ using ::testing::IsEmpty;
 // ---------------------------------------------------------------------------
 // Builders: a test states only what it is about.
 
-IPAddress ip(std::string_view text) {
-  auto parsed = IPAddress::parse(text);
-  EXPECT_TRUE(parsed) << text;
-  return parsed.value_or(IPAddress{});
-}
+using test_support::ip;
 
-CIDR cidr(std::string_view text) {
-  auto parsed = CIDR::parse(text);
-  EXPECT_TRUE(parsed) << text;
-  return parsed.value_or(CIDR{});
-}
+using test_support::cidr;
 
 ServicePort port(std::string name, uint16_t number, Protocol protocol = Protocol::TCP, uint16_t node_port = 0) {
   ServicePort p;

@@ -76,15 +76,17 @@ TEST(ParseHostPort, AcceptsIpPortForms) {
   ASSERT_TRUE(v6);
   EXPECT_EQ(v6->ip, "::1");
   EXPECT_EQ(v6->port, 10249);
-  std::string error;
-  EXPECT_FALSE(parse_host_port("10256", &error));
-  EXPECT_NE(error.find("missing port"), std::string::npos) << error;
-  EXPECT_FALSE(parse_host_port("::1:80", &error));
-  EXPECT_NE(error.find("brackets"), std::string::npos) << error;
-  EXPECT_FALSE(parse_host_port("localhost:80", &error));
-  EXPECT_NE(error.find("not an IP address"), std::string::npos) << error;
-  EXPECT_FALSE(parse_host_port("1.2.3.4:65536", &error));
-  EXPECT_FALSE(parse_host_port("1.2.3.4:", &error));
+  const auto missing_port = parse_host_port("10256");
+  ASSERT_FALSE(missing_port);
+  EXPECT_NE(missing_port.error().find("missing port"), std::string::npos) << missing_port.error();
+  const auto unbracketed = parse_host_port("::1:80");
+  ASSERT_FALSE(unbracketed);
+  EXPECT_NE(unbracketed.error().find("brackets"), std::string::npos) << unbracketed.error();
+  const auto name = parse_host_port("localhost:80");
+  ASSERT_FALSE(name);
+  EXPECT_NE(name.error().find("not an IP address"), std::string::npos) << name.error();
+  EXPECT_FALSE(parse_host_port("1.2.3.4:65536"));
+  EXPECT_FALSE(parse_host_port("1.2.3.4:"));
 }
 
 TEST(HttpServer, ServesHealthzLivezAndMetrics) {

@@ -8,13 +8,14 @@
 
 #include "proxy/local_addresses.h"
 #include "proxy/node_flags.h"
+#include "tests/support/ip.h"
 
 namespace svcproxy::proxy {
 namespace {
 
 using model::IPAddress;
 
-IPAddress ip(const char* text) { return *IPAddress::parse(text); }
+using test_support::ip;
 
 std::vector<IPAddress> ips(std::initializer_list<const char*> texts) {
   std::vector<IPAddress> out;

@@ -11,13 +11,15 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/ip.h"
+
 namespace svcproxy::userspace {
 namespace {
 
 using model::EndpointAddress;
 using model::IPAddress;
 
-IPAddress ip(const char* text) { return *IPAddress::parse(text); }
+using test_support::ip;
 EndpointAddress ep(const char* text, uint16_t port = 8080) { return {ip(text), port}; }
 
 model::ServicePortState port(const char* name, const char* cluster_ip, std::vector<EndpointAddress> endpoints) {

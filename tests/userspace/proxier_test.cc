@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/ip.h"
+
 namespace svcproxy::userspace {
 namespace {
 
@@ -92,7 +94,7 @@ class Backend {
   std::thread thread_;
 };
 
-IPAddress ip(const char* t) { return *IPAddress::parse(t); }
+using test_support::ip;
 
 // Free port on 127.0.0.1 (for a "dead" endpoint and for VIP ports).
 uint16_t free_port(int type = SOCK_STREAM) {

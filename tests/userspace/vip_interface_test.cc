@@ -11,11 +11,13 @@
 
 #include <thread>
 
+#include "tests/support/ip.h"
+
 namespace svcproxy::userspace {
 namespace {
 
 using model::IPAddress;
-IPAddress ip(const char* t) { return *IPAddress::parse(t); }
+using test_support::ip;
 
 // Runs body on a thread of its own in a fresh network namespace, which dies
 // with the thread.

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "model/objects.h"
+#include "tests/support/ip.h"
 #include "watch/manifests.h"
 
 namespace svcproxy::watch::testing {
@@ -119,17 +120,9 @@ inline std::string fixture(std::string_view name) {
   return std::string(SVCPROXY_TEST_DATA) + "/manifests/" + std::string(name);
 }
 
-inline model::IPAddress ip(std::string_view text) {
-  const auto parsed = model::IPAddress::parse(text);
-  EXPECT_TRUE(parsed.has_value()) << text;
-  return parsed.value_or(model::IPAddress{});
-}
+using test_support::ip;
 
-inline model::CIDR cidr(std::string_view text) {
-  const auto parsed = model::CIDR::parse(text);
-  EXPECT_TRUE(parsed.has_value()) << text;
-  return parsed.value_or(model::CIDR{});
-}
+using test_support::cidr;
 
 inline std::string all_diagnostics(const DecodeResult& result) {
   std::string out;
