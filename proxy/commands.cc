@@ -23,6 +23,7 @@
 #include "proxy/proxy_mode.h"
 #include "proxy/run.h"
 #include "proxy/source_flags.h"
+#include "svcproxy_version.h"
 #include "userspace/vip_interface.h"
 #include "watch/api_source.h"
 #include "watch/kubeconfig.h"
@@ -159,7 +160,7 @@ int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const Trac
 int run_cli(int argc, char** argv) {
   CLI::App app{"svcproxy: a Kubernetes service proxy for Linux nodes (nftables dataplane)", "svcproxy"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "svcproxy 0.1.0");
+  app.set_version_flag("--version", "svcproxy " + std::string(kVersion));
 
   SourceFlags source;
   NodeFlags node_flags;
@@ -330,7 +331,7 @@ int run_cli(int argc, char** argv) {
       options.proxy_mode = chosen_mode;
       options.userspace = userspace_flags;
       options.userspace.udp_timeout = parse_duration("--udp-timeout", udp_timeout);
-      log.info("starting", {{"version", "0.1.0"}, {"proxy_mode", chosen_mode}});
+      log.info("starting", {{"version", kVersion}, {"proxy_mode", chosen_mode}});
       return run_daemon(options, log);
     }
     if (cleanup->parsed()) return cmd_cleanup();
