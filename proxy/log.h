@@ -17,9 +17,9 @@
 #include <string_view>
 #include <type_traits>
 
-namespace svcproxy::proxy {
+#include "proxy/modes.h"
 
-enum class LogFormat { Text, Json };
+namespace svcproxy::proxy {
 
 // One key=value of a log line. Strings are quoted in text lines (klog's
 // structured style), numbers and booleans are not.

@@ -287,9 +287,9 @@ void Metrics::set_watch_bookmarks(std::map<std::string, uint64_t> by_resource) {
   watch_bookmarks_total_ = std::move(by_resource);
 }
 
-void Metrics::set_proxy_mode(std::string mode) {
+void Metrics::set_proxy_mode(ProxyMode mode) {
   std::lock_guard lock(mutex_);
-  proxy_mode_ = std::move(mode);
+  proxy_mode_ = to_string(mode);
 }
 
 void Metrics::count_watch_relist() {

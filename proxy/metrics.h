@@ -18,6 +18,7 @@
 
 #include "dataplane/ir.h"
 #include "model/service_ports.h"
+#include "proxy/modes.h"
 #include "proxy/sync_loop.h"
 
 namespace svcproxy::proxy {
@@ -99,7 +100,7 @@ class Metrics {
   // The informer's BOOKMARK events so far, by resource (its own monotonic counts).
   void set_watch_bookmarks(std::map<std::string, uint64_t> by_resource);
   // The dataplane chosen at startup: svcproxy_proxy_mode{mode="…"} 1.
-  void set_proxy_mode(std::string mode);
+  void set_proxy_mode(ProxyMode mode);
 
   // The Prometheus text exposition format (version 0.0.4).
   std::string render() const;

@@ -317,7 +317,7 @@ int run_daemon(const RunOptions& options, Log& log) {
     auto node_now = resolve_node_config(node_flags, cluster, interfaces, &node_warnings);
     if (!loop && !proxier) {
       node = node_now;
-      if (options.proxy_mode == "userspace") {
+      if (options.proxy_mode == ProxyMode::Userspace) {
         proxier.emplace(userspace_backend_options(options.userspace, node, log));
         log.info("userspace proxy started", {{"interface", proxier->interface().name()},
                                              {"kind", proxier->interface().kind()},
