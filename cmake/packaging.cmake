@@ -85,9 +85,10 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/svcproxy/svcproxy")
 # Debian 12 (bookworm) package names. Every library the binary links
 # (DT_NEEDED) must be here: tests/e2e/test_deploy.py checks it with dpkg -S.
-# libssl3: the API server client (watch/) speaks TLS.
+# libssl3: the API server client (watch/) speaks TLS. libprometheus-cpp-core1.0:
+# /metrics (proxy/metrics.cc).
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libnftnl11 (>= 1.2.4), libmnl0 (>= 1.0.4), libnetfilter-conntrack3 (>= 1.0.9), libyaml-cpp0.7, libsimdjson14, libssl3, nftables")
+    "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libnftnl11 (>= 1.2.4), libmnl0 (>= 1.0.4), libnetfilter-conntrack3 (>= 1.0.9), libyaml-cpp0.7, libsimdjson14, libprometheus-cpp-core1.0, libssl3, nftables")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${PROJECT_SOURCE_DIR}/deploy/debian/postinst;${PROJECT_SOURCE_DIR}/deploy/debian/prerm;${PROJECT_SOURCE_DIR}/deploy/debian/postrm")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)

@@ -19,10 +19,12 @@
 #include "proxy/echo.h"
 #include "proxy/loadtest_command.h"
 #include "proxy/log.h"
+#include "proxy/modes.h"
 #include "proxy/node_flags.h"
 #include "proxy/proxy_mode.h"
 #include "proxy/run.h"
 #include "proxy/source_flags.h"
+#include "svcproxy_version.h"
 #include "userspace/vip_interface.h"
 #include "watch/api_source.h"
 #include "watch/kubeconfig.h"
@@ -164,7 +166,7 @@ int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const Trac
 int run_cli(int argc, char** argv) {
   CLI::App app{"svcproxy: a Kubernetes service proxy for Linux nodes (nftables dataplane)", "svcproxy"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "svcproxy 0.1.0");
+  app.set_version_flag("--version", "svcproxy " + std::string(kVersion));
 
   SourceFlags source;
   NodeFlags node_flags;
@@ -226,15 +228,13 @@ int run_cli(int argc, char** argv) {
                   "IP:port of /healthz and /livez (default 0.0.0.0:10256; empty: off)");
   run->add_option("--metrics-bind-address", metrics_bind,
                   "IP:port of /metrics (default 127.0.0.1:10249; empty: off)");
-  std::string proxy_mode = "nftables";
-  run->add_option("--proxy-mode", proxy_mode, "nftables (default), userspace, or auto")
-      ->check(CLI::IsMember({"nftables", "userspace", "auto"}));
+  ProxyMode proxy_mode = ProxyMode::Nftables;
+  add_mode_option(*run, "--proxy-mode", proxy_mode, "nftables (default), userspace, or auto");
   int verbosity = 0;
   run->add_option("-v,--v", verbosity, "Log verbosity: 0 (default) logs syncs and problems, 2 adds each queued change")
       ->check(CLI::Range(0, 10));
-  std::string log_format = "text";
-  run->add_option("--log-format", log_format, "text (klog's line shape, default) or json (one object per line)")
-      ->check(CLI::IsMember({"text", "json"}));
+  LogFormat log_format = LogFormat::Text;
+  add_mode_option(*run, "--log-format", log_format, "text (klog's line shape, default) or json (one object per line)");
   UserspaceFlags userspace_flags;
   std::string udp_timeout = "250ms";
   run->add_option("--udp-timeout", udp_timeout, "userspace mode: idle time after which a UDP flow is closed (default 250ms)");
@@ -297,7 +297,6 @@ int run_cli(int argc, char** argv) {
       settings.metrics_bind_address = metrics_bind;
       settings.sync_period = parse_duration("--sync-period", sync_period);
       settings.min_sync_period = parse_duration("--min-sync-period", min_sync_period, true);
-      settings.detect_local_mode = run_node_flags.detect_local_mode;
       settings.verbosity = verbosity;
       settings.log_format = log_format;
       // Without a file, merging an empty one still checks the combination
@@ -307,16 +306,14 @@ int run_cli(int argc, char** argv) {
         const auto* opt = run->get_option_no_throw(std::string(flag));
         return opt != nullptr && opt->count() > 0;
       }, settings);
-      const std::vector<std::string>& config_warnings = file.warnings;
-      settings.node.detect_local_mode = settings.detect_local_mode;
-      Log log(std::cerr, settings.verbosity, settings.log_format == "json" ? LogFormat::Json : LogFormat::Text);
-      for (const auto& w : config_warnings) log.warning(w);
+      Log log(std::cerr, settings.verbosity, settings.log_format);
+      for (const auto& w : file.warnings) log.warning(w);
       run_source.kubeconfig = settings.kubeconfig;
 
-      std::string chosen_mode;
       const NftablesProbe probe = [] { return nftables_unusable(); };
-      if (const int rc = check_proxy_mode(settings.proxy_mode, probe, &chosen_mode, log); rc != 0) return rc;
-      if (once && chosen_mode == "userspace")
+      const auto chosen_mode = choose_proxy_mode(settings.proxy_mode, probe, log);
+      if (!chosen_mode) return 1;
+      if (once && *chosen_mode == ProxyMode::Userspace)
         throw FlagError("--once: the userspace proxy is a daemon (use --proxy-mode nftables with --once)");
       if (once) return cmd_run_once(run_source, settings.node);
       require_source(run_source);
@@ -332,10 +329,10 @@ int run_cli(int argc, char** argv) {
       options.min_sync_period = std::chrono::duration_cast<std::chrono::milliseconds>(settings.min_sync_period);
       options.healthz_bind_address = settings.healthz_bind_address;
       options.metrics_bind_address = settings.metrics_bind_address;
-      options.proxy_mode = chosen_mode;
+      options.proxy_mode = *chosen_mode;
       options.userspace = userspace_flags;
       options.userspace.udp_timeout = parse_duration("--udp-timeout", udp_timeout);
-      log.info("starting", {{"version", "0.1.0"}, {"proxy_mode", chosen_mode}});
+      log.info("starting", {{"version", kVersion}, {"proxy_mode", to_string(*chosen_mode)}});
       return run_daemon(options, log);
     }
     if (cleanup->parsed()) return cmd_cleanup();

@@ -319,19 +319,18 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
   }
 
   if (auto mode = r.string(root, "mode"); mode && !mode->empty()) {
-    if (*mode != "nftables" && *mode != "userspace" && *mode != "auto")
-      r.fail("mode", "\"" + *mode + "\" is not supported (svcproxy runs nftables, userspace or auto)");
-    out.mode = mode;
+    out.mode = parse_mode<ProxyMode>(*mode);
+    if (!out.mode) r.fail("mode", "\"" + *mode + "\" is not supported (svcproxy runs nftables, userspace or auto)");
   }
 
   out.kubeconfig = r.string(root, "clientConnection.kubeconfig");
   if (out.kubeconfig && out.kubeconfig->empty()) out.kubeconfig.reset();
 
   if (auto mode = r.string(root, "detectLocalMode"); mode && !mode->empty()) {
-    static const std::set<std::string> modes = {"ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"};
-    if (!modes.count(*mode))
-      r.fail("detectLocalMode", "\"" + *mode + "\" is not one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix");
-    out.detect_local_mode = mode;
+    out.detect_local_mode = parse_mode<DetectLocalMode>(*mode);
+    if (!out.detect_local_mode)
+      r.fail("detectLocalMode",
+             "\"" + *mode + "\" is not one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix");
   }
   out.bridge_interface = r.string(root, "detectLocal.bridgeInterface");
   if (out.bridge_interface && out.bridge_interface->empty()) out.bridge_interface.reset();
@@ -373,8 +372,8 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
     out.verbosity = static_cast<int>(*v);
   }
   if (auto format = r.string(root, "logging.format"); format && !format->empty()) {
-    if (*format != "text" && *format != "json") r.fail("logging.format", "want text or json, got \"" + *format + "\"");
-    out.log_format = format;
+    out.log_format = parse_mode<LogFormat>(*format);
+    if (!out.log_format) r.fail("logging.format", "want text or json, got \"" + *format + "\"");
   }
 
   r.warn_unread(root, "");
@@ -404,10 +403,9 @@ void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSet
   take("--proxy-mode", file.mode, s.proxy_mode);
   take("--sync-period", file.sync_period, s.sync_period);
   take("--min-sync-period", file.min_sync_period, s.min_sync_period);
-  take("--detect-local-mode", file.detect_local_mode, s.detect_local_mode);
+  take("--detect-local-mode", file.detect_local_mode, s.node.detect_local_mode);
   take("--pod-bridge-interface", file.bridge_interface, s.node.bridge_interface);
   take("--pod-interface-name-prefix", file.interface_name_prefix, s.node.interface_name_prefix);
-  s.node.detect_local_mode = s.detect_local_mode;
   take("-v", file.verbosity, s.verbosity);
   take("--log-format", file.log_format, s.log_format);
   take("--healthz-bind-address", file.healthz_bind_address, s.healthz_bind_address);
@@ -430,11 +428,11 @@ void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSet
   // The mode's interface, from either place (a mode given as a flag without
   // its flag is reported by resolve_node_config, naming the flag).
   if (file.detect_local_mode && !given("--detect-local-mode")) {
-    if (s.detect_local_mode == "BridgeInterface" && s.node.bridge_interface.empty())
+    if (s.node.detect_local_mode == DetectLocalMode::BridgeInterface && s.node.bridge_interface.empty())
       throw ConfigError(file.path +
                         ": detectLocal.bridgeInterface: required when detectLocalMode is BridgeInterface "
                         "(or --pod-bridge-interface)");
-    if (s.detect_local_mode == "InterfaceNamePrefix" && s.node.interface_name_prefix.empty())
+    if (s.node.detect_local_mode == DetectLocalMode::InterfaceNamePrefix && s.node.interface_name_prefix.empty())
       throw ConfigError(file.path +
                         ": detectLocal.interfaceNamePrefix: required when detectLocalMode is InterfaceNamePrefix "
                         "(or --pod-interface-name-prefix)");

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/modes.h"
 #include "proxy/node_flags.h"
 
 namespace svcproxy::proxy {
@@ -37,10 +38,10 @@ struct ProxyConfigFile {
   std::optional<std::string> metrics_bind_address; // metricsBindAddress ("" disables)
   std::optional<std::vector<std::string>> cluster_cidrs;       // clusterCIDR (comma-separated in the file)
   std::optional<std::vector<std::string>> nodeport_addresses;  // nodePortAddresses ('all' expanded to CIDRs)
-  std::optional<std::string> mode;                 // mode: nftables, userspace or auto
+  std::optional<ProxyMode> mode;                   // mode: nftables, userspace or auto
   std::optional<std::string> kubeconfig;           // clientConnection.kubeconfig
   std::optional<std::string> hostname_override;    // hostnameOverride
-  std::optional<std::string> detect_local_mode;    // detectLocalMode: ClusterCIDR|NodeCIDR|BridgeInterface|InterfaceNamePrefix
+  std::optional<DetectLocalMode> detect_local_mode;  // detectLocalMode
   std::optional<std::string> bridge_interface;     // detectLocal.bridgeInterface
   std::optional<std::string> interface_name_prefix;// detectLocal.interfaceNamePrefix
   std::optional<std::chrono::nanoseconds> sync_period;      // nftables.syncPeriod (> 0)
@@ -48,7 +49,7 @@ struct ProxyConfigFile {
   std::optional<int> masquerade_bit;               // nftables.masqueradeBit (0..31)
   std::optional<bool> masquerade_all;              // nftables.masqueradeAll (or top-level masqueradeAll)
   std::optional<int> verbosity;                    // logging.verbosity
-  std::optional<std::string> log_format;           // logging.format: text or json
+  std::optional<LogFormat> log_format;              // logging.format: text or json
 
   // One per field that is set to something (not null, empty, false, 0 or
   // "0s") that svcproxy does not do: "config.yaml: iptables.syncPeriod:
@@ -66,18 +67,15 @@ ProxyConfigFile load_proxy_config(const std::string& path);
 // one's flag: the flag given on the command line wins over the file.
 struct DaemonSettings {
   NodeFlags node;  // --hostname-override --node-ip --cluster-cidr --nodeport-addresses --masquerade-all --masquerade-bit
-                   // --pod-bridge-interface --pod-interface-name-prefix
+                   // --detect-local-mode --pod-bridge-interface --pod-interface-name-prefix
   std::string kubeconfig;                                           // --kubeconfig
-  std::string proxy_mode = "nftables";                              // --proxy-mode
+  ProxyMode proxy_mode = ProxyMode::Nftables;                       // --proxy-mode
   std::string healthz_bind_address = "0.0.0.0:10256";               // --healthz-bind-address
   std::string metrics_bind_address = "127.0.0.1:10249";             // --metrics-bind-address
   std::chrono::nanoseconds sync_period = std::chrono::seconds(30);  // --sync-period
   std::chrono::nanoseconds min_sync_period{0};                      // --min-sync-period
-  // --detect-local-mode (copied into node.detect_local_mode by the merge;
-  // --pod-bridge-interface and --pod-interface-name-prefix are node.*).
-  std::string detect_local_mode = "ClusterCIDR";
   int verbosity = 0;                                                // -v
-  std::string log_format = "text";                                  // --log-format
+  LogFormat log_format = LogFormat::Text;                           // --log-format
 };
 
 // Whether a flag (by its name as above, or "-v") was given on the command

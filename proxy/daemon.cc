@@ -247,7 +247,7 @@ bool Daemon::refresh_node() {
     if (n.name == now.node_name) health_.set_node(n);
   if (!dataplane_) {
     node_ = std::move(now);
-    if (options_.proxy_mode == "userspace") {
+    if (options_.proxy_mode == ProxyMode::Userspace) {
       dataplane_ = std::make_unique<UserspaceDataplane>(options_.userspace, node_, log_);
     } else {
       kernel_ = std::make_unique<dataplane::NetlinkBackend>();

@@ -219,7 +219,8 @@ Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path)
       if (path == "/metrics")
         return {http::status::ok, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(), std::nullopt, false};
       if (path == "/healthz") return {http::status::ok, kText, "ok", std::nullopt, false};
-      if (path == "/proxyMode") return {http::status::ok, kText, options_.proxy_mode, std::nullopt, false};
+      if (path == "/proxyMode")
+        return {http::status::ok, kText, std::string(to_string(options_.proxy_mode)), std::nullopt, false};
       return not_found;
     case Role::HealthCheck: {
       std::optional<HealthCheckService> service;

@@ -19,6 +19,7 @@
 #include "base/result.h"
 #include "proxy/health.h"
 #include "proxy/metrics.h"
+#include "proxy/modes.h"
 
 namespace svcproxy::proxy {
 
@@ -41,7 +42,7 @@ struct HttpServerOptions {
   // IPs the healthCheckNodePort servers listen on (kube-proxy: the
   // --nodeport-addresses IPs); empty: every address, both families.
   std::vector<std::string> health_check_ips;
-  std::string proxy_mode = "nftables";  // answered on /proxyMode
+  ProxyMode proxy_mode = ProxyMode::Nftables;  // answered on /proxyMode
 };
 
 class HttpServer {

@@ -6,6 +6,13 @@
 //   json: {"ts":1795846401.123456,"caller":"run.cc:42","v":0,"msg":"sync done","reason":"start",...}
 //
 // Thread-safe: the watch thread logs too; each line is written whole.
+//
+// Written here rather than through spdlog: the fields, klog's quoting and
+// the JSON typing are ours either way, and spdlog's pattern flags would
+// only replace the few lines that write the header (time, pid, caller),
+// at the cost of two more shared libraries and a line whose shape is split
+// between a pattern string and this code (JSON's optional "severity" needs
+// a custom flag). ./dev does not install spdlog or fmt.
 #pragma once
 
 #include <cstdint>
@@ -17,9 +24,9 @@
 #include <string_view>
 #include <type_traits>
 
-namespace svcproxy::proxy {
+#include "proxy/modes.h"
 
-enum class LogFormat { Text, Json };
+namespace svcproxy::proxy {
 
 // One key=value of a log line. Strings are quoted in text lines (klog's
 // structured style), numbers and booleans are not.

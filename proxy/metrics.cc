@@ -1,9 +1,16 @@
 #include "proxy/metrics.h"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
 #include <algorithm>
-#include <charconv>
-#include <cmath>
 #include <ctime>
+#include <sstream>
+#include <unordered_map>
 
 namespace svcproxy::proxy {
 
@@ -32,83 +39,20 @@ std::vector<double> network_programming_buckets() {
   return out;
 }
 
-// Shortest text that reads back as the same double (as Go's 'g', -1).
-std::string format_value(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, end);
-}
-
 double seconds_since_epoch(Metrics::TimePoint t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
-// Writes one metric family in the text format.
-class Writer {
- public:
-  void header(std::string_view name, std::string_view type, std::string_view help) {
-    out_ += "# HELP ";
-    out_ += name;
-    out_ += ' ';
-    out_ += help;
-    out_ += "\n# TYPE ";
-    out_ += name;
-    out_ += ' ';
-    out_ += type;
-    out_ += '\n';
-  }
-  void sample(std::string_view name, std::string_view labels, double value) {
-    out_ += name;
-    if (!labels.empty()) {
-      out_ += '{';
-      out_ += labels;
-      out_ += '}';
-    }
-    out_ += ' ';
-    out_ += format_value(value);
-    out_ += '\n';
-  }
-  void scalar(std::string_view name, std::string_view type, std::string_view help, double value) {
-    header(name, type, help);
-    sample(name, "", value);
-  }
-  void histogram(std::string_view name, std::string_view help, const Histogram& h) {
-    header(name, "histogram", help);
-    const std::string bucket = std::string(name) + "_bucket";
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < h.upper_bounds().size(); ++i) {
-      cumulative += h.counts()[i];
-      sample(bucket, "le=\"" + format_value(h.upper_bounds()[i]) + "\"", static_cast<double>(cumulative));
-    }
-    sample(bucket, "le=\"+Inf\"", static_cast<double>(h.count()));
-    sample(std::string(name) + "_sum", "", h.sum());
-    sample(std::string(name) + "_count", "", static_cast<double>(h.count()));
-  }
-  void by_code(std::string_view name, std::string_view help, const std::map<int, uint64_t>& counts) {
-    header(name, "counter", help);
-    for (const auto& [code, n] : counts)
-      sample(name, "code=\"" + std::to_string(code) + "\"", static_cast<double>(n));
-  }
-  std::string take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
+template <typename Metric>
+prometheus::detail::Builder<Metric> builder();
+template <>
+prometheus::detail::Builder<prometheus::Counter> builder() { return prometheus::BuildCounter(); }
+template <>
+prometheus::detail::Builder<prometheus::Gauge> builder() { return prometheus::BuildGauge(); }
+template <>
+prometheus::detail::Builder<prometheus::Histogram> builder() { return prometheus::BuildHistogram(); }
 
 }  // namespace
-
-Histogram::Histogram(std::vector<double> upper_bounds)
-    : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1, 0) {}
-
-void Histogram::observe(double value) {
-  // Buckets are "less than or equal": the first bound >= value.
-  const auto it = std::lower_bound(bounds_.begin(), bounds_.end(), value);
-  ++counts_[static_cast<size_t>(it - bounds_.begin())];
-  ++count_;
-  sum_ += value;
-}
 
 NoLocalEndpoints count_no_local_endpoints(std::span<const model::ServicePortState> ports) {
   NoLocalEndpoints out;
@@ -189,49 +133,127 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
           std::chrono::seconds(t - offset_seconds) + std::chrono::nanoseconds(nanos)));
 }
 
+// kube-proxy's metrics first, with its help texts (component-base prefixes
+// the stability level), then svcproxy's own.
 Metrics::Metrics()
-    : sync_duration_(exponential_buckets(0.001, 2, 15)),
-      sync_full_duration_(exponential_buckets(0.001, 2, 15)),
-      sync_partial_duration_(exponential_buckets(0.001, 2, 15)),
-      network_programming_(network_programming_buckets()),
-      // Both codes are always exported so rate() works from the first scrape.
-      healthz_total_{{200, 0}, {503, 0}},
-      livez_total_{{200, 0}, {503, 0}} {}
+    : registry_(std::make_unique<prometheus::Registry>()),
+      sync_duration_(histogram("kubeproxy_sync_proxy_rules_duration_seconds",
+                               "[ALPHA] SyncProxyRules latency in seconds", exponential_buckets(0.001, 2, 15))),
+      sync_full_duration_(histogram("kubeproxy_sync_full_proxy_rules_duration_seconds",
+                                    "[ALPHA] SyncProxyRules latency in seconds for full resyncs",
+                                    exponential_buckets(0.001, 2, 15))),
+      sync_partial_duration_(histogram("kubeproxy_sync_partial_proxy_rules_duration_seconds",
+                                       "[ALPHA] SyncProxyRules latency in seconds for partial resyncs",
+                                       exponential_buckets(0.001, 2, 15))),
+      last_sync_timestamp_(gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                                 "[ALPHA] The last time proxy rules were successfully synced")),
+      last_queued_timestamp_(gauge("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                                   "[ALPHA] The last time a sync of proxy rules was queued")),
+      network_programming_(histogram("kubeproxy_network_programming_duration_seconds",
+                                     "[ALPHA] In Cluster Network Programming Latency in seconds",
+                                     network_programming_buckets())),
+      endpoint_changes_pending_(gauge("kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+                                      "[ALPHA] Pending proxy rules Endpoint changes")),
+      endpoint_changes_total_(counter("kubeproxy_sync_proxy_rules_endpoint_changes_total",
+                                      "[ALPHA] Cumulative proxy rules Endpoint changes")),
+      service_changes_pending_(gauge("kubeproxy_sync_proxy_rules_service_changes_pending",
+                                     "[ALPHA] Pending proxy rules Service changes")),
+      service_changes_total_(counter("kubeproxy_sync_proxy_rules_service_changes_total",
+                                     "[ALPHA] Cumulative proxy rules Service changes")),
+      sync_failures_total_(counter("kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+                                   "[ALPHA] Cumulative proxy nftables sync failures")),
+      // A gauge despite the _total suffix, as in kube-proxy.
+      no_local_endpoints_(family<prometheus::Gauge>(
+          "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+          "[ALPHA] Number of services with a Local traffic policy and no endpoints")),
+      healthz_total_(
+          family<prometheus::Counter>("kubeproxy_proxy_healthz_total", "[ALPHA] Cumulative proxy healthz HTTP status")),
+      livez_total_(
+          family<prometheus::Counter>("kubeproxy_proxy_livez_total", "[ALPHA] Cumulative proxy livez HTTP status")),
+      kernel_objects_(family<prometheus::Gauge>(
+          "svcproxy_kernel_objects", "Objects in svcproxy's nftables tables after the last successful sync")),
+      conntrack_deleted_total_(counter("svcproxy_conntrack_entries_deleted_total",
+                                       "Conntrack entries deleted because they pointed at endpoints that are gone")),
+      decode_errors_total_(counter("svcproxy_manifest_decode_errors_total",
+                                   "Objects skipped because they could not be decoded")),
+      manifest_read_errors_total_(counter("svcproxy_manifest_read_errors_total",
+                                          "Times a manifests path or file could not be read, or a file parsed only "
+                                          "in part; what it held before was kept")),
+      watch_restarts_total_(counter("svcproxy_watch_restarts_total",
+                                    "API watches that ended and were restarted from the last resourceVersion")),
+      watch_relists_total_(counter("svcproxy_watch_relists_total",
+                                   "Full relists after a watch could not resume (410 Gone or errors)")),
+      // Only the API source has watches: the family shows once the
+      // informer's counts are set.
+      watch_bookmarks_total_(family<prometheus::Counter>(
+          "svcproxy_watch_bookmarks_total",
+          "BOOKMARK events received on API watches; each moves the watch's resourceVersion on")),
+      proxy_mode_(family<prometheus::Gauge>("svcproxy_proxy_mode",
+                                            "The dataplane in use (1 for the mode chosen at startup)")) {
+  no_local_endpoints_.Add({{"traffic_policy", "external"}});
+  no_local_endpoints_.Add({{"traffic_policy", "internal"}});
+  // Both codes are always exported so rate() works from the first scrape.
+  for (auto* by_code : {&healthz_total_, &livez_total_}) {
+    by_code->Add({{"code", "200"}});
+    by_code->Add({{"code", "503"}});
+  }
+  for (const char* kind : {"chains", "elements", "sets"}) kernel_objects_.Add({{"kind", kind}});
+}
+
+Metrics::~Metrics() = default;
+
+template <typename Metric>
+prometheus::Family<Metric>& Metrics::family(const std::string& name, const std::string& help) {
+  family_order_.push_back(name);
+  return builder<Metric>().Name(name).Help(help).Register(*registry_);
+}
+
+prometheus::Counter& Metrics::counter(const std::string& name, const std::string& help) {
+  return family<prometheus::Counter>(name, help).Add({});
+}
+
+prometheus::Gauge& Metrics::gauge(const std::string& name, const std::string& help) {
+  return family<prometheus::Gauge>(name, help).Add({});
+}
+
+prometheus::Histogram& Metrics::histogram(const std::string& name, const std::string& help,
+                                          const std::vector<double>& upper_bounds) {
+  return family<prometheus::Histogram>(name, help).Add({}, upper_bounds);
+}
+
+void Metrics::raise_to(prometheus::Counter& counter, uint64_t total) {
+  std::lock_guard lock(mutex_);
+  const double now = counter.Value();
+  if (static_cast<double>(total) > now) counter.Increment(static_cast<double>(total) - now);
+}
 
 void Metrics::observe_sync(const SyncResult& result, TimePoint finished) {
   const double seconds = std::chrono::duration<double>(result.duration).count();
-  std::lock_guard lock(mutex_);
-  sync_duration_.observe(seconds);
-  (result.full ? sync_full_duration_ : sync_partial_duration_).observe(seconds);
+  sync_duration_.Observe(seconds);
+  (result.full ? sync_full_duration_ : sync_partial_duration_).Observe(seconds);
   if (result.error.empty()) {
-    last_sync_timestamp_ = seconds_since_epoch(finished);
+    last_sync_timestamp_.Set(seconds_since_epoch(finished));
   } else {
-    ++sync_failures_total_;
+    sync_failures_total_.Increment();
   }
-  conntrack_deleted_total_ += result.conntrack_deleted;
+  conntrack_deleted_total_.Increment(static_cast<double>(result.conntrack_deleted));
 }
 
-void Metrics::sync_queued(TimePoint when) {
-  std::lock_guard lock(mutex_);
-  last_queued_timestamp_ = seconds_since_epoch(when);
-}
+void Metrics::sync_queued(TimePoint when) { last_queued_timestamp_.Set(seconds_since_epoch(when)); }
 
 void Metrics::changes_received(size_t endpoint_slice_changes, size_t service_changes) {
-  std::lock_guard lock(mutex_);
-  endpoint_changes_total_ += endpoint_slice_changes;
-  service_changes_total_ += service_changes;
+  endpoint_changes_total_.Increment(static_cast<double>(endpoint_slice_changes));
+  service_changes_total_.Increment(static_cast<double>(service_changes));
 }
 
 void Metrics::set_changes_pending(size_t endpoint_slice_changes, size_t service_changes) {
-  std::lock_guard lock(mutex_);
-  endpoint_changes_pending_ = endpoint_slice_changes;
-  service_changes_pending_ = service_changes;
+  endpoint_changes_pending_.Set(static_cast<double>(endpoint_slice_changes));
+  service_changes_pending_.Set(static_cast<double>(service_changes));
 }
 
 void Metrics::observe_network_programming(std::chrono::duration<double> latency) {
   if (latency.count() < 0) return;
-  std::lock_guard lock(mutex_);
-  network_programming_.observe(latency.count());
+  network_programming_.Observe(latency.count());
 }
 
 bool Metrics::observe_network_programming(std::string_view trigger_time, TimePoint programmed) {
@@ -242,130 +264,58 @@ bool Metrics::observe_network_programming(std::string_view trigger_time, TimePoi
 }
 
 void Metrics::set_no_local_endpoints(NoLocalEndpoints counts) {
-  std::lock_guard lock(mutex_);
-  no_local_endpoints_ = counts;
+  no_local_endpoints_.Add({{"traffic_policy", "external"}}).Set(static_cast<double>(counts.external));
+  no_local_endpoints_.Add({{"traffic_policy", "internal"}}).Set(static_cast<double>(counts.internal));
 }
 
 void Metrics::set_kernel_objects(KernelObjects counts) {
-  std::lock_guard lock(mutex_);
-  kernel_objects_ = counts;
+  kernel_objects_.Add({{"kind", "chains"}}).Set(static_cast<double>(counts.chains));
+  kernel_objects_.Add({{"kind", "elements"}}).Set(static_cast<double>(counts.elements));
+  kernel_objects_.Add({{"kind", "sets"}}).Set(static_cast<double>(counts.sets));
 }
 
-void Metrics::count_healthz(int http_status) {
-  std::lock_guard lock(mutex_);
-  ++healthz_total_[http_status];
-}
+void Metrics::count_healthz(int http_status) { healthz_total_.Add({{"code", std::to_string(http_status)}}).Increment(); }
 
-void Metrics::count_livez(int http_status) {
-  std::lock_guard lock(mutex_);
-  ++livez_total_[http_status];
-}
+void Metrics::count_livez(int http_status) { livez_total_.Add({{"code", std::to_string(http_status)}}).Increment(); }
 
-void Metrics::count_decode_errors(size_t n) {
-  std::lock_guard lock(mutex_);
-  decode_errors_total_ += n;
-}
+void Metrics::count_decode_errors(size_t n) { decode_errors_total_.Increment(static_cast<double>(n)); }
 
-void Metrics::set_manifest_read_errors(uint64_t total) {
-  std::lock_guard lock(mutex_);
-  manifest_read_errors_total_ = total;
-}
+void Metrics::set_manifest_read_errors(uint64_t total) { raise_to(manifest_read_errors_total_, total); }
 
-void Metrics::count_watch_restart() {
-  std::lock_guard lock(mutex_);
-  ++watch_restarts_total_;
-}
+void Metrics::count_watch_restart() { watch_restarts_total_.Increment(); }
+
+void Metrics::count_watch_relist() { watch_relists_total_.Increment(); }
 
 void Metrics::set_watch_totals(uint64_t restarts, uint64_t relists) {
-  std::lock_guard lock(mutex_);
-  watch_restarts_total_ = restarts;
-  watch_relists_total_ = relists;
+  raise_to(watch_restarts_total_, restarts);
+  raise_to(watch_relists_total_, relists);
 }
 
 void Metrics::set_watch_bookmarks(std::map<std::string, uint64_t> by_resource) {
-  std::lock_guard lock(mutex_);
-  watch_bookmarks_total_ = std::move(by_resource);
+  for (const auto& [resource, n] : by_resource) raise_to(watch_bookmarks_total_.Add({{"resource", resource}}), n);
 }
 
-void Metrics::set_proxy_mode(std::string mode) {
+void Metrics::set_proxy_mode(ProxyMode mode) {
   std::lock_guard lock(mutex_);
-  proxy_mode_ = std::move(mode);
-}
-
-void Metrics::count_watch_relist() {
-  std::lock_guard lock(mutex_);
-  ++watch_relists_total_;
+  if (proxy_mode_gauge_ != nullptr) proxy_mode_.Remove(proxy_mode_gauge_);
+  proxy_mode_gauge_ = &proxy_mode_.Add({{"mode", std::string(to_string(mode))}});
+  proxy_mode_gauge_->Set(1);
 }
 
 std::string Metrics::render() const {
-  std::lock_guard lock(mutex_);
-  Writer w;
-  // kube-proxy's metrics, with its help texts (component-base prefixes the
-  // stability level).
-  w.histogram("kubeproxy_sync_proxy_rules_duration_seconds", "[ALPHA] SyncProxyRules latency in seconds",
-              sync_duration_);
-  w.histogram("kubeproxy_sync_full_proxy_rules_duration_seconds",
-              "[ALPHA] SyncProxyRules latency in seconds for full resyncs", sync_full_duration_);
-  w.histogram("kubeproxy_sync_partial_proxy_rules_duration_seconds",
-              "[ALPHA] SyncProxyRules latency in seconds for partial resyncs", sync_partial_duration_);
-  w.scalar("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "gauge",
-           "[ALPHA] The last time proxy rules were successfully synced", last_sync_timestamp_);
-  w.scalar("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", "gauge",
-           "[ALPHA] The last time a sync of proxy rules was queued", last_queued_timestamp_);
-  w.histogram("kubeproxy_network_programming_duration_seconds",
-              "[ALPHA] In Cluster Network Programming Latency in seconds", network_programming_);
-  w.scalar("kubeproxy_sync_proxy_rules_endpoint_changes_pending", "gauge",
-           "[ALPHA] Pending proxy rules Endpoint changes", static_cast<double>(endpoint_changes_pending_));
-  w.scalar("kubeproxy_sync_proxy_rules_endpoint_changes_total", "counter",
-           "[ALPHA] Cumulative proxy rules Endpoint changes", static_cast<double>(endpoint_changes_total_));
-  w.scalar("kubeproxy_sync_proxy_rules_service_changes_pending", "gauge",
-           "[ALPHA] Pending proxy rules Service changes", static_cast<double>(service_changes_pending_));
-  w.scalar("kubeproxy_sync_proxy_rules_service_changes_total", "counter",
-           "[ALPHA] Cumulative proxy rules Service changes", static_cast<double>(service_changes_total_));
-  w.scalar("kubeproxy_sync_proxy_rules_nftables_sync_failures_total", "counter",
-           "[ALPHA] Cumulative proxy nftables sync failures", static_cast<double>(sync_failures_total_));
-  // A gauge despite the _total suffix, as in kube-proxy.
-  w.header("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "gauge",
-           "[ALPHA] Number of services with a Local traffic policy and no endpoints");
-  w.sample("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "traffic_policy=\"external\"",
-           static_cast<double>(no_local_endpoints_.external));
-  w.sample("kubeproxy_sync_proxy_rules_no_local_endpoints_total", "traffic_policy=\"internal\"",
-           static_cast<double>(no_local_endpoints_.internal));
-  w.by_code("kubeproxy_proxy_healthz_total", "[ALPHA] Cumulative proxy healthz HTTP status", healthz_total_);
-  w.by_code("kubeproxy_proxy_livez_total", "[ALPHA] Cumulative proxy livez HTTP status", livez_total_);
-
-  // svcproxy's own.
-  w.header("svcproxy_kernel_objects", "gauge",
-           "Objects in svcproxy's nftables tables after the last successful sync");
-  w.sample("svcproxy_kernel_objects", "kind=\"chains\"", static_cast<double>(kernel_objects_.chains));
-  w.sample("svcproxy_kernel_objects", "kind=\"elements\"", static_cast<double>(kernel_objects_.elements));
-  w.sample("svcproxy_kernel_objects", "kind=\"sets\"", static_cast<double>(kernel_objects_.sets));
-  w.scalar("svcproxy_conntrack_entries_deleted_total", "counter",
-           "Conntrack entries deleted because they pointed at endpoints that are gone",
-           static_cast<double>(conntrack_deleted_total_));
-  w.scalar("svcproxy_manifest_decode_errors_total", "counter",
-           "Objects skipped because they could not be decoded", static_cast<double>(decode_errors_total_));
-  w.scalar("svcproxy_manifest_read_errors_total", "counter",
-           "Times a manifests path or file could not be read, or a file parsed only in part; what it held before "
-           "was kept",
-           static_cast<double>(manifest_read_errors_total_));
-  w.scalar("svcproxy_watch_restarts_total", "counter",
-           "API watches that ended and were restarted from the last resourceVersion",
-           static_cast<double>(watch_restarts_total_));
-  w.scalar("svcproxy_watch_relists_total", "counter",
-           "Full relists after a watch could not resume (410 Gone or errors)",
-           static_cast<double>(watch_relists_total_));
-  if (!watch_bookmarks_total_.empty()) {
-    w.header("svcproxy_watch_bookmarks_total", "counter",
-             "BOOKMARK events received on API watches; each moves the watch's resourceVersion on");
-    for (const auto& [resource, n] : watch_bookmarks_total_)
-      w.sample("svcproxy_watch_bookmarks_total", "resource=\"" + resource + "\"", static_cast<double>(n));
-  }
-  if (!proxy_mode_.empty()) {
-    w.header("svcproxy_proxy_mode", "gauge", "The dataplane in use (1 for the mode chosen at startup)");
-    w.sample("svcproxy_proxy_mode", "mode=\"" + proxy_mode_ + "\"", 1);
-  }
-  return w.take();
+  auto families = registry_->Collect();
+  std::unordered_map<std::string_view, size_t> position;
+  for (size_t i = 0; i < family_order_.size(); ++i) position.emplace(family_order_[i], i);
+  std::stable_sort(families.begin(), families.end(), [&](const auto& a, const auto& b) {
+    return position.at(a.name) < position.at(b.name);
+  });
+  // A family keeps its metrics in a hash map: sort them by their labels so
+  // that the output is the same from one scrape to the next.
+  for (auto& f : families)
+    std::sort(f.metric.begin(), f.metric.end(), [](const auto& a, const auto& b) { return a.label < b.label; });
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return std::move(out).str();
 }
 
 }  // namespace svcproxy::proxy

@@ -1,14 +1,19 @@
 // The daemon's Prometheus metrics: kube-proxy's (same names, types, help
 // text and buckets, so existing dashboards and alerts work unchanged) plus
 // svcproxy_ metrics for what kube-proxy lacks. The sync loop records into a
-// Metrics object; the HTTP server's thread renders it on /metrics. Every
-// method is thread-safe (one mutex: updates are a few per sync, scrapes are
-// rare).
+// Metrics object; the HTTP server's thread renders it on /metrics.
+//
+// The values live in a prometheus-cpp registry and are rendered by its text
+// serializer; every method is thread-safe (prometheus-cpp's metrics are).
+// To add a metric: a member initialised with counter()/gauge()/histogram()
+// in the constructor, at the place in the list where it should be exposed,
+// and a method that records into it.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -18,31 +23,23 @@
 
 #include "dataplane/ir.h"
 #include "model/service_ports.h"
+#include "proxy/modes.h"
 #include "proxy/sync_loop.h"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+class Histogram;
+class Registry;
+template <typename T>
+class Family;
+}  // namespace prometheus
 
 namespace svcproxy::proxy {
 
 // Upper bounds start, start·factor, …, count of them (Prometheus's
 // ExponentialBuckets: each bound is the previous one times factor).
 std::vector<double> exponential_buckets(double start, double factor, int count);
-
-class Histogram {
- public:
-  explicit Histogram(std::vector<double> upper_bounds);
-  void observe(double value);
-
-  const std::vector<double>& upper_bounds() const { return bounds_; }
-  // Per-bucket (not cumulative) counts; the last one is +Inf's.
-  const std::vector<uint64_t>& counts() const { return counts_; }
-  uint64_t count() const { return count_; }
-  double sum() const { return sum_; }
-
- private:
-  std::vector<double> bounds_;
-  std::vector<uint64_t> counts_;
-  uint64_t count_ = 0;
-  double sum_ = 0;
-};
 
 // Service ports whose traffic policy is Local while this node has no local
 // endpoint for them (but the cluster has some): their traffic is dropped here.
@@ -64,6 +61,9 @@ class Metrics {
   using TimePoint = std::chrono::system_clock::time_point;
 
   Metrics();
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
 
   // One sync, successful or not (as kube-proxy, durations are observed
   // either way): the duration histograms, the last-sync timestamp (success)
@@ -94,40 +94,60 @@ class Metrics {
   void set_manifest_read_errors(uint64_t total);
   void count_watch_restart();
   void count_watch_relist();
-  // The informer's own monotonic counts (replace what the two above added).
+  // The informer's own monotonic counts: the counters move up to them.
   void set_watch_totals(uint64_t restarts, uint64_t relists);
   // The informer's BOOKMARK events so far, by resource (its own monotonic counts).
   void set_watch_bookmarks(std::map<std::string, uint64_t> by_resource);
   // The dataplane chosen at startup: svcproxy_proxy_mode{mode="…"} 1.
-  void set_proxy_mode(std::string mode);
+  void set_proxy_mode(ProxyMode mode);
 
-  // The Prometheus text exposition format (version 0.0.4).
+  // The Prometheus text exposition format (version 0.0.4), families in the
+  // order registered, labelled samples sorted by label. prometheus-cpp 1.0.1
+  // writes values with 16 significant digits (a histogram's _count and _sum
+  // before its buckets).
   std::string render() const;
 
  private:
-  mutable std::mutex mutex_;
-  Histogram sync_duration_;
-  Histogram sync_full_duration_;
-  Histogram sync_partial_duration_;
-  Histogram network_programming_;
-  double last_sync_timestamp_ = 0;
-  double last_queued_timestamp_ = 0;
-  uint64_t endpoint_changes_pending_ = 0;
-  uint64_t endpoint_changes_total_ = 0;
-  uint64_t service_changes_pending_ = 0;
-  uint64_t service_changes_total_ = 0;
-  uint64_t sync_failures_total_ = 0;
-  NoLocalEndpoints no_local_endpoints_;
-  std::map<int, uint64_t> healthz_total_;
-  std::map<int, uint64_t> livez_total_;
-  KernelObjects kernel_objects_;
-  uint64_t conntrack_deleted_total_ = 0;
-  uint64_t decode_errors_total_ = 0;
-  uint64_t manifest_read_errors_total_ = 0;
-  uint64_t watch_restarts_total_ = 0;
-  uint64_t watch_relists_total_ = 0;
-  std::map<std::string, uint64_t> watch_bookmarks_total_;
-  std::string proxy_mode_;
+  template <typename Metric>
+  prometheus::Family<Metric>& family(const std::string& name, const std::string& help);
+  prometheus::Counter& counter(const std::string& name, const std::string& help);
+  prometheus::Gauge& gauge(const std::string& name, const std::string& help);
+  prometheus::Histogram& histogram(const std::string& name, const std::string& help,
+                                   const std::vector<double>& upper_bounds);
+  // Moves a counter up to a total kept elsewhere (counters only increase).
+  void raise_to(prometheus::Counter& counter, uint64_t total);
+
+  std::unique_ptr<prometheus::Registry> registry_;
+  // Family names in the order of registration: the order of the exposition
+  // (the registry's own groups families by type).
+  std::vector<std::string> family_order_;
+
+  prometheus::Histogram& sync_duration_;
+  prometheus::Histogram& sync_full_duration_;
+  prometheus::Histogram& sync_partial_duration_;
+  prometheus::Gauge& last_sync_timestamp_;
+  prometheus::Gauge& last_queued_timestamp_;
+  prometheus::Histogram& network_programming_;
+  prometheus::Gauge& endpoint_changes_pending_;
+  prometheus::Counter& endpoint_changes_total_;
+  prometheus::Gauge& service_changes_pending_;
+  prometheus::Counter& service_changes_total_;
+  prometheus::Counter& sync_failures_total_;
+  prometheus::Family<prometheus::Gauge>& no_local_endpoints_;
+  prometheus::Family<prometheus::Counter>& healthz_total_;
+  prometheus::Family<prometheus::Counter>& livez_total_;
+  prometheus::Family<prometheus::Gauge>& kernel_objects_;
+  prometheus::Counter& conntrack_deleted_total_;
+  prometheus::Counter& decode_errors_total_;
+  prometheus::Counter& manifest_read_errors_total_;
+  prometheus::Counter& watch_restarts_total_;
+  prometheus::Counter& watch_relists_total_;
+  prometheus::Family<prometheus::Counter>& watch_bookmarks_total_;
+  prometheus::Family<prometheus::Gauge>& proxy_mode_;
+
+  // Serialises the read-then-raise of raise_to() and the proxy mode swap.
+  std::mutex mutex_;
+  prometheus::Gauge* proxy_mode_gauge_ = nullptr;
 };
 
 }  // namespace svcproxy::proxy

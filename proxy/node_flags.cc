@@ -34,11 +34,10 @@ void add_node_flags(CLI::App& app, NodeFlags& flags) {
   app.add_flag("--masquerade-all", flags.masquerade_all, "Masquerade all traffic sent to service IPs");
   app.add_option("--masquerade-bit", flags.masquerade_bit, "fwmark bit marking packets to masquerade (0-31)")
       ->default_val(14);
-  app.add_option("--detect-local-mode", flags.detect_local_mode,
-                 "How pod traffic is recognised: ClusterCIDR (--cluster-cidr, default), NodeCIDR (this Node's "
-                 "spec.podCIDRs), BridgeInterface (--pod-bridge-interface) or InterfaceNamePrefix "
-                 "(--pod-interface-name-prefix)")
-      ->check(CLI::IsMember({"ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"}));
+  add_mode_option(app, "--detect-local-mode", flags.detect_local_mode,
+                  "How pod traffic is recognised: ClusterCIDR (--cluster-cidr, default), NodeCIDR (this Node's "
+                  "spec.podCIDRs), BridgeInterface (--pod-bridge-interface) or InterfaceNamePrefix "
+                  "(--pod-interface-name-prefix)");
   app.add_option("--pod-bridge-interface", flags.bridge_interface,
                  "--detect-local-mode BridgeInterface: the bridge the node's pods are attached to (e.g. cbr0)");
   app.add_option("--pod-interface-name-prefix", flags.interface_name_prefix,
@@ -128,6 +127,38 @@ void resolve_nodeport_addresses(const NodeFlags& flags, const LocalAddresses& ad
                             config.nodeport_ips.end());
 }
 
+// --detect-local-mode: what in `config` tells this node's pods apart.
+void apply_detect_local_mode(const NodeFlags& flags, const model::Node* node, model::NodeConfig& config) {
+  switch (flags.detect_local_mode) {
+    case DetectLocalMode::ClusterCIDR:
+      break;
+    case DetectLocalMode::NodeCIDR:
+      // Only this node's pods count as local; until the Node has podCIDRs,
+      // none do (kube-proxy waits for them; the next sync picks them up).
+      config.cluster_cidrs = node ? node->pod_cidrs : std::vector<CIDR>{};
+      break;
+    case DetectLocalMode::BridgeInterface:
+      if (flags.bridge_interface.empty())
+        throw FlagError(
+            "--detect-local-mode BridgeInterface: needs --pod-bridge-interface (the pods' bridge, e.g. cbr0)");
+      if (auto problem = interface_name_problem(flags.bridge_interface, false); !problem.empty())
+        throw FlagError("--pod-bridge-interface: " + problem);
+      config.local_detect = model::LocalDetect::BridgeInterface;
+      config.local_interface = flags.bridge_interface;
+      break;
+    case DetectLocalMode::InterfaceNamePrefix:
+      if (flags.interface_name_prefix.empty())
+        throw FlagError(
+            "--detect-local-mode InterfaceNamePrefix: needs --pod-interface-name-prefix (the prefix of the pods' "
+            "interface names, e.g. veth)");
+      if (auto problem = interface_name_problem(flags.interface_name_prefix, true); !problem.empty())
+        throw FlagError("--pod-interface-name-prefix: " + problem);
+      config.local_detect = model::LocalDetect::InterfaceNamePrefix;
+      config.local_interface = flags.interface_name_prefix;
+      break;
+  }
+}
+
 }  // namespace
 
 FixedAddresses offline_node_addresses(const NodeFlags& flags, const model::ClusterState& cluster) {
@@ -203,30 +234,7 @@ model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::Clust
   resolve_nodeport_addresses(flags, addresses, config, warnings ? *warnings : ignored);
 
   config.cluster_cidrs = parse_cidrs("--cluster-cidr", flags.cluster_cidrs);
-  if (flags.detect_local_mode == "NodeCIDR") {
-    // Only this node's pods count as local; until the Node has podCIDRs,
-    // none do (kube-proxy waits for them; the next sync picks them up).
-    config.cluster_cidrs = node ? node->pod_cidrs : std::vector<CIDR>{};
-  } else if (flags.detect_local_mode == "BridgeInterface") {
-    if (flags.bridge_interface.empty())
-      throw FlagError("--detect-local-mode BridgeInterface: needs --pod-bridge-interface (the pods' bridge, e.g. cbr0)");
-    if (auto problem = interface_name_problem(flags.bridge_interface, false); !problem.empty())
-      throw FlagError("--pod-bridge-interface: " + problem);
-    config.local_detect = model::LocalDetect::BridgeInterface;
-    config.local_interface = flags.bridge_interface;
-  } else if (flags.detect_local_mode == "InterfaceNamePrefix") {
-    if (flags.interface_name_prefix.empty())
-      throw FlagError(
-          "--detect-local-mode InterfaceNamePrefix: needs --pod-interface-name-prefix (the prefix of the pods' "
-          "interface names, e.g. veth)");
-    if (auto problem = interface_name_problem(flags.interface_name_prefix, true); !problem.empty())
-      throw FlagError("--pod-interface-name-prefix: " + problem);
-    config.local_detect = model::LocalDetect::InterfaceNamePrefix;
-    config.local_interface = flags.interface_name_prefix;
-  } else if (flags.detect_local_mode != "ClusterCIDR") {
-    throw FlagError("--detect-local-mode " + flags.detect_local_mode +
-                    ": want ClusterCIDR, NodeCIDR, BridgeInterface or InterfaceNamePrefix");
-  }
+  apply_detect_local_mode(flags, node, config);
   config.service_cidrs = parse_cidrs("--service-cidr", flags.service_cidrs);
   for (const auto& sc : cluster.service_cidrs)
     for (const auto& cidr : sc.cidrs) config.service_cidrs.push_back(cidr);

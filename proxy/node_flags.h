@@ -11,6 +11,7 @@
 #include "model/node_config.h"
 #include "model/objects.h"
 #include "proxy/local_addresses.h"
+#include "proxy/modes.h"
 
 namespace svcproxy::proxy {
 
@@ -33,12 +34,23 @@ struct NodeFlags {
   // Node's spec.podCIDRs), BridgeInterface (arrives on
   // --pod-bridge-interface) or InterfaceNamePrefix (arrives on an interface
   // whose name starts with --pod-interface-name-prefix).
-  std::string detect_local_mode = "ClusterCIDR";
+  DetectLocalMode detect_local_mode = DetectLocalMode::ClusterCIDR;
   std::string bridge_interface;       // --pod-bridge-interface
   std::string interface_name_prefix;  // --pod-interface-name-prefix
 };
 
 void add_node_flags(CLI::App& app, NodeFlags& flags);
+
+// A flag naming one of a mode enum's values (proxy/modes.h), parsed into
+// `mode` as it is read; anything else is refused with CLI11's message
+// listing the values ("--proxy-mode: bogus not in {nftables,userspace,auto}").
+template <Mode M>
+CLI::Option* add_mode_option(CLI::App& app, const std::string& name, M& mode, const std::string& help) {
+  return app
+      .add_option_function<std::string>(
+          name, [&mode](const std::string& text) { mode = *parse_mode<M>(text); }, help)
+      ->check(CLI::IsMember(mode_names<M>()));
+}
 
 // What is wrong with an interface name (prefix: a name prefix, to which nft
 // adds the '*'), or "" when nothing is. Valid: what the kernel accepts

@@ -29,27 +29,25 @@ std::string nftables_unusable() {
   }
 }
 
-int check_proxy_mode(const std::string& mode, const NftablesProbe& probe, std::string* chosen, Log& log) {
-  if (mode == "userspace") {
-    *chosen = "userspace";
+std::optional<ProxyMode> choose_proxy_mode(ProxyMode requested, const NftablesProbe& probe, Log& log) {
+  if (requested == ProxyMode::Userspace) {
     log.info("proxy mode userspace (--proxy-mode userspace)", {{"mode", "userspace"}});
-    return 0;
+    return ProxyMode::Userspace;
   }
   const std::string problem = probe();
+  const bool is_auto = requested == ProxyMode::Auto;
   if (problem.empty()) {
-    *chosen = "nftables";
-    log.info(mode == "auto" ? "proxy mode nftables (--proxy-mode auto: the nftables probe passed)"
-                            : "proxy mode nftables (--proxy-mode nftables: the nftables probe passed)",
+    log.info(is_auto ? "proxy mode nftables (--proxy-mode auto: the nftables probe passed)"
+                     : "proxy mode nftables (--proxy-mode nftables: the nftables probe passed)",
              {{"mode", "nftables"}});
-    return 0;
+    return ProxyMode::Nftables;
   }
-  if (mode == "auto") {
-    *chosen = "userspace";
+  if (is_auto) {
     log.warning("proxy mode userspace (--proxy-mode auto: nftables unusable: " + problem + ")", {{"mode", "userspace"}});
-    return 0;
+    return ProxyMode::Userspace;
   }
-  log.error("--proxy-mode " + mode + ": " + problem);
-  return 1;
+  log.error("--proxy-mode nftables: " + problem);
+  return std::nullopt;
 }
 
 }  // namespace svcproxy::proxy

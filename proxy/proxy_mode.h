@@ -5,10 +5,12 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "dataplane/nftables_kernel.h"
 #include "proxy/log.h"
+#include "proxy/modes.h"
 
 namespace svcproxy::proxy {
 
@@ -21,9 +23,10 @@ std::string nftables_unusable();
 // Returns "" when nftables is usable, else why not.
 using NftablesProbe = std::function<std::string()>;
 
-// nftables (the probe must pass: else one error line and 1), userspace, or
-// auto (nftables when the probe passes, else userspace with a warning saying
-// why). Sets *chosen and logs the choice; returns the exit code (0: go on).
-int check_proxy_mode(const std::string& mode, const NftablesProbe& probe, std::string* chosen, Log& log);
+// The dataplane to run for the mode asked for, Nftables or Userspace, and
+// one log line saying why: Nftables (the probe must pass: else an error line
+// and nullopt, the command exits 1), Userspace, or Auto (Nftables when the
+// probe passes, else Userspace with a warning saying why).
+std::optional<ProxyMode> choose_proxy_mode(ProxyMode requested, const NftablesProbe& probe, Log& log);
 
 }  // namespace svcproxy::proxy

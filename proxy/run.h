@@ -29,9 +29,9 @@ struct RunOptions {
   std::chrono::milliseconds min_sync_period{0};
   std::string healthz_bind_address = "0.0.0.0:10256";  // empty: off
   std::string metrics_bind_address = "127.0.0.1:10249";  // empty: off
-  // --proxy-mode as resolved at startup: "nftables" or "userspace" (the
+  // --proxy-mode as resolved at startup: Nftables or Userspace (the
   // userspace L4 proxy on svcproxy0; see userspace/).
-  std::string proxy_mode = "nftables";
+  ProxyMode proxy_mode = ProxyMode::Nftables;
   UserspaceFlags userspace;
 };
 

@@ -16,6 +16,7 @@
 #include <optional>
 #include <variant>
 
+#include "svcproxy_version.h"
 #include "watch/exec_credential.h"
 
 namespace svcproxy::watch {
@@ -31,7 +32,7 @@ namespace {
 
 constexpr auto kUseTuple = net::as_tuple(net::use_awaitable);
 constexpr size_t kPadding = 64;
-constexpr const char* kUserAgent = "svcproxy/0.1.0";
+constexpr const char* kUserAgent = "svcproxy/" SVCPROXY_VERSION;
 
 std::string describe(const boost::system::error_code& ec) { return ec.message(); }
 

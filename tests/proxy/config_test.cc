@@ -80,13 +80,13 @@ logging:
   EXPECT_EQ(c.hostname_override, "node-a");
   EXPECT_EQ(c.cluster_cidrs, (std::vector<std::string>{"10.244.0.0/16", "fd00:10:244::/56"}));
   EXPECT_EQ(c.nodeport_addresses, (std::vector<std::string>{"primary", "192.168.0.0/16"}));
-  EXPECT_EQ(c.mode, "nftables");
-  EXPECT_EQ(c.detect_local_mode, "ClusterCIDR");
+  EXPECT_EQ(c.mode, ProxyMode::Nftables);
+  EXPECT_EQ(c.detect_local_mode, DetectLocalMode::ClusterCIDR);
   EXPECT_EQ(c.sync_period, 60s);
   EXPECT_EQ(c.min_sync_period, 1s);
   EXPECT_EQ(c.masquerade_bit, 15);
   EXPECT_EQ(c.masquerade_all, true);
-  EXPECT_EQ(c.log_format, "json");
+  EXPECT_EQ(c.log_format, LogFormat::Json);
   EXPECT_EQ(c.verbosity, 4);
   EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
 }
@@ -243,7 +243,7 @@ std::string read_file(const std::string& path) {
 TEST(ProxyConfig, ShippedExamplesParseWithoutWarnings) {
   const auto example = parse_proxy_config(read_file(SVCPROXY_SOURCE_DIR "/deploy/etc/config.yaml"), "config.yaml");
   EXPECT_TRUE(example.warnings.empty()) << example.warnings.front();
-  EXPECT_EQ(example.mode, "nftables");
+  EXPECT_EQ(example.mode, ProxyMode::Nftables);
 
   // The DaemonSet's ConfigMap: the block under "config.yaml: |", dedented.
   std::istringstream manifest(read_file(SVCPROXY_SOURCE_DIR "/deploy/daemonset.yaml"));
@@ -295,14 +295,14 @@ logging: {format: json, verbosity: 3}
   EXPECT_EQ(s.node.nodeport_addresses, std::vector<std::string>{"192.168.0.0/16"});
   EXPECT_EQ(s.node.masquerade_bit, 15);
   EXPECT_TRUE(s.node.masquerade_all);
-  EXPECT_EQ(s.proxy_mode, "userspace");
+  EXPECT_EQ(s.proxy_mode, ProxyMode::Userspace);
   EXPECT_EQ(s.kubeconfig, "/file/kubeconfig");
   EXPECT_EQ(s.healthz_bind_address, "0.0.0.0:1111");
   EXPECT_EQ(s.metrics_bind_address, "127.0.0.1:2222");
-  EXPECT_EQ(s.detect_local_mode, "NodeCIDR");
+  EXPECT_EQ(s.node.detect_local_mode, DetectLocalMode::NodeCIDR);
   EXPECT_EQ(s.sync_period, 60s);
   EXPECT_EQ(s.min_sync_period, 2s);
-  EXPECT_EQ(s.log_format, "json");
+  EXPECT_EQ(s.log_format, LogFormat::Json);
   EXPECT_EQ(s.verbosity, 3);
 }
 
@@ -376,18 +376,17 @@ detectLocal: {bridgeInterface: cbr0, interfaceNamePrefix: veth}
   EXPECT_EQ(file.interface_name_prefix, "veth");
   DaemonSettings s;
   merge_config(file, flags_given({}), s);
-  EXPECT_EQ(s.detect_local_mode, "BridgeInterface");
-  EXPECT_EQ(s.node.detect_local_mode, "BridgeInterface");
+  EXPECT_EQ(s.node.detect_local_mode, DetectLocalMode::BridgeInterface);
   EXPECT_EQ(s.node.bridge_interface, "cbr0");
   EXPECT_EQ(s.node.interface_name_prefix, "veth");
 
   DaemonSettings flags;
-  flags.detect_local_mode = "InterfaceNamePrefix";
+  flags.node.detect_local_mode = DetectLocalMode::InterfaceNamePrefix;
   flags.node.interface_name_prefix = "cali";
   flags.node.bridge_interface = "br-pods";
   merge_config(file, flags_given({"--detect-local-mode", "--pod-interface-name-prefix", "--pod-bridge-interface"}),
                flags);
-  EXPECT_EQ(flags.node.detect_local_mode, "InterfaceNamePrefix");
+  EXPECT_EQ(flags.node.detect_local_mode, DetectLocalMode::InterfaceNamePrefix);
   EXPECT_EQ(flags.node.interface_name_prefix, "cali");
   EXPECT_EQ(flags.node.bridge_interface, "br-pods");
 }

@@ -1,7 +1,11 @@
 #include "proxy/log.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
 #include <regex>
 #include <sstream>
 
@@ -70,6 +74,52 @@ TEST(Log, NonFiniteNumbersStayValidJson) {
   Log log(out, 0, LogFormat::Json);
   log.info("m", {{"x", 0.0 / 0.0}, {"y", 1.5}});
   EXPECT_NE(out.str().find(R"("x":"NaN","y":1.5)"), std::string::npos) << out.str();
+}
+
+// klog's header: the date and time in UTC to the microsecond, then the
+// process id right-aligned in 7 columns.
+TEST(Log, TextHeaderIsUtcTimeAndTheProcessId) {
+  auto stamp = [] {
+    const time_t now = time(nullptr);
+    tm parts;
+    gmtime_r(&now, &parts);
+    char text[32];
+    std::snprintf(text, sizeof text, "%02d%02d %02d:%02d", parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
+                  parts.tm_min);
+    return std::string(text);
+  };
+  std::ostringstream out;
+  Log log(out);
+  const std::string before = stamp();
+  log.info("m");
+  const std::string after = stamp();
+  const std::string line = out.str();
+  const std::string minute = line.substr(1, 10);  // MMDD hh:mm
+  EXPECT_TRUE(minute == before || minute == after) << line << " vs " << before;
+  char pid[16];
+  std::snprintf(pid, sizeof pid, " %7d ", static_cast<int>(getpid()));
+  EXPECT_EQ(line.substr(21, 9), pid) << line;
+}
+
+TEST(Log, NumbersAreWrittenBare) {
+  std::ostringstream out;
+  Log log(out);
+  log.info("m", {{"i", -7}, {"u", uint64_t{18446744073709551615u}}, {"d", 1.5}, {"small", 0.000123456789}});
+  EXPECT_NE(out.str().find("] m i=-7 u=18446744073709551615 d=1.5 small=0.000123457\n"), std::string::npos)
+      << out.str();
+}
+
+TEST(Log, JsonCarriesTheVerbosityLevelAndNoSeverityForInfo) {
+  std::ostringstream out;
+  Log log(out, 2, LogFormat::Json);
+  log.v(2, "detail");
+  EXPECT_NE(out.str().find(R"(,"v":2,"msg":"detail"})"), std::string::npos) << out.str();
+  EXPECT_EQ(out.str().find("severity"), std::string::npos) << out.str();
+}
+
+TEST(Log, KlogQuotingEscapesControlCharactersAsHex) {
+  EXPECT_EQ(log_quote(std::string("a\x01" "b\r")), R"("a\x01b\x0d")");
+  EXPECT_EQ(log_quote("tab\tnew\nline"), R"("tab\tnew\nline")");
 }
 
 }  // namespace

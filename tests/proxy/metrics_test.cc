@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "prometheus_text.h"
@@ -11,6 +15,7 @@
 namespace svcproxy::proxy {
 namespace {
 
+using svcproxy::testing::parse_prom_value;
 using svcproxy::testing::parse_prometheus_text;
 using namespace std::chrono_literals;
 
@@ -22,6 +27,100 @@ SyncResult sync_result(bool full, std::chrono::microseconds duration, std::strin
   r.duration = duration;
   r.error = std::move(error);
   return r;
+}
+
+// Every method called with values a daemon sees, so that every family and
+// label appears in the exposition.
+void populate(Metrics& m) {
+  m.set_proxy_mode(ProxyMode::Userspace);
+  m.observe_sync(sync_result(true, 5123us), kNoon);
+  m.observe_sync(sync_result(false, 300us), kNoon + 1s);
+  m.observe_sync(sync_result(false, 40ms, "netlink: EPERM"), kNoon + 2s);
+  auto with_conntrack = sync_result(false, 1250us);
+  with_conntrack.conntrack_deleted = 3;
+  m.observe_sync(with_conntrack, kNoon + 3s);
+  m.sync_queued(kNoon + 3500ms);
+  m.changes_received(7, 2);
+  m.set_changes_pending(4, 1);
+  m.observe_network_programming(std::chrono::duration<double>(0.75));
+  m.observe_network_programming(std::chrono::duration<double>(61.5));
+  m.observe_network_programming(std::chrono::duration<double>(400));
+  m.set_no_local_endpoints({2, 1});
+  m.set_kernel_objects({10, 4, 1000});
+  m.count_healthz(200);
+  m.count_healthz(503);
+  m.count_livez(200);
+  m.count_decode_errors(2);
+  m.set_manifest_read_errors(3);
+  m.set_watch_totals(5, 1);
+  m.set_watch_bookmarks({{"services", 3}, {"endpointslices", 2}});
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// One family of a text exposition: its HELP and TYPE lines and its sample
+// lines, sorted (prometheus-cpp writes a histogram's _count and _sum before
+// its buckets, the hand-written serializer wrote them after).
+struct ExposedFamily {
+  std::string help, type;
+  std::vector<std::string> samples;
+};
+
+std::vector<ExposedFamily> families_of(const std::string& text) {
+  std::vector<ExposedFamily> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("# HELP ")) out.push_back({line, "", {}});
+    else if (line.starts_with("# TYPE ") && !out.empty()) out.back().type = line;
+    else if (!line.empty() && !out.empty()) out.back().samples.push_back(line);
+  }
+  for (auto& f : out) std::sort(f.samples.begin(), f.samples.end());
+  return out;
+}
+
+// A sample line with its value written to 16 significant digits.
+std::string to_16_digits(const std::string& sample) {
+  const auto space = sample.rfind(' ');
+  const double value = parse_prom_value(sample.substr(space + 1), 0);
+  char digits[64];
+  std::snprintf(digits, sizeof digits, "%.16g", value);
+  return sample.substr(0, space + 1) + digits;
+}
+
+// metrics_golden.prom is what the hand-written serializer (before
+// prometheus-cpp) rendered for populate(): the same families in the same
+// order, HELP and TYPE lines byte for byte, every sample with the same name,
+// labels and value.
+TEST(Metrics, ExpositionIsTheHandWrittenOnes) {
+  Metrics m;
+  populate(m);
+  const auto rendered = m.render();
+  const auto after = families_of(rendered);
+  const auto before = families_of(read_file(SVCPROXY_SOURCE_DIR "/tests/proxy/metrics_golden.prom"));
+  ASSERT_EQ(after.size(), before.size()) << rendered;
+  std::vector<std::string> rounded;
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].help, before[i].help);
+    EXPECT_EQ(after[i].type, before[i].type);
+    ASSERT_EQ(after[i].samples.size(), before[i].samples.size()) << before[i].help;
+    for (size_t j = 0; j < after[i].samples.size(); ++j) {
+      const auto& now = after[i].samples[j];
+      const auto& then = before[i].samples[j];
+      if (now != then) rounded.push_back(then + " -> " + now.substr(now.rfind(' ') + 1));
+      EXPECT_EQ(to_16_digits(now), to_16_digits(then));
+    }
+  }
+  // The one value that needs a 17th digit to read back as the same double:
+  // Debian's prometheus-cpp 1.0.1 writes 16 (printf's %.16g), the
+  // hand-written serializer wrote the shortest exact form (std::to_chars).
+  EXPECT_EQ(rounded, std::vector<std::string>{
+                         "kubeproxy_sync_partial_proxy_rules_duration_seconds_sum 0.041550000000000004 -> 0.04155"});
+  EXPECT_NO_THROW(parse_prometheus_text(rendered));
 }
 
 TEST(Metrics, FreshRegistryParsesWithEveryFamilyTyped) {
@@ -151,6 +250,53 @@ TEST(Metrics, WatchBookmarksByResource) {
   EXPECT_EQ(p.families.at("svcproxy_watch_bookmarks_total").type, "counter");
   EXPECT_EQ(p.value("svcproxy_watch_bookmarks_total", {{"resource", "services"}}), 5);
   EXPECT_EQ(p.value("svcproxy_watch_bookmarks_total", {{"resource", "endpointslices"}}), 4);
+}
+
+// The sources keep their own monotonic totals: setting one moves the
+// counter to it, and a counter never goes down.
+TEST(Metrics, TotalsKeptBySourcesMoveTheCounters) {
+  Metrics m;
+  m.set_watch_totals(4, 1);
+  m.set_watch_totals(6, 1);
+  m.set_manifest_read_errors(2);
+  m.set_manifest_read_errors(2);
+  auto p = parse_prometheus_text(m.render());
+  EXPECT_EQ(p.value("svcproxy_watch_restarts_total"), 6);
+  EXPECT_EQ(p.value("svcproxy_watch_relists_total"), 1);
+  EXPECT_EQ(p.value("svcproxy_manifest_read_errors_total"), 2);
+  m.set_watch_totals(3, 0);
+  p = parse_prometheus_text(m.render());
+  EXPECT_EQ(p.value("svcproxy_watch_restarts_total"), 6);
+  EXPECT_EQ(p.value("svcproxy_watch_relists_total"), 1);
+}
+
+// The dataplane in use appears once it is known, one sample for one mode.
+TEST(Metrics, ProxyModeIsOneSampleForTheModeInUse) {
+  Metrics m;
+  EXPECT_EQ(parse_prometheus_text(m.render()).families.count("svcproxy_proxy_mode"), 0u);
+  m.set_proxy_mode(ProxyMode::Nftables);
+  m.set_proxy_mode(ProxyMode::Userspace);
+  const auto p = parse_prometheus_text(m.render());
+  ASSERT_EQ(p.families.at("svcproxy_proxy_mode").samples.size(), 1u);
+  EXPECT_EQ(p.value("svcproxy_proxy_mode", {{"mode", "userspace"}}), 1);
+}
+
+// Labelled samples come sorted by label, the same on every scrape.
+TEST(Metrics, LabelledSamplesAreSorted) {
+  Metrics m;
+  m.count_healthz(503);
+  m.count_healthz(200);
+  m.count_healthz(429);
+  m.set_watch_bookmarks({{"services", 1}, {"endpointslices", 1}, {"nodes", 1}});
+  const auto text = m.render();
+  const auto p = parse_prometheus_text(text);
+  std::vector<std::string> codes, resources;
+  for (const auto& s : p.families.at("kubeproxy_proxy_healthz_total").samples) codes.push_back(s.labels.at("code"));
+  for (const auto& s : p.families.at("svcproxy_watch_bookmarks_total").samples)
+    resources.push_back(s.labels.at("resource"));
+  EXPECT_EQ(codes, (std::vector<std::string>{"200", "429", "503"}));
+  EXPECT_EQ(resources, (std::vector<std::string>{"endpointslices", "nodes", "services"}));
+  EXPECT_EQ(m.render(), text);
 }
 
 TEST(Metrics, NetworkProgrammingLatencyFromTriggerTime) {

@@ -16,16 +16,15 @@ namespace {
 using dataplane::testing::FakeNftablesKernel;
 
 struct Decision {
-  int rc = -1;
-  std::string chosen;
+  std::optional<ProxyMode> chosen;  // nullopt: exit 1
   std::string log;
 };
 
-Decision decide(const std::string& mode, FakeNftablesKernel& kernel) {
+Decision decide(ProxyMode mode, FakeNftablesKernel& kernel) {
   std::ostringstream out;
   Log log(out);
   Decision d;
-  d.rc = check_proxy_mode(mode, [&] { return nftables_unusable(kernel); }, &d.chosen, log);
+  d.chosen = choose_proxy_mode(mode, [&] { return nftables_unusable(kernel); }, log);
   d.log = out.str();
   return d;
 }
@@ -34,18 +33,16 @@ bool has(const std::string& text, const std::string& part) { return text.find(pa
 
 TEST(ProxyMode, NftablesWithAPassingProbe) {
   FakeNftablesKernel kernel;
-  const auto d = decide("nftables", kernel);
-  EXPECT_EQ(d.rc, 0);
-  EXPECT_EQ(d.chosen, "nftables");
+  const auto d = decide(ProxyMode::Nftables, kernel);
+  EXPECT_EQ(d.chosen, ProxyMode::Nftables);
   EXPECT_TRUE(has(d.log, "proxy mode nftables (--proxy-mode nftables: the nftables probe passed)")) << d.log;
 }
 
 TEST(ProxyMode, NftablesWithAMissingFeatureExits1NamingIt) {
   FakeNftablesKernel kernel;
   kernel.refused_expressions = {"fib"};
-  const auto d = decide("nftables", kernel);
-  EXPECT_EQ(d.rc, 1);
-  EXPECT_NE(d.chosen, "nftables");
+  const auto d = decide(ProxyMode::Nftables, kernel);
+  EXPECT_FALSE(d.chosen);
   EXPECT_EQ(d.log.rfind('E', 0), 0u) << d.log;  // one error line
   EXPECT_TRUE(has(d.log, "--proxy-mode nftables: this kernel's nftables lacks: [fib (fib saddr/daddr type local): "))
       << d.log;
@@ -55,26 +52,24 @@ TEST(ProxyMode, NftablesWithAMissingFeatureExits1NamingIt) {
 TEST(ProxyMode, NftablesWithoutPermissionExits1NamingCapNetAdmin) {
   FakeNftablesKernel kernel;
   kernel.refuse_all = EPERM;
-  const auto d = decide("nftables", kernel);
-  EXPECT_EQ(d.rc, 1);
+  const auto d = decide(ProxyMode::Nftables, kernel);
+  EXPECT_FALSE(d.chosen);
   EXPECT_TRUE(has(d.log, "--proxy-mode nftables: cannot program nftables")) << d.log;
   EXPECT_TRUE(has(d.log, "svcproxy needs CAP_NET_ADMIN")) << d.log;
 }
 
 TEST(ProxyMode, AutoWithAPassingProbeChoosesNftables) {
   FakeNftablesKernel kernel;
-  const auto d = decide("auto", kernel);
-  EXPECT_EQ(d.rc, 0);
-  EXPECT_EQ(d.chosen, "nftables");
+  const auto d = decide(ProxyMode::Auto, kernel);
+  EXPECT_EQ(d.chosen, ProxyMode::Nftables);
   EXPECT_TRUE(has(d.log, "proxy mode nftables (--proxy-mode auto: the nftables probe passed)")) << d.log;
 }
 
 TEST(ProxyMode, AutoWithAMissingFeatureFallsBackToUserspaceSayingWhy) {
   FakeNftablesKernel kernel;
   kernel.refused_expressions = {"numgen"};
-  const auto d = decide("auto", kernel);
-  EXPECT_EQ(d.rc, 0);
-  EXPECT_EQ(d.chosen, "userspace");
+  const auto d = decide(ProxyMode::Auto, kernel);
+  EXPECT_EQ(d.chosen, ProxyMode::Userspace);
   EXPECT_EQ(d.log.rfind('W', 0), 0u) << d.log;
   EXPECT_TRUE(has(d.log, "proxy mode userspace (--proxy-mode auto: nftables unusable: this kernel's nftables lacks: "
                          "[numgen and concatenated data maps (dnat ... map): "))
@@ -85,18 +80,16 @@ TEST(ProxyMode, AutoWithAMissingFeatureFallsBackToUserspaceSayingWhy) {
 TEST(ProxyMode, AutoWithoutPermissionFallsBackNamingCapNetAdmin) {
   FakeNftablesKernel kernel;
   kernel.refuse_all = EPERM;
-  const auto d = decide("auto", kernel);
-  EXPECT_EQ(d.rc, 0);
-  EXPECT_EQ(d.chosen, "userspace");
+  const auto d = decide(ProxyMode::Auto, kernel);
+  EXPECT_EQ(d.chosen, ProxyMode::Userspace);
   EXPECT_TRUE(has(d.log, "proxy mode userspace (--proxy-mode auto: nftables unusable: ")) << d.log;
   EXPECT_TRUE(has(d.log, "CAP_NET_ADMIN")) << d.log;
 }
 
 TEST(ProxyMode, UserspaceNeverRunsTheProbe) {
   FakeNftablesKernel kernel;
-  const auto d = decide("userspace", kernel);
-  EXPECT_EQ(d.rc, 0);
-  EXPECT_EQ(d.chosen, "userspace");
+  const auto d = decide(ProxyMode::Userspace, kernel);
+  EXPECT_EQ(d.chosen, ProxyMode::Userspace);
   EXPECT_TRUE(kernel.transactions.empty());
 }
 
