@@ -71,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
 from sandbox import NODE_V4, NODE_V6, Pod, endpoint_slice, service  # noqa: E402
 
-from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
+from sandbox import SVCPROXY  # noqa: E402
 NS = "life"
 
 # All three run echo on TCP 8080 ("<pod>:8080 <client>"); the manifests say
