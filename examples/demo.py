@@ -447,7 +447,7 @@ def story(box, source: Path, work: Path, requests: int, check: Checks) -> None:
     box.build()
     pods = box.add_pods([sb.Pod(name, index, node=node) for name, index, node, _ in PODS])
     echoes = []
-    for (name, _, _, ports), pod in zip(PODS, pods):
+    for (_, _, _, ports), pod in zip(PODS, pods):
         echoes += box.start_pod_echoes(pod, ports, id_format="{pod}", wait=False)
     box.wait_ready(echoes)
     step(f"node {sb.NODE_V4} / {sb.NODE_V6} (node-a), netns {box.node}; external client {sb.EXT_V4}")

@@ -372,7 +372,7 @@ class ForTests:
         try:
             build_binaries()
         except ClusterError as e:
-            raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}")
+            raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}") from e
         try:
             return self.acquire(log=lambda *a: print(*a, file=sys.stderr))
         except BaseException:

@@ -566,8 +566,8 @@ class _Agent:
         try:
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
-        except BrokenPipeError:
-            raise SandboxError(f"client agent in {self.ns} died: {self.log.read_text(errors='replace')}")
+        except BrokenPipeError as e:
+            raise SandboxError(f"client agent in {self.ns} died: {self.log.read_text(errors='replace')}") from e
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         with selectors.DefaultSelector() as sel:

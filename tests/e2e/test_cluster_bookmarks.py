@@ -74,7 +74,7 @@ def setUpModule():
     try:
         lab.build_binaries()
     except lab.ClusterError as e:
-        raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}")
+        raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}") from e
     atexit.register(tearDownModule)  # also when the run is interrupted
     AUDIT_POLICY.parent.mkdir(parents=True, exist_ok=True)
     # Services only, at Metadata level (verb, requestURI, userAgent), once a response starts.

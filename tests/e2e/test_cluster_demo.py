@@ -38,7 +38,7 @@ def setUpModule():
     try:
         lab.build_binaries()
     except lab.ClusterError as e:
-        raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}")
+        raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}") from e
 
 
 class TestDemoCluster(unittest.TestCase):

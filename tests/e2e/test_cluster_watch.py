@@ -67,7 +67,7 @@ def setUpModule():
     try:
         lab.build_binaries()
     except lab.ClusterError as e:
-        raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}")
+        raise unittest.SkipTest(f"the cluster binaries cannot be built here: {e}") from e
     atexit.register(tearDownModule)  # also when the run is interrupted
     CLUSTER.up(log=lambda *a: print(*a, file=sys.stderr))
 
@@ -258,7 +258,8 @@ class TestClusterWatch(unittest.TestCase):
 
 def load_tests(loader, standard_tests, pattern):
     # The paged list last: its Services stay (the cluster goes at the end) and would slow the others.
-    names = sorted(loader.getTestCaseNames(TestClusterWatch), key=lambda n: n == "test_large_list_is_paged_and_complete")
+    names = sorted(loader.getTestCaseNames(TestClusterWatch),
+                   key=lambda n: n == "test_large_list_is_paged_and_complete")
     return unittest.TestSuite(TestClusterWatch(n) for n in names)
 
 

@@ -71,7 +71,7 @@ import sandbox as sb  # noqa: E402
 from manifest_dir import Manifests, node_object, rfc3339  # noqa: E402
 from sandbox import NODE_V4, NODE_V6, Pod, endpoint_slice, service  # noqa: E402
 
-from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
+from sandbox import SVCPROXY  # noqa: E402
 NS = "life"
 NODE_IPS = (NODE_V4, NODE_V6)  # the node's InternalIPs in its Node object
 

@@ -47,7 +47,7 @@ import sandbox as sb  # noqa: E402
 from manifest_dir import Manifests, node_object  # noqa: E402
 from sandbox import NODE_V4, Pod, endpoint_slice, service  # noqa: E402
 
-from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
+from sandbox import SVCPROXY  # noqa: E402
 NS = "e2e"
 
 # All on this node; each runs echo on TCP 8080 and UDP 8080 ("<pod>:8080 <client>").

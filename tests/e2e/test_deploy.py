@@ -142,8 +142,8 @@ class Manifests(unittest.TestCase):
         pod = ds["spec"]["template"]["spec"]
         self.assertTrue(pod["hostNetwork"])
         self.assertEqual(pod["serviceAccountName"], "svcproxy")
-        self.assertEqual(ds["spec"]["selector"]["matchLabels"].items() - ds["spec"]["template"]["metadata"]["labels"].items(),
-                         set())
+        self.assertEqual(
+            ds["spec"]["selector"]["matchLabels"].items() - ds["spec"]["template"]["metadata"]["labels"].items(), set())
         (container,) = pod["containers"]
         sc = container["securityContext"]
         self.assertFalse(sc.get("privileged", False))
@@ -294,7 +294,8 @@ class DebianPackage(unittest.TestCase):
         for package in ("libnftnl11", "libmnl0", "libnetfilter-conntrack3", "libyaml-cpp0.7", "nftables"):
             self.assertIn(package, depends)
 
-    @unittest.skipIf(shutil.which("objdump") is None or shutil.which("ldd") is None or shutil.which("dpkg") is None, "objdump, ldd or dpkg missing")
+    @unittest.skipIf(shutil.which("objdump") is None or shutil.which("ldd") is None or shutil.which("dpkg") is None,
+                     "objdump, ldd or dpkg missing")
     def test_depends_covers_every_linked_library(self):
         depends = {d.strip().split()[0] for d in self.fields["Depends"].split(",")}
         binary = self.build / "svcproxy"

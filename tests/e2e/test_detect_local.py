@@ -31,7 +31,6 @@ Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_detect_local (from 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import unittest
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox as sb  # noqa: E402
 from sandbox import EXT_V4, Pod  # noqa: E402
 
-from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
+from sandbox import SVCPROXY  # noqa: E402
 
 PODS = [Pod("br", 1), Pod("be", 2), Pod("vc", 3)]
 WEB_V4, WEB_V6 = "10.96.0.10", "fd00:10:96::10"

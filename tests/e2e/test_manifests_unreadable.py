@@ -188,7 +188,8 @@ class TestRunningDaemon(SourceTestCase):
     def http(self, hostport: str, path: str) -> tuple[int, str]:
         code = ("import sys,urllib.request,urllib.error\n"
                 "try:\n"
-                f"  r=urllib.request.urlopen('http://{hostport}{path}',timeout=5); print(r.status); print(r.read().decode())\n"
+                f"  r=urllib.request.urlopen('http://{hostport}{path}',timeout=5); "
+                "print(r.status); print(r.read().decode())\n"
                 "except urllib.error.HTTPError as e:\n"
                 "  print(e.code); print(e.read().decode())\n")
         out = self.box.exec(self.box.node, [sys.executable, "-c", code]).stdout

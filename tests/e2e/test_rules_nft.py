@@ -17,7 +17,6 @@ Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_rules_nft (from tes
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -51,7 +51,7 @@ import sandbox as sb  # noqa: E402
 from manifest_dir import Manifests, node_object  # noqa: E402
 from sandbox import NODE_V4, Pod, endpoint_slice, service  # noqa: E402
 
-from sandbox import SOURCE_DIR, SVCPROXY  # noqa: E402
+from sandbox import SVCPROXY  # noqa: E402
 NS = "e2e"
 
 PODS = [Pod("p1", 1), Pod("p2", 2), Pod("p3", 3)]

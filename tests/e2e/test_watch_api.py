@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 from pathlib import Path
 
@@ -136,7 +135,7 @@ class WatchApi(unittest.TestCase):
             proc.stdout.close()
             proc.stderr.close()
             self.fixture.delete("services", "shop", "watched")
-        row = next(l for l in lines if "watched" in l).split()
+        row = next(line for line in lines if "watched" in line).split()
         self.assertEqual(row[:2], ["shop", "watched"])
 
     # -- svcproxy --
@@ -151,7 +150,8 @@ class WatchApi(unittest.TestCase):
 
     def manifests_file(self):
         # What the API server filters (headless services) is not in the files either.
-        items = [o for o in self.cluster_items() if not (o["kind"] == "Service" and o["spec"].get("clusterIP") == "None")]
+        items = [o for o in self.cluster_items()
+                 if not (o["kind"] == "Service" and o["spec"].get("clusterIP") == "None")]
         manifests = os.path.join(self.tmp, "cluster.json")
         with open(manifests, "w") as f:
             json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
@@ -258,7 +258,8 @@ class WatchApi(unittest.TestCase):
         os.chmod(plugin, 0o755)
         exec_ = {"apiVersion": api_version, "command": "./plugin", "args": ["get-token", name],
                  "env": [{"name": "RUNS", "value": os.path.join(d, "runs")}], "interactiveMode": "IfAvailable"}
-        return apiserver.write_kubeconfig(os.path.join(d, "kubeconfig"), self.url, ca=self.pki["ca_crt"], exec_=exec_), d
+        kubeconfig = os.path.join(d, "kubeconfig")
+        return apiserver.write_kubeconfig(kubeconfig, self.url, ca=self.pki["ca_crt"], exec_=exec_), d
 
     @staticmethod
     def token_script(expiry, api_version="client.authentication.k8s.io/v1"):
@@ -280,8 +281,9 @@ class WatchApi(unittest.TestCase):
         self.assertNotIn("test-token", out.stderr)
         runs = self.runs(d)
         self.assertEqual(len(runs), 1, runs)  # cached for every request of the list
-        self.assertEqual(runs[0], 'exec-lasting {"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1",'
-                                  '"spec":{"interactive":false}}')  # stdin is no terminal: not interactive
+        # stdin is no terminal: not interactive
+        self.assertEqual(runs[0], 'exec-lasting {"kind":"ExecCredential",'
+                                  '"apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false}}')
 
     def test_exec_plugin_expired_token_runs_it_again(self):
         kc, d = self.exec_kubeconfig("exec-expired", self.token_script(
@@ -300,10 +302,11 @@ class WatchApi(unittest.TestCase):
                                      "client.authentication.k8s.io/v1beta1")
         self.assert_one_line_failure(self.svcproxy("rules", "--kubeconfig", kc, *NODE),
                                      'returned apiVersion "client.authentication.k8s.io/v1"')
-        missing = apiserver.write_kubeconfig(os.path.join(self.tmp, "kc-missing-plugin"), self.url, ca=self.pki["ca_crt"],
-                                             exec_={"apiVersion": "client.authentication.k8s.io/v1beta1",
-                                                    "command": "svcproxy-no-such-plugin",
-                                                    "installHint": "Install it:\n  apt install svcproxy-no-such-plugin"})
+        missing = apiserver.write_kubeconfig(
+            os.path.join(self.tmp, "kc-missing-plugin"), self.url, ca=self.pki["ca_crt"],
+            exec_={"apiVersion": "client.authentication.k8s.io/v1beta1",
+                   "command": "svcproxy-no-such-plugin",
+                   "installHint": "Install it:\n  apt install svcproxy-no-such-plugin"})
         self.assert_one_line_failure(self.svcproxy("rules", "--kubeconfig", missing, *NODE),
                                      "not found in $PATH; Install it: apt install svcproxy-no-such-plugin")
 
