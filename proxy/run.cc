@@ -29,6 +29,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// The sync-period timer repairs drift with a readback diff (SyncLoop's drift
+// check); a full sync still runs this often, as kube-proxy's nftables
+// proxier does (fullSyncPeriod).
+constexpr auto kFullSyncPeriod = std::chrono::hours(1);
+
 // An owned file descriptor.
 class Fd {
  public:
@@ -306,6 +311,7 @@ int run_daemon(const RunOptions& options, Log& log) {
   bool pending = false;  // changes not yet synced
   int failures = 0;      // consecutive failed syncs
   auto next_sync_allowed = Clock::now();
+  auto last_full_sync = Clock::now();
   bool defer_armed = false;
   ChangeTracker::Counts backlog;  // changes not yet synced, for the pending gauges
   // EndpointSlice trigger times whose change is not in the kernel yet.
@@ -338,6 +344,7 @@ int run_daemon(const RunOptions& options, Log& log) {
     node_warnings.insert(node_warnings.end(), r.warnings.begin(), r.warnings.end());
     once.warnings(node_warnings);
     metrics.observe_sync(r, now);
+    if (r.full && r.error.empty()) last_full_sync = Clock::now();
     source->export_metrics(metrics);
     for (const auto& n : cluster.nodes)
       if (n.name == node.node_name) health.set_node(n);
@@ -379,6 +386,57 @@ int run_daemon(const RunOptions& options, Log& log) {
     for (const auto& problem : server.set_health_check_services(health_check_services(ports))) log.warning(problem);
   };
 
+  // The periodic sync: a drift check whose readback and comparison run off
+  // this thread; its repair is applied when its result is in.
+  auto periodic_sync = [&] {
+    if (proxier || Clock::now() - last_full_sync >= kFullSyncPeriod) {
+      sync(true, "sync-period");
+      return;
+    }
+    // Nothing starts while a check runs, or while the kernel is out of sync
+    // (a failed sync: its retry is full).
+    loop->start_drift_check();
+  };
+  auto drift_checked = [&] {
+    const DriftRepairResult d = loop->finish_drift_check();
+    if (!d.checked) return;  // a full sync or a failure since it started
+    const auto& r = d.sync;
+    const auto& what = d.drifted;
+    std::string objects;
+    for (const auto& o : what.objects) objects += (objects.empty() ? "" : ", ") + o;
+    if (!d.check_error.empty()) log.warning("drift check failed", {{"error", d.check_error}});
+    if (what.total() > 0 || what.full) {
+      metrics.count_drift_repair();
+      log.info("drift repaired", {{"missing_elements", what.missing_elements},
+                                  {"extra_elements", what.extra_elements},
+                                  {"changed_chains", what.changed_chains},
+                                  {"missing_chains", what.missing_chains},
+                                  {"extra_chains", what.extra_chains},
+                                  {"missing_sets", what.missing_sets},
+                                  {"extra_sets", what.extra_sets},
+                                  {"full", what.full},
+                                  {"objects", objects}});
+    }
+    if (!d.check_error.empty() && !r.full) return;
+    metrics.observe_sync(r, std::chrono::system_clock::now());
+    if (!r.error.empty()) {
+      log.error("sync failed", {{"reason", "sync-period"}, {"error", r.error}});
+      pending = true;  // the next sync is full
+      return;
+    }
+    if (r.full) last_full_sync = Clock::now();
+    if (!pending) health.updated();
+    log.info("sync done", {{"reason", "sync-period"},
+                           {"mode", r.full ? "full" : "partial"},
+                           {"operations", r.operations},
+                           {"conntrack_deleted", r.conntrack_deleted},
+                           {"duration_us", static_cast<int64_t>(r.duration.count())},
+                           {"readback_us", static_cast<int64_t>(d.readback.count())},
+                           {"compile_us", static_cast<int64_t>(d.compile.count())},
+                           {"compare_us", static_cast<int64_t>(d.compare.count())},
+                           {"elements_read", d.kernel_elements}});
+  };
+
   // Arrivals before the first sync are part of it: they are not counted as
   // pending changes.
   auto take_changes = [&] {
@@ -409,13 +467,18 @@ int run_daemon(const RunOptions& options, Log& log) {
   if (!source->has_synced()) log.info("waiting for the first list of every resource before the first sync");
   try_start();
 
-  pollfd fds[5] = {{signal_fd.get(), POLLIN, 0},
+  // poll() skips negative descriptors: the source's (manifests only) and
+  // the drift check's (until the first check).
+  pollfd fds[6] = {{signal_fd.get(), POLLIN, 0},
                    {tracker.fd(), POLLIN, 0},
                    {period_fd.get(), POLLIN, 0},
                    {defer_fd.get(), POLLIN, 0},
-                   {source->fd(), POLLIN, 0}};
+                   {source->fd(), POLLIN, 0},
+                   {-1, POLLIN, 0}};
   for (;;) {
-    if (poll(fds, source->fd() >= 0 ? 5 : 4, -1) < 0) {
+    fds[5].fd = loop ? loop->drift_fd() : -1;
+    fds[5].revents = 0;
+    if (poll(fds, 6, -1) < 0) {
       if (errno == EINTR) continue;
       throw std::runtime_error(std::string("run: poll: ") + std::strerror(errno));
     }
@@ -451,8 +514,9 @@ int run_daemon(const RunOptions& options, Log& log) {
         source_read();
       }
       take_changes();
-      sync(true, "sync-period");
+      periodic_sync();
     }
+    if (fds[5].revents & POLLIN) drift_checked();
     if ((fds[3].revents & POLLIN) && read_counter(defer_fd.get())) defer_armed = false;
     if (started && pending && !defer_armed) {
       const auto now = Clock::now();

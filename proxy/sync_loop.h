@@ -2,7 +2,9 @@
 // incremental compiler (what is programmed), the netlink backend (the kernel
 // interface) and the conntrack cleaner, and decides full vs partial syncs:
 // full at start, after any failure and when the compiler asks for it;
-// partial (O(changes)) otherwise.
+// partial (O(changes)) otherwise. Drift (someone else edited svcproxy's
+// tables) is found by a periodic check off the event thread and repaired by a
+// partial transaction of only what drifted (dataplane/drift_check.h).
 #pragma once
 
 #include <chrono>
@@ -13,6 +15,8 @@
 
 #include "dataplane/compile.h"
 #include "dataplane/conntrack.h"
+#include "dataplane/drift.h"
+#include "dataplane/drift_check.h"
 #include "dataplane/kernel.h"
 #include "model/node_config.h"
 #include "model/objects.h"
@@ -37,6 +41,17 @@ struct KernelObjects {
   size_t elements = 0;
 };
 
+// A drift check's outcome, once its result is in (finish_drift_check).
+struct DriftRepairResult {
+  bool checked = false;  // false: the check was void (a full sync or a failure since it started)
+  SyncResult sync;       // the repair: duration is the event thread's share only
+  std::string check_error;  // the readback or compile failed (no repair unless sync.full)
+  dataplane::DriftSummary drifted;  // what was repaired
+  std::chrono::microseconds readback{0}, compile{0}, compare{0};  // on the check's thread
+  size_t kernel_elements = 0;
+  bool raced = false;  // commits raced the readback
+};
+
 class SyncLoop {
  public:
   explicit SyncLoop(model::NodeConfig node);
@@ -51,11 +66,26 @@ class SyncLoop {
 
   const dataplane::RulesetCompiler& compiler() const { return compiler_; }
   // The per-port view programmed by the last sync attempt.
-  const std::vector<model::ServicePortState>& ports() const { return ports_; }
+  const std::vector<model::ServicePortState>& ports() const { return *ports_; }
   const KernelObjects& kernel_objects() const { return objects_; }
 
+  // Starts a drift check against what was last programmed; false when none
+  // can start (the kernel is not known to be in sync, or one runs).
+  bool start_drift_check();
+  // Readable when a drift check's result is in (-1 before the first check).
+  int drift_fd() const { return drift_ ? drift_->fd() : -1; }
+  // Applies the finished check's repair, less what syncs changed since it
+  // started: a partial transaction, or a full sync if the repair needs one.
+  DriftRepairResult finish_drift_check();
+
  private:
-  std::vector<model::ServicePortState> ports_;
+  // Immutable once built: a drift check compiles from the same pointer.
+  std::shared_ptr<const std::vector<model::ServicePortState>> ports_;
+  std::optional<dataplane::DriftCheck> drift_;
+  // Partial syncs applied since the running check's snapshot; void when a
+  // full sync or a failure happened meanwhile.
+  dataplane::ChangedSinceSnapshot changed_since_check_;
+  bool check_void_ = false;
   dataplane::RulesetCompiler compiler_;
   dataplane::NetlinkBackend backend_;
   std::optional<dataplane::ConntrackCleaner> conntrack_;
