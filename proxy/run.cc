@@ -434,7 +434,8 @@ int run_daemon(const RunOptions& options, Log& log) {
                            {"readback_us", static_cast<int64_t>(d.readback.count())},
                            {"compile_us", static_cast<int64_t>(d.compile.count())},
                            {"compare_us", static_cast<int64_t>(d.compare.count())},
-                           {"elements_read", d.kernel_elements}});
+                           {"elements_read", d.kernel_elements},
+                           {"raced", d.raced}});
   };
 
   // Arrivals before the first sync are part of it: they are not counted as
