@@ -1,9 +1,11 @@
 #include "model/ip.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 namespace svcproxy::model {
 
@@ -217,6 +219,26 @@ std::string format_endpoint(const IPAddress& ip, uint16_t port) {
   }
   text.append(":").append(std::to_string(port));
   return text;
+}
+
+SocketAddress to_sockaddr(const IPAddress& ip, uint16_t port) {
+  SocketAddress out;
+  if (ip.family == IPFamily::V4) {
+    sockaddr_in v4{};
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(port);
+    std::memcpy(&v4.sin_addr, ip.bytes.data(), 4);
+    std::memcpy(&out.storage, &v4, sizeof v4);
+    out.length = sizeof v4;
+  } else {
+    sockaddr_in6 v6{};
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons(port);
+    std::memcpy(&v6.sin6_addr, ip.bytes.data(), 16);
+    std::memcpy(&out.storage, &v6, sizeof v6);
+    out.length = sizeof v6;
+  }
+  return out;
 }
 
 }  // namespace svcproxy::model

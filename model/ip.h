@@ -2,6 +2,8 @@
 // that malformed input is caught at the edge, never deep in the compiler.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <array>
 #include <compare>
 #include <cstdint>
@@ -53,5 +55,17 @@ struct CIDR {
 
 // "10.1.2.3:80" or "[fd00::1]:80", as kubectl and kube-proxy print them.
 std::string format_endpoint(const IPAddress& ip, uint16_t port);
+
+// A socket address for bind, connect or sendto: sockaddr_in or sockaddr_in6
+// in `storage`, `length` bytes of it.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  int family() const { return storage.ss_family; }
+};
+
+SocketAddress to_sockaddr(const IPAddress& ip, uint16_t port);
 
 }  // namespace svcproxy::model

@@ -281,11 +281,6 @@ void add_loadtest_flags(CLI::App& cmd, LoadtestFlags& f) {
 
 namespace {
 
-sockaddr_storage to_sockaddr(const model::IPAddress& ip, uint16_t port) {
-  auto out = parse_ip(ip.str(), port);
-  return *out;  // a model address always parses
-}
-
 // A NAMESPACE/SERVICE target: the address --via picks and the endpoints the
 // rules must send these clients to (see proxy/service_target.h).
 void resolve_service_target(const LoadtestFlags& flags, const ServiceTarget& service, ResolvedTarget& target) {
@@ -317,7 +312,7 @@ void resolve_service_target(const LoadtestFlags& flags, const ServiceTarget& ser
   }
   target.service = resolve_service_run(flags.source, inputs, flags.watch);
   const auto& e = target.service->expectation;
-  target.address = to_sockaddr(e.address.ip, e.address.port);
+  target.address = model::to_sockaddr(e.address.ip, e.address.port).storage;
   target.expected = e.expected;
   if (e.sources_differ)
     std::cerr << "svcproxy: loadtest: the sources are served by different endpoint sets; fairness and violations "

@@ -54,6 +54,9 @@ net::awaitable<void> list_all(ApiClient& client, Store& store, const ApiSourceOp
   for (const Resource resource : kAll) {
     ReflectorOptions reflector_options = options_for(resource, options);
     Backoff backoff;
+    // The server's last answer: when the deadline cuts the next attempt
+    // short, the error still says what the server kept answering.
+    std::string last_answer;
     for (;;) {
       const auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
       if (remaining.count() <= 0) throw SourceError("the API server at " + client.config().url() + " did not answer in time");
@@ -74,6 +77,7 @@ net::awaitable<void> list_all(ApiClient& client, Store& store, const ApiSourceOp
         }
         if (!transient(e.status)) throw SourceError(e.what());
         why = e.what();
+        last_answer = why;
         retry_after = e.retry_after;
       } catch (const ApiError& e) {
         if (e.kind == FailureKind::Tls) throw SourceError(e.what());
@@ -83,6 +87,7 @@ net::awaitable<void> list_all(ApiClient& client, Store& store, const ApiSourceOp
       auto wait = std::max<milliseconds>(backoff.next(Clock::now(), random), retry_after);
       const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
       if (wait >= left) {
+        if (!last_answer.empty() && last_answer != why) why = last_answer + " (then: " + why + ")";
         throw SourceError("cannot read the cluster from " + client.config().url() + " within " +
                           std::to_string(options.request_timeout.count() / 1000) + " s: " + why);
       }

@@ -1,7 +1,10 @@
 #include "model/ip.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 
+#include <cstring>
 #include <string>
 
 #include "tests/model/printers.h"
@@ -184,6 +187,30 @@ TEST(FormatEndpointTest, BracketsIPv6) {
   EXPECT_EQ(format_endpoint(ip("fd00::1"), 80), "[fd00::1]:80");
   EXPECT_EQ(format_endpoint(ip("10.0.0.1"), 65535), "10.0.0.1:65535");
   EXPECT_EQ(format_endpoint(ip("::"), 0), "[::]:0");
+}
+
+TEST(ToSockaddrTest, IPv4) {
+  const SocketAddress a = to_sockaddr(ip("10.1.2.3"), 8080);
+  ASSERT_EQ(a.length, sizeof(sockaddr_in));
+  EXPECT_EQ(a.family(), AF_INET);
+  sockaddr_in v4{};
+  std::memcpy(&v4, a.get(), sizeof v4);
+  EXPECT_EQ(ntohs(v4.sin_port), 8080);
+  EXPECT_EQ(ntohl(v4.sin_addr.s_addr), 0x0a010203u);
+}
+
+TEST(ToSockaddrTest, IPv6) {
+  const SocketAddress a = to_sockaddr(ip("fd00::1"), 443);
+  ASSERT_EQ(a.length, sizeof(sockaddr_in6));
+  EXPECT_EQ(a.family(), AF_INET6);
+  sockaddr_in6 v6{};
+  std::memcpy(&v6, a.get(), sizeof v6);
+  EXPECT_EQ(ntohs(v6.sin6_port), 443);
+  char text[INET6_ADDRSTRLEN] = {};
+  ASSERT_NE(inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text), nullptr);
+  EXPECT_STREQ(text, "fd00::1");
+  EXPECT_EQ(v6.sin6_scope_id, 0u);
+  EXPECT_EQ(v6.sin6_flowinfo, 0u);
 }
 
 }  // namespace
