@@ -1,12 +1,10 @@
+// RulesetCompiler: one TableState per family (dataplane/compile/, where
+// each part of a table's state has a file of its own) behind compile.h.
 #include "dataplane/compile.h"
 
 #include <algorithm>
-#include <deque>
-#include <iterator>
-#include <type_traits>
 #include <map>
 #include <set>
-#include <tuple>
 
 #include "dataplane/compile/table_state.h"
 

@@ -164,8 +164,8 @@ class Session : public std::enable_shared_from_this<Session> {
       response_->body() = std::move(answer.body);
       response_->prepare_payload();
     }
-    http::async_write(stream_, *response_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (ec || !self->response_->keep_alive()) return self->close();
+    http::async_write(stream_, *response_, [self = shared_from_this()](beast::error_code write_ec, size_t) {
+      if (write_ec || !self->response_->keep_alive()) return self->close();
       self->read();
     });
   }

@@ -33,7 +33,7 @@ enum class FailureKind {
 };
 
 struct ApiError : std::runtime_error {
-  ApiError(FailureKind kind, const std::string& message) : std::runtime_error(message), kind(kind) {}
+  ApiError(FailureKind failure, const std::string& message) : std::runtime_error(message), kind(failure) {}
   FailureKind kind;
 };
 

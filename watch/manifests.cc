@@ -473,7 +473,7 @@ class Decoder {
   std::string document_name() const { return "document " + std::to_string(document_); }
 
   void report(std::string kind, std::string object, std::string field, std::string message,
-              Diagnostic::Scope scope = Diagnostic::Scope::Object) {
+              Diagnostic::Scope scope = Diagnostic::Scope::SingleObject) {
     out_.diagnostics.push_back({.file = origin_,
                                 .kind = std::move(kind),
                                 .object = std::move(object),

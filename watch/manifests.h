@@ -38,8 +38,8 @@ struct Diagnostic {
   // stream is read), a whole file (a document of it does not parse, so what
   // the file was meant to hold is unknown: a file caught half written), or
   // what the path holds (the path, or a file of it, cannot be read).
-  enum class Scope { Object, File, Unreadable };
-  Scope scope = Scope::Object;
+  enum class Scope { SingleObject, File, Unreadable };
+  Scope scope = Scope::SingleObject;
   // One line: "<file>: skipped <kind> <object>: <field>: <message>", empty
   // parts (and their separators) left out.
   std::string str() const;

@@ -135,9 +135,9 @@ void ManifestsSource::load() {
   for (const std::string& file : *files) {
     const Sizes mark = sizes(merged);
     load_manifest_file(file, listed, merged);
-    const auto problem = std::find_if(merged.diagnostics.begin() + static_cast<ptrdiff_t>(mark.diagnostics),
-                                      merged.diagnostics.end(),
-                                      [](const Diagnostic& d) { return d.scope != Diagnostic::Scope::Object; });
+    const auto problem =
+        std::find_if(merged.diagnostics.begin() + static_cast<ptrdiff_t>(mark.diagnostics), merged.diagnostics.end(),
+                     [](const Diagnostic& d) { return d.scope != Diagnostic::Scope::SingleObject; });
     if (problem != merged.diagnostics.end()) {
       Diagnostic d = *problem;
       const auto previous = from_file_.find(file);
@@ -161,7 +161,7 @@ void ManifestsSource::load() {
   from_file_ = std::move(from_file);
 
   for (const Diagnostic& d : merged.diagnostics) {
-    if (d.scope == Diagnostic::Scope::Object && logged_.insert(d.str()).second) {
+    if (d.scope == Diagnostic::Scope::SingleObject && logged_.insert(d.str()).second) {
       log_(d.str());
       ++stats_.skipped_objects;
     }

@@ -122,8 +122,8 @@ class Reflector {
 
 // An HTTP status that ends a request (401, 403, 404, 410, 429, 5xx...).
 struct ListError : std::runtime_error {
-  ListError(int status, std::chrono::seconds retry_after, const std::string& message)
-      : std::runtime_error(message), status(status), retry_after(retry_after) {}
+  ListError(int http_status, std::chrono::seconds wait, const std::string& message)
+      : std::runtime_error(message), status(http_status), retry_after(wait) {}
   int status;
   std::chrono::seconds retry_after;
 };

@@ -1,10 +1,10 @@
-#include "dataplane/compile/table_state.h"
+#include "dataplane/compile/address_claims.h"
 
 #include <algorithm>
 
 namespace svcproxy::dataplane::detail {
 
-std::vector<ClaimKey> TableState::wants(const ServicePortState& sp) const {
+std::vector<ClaimKey> AddressClaims::wants(const ServicePortState& sp) {
   std::vector<ClaimKey> keys;
   keys.push_back({false, sp.cluster_ip, sp.name.protocol, sp.port});
   for (const auto& ip : sp.external_ips) keys.push_back({false, ip, sp.name.protocol, sp.port});
@@ -15,7 +15,46 @@ std::vector<ClaimKey> TableState::wants(const ServicePortState& sp) const {
   return keys;
 }
 
-bool TableState::wins(const ClaimKey& key, const ServicePortState& sp) {
+std::optional<model::ServicePortName> AddressClaims::owner(const ClaimKey& key) const {
+  auto it = claims_.find(key);
+  if (it == claims_.end() || it->second.empty()) return std::nullopt;
+  return *it->second.begin();
+}
+
+void AddressClaims::remember_owner(const ClaimKey& key) {
+  if (owner_before_.contains(key)) return;
+  owner_before_[key] = owner(key);
+}
+
+void AddressClaims::claim(const ServicePortState& sp, bool track) {
+  for (const auto& key : wants(sp)) {
+    if (track) remember_owner(key);
+    claims_[key].insert(sp.name);
+  }
+}
+
+void AddressClaims::release(const ServicePortState& held) {
+  for (const auto& key : wants(held)) {
+    remember_owner(key);
+    auto& owners = claims_[key];
+    owners.erase(held.name);
+    if (owners.empty()) claims_.erase(key);
+  }
+}
+
+std::vector<model::ServicePortName> AddressClaims::take_owner_changes() {
+  std::vector<model::ServicePortName> changed;
+  for (const auto& [key, before] : owner_before_) {
+    const auto after = owner(key);
+    if (before == after) continue;
+    for (const auto& w : {before, after})
+      if (w) changed.push_back(*w);
+  }
+  owner_before_.clear();
+  return changed;
+}
+
+bool AddressClaims::wins(const ClaimKey& key, const ServicePortState& sp, std::vector<std::string>& warnings) const {
   auto it = claims_.find(key);
   if (it == claims_.end() || it->second.empty()) return false;
   const auto& winner = *it->second.begin();

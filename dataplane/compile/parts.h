@@ -1,8 +1,10 @@
-// Moved from dataplane/compile.cc.
+// The compiler's shared vocabulary: names of the objects it creates, the two
+// ways a DNAT map is keyed, small rule builders, and what a service port
+// contributes to its table (Fragment). Internal to dataplane/compile*; the
+// public API is dataplane/compile.h.
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "dataplane/compile.h"
@@ -14,9 +16,6 @@ using model::IPAddress;
 using model::IPFamily;
 using model::ServicePortState;
 using model::TrafficPolicy;
-
-constexpr int kPriorityDstNat = -100;
-constexpr int kPrioritySrcNat = 100;
 
 // How a DNAT map finds the service port from the packet: by destination
 // address (ClusterIP, external IP, LB IP) or, for NodePorts, by port alone.
@@ -80,48 +79,25 @@ inline ir::Rule rule(std::vector<ir::Match> matches, std::vector<ir::Statement> 
 inline ir::Verdict goto_chain(std::string chain) { return {ir::VerdictKind::Goto, std::move(chain)}; }
 inline ir::Verdict jump_chain(std::string chain) { return {ir::VerdictKind::Jump, std::move(chain)}; }
 
+inline ir::Rule mark_for_masquerade(std::vector<ir::Match> matches = {}) {
+  return rule(std::move(matches), {jump_chain(names::kMarkForMasquerade)});
+}
+
 using ir::sort_elements;
 
-// A key a service port needs to own exclusively: an address:proto:port in
-// the service-ips map, or a proto:NodePort. Two services wanting the same key
-// is a conflict the API server prevents but manifests do not; the smallest
-// port name wins, deterministically, in full and incremental compiles alike.
-struct ClaimKey {
-  bool node_port = false;
-  IPAddress ip;  // zero for NodePorts
-  model::Protocol protocol = model::Protocol::TCP;
-  uint16_t port = 0;
-  auto operator<=>(const ClaimKey&) const = default;
-};
-
-// What one service port contributes to its table: its own chains and sets,
-// and elements of the shared sets (by interned set id).
+// One element a port puts into a shared set or map (by the ledger's set id).
 struct Contribution {
   uint32_t set = 0;
   ir::Element element;
   auto operator<=>(const Contribution&) const = default;
 };
 
+// What one service port contributes to its table: its own chains and sets,
+// and elements of the shared sets.
 struct Fragment {
   std::vector<ir::Chain> chains;  // sorted by name
   std::vector<ir::Set> sets;      // sorted by name
   std::vector<Contribution> elements;  // sorted
 };
-
-struct PortRecord {
-  ServicePortState state;
-  Fragment fragment;
-};
-
-struct DnatSpec {
-  KeyKind kind;
-  Flavour flavour;
-  size_t n;
-};
-
-// Shared sets whose elements several ports may contribute (a ClusterIP of a
-// multi-port service, an endpoint IP behind several services): present while
-// any port contributes them.
-inline bool is_refcounted(std::string_view set) { return set == names::kClusterIPs || set == names::kHairpin; }
 
 }  // namespace svcproxy::dataplane::detail

@@ -225,7 +225,9 @@ const BadCase kBadCases[] = {
 #undef NODE
 
 INSTANTIATE_TEST_SUITE_P(Cases, ManifestsBadInput, ::testing::ValuesIn(kBadCases),
-                         [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
+                         [](const ::testing::TestParamInfo<BadCase>& bad_case) {
+                           return std::string(bad_case.param.name);
+                         });
 
 TEST(ManifestsDiagnostic, StrIsOneLineNamingFileKindObjectFieldAndLine) {
   const auto result = decode(R"(apiVersion: v1

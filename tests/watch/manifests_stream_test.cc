@@ -462,7 +462,7 @@ TEST_F(ManifestsLoad, DirectoryReadsManifestFilesSortedByName) {
   EXPECT_EQ(result.diagnostics[0].object, "default/web");
   EXPECT_EQ(result.diagnostics[1].file, (dir_ / "d-broken.yaml").string());
   EXPECT_EQ(result.diagnostics[1].object, "document 1");
-  EXPECT_EQ(result.diagnostics[0].scope, Diagnostic::Scope::Object);
+  EXPECT_EQ(result.diagnostics[0].scope, Diagnostic::Scope::SingleObject);
   EXPECT_EQ(result.diagnostics[1].scope, Diagnostic::Scope::File);
 }
 
