@@ -211,6 +211,11 @@ void Metrics::observe_sync(const SyncResult& result, TimePoint finished) {
   conntrack_deleted_total_ += result.conntrack_deleted;
 }
 
+void Metrics::count_drift_repair() {
+  std::lock_guard lock(mutex_);
+  ++drift_repairs_total_;
+}
+
 void Metrics::sync_queued(TimePoint when) {
   std::lock_guard lock(mutex_);
   last_queued_timestamp_ = seconds_since_epoch(when);
@@ -343,6 +348,9 @@ std::string Metrics::render() const {
   w.scalar("svcproxy_conntrack_entries_deleted_total", "counter",
            "Conntrack entries deleted because they pointed at endpoints that are gone",
            static_cast<double>(conntrack_deleted_total_));
+  w.scalar("svcproxy_sync_drift_repairs_total", "counter",
+           "Periodic drift checks that found svcproxy's tables changed by someone else and repaired them",
+           static_cast<double>(drift_repairs_total_));
   w.scalar("svcproxy_manifest_decode_errors_total", "counter",
            "Objects skipped because they could not be decoded", static_cast<double>(decode_errors_total_));
   w.scalar("svcproxy_manifest_read_errors_total", "counter",

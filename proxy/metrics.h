@@ -69,6 +69,9 @@ class Metrics {
   // either way): the duration histograms, the last-sync timestamp (success)
   // or the failure counter, conntrack entries deleted.
   void observe_sync(const SyncResult& result, TimePoint finished);
+  // A periodic drift check found the kernel differing from what svcproxy
+  // programmed and repaired it.
+  void count_drift_repair();
   // A sync was requested (a change arrived or the resync timer fired).
   void sync_queued(TimePoint when);
 
@@ -122,6 +125,7 @@ class Metrics {
   std::map<int, uint64_t> livez_total_;
   KernelObjects kernel_objects_;
   uint64_t conntrack_deleted_total_ = 0;
+  uint64_t drift_repairs_total_ = 0;
   uint64_t decode_errors_total_ = 0;
   uint64_t manifest_read_errors_total_ = 0;
   uint64_t watch_restarts_total_ = 0;
