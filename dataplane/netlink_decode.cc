@@ -922,27 +922,53 @@ class TableReader {
 
 }  // namespace
 
+namespace {
+
+// One pass over `tables`; sets *changed if a commit raced it.
+ir::Ruleset read_tables_pass(NetlinkSocket& socket, const std::vector<TableRef>& tables, bool* changed) {
+  ir::Ruleset ruleset;
+  for (const auto& ref : tables) {
+    TableReader reader(socket, ref);
+    if (auto table = reader.read(changed)) ruleset.tables.push_back(std::move(*table));
+    if (*changed) break;
+  }
+  for (auto& table : ruleset.tables) {
+    auto by_name = [](const auto& a, const auto& b) { return a.name < b.name; };
+    std::sort(table.sets.begin(), table.sets.end(), by_name);
+    std::sort(table.chains.begin(), table.chains.end(), by_name);
+  }
+  return ruleset;
+}
+
+}  // namespace
+
 ir::Ruleset read_tables(NetlinkSocket& socket, const std::vector<TableRef>& tables) {
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     const uint32_t before = socket.generation();
     bool changed = false;
-    ir::Ruleset ruleset;
-    for (const auto& ref : tables) {
-      TableReader reader(socket, ref);
-      if (auto table = reader.read(&changed)) ruleset.tables.push_back(std::move(*table));
-      if (changed) break;
-    }
+    ir::Ruleset ruleset = read_tables_pass(socket, tables, &changed);
     if (changed || socket.generation() != before) continue;
-    for (auto& table : ruleset.tables) {
-      auto by_name = [](const auto& a, const auto& b) { return a.name < b.name; };
-      std::sort(table.sets.begin(), table.sets.end(), by_name);
-      std::sort(table.chains.begin(), table.chains.end(), by_name);
-    }
     return ruleset;
   }
   throw NetlinkError("netlink: the ruleset kept changing while it was read (" + std::to_string(kMaxAttempts) +
                          " attempts)",
                      EAGAIN);
+}
+
+ir::Ruleset read_tables_racy(NetlinkSocket& socket, const std::vector<TableRef>& tables, bool* raced) {
+  // Every table is read to its end whatever raced it: a pass that stopped at
+  // the first interruption would never finish under a steady commit rate.
+  const uint32_t before = socket.generation();
+  bool changed = false;
+  ir::Ruleset ruleset;
+  for (const auto& ref : tables) {
+    bool interrupted = false;
+    ir::Ruleset one = read_tables_pass(socket, {ref}, &interrupted);
+    changed = changed || interrupted;
+    for (auto& table : one.tables) ruleset.tables.push_back(std::move(table));
+  }
+  *raced = changed || socket.generation() != before;
+  return ruleset;
 }
 
 }  // namespace svcproxy::dataplane

@@ -37,4 +37,12 @@ struct TableRef {
 // or NetlinkError.
 ir::Ruleset read_tables(NetlinkSocket& socket, const std::vector<TableRef>& tables);
 
+// The same without the snapshot guarantee: each table is read once, even if
+// commits race it (`raced` says whether one did). Then objects those commits
+// changed may be missing, doubled or stale, and a dump resumed after a commit
+// may skip or repeat others of the same kind (set elements, rules, chains).
+// Never invents an object that was not there. For drift checks, which run
+// while the event thread keeps committing (dataplane/drift_check.h).
+ir::Ruleset read_tables_racy(NetlinkSocket& socket, const std::vector<TableRef>& tables, bool* raced);
+
 }  // namespace svcproxy::dataplane

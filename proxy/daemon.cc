@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "dataplane/drift_check.h"
 #include "dataplane/kernel.h"
 #include "proxy/node_flags.h"
 #include "proxy/userspace_mode.h"
@@ -137,13 +138,18 @@ void Daemon::source_read() {
 int Daemon::run() {
   if (!source_->has_synced()) log_.info("waiting for the first list of every resource before the first sync");
   try_start();
-  pollfd fds[5] = {{signal_fd_.get(), POLLIN, 0},
+  // poll() skips negative descriptors: the source's (manifests only) and
+  // the repair's (none before the first drift check).
+  pollfd fds[6] = {{signal_fd_.get(), POLLIN, 0},
                    {tracker_.fd(), POLLIN, 0},
                    {period_fd_.get(), POLLIN, 0},
                    {defer_fd_.get(), POLLIN, 0},
-                   {source_->fd(), POLLIN, 0}};
+                   {source_->fd(), POLLIN, 0},
+                   {-1, POLLIN, 0}};
   for (;;) {
-    if (poll(fds, source_->fd() >= 0 ? 5 : 4, -1) < 0) {
+    fds[5].fd = dataplane_ ? dataplane_->repair_fd() : -1;
+    fds[5].revents = 0;
+    if (poll(fds, 6, -1) < 0) {
       if (errno == EINTR) continue;
       throw std::runtime_error(std::string("run: poll: ") + std::strerror(errno));
     }
@@ -151,6 +157,7 @@ int Daemon::run() {
     if (fds[1].revents & POLLIN) on_change();
     if ((fds[2].revents & POLLIN) && read_counter(period_fd_.get())) on_timer();
     if ((fds[3].revents & POLLIN) && read_counter(defer_fd_.get())) defer_armed_ = false;
+    if (fds[5].revents & POLLIN) on_repair_ready();
     on_deferred();
     // After the sync of what arrived: a source's next read (a manifests
     // directory re-read) does not delay changes already in the store.
@@ -238,6 +245,57 @@ void Daemon::on_deferred() {
   }
 }
 
+// A drift check's result is in: its repair is applied now (or dropped, when
+// a full sync or a failure made it void). A failed repair is retried as any
+// failed sync: full, with backoff.
+void Daemon::on_repair_ready() {
+  const auto d = dataplane_->finish_repair();
+  if (!d) return;
+  log_repair(*d);
+  const SyncResult& r = d->sync;
+  if (!d->check_error.empty() && !r.full) return;  // nothing was applied
+  metrics_.observe_sync(r, std::chrono::system_clock::now());
+  if (!r.error.empty()) {
+    ++failures_;
+    const auto backoff =
+        std::min<milliseconds>(milliseconds(1000L << std::min(failures_ - 1, 16)), options_.sync_period);
+    next_sync_allowed_ = std::max(next_sync_allowed_, Clock::now() + backoff);
+    sync_wanted_ = true;
+    log_.error("sync failed", {{"reason", "sync-period"}, {"error", r.error}, {"retry_in_ms", static_cast<int64_t>(backoff.count())}});
+    return;
+  }
+  if (!sync_wanted_) health_.updated();
+  if (const auto objects = dataplane_->kernel_objects()) metrics_.set_kernel_objects(*objects);
+  log_.info("sync done", {{"reason", "sync-period"},
+                          {"mode", r.full ? "full" : "partial"},
+                          {"operations", r.operations},
+                          {"conntrack_deleted", r.conntrack_deleted},
+                          {"duration_us", static_cast<int64_t>(r.duration.count())},
+                          {"readback_us", static_cast<int64_t>(d->readback.count())},
+                          {"compile_us", static_cast<int64_t>(d->compile.count())},
+                          {"compare_us", static_cast<int64_t>(d->compare.count())},
+                          {"elements_read", d->kernel_elements},
+                          {"raced", d->raced}});
+}
+
+void Daemon::log_repair(const RepairResult& d) {
+  if (!d.check_error.empty()) log_.warning("drift check failed", {{"error", d.check_error}});
+  const auto& what = d.drifted;
+  if (what.total() == 0 && !what.full) return;
+  metrics_.count_drift_repair();
+  std::string objects;
+  for (const auto& o : what.objects) objects += (objects.empty() ? "" : ", ") + o;
+  log_.info("drift repaired", {{"missing_elements", what.missing_elements},
+                               {"extra_elements", what.extra_elements},
+                               {"changed_chains", what.changed_chains},
+                               {"missing_chains", what.missing_chains},
+                               {"extra_chains", what.extra_chains},
+                               {"missing_sets", what.missing_sets},
+                               {"extra_sets", what.extra_sets},
+                               {"full", what.full},
+                               {"objects", objects}});
+}
+
 bool Daemon::refresh_node() {
   // Only what the node's configuration depends on: no snapshot of services.
   const auto cluster = source_->store().snapshot({watch::Resource::Nodes, watch::Resource::ServiceCIDRs});
@@ -252,7 +310,7 @@ bool Daemon::refresh_node() {
     } else {
       kernel_ = std::make_unique<dataplane::NetlinkBackend>();
       conntrack_ = std::make_unique<KernelConntrack>();
-      dataplane_ = std::make_unique<SyncLoop>(node_, *kernel_, *conntrack_);
+      dataplane_ = std::make_unique<SyncLoop>(node_, *kernel_, *conntrack_, dataplane::netlink_readback());
     }
   } else {
     if (now == node_) return false;
@@ -282,14 +340,8 @@ SyncResult Daemon::program(SyncKind kind, const ChangeBatch& changes, bool& rebu
     auto ports = model_.recompute(source_->store(), changes.services, node_);
     r = dataplane_->apply_changes({changes.services.begin(), changes.services.end()}, ports);
   }
-  if (kind == SyncKind::Periodic && r.error.empty()) {
-    // Drift repair (the hook a readback diff will fill: see Dataplane::repair).
-    SyncResult repaired = dataplane_->repair();
-    repaired.operations += r.operations;
-    repaired.conntrack_deleted += r.conntrack_deleted;
-    repaired.duration += r.duration;
-    r = std::move(repaired);
-  }
+  // Drift repair: a check starts here and is finished by on_repair_ready.
+  if (kind == SyncKind::Periodic && r.error.empty()) dataplane_->repair();
   return r;
 }
 

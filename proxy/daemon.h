@@ -14,8 +14,10 @@
 // from the whole store, the whole ruleset programmed) runs only at start,
 // after a failure (retried with backoff), on a node change, on SIGHUP and
 // hourly (kube-proxy's fullSyncPeriod). The --sync-period timer applies what
-// is pending and calls Dataplane::repair (drift repair). SIGTERM/SIGINT
-// exit 0 leaving the rules in place.
+// is pending and starts Dataplane::repair (drift repair: a readback diff off
+// this thread); its fd is polled beside the others and the repair, only what
+// drifted, is applied when it is ready. SIGTERM/SIGINT exit 0 leaving the
+// rules in place.
 #pragma once
 
 #include <chrono>
@@ -90,6 +92,8 @@ class Daemon {
   void on_timer();
   void on_deferred();
   void on_source_readable();
+  void on_repair_ready();
+  void log_repair(const RepairResult& d);
 
   void source_read();
   void try_start();

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/drift.h"
 #include "model/node_config.h"
 #include "model/objects.h"
 #include "model/service_ports.h"
@@ -41,6 +42,16 @@ struct KernelObjects {
   auto operator<=>(const KernelObjects&) const = default;
 };
 
+// A finished drift repair (Dataplane::finish_repair).
+struct RepairResult {
+  SyncResult sync;          // the repair: duration is the event thread's share only
+  std::string check_error;  // the readback or compile failed (no repair unless sync.full)
+  dataplane::DriftSummary drifted;  // what was repaired
+  std::chrono::microseconds readback{0}, compile{0}, compare{0};  // off the event thread
+  size_t kernel_elements = 0;  // elements read back
+  bool raced = false;          // commits raced the readback
+};
+
 class Dataplane {
  public:
   virtual ~Dataplane() = default;
@@ -58,10 +69,18 @@ class Dataplane {
   // removed): O(changes). Requires !needs_full_sync().
   virtual SyncResult apply_changes(const std::vector<model::ObjectRef>& services,
                                    const std::vector<model::ServicePortState>& ports) = 0;
-  // Drift repair: makes what is programmed equal to what was last applied,
-  // whatever edited it meanwhile (the periodic timer's hook; see
-  // SyncLoop::repair for what it does today).
-  virtual SyncResult repair() = 0;
+  // Drift repair (the periodic timer's hook): starts making what is
+  // programmed equal to what was last applied, whatever edited it
+  // meanwhile. The work runs off the event thread: when repair_fd() turns
+  // readable, finish_repair() applies what drifted. Nothing to do by
+  // default (userspace: the proxy's listeners are the process's own).
+  virtual void repair() {}
+  // Readable when a started repair can be finished; -1 when none can be.
+  // It may change after repair(): poll the current one.
+  virtual int repair_fd() const { return -1; }
+  // Applies the finished repair; nullopt when there is none or it was
+  // voided (a full sync, a failure or a node change since it started).
+  virtual std::optional<RepairResult> finish_repair() { return std::nullopt; }
 
   // What the kernel holds, for the gauges; none when the backend has no
   // nftables objects (userspace).

@@ -174,6 +174,9 @@ Metrics::Metrics()
           "svcproxy_kernel_objects", "Objects in svcproxy's nftables tables after the last successful sync")),
       conntrack_deleted_total_(counter("svcproxy_conntrack_entries_deleted_total",
                                        "Conntrack entries deleted because they pointed at endpoints that are gone")),
+      drift_repairs_total_(counter(
+          "svcproxy_sync_drift_repairs_total",
+          "Periodic drift checks that found svcproxy's tables changed by someone else and repaired them")),
       decode_errors_total_(counter("svcproxy_manifest_decode_errors_total",
                                    "Objects skipped because they could not be decoded")),
       manifest_read_errors_total_(counter("svcproxy_manifest_read_errors_total",
@@ -238,6 +241,8 @@ void Metrics::observe_sync(const SyncResult& result, TimePoint finished) {
   }
   conntrack_deleted_total_.Increment(static_cast<double>(result.conntrack_deleted));
 }
+
+void Metrics::count_drift_repair() { drift_repairs_total_.Increment(); }
 
 void Metrics::sync_queued(TimePoint when) { last_queued_timestamp_.Set(seconds_since_epoch(when)); }
 

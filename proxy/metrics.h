@@ -71,6 +71,9 @@ class Metrics {
   void observe_sync(const SyncResult& result, TimePoint finished);
   // A sync was requested (a change arrived or the resync timer fired).
   void sync_queued(TimePoint when);
+  // A periodic drift check found svcproxy's tables changed by someone else
+  // and repaired them.
+  void count_drift_repair();
 
   // Changes seen by the change tracker (one per object add/update/delete).
   void changes_received(size_t endpoint_slice_changes, size_t service_changes);
@@ -138,6 +141,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& livez_total_;
   prometheus::Family<prometheus::Gauge>& kernel_objects_;
   prometheus::Counter& conntrack_deleted_total_;
+  prometheus::Counter& drift_repairs_total_;
   prometheus::Counter& decode_errors_total_;
   prometheus::Counter& manifest_read_errors_total_;
   prometheus::Counter& watch_restarts_total_;

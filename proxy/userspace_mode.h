@@ -46,7 +46,6 @@ class UserspaceDataplane final : public Dataplane {
   SyncResult apply_changes(const std::vector<model::ObjectRef>& services,
                            const std::vector<model::ServicePortState>& ports) override;
   // The userspace proxy holds what it was last given; nothing can drift.
-  SyncResult repair() override { return {}; }
   void log_stats() override;
 
  private:

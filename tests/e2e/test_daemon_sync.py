@@ -13,8 +13,10 @@ namespace, driven by edits of DIR, with live traffic through it.
     its own partial sync; a connection opened before the edits still works
     after them; the kernel ruleset then equals a fresh compile.
   - Drift: with --sync-period 1s, a set element deleted by hand (service A's
-    classification) is back
-    after the next periodic full sync (`rules --live` equals `rules`).
+    classification), a flushed chain, a rogue element and chain are repaired
+    by the next periodic check in a partial transaction of exactly those
+    objects (its log line names them; `rules --live` equals `rules`); a
+    deleted table is recreated by a full sync.
   - SIGTERM: exit 0 within 1 s, rules left in place.
 
 Each test starts its own daemon on its own manifests directory (the start
@@ -495,33 +497,88 @@ def set_elements(ruleset: str, name: str) -> list[str]:
 
 
 class TestDriftRepair(DaemonTestCase):
+    """The --sync-period timer checks the kernel against what svcproxy
+    programmed (readback diff off the event thread) and repairs exactly what
+    drifted in a partial transaction; only a missing table takes a full one."""
     sync_period = "1s"
 
-    def test_periodic_full_sync_restores_a_hand_deleted_set_element(self):
+    def drift_line(self, after: int, timeout: float = 10) -> tuple[dict, sb.SyncLine]:
+        """The first "drift repaired" line at or after `after`, its fields,
+        and the sync line that follows it (the repair's transaction)."""
+        index = self.daemon.lines.wait_for(lambda line: "] drift repaired " in line, start=after, timeout=timeout,
+                                           what="a drift repair")
+        fields = sb.log_fields(self.daemon.lines.snapshot(index)[0].partition("] drift repaired ")[2])
+        sync = self.daemon.wait_sync(after=index, reason="sync-period", timeout=5)
+        return fields, sync
+
+    def drift_counts(self, fields: dict) -> dict[str, int]:
+        keys = ("missing_elements", "extra_elements", "changed_chains", "missing_chains", "extra_chains",
+                "missing_sets", "extra_sets")
+        return {k: int(fields[k]) for k in keys if int(fields[k])}
+
+    def assert_repaired(self, compiled: str) -> None:
+        self.assertEqual(self.live(), compiled, f"not repaired:\n    {self.log_tail()}")
+        r = self.box.request(self.box.ext, TCP_A, 80, count=10)
+        self.assertEqual(r.outcomes, {"reply": 10})
+        self.assert_foreign_untouched()
+        full = [s.text for s in self.daemon.syncs() if s.mode == "full" and s.reason != "start"]
+        self.assertEqual(full, [], "drift of elements and chains is repaired without a full sync")
+
+    def test_periodic_checks_of_an_undrifted_kernel_change_nothing(self):
+        mark = self.daemon.mark()
+        syncs = [self.daemon.wait_sync(after=mark, reason="sync-period", timeout=10)]
+        syncs.append(self.daemon.wait_sync(after=syncs[0].index + 1, reason="sync-period", timeout=10))
+        self.assertEqual([(s.mode, s.operations) for s in syncs], [("partial", 0)] * 2, [s.text for s in syncs])
+        self.assertFalse(any("drift repaired" in line for line in self.daemon.lines.snapshot()), self.log_tail())
+        fields = sb.log_fields(syncs[1].text)
+        self.assertGreater(int(fields["elements_read"]), 0, syncs[1].text)
+
+    def test_hand_deleted_set_element_is_added_back_by_a_partial_repair(self):
         box = self.box
         compiled = self.compiled()
         element = f"{TCP_A} . tcp . 80"
         # Service A's address . protocol . port classifies it as a ClusterIP
         # service (set cluster-ip); without it, its traffic is rejected.
         self.assertIn(element, set_elements(compiled, "cluster-ip"))
-        # Delete by hand and see it missing (retried if a periodic sync
-        # happened to repair it before the readback).
-        for _ in range(5):
-            mark = self.daemon.mark()
-            box.exec(box.node, ["nft", "delete", "element", "ip", "svcproxy", "cluster-ip", f"{{ {element} }}"])
-            t_deleted = time.time()
-            drifted = self.live()
-            if drifted != compiled:
-                break
-        else:
-            self.fail("the hand-deleted element never showed in rules --live")
-        self.assertNotIn(element, set_elements(drifted, "cluster-ip"))
-        # The first periodic sync that started after the deletion repairs it.
-        while True:
-            sync = self.daemon.wait_sync(after=mark, reason="sync-period", timeout=5)
-            if sync.time - sync.duration_us / 1e6 > t_deleted:
-                break
-            mark = sync.index + 1
+        mark = self.daemon.mark()
+        box.exec(box.node, ["nft", "delete", "element", "ip", "svcproxy", "cluster-ip", f"{{ {element} }}"])
+        fields, sync = self.drift_line(mark)
+        self.assertEqual(self.drift_counts(fields), {"missing_elements": 1}, fields)
+        self.assertEqual(fields["objects"], f"ip cluster-ip missing element {element}")
+        self.assertEqual((sync.mode, sync.operations), ("partial", 1), sync.text)
+        self.assert_repaired(compiled)
+
+    def test_flushed_chain_is_rewritten_by_a_partial_repair(self):
+        box = self.box
+        compiled = self.compiled()
+        mark = self.daemon.mark()
+        box.exec(box.node, ["nft", "flush", "chain", "ip", "svcproxy", "services"])
+        fields, sync = self.drift_line(mark)
+        self.assertEqual(self.drift_counts(fields), {"changed_chains": 1}, fields)
+        self.assertEqual(fields["objects"], "ip changed chain services")
+        self.assertEqual((sync.mode, sync.operations), ("partial", 1), sync.text)
+        self.assert_repaired(compiled)
+
+    def test_rogue_element_and_chain_are_deleted_by_a_partial_repair(self):
+        box = self.box
+        compiled = self.compiled()
+        mark = self.daemon.mark()
+        # One transaction, so one check sees both.
+        box.nft(box.node, "add element ip svcproxy cluster-ip { 10.96.9.9 . tcp . 80 }\n"
+                          "add chain ip svcproxy rogue\n")
+        fields, sync = self.drift_line(mark)
+        self.assertEqual(self.drift_counts(fields), {"extra_elements": 1, "extra_chains": 1}, fields)
+        self.assertEqual(fields["objects"], "ip cluster-ip extra element 10.96.9.9 . tcp . 80, ip extra chain rogue")
+        self.assertEqual((sync.mode, sync.operations), ("partial", 2), sync.text)
+        self.assert_repaired(compiled)
+
+    def test_deleted_table_is_recreated_by_a_full_sync(self):
+        box = self.box
+        compiled = self.compiled()
+        mark = self.daemon.mark()
+        box.exec(box.node, ["nft", "delete", "table", "ip", "svcproxy"])
+        fields, sync = self.drift_line(mark)
+        self.assertEqual(fields["full"], "true", fields)
         self.assertEqual(sync.mode, "full", sync.text)
         self.assertEqual(self.live(), compiled, f"not repaired by {sync.text}")
         r = box.request(box.ext, TCP_A, 80, count=10)

@@ -144,6 +144,7 @@ TEST(Metrics, FreshRegistryParsesWithEveryFamilyTyped) {
       {"kubeproxy_proxy_livez_total", "counter"},
       {"svcproxy_kernel_objects", "gauge"},
       {"svcproxy_conntrack_entries_deleted_total", "counter"},
+      {"svcproxy_sync_drift_repairs_total", "counter"},
       {"svcproxy_manifest_decode_errors_total", "counter"},
       {"svcproxy_manifest_read_errors_total", "counter"},
       {"svcproxy_watch_restarts_total", "counter"},
@@ -200,6 +201,14 @@ TEST(Metrics, ObservesSyncsByKindAndOutcome) {
   // The last successful sync, not the failed one.
   EXPECT_EQ(p.value("kubeproxy_sync_proxy_rules_last_timestamp_seconds"), 1764331203);
   EXPECT_EQ(p.value("svcproxy_conntrack_entries_deleted_total"), 3);
+}
+
+TEST(Metrics, DriftRepairsAreCounted) {
+  Metrics m;
+  EXPECT_EQ(parse_prometheus_text(m.render()).value("svcproxy_sync_drift_repairs_total"), 0);
+  m.count_drift_repair();
+  m.count_drift_repair();
+  EXPECT_EQ(parse_prometheus_text(m.render()).value("svcproxy_sync_drift_repairs_total"), 2);
 }
 
 TEST(Metrics, ChangesQueuesAndCounters) {

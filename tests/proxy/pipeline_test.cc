@@ -60,7 +60,7 @@ struct Pipeline {
   watch::Store store{[this](const watch::Change& c) { tracker.on_change(c); }};
   testing::FakeRulesetKernel kernel;
   NoConntrack conntrack;
-  SyncLoop loop{node(), kernel, conntrack};
+  SyncLoop loop{node(), kernel, conntrack, [this] { return dataplane::DriftCheck::Readback{kernel.ruleset()}; }};
   ServiceModel model;
 
   void full() {

@@ -4,7 +4,10 @@
 #include "proxy/sync_loop.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 
+#include <algorithm>
+#include <future>
 #include <map>
 #include <random>
 
@@ -51,8 +54,21 @@ std::vector<ServicePortState> random_service(std::mt19937& rng, int service) {
 struct Fixture {
   testing::FakeRulesetKernel kernel;
   RecordingConntrack conntrack;
-  SyncLoop loop{node(), kernel, conntrack};
+  // A drift check reads the fake kernel's tables once `gate` opens (at
+  // once when it holds no future).
+  std::shared_future<void> gate;
+  SyncLoop loop{node(), kernel, conntrack, [this] {
+                  if (gate.valid()) gate.wait();
+                  return dataplane::DriftCheck::Readback{kernel.ruleset()};
+                }};
   Services services;
+
+  // Waits for the drift check repair() started and applies its repair.
+  std::optional<RepairResult> finish_repair() {
+    pollfd fd{loop.repair_fd(), POLLIN, 0};
+    EXPECT_EQ(poll(&fd, 1, 10000), 1) << "the drift check did not finish";
+    return loop.finish_repair();
+  }
 
   void expect_kernel_matches(const char* when) {
     EXPECT_EQ(kernel.ruleset(), dataplane::compile(flatten(services), node()).ruleset) << when;
@@ -197,9 +213,88 @@ TEST(SyncLoopTest, RepairUndoesAnEditOfTheKernelsTables) {
   for (int s = 0; s < 5; ++s) f.services[{"ns", "svc" + std::to_string(s)}] = random_service(rng, s);
   ASSERT_EQ(f.loop.full_sync(flatten(f.services)).error, "");
   f.kernel.ruleset().tables[0].chains.pop_back();  // someone deleted a chain
-  const auto r = f.loop.repair();
-  ASSERT_EQ(r.error, "");
+  f.loop.repair();
+  const auto r = f.finish_repair();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->sync.error, "");
+  EXPECT_EQ(r->drifted.missing_chains, 1u);
   f.expect_kernel_matches("after repair");
+}
+
+TEST(SyncLoopTest, RepairAppliesOnlyTheDriftAsOnePartialTransaction) {
+  Fixture f;
+  std::mt19937 rng(7);
+  for (int s = 0; s < 20; ++s) f.services[{"ns", "svc" + std::to_string(s)}] = random_service(rng, s);
+  ASSERT_EQ(f.loop.full_sync(flatten(f.services)).error, "");
+  // Someone deletes one element of a set (not an interval set: those are
+  // replaced whole).
+  auto& table = f.kernel.ruleset().tables[0];
+  auto set = std::find_if(table.sets.begin(), table.sets.end(),
+                          [](const auto& s) { return s.elements.size() > 1 && !s.interval && !s.dynamic; });
+  ASSERT_NE(set, table.sets.end());
+  set->elements.erase(set->elements.begin());
+  const int full_before = f.kernel.full_transactions;
+  const int partial_before = f.kernel.partial_transactions;
+
+  f.loop.repair();
+  const auto r = f.finish_repair();
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->sync.error, "");
+  EXPECT_FALSE(r->sync.full);
+  EXPECT_EQ(r->drifted.missing_elements, 1u);
+  EXPECT_EQ(r->drifted.total(), 1u);
+  EXPECT_EQ(r->sync.operations, 1u);
+  EXPECT_EQ(f.kernel.full_transactions, full_before);
+  EXPECT_EQ(f.kernel.partial_transactions, partial_before + 1);
+  EXPECT_EQ(f.kernel.last_partial.operations(), 1u);
+  f.expect_kernel_matches("after repair");
+
+  // Undrifted: a check finds nothing and sends nothing.
+  f.loop.repair();
+  const auto again = f.finish_repair();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->drifted.total(), 0u);
+  EXPECT_EQ(f.kernel.partial_transactions, partial_before + 1);
+}
+
+TEST(SyncLoopTest, ASyncDuringADriftCheckIsNotUndoneByItsRepair) {
+  Fixture f;
+  std::mt19937 rng(8);
+  for (int s = 0; s < 10; ++s) f.services[{"ns", "svc" + std::to_string(s)}] = random_service(rng, s);
+  ASSERT_EQ(f.loop.full_sync(flatten(f.services)).error, "");
+  std::promise<void> open;
+  f.gate = open.get_future().share();
+  f.loop.repair();  // snapshot: before the change below
+  ASSERT_EQ(f.change({"ns", "svc3"}, random_service(rng, 30)).error, "");
+  ASSERT_EQ(f.change({"ns", "svc4"}, {}).error, "");
+  open.set_value();  // the readback: after it
+  const auto r = f.finish_repair();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->drifted.total(), 0u) << "the changes synced meanwhile are no drift";
+  f.expect_kernel_matches("after the repair");
+}
+
+TEST(SyncLoopTest, AFullSyncOrAFailureDuringADriftCheckVoidsIt) {
+  Fixture f;
+  std::mt19937 rng(9);
+  for (int s = 0; s < 5; ++s) f.services[{"ns", "svc" + std::to_string(s)}] = random_service(rng, s);
+  ASSERT_EQ(f.loop.full_sync(flatten(f.services)).error, "");
+  f.kernel.ruleset().tables[0].chains.pop_back();
+  std::promise<void> open;
+  f.gate = open.get_future().share();
+  f.loop.repair();
+  ASSERT_EQ(f.loop.full_sync(flatten(f.services)).error, "");  // SIGHUP: repairs everything
+  open.set_value();
+  EXPECT_FALSE(f.finish_repair());
+  f.expect_kernel_matches("after the full sync");
+
+  f.gate = {};
+  f.kernel.ruleset().tables[0].chains.pop_back();
+  f.loop.repair();
+  f.kernel.fail_next();
+  EXPECT_NE(f.change({"ns", "svc1"}, random_service(rng, 11)).error, "");
+  EXPECT_FALSE(f.finish_repair()) << "after a failure the next sync is full, not a repair";
+  EXPECT_TRUE(f.loop.needs_full_sync());
 }
 
 TEST(SyncLoopTest, ConflictWarningsStayListedUntilTheConflictIsGone) {
