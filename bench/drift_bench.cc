@@ -145,8 +145,7 @@ int main(int argc, char** argv) try {
   auto t = Clock::now();
   compiler.reset(ports);
   backend.apply_full(compiler);
-  std::printf("setup: %dx%d, full sync %.0f ms, rss %ld MiB\n", args.services, args.endpoints, ms_since(t),
-              rss_mib());
+  std::printf("setup: %dx%d, full sync %.0f ms, rss %ld MiB\n", args.services, args.endpoints, ms_since(t), rss_mib());
 
   // ---- before: today's periodic full sync, all on the event thread.
   t = Clock::now();
@@ -156,9 +155,10 @@ int main(int argc, char** argv) try {
     backend.apply_full(compiler);
   }
   const double full_block = ms_since(t);
-  std::printf("before: periodic full sync blocks the event thread %.0f ms: events arriving during it wait "
-              "p50 %.0f ms, p99 %.0f ms\n",
-              full_block, full_block * 0.5, full_block * 0.99);
+  std::printf(
+      "before: periodic full sync blocks the event thread %.0f ms: events arriving during it wait "
+      "p50 %.0f ms, p99 %.0f ms\n",
+      full_block, full_block * 0.5, full_block * 0.99);
 
   // ---- baseline: event latency with no periodic sync.
   std::mt19937 rng(7);
@@ -218,20 +218,22 @@ int main(int argc, char** argv) try {
   const auto during = percentiles(latencies);
   std::printf("after: check %.0f ms wall (readback %.0f ms of %zu elements%s, compile %.0f ms, compare %.0f ms)%s\n",
               check_wall, ms(result->readback), result->kernel_elements, result->raced ? ", raced" : "",
-              ms(result->compile), ms(result->compare), result->error.empty() ? "" : (" ERROR " + result->error).c_str());
-  std::printf("after: drift found %zu operations, %zu after dropping %zu events' objects; repaired: %zu missing "
-              "elements (of %d deleted)\n",
-              found, repair.operations(), latencies.size(), summary.missing_elements, args.drift);
+              ms(result->compile), ms(result->compare),
+              result->error.empty() ? "" : (" ERROR " + result->error).c_str());
+  std::printf(
+      "after: drift found %zu operations, %zu after dropping %zu events' objects; repaired: %zu missing "
+      "elements (of %d deleted)\n",
+      found, repair.operations(), latencies.size(), summary.missing_elements, args.drift);
   std::printf("after: event thread blocked %.2f ms to start the check, %.2f ms to filter and apply the repair\n",
               start_block, finish_block);
   std::printf("after: %zu events during the check: latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", latencies.size(),
               during.p50, during.p99, during.max);
-  std::printf("memory: rss %ld MiB before the check, %ld MiB after it (trimmed), peak %ld MiB\n", rss_before,
-              rss_mib(), rss_peak);
-  std::printf("SUMMARY drift %dx%d before_block_ms=%.0f after_block_ms=%.2f after_event_p99_ms=%.2f "
-              "baseline_event_p99_ms=%.2f check_ms=%.0f\n",
-              args.services, args.endpoints, full_block, std::max(start_block, finish_block), during.p99, base.p99,
-              check_wall);
+  std::printf("memory: rss %ld MiB before the check, %ld MiB after it (trimmed), peak %ld MiB\n", rss_before, rss_mib(),
+              rss_peak);
+  std::printf(
+      "SUMMARY drift %dx%d before_block_ms=%.0f after_block_ms=%.2f after_event_p99_ms=%.2f "
+      "baseline_event_p99_ms=%.2f check_ms=%.0f\n",
+      args.services, args.endpoints, full_block, std::max(start_block, finish_block), during.p99, base.p99, check_wall);
   return summary.missing_elements == static_cast<size_t>(args.drift) ? 0 : 1;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "drift_bench: %s\n", e.what());

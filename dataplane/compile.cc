@@ -10,8 +10,8 @@
 
 namespace svcproxy::dataplane {
 
-using detail::TableState;
 using detail::sanitize;
+using detail::TableState;
 using model::IPFamily;
 using model::ServicePortState;
 

@@ -14,10 +14,9 @@ bool same_definition(const ir::Set& a, const ir::Set& b) {
 
 // Comments are for readers of the IR; the kernel does not keep them.
 bool same_rules(const ir::Chain& a, const ir::Chain& b) {
-  return std::equal(a.rules.begin(), a.rules.end(), b.rules.begin(), b.rules.end(),
-                    [](const ir::Rule& x, const ir::Rule& y) {
-                      return x.matches == y.matches && x.statements == y.statements;
-                    });
+  return std::equal(
+      a.rules.begin(), a.rules.end(), b.rules.begin(), b.rules.end(),
+      [](const ir::Rule& x, const ir::Rule& y) { return x.matches == y.matches && x.statements == y.statements; });
 }
 
 void sort_if_needed(std::vector<ir::Element>& elements) {

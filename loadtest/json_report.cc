@@ -57,13 +57,12 @@ std::string render_json(const Report& r) {
   out << "{\"target\":" << json_string(r.target) << ",\"address\":" << json_string(r.address)
       << ",\"mode\":" << json_string(to_string(r.mode)) << ",\"open_loop\":" << (r.open_loop ? "true" : "false")
       << ",\"rate\":" << (r.open_loop ? number(r.rate) : "null") << ",\"concurrency\":" << r.concurrency
-      << ",\"threads\":" << r.threads << ",\"duration_s\":" << number(r.duration_s)
-      << ",\"requests\":" << r.requests << ",\"answers\":" << r.answers
+      << ",\"threads\":" << r.threads << ",\"duration_s\":" << number(r.duration_s) << ",\"requests\":" << r.requests
+      << ",\"answers\":" << r.answers
       << ",\"rps\":" << number(r.duration_s > 0 ? static_cast<double>(r.requests) / r.duration_s : 0)
       << ",\"errors\":{\"refused\":" << r.errors.refused << ",\"timeout\":" << r.errors.timeout
       << ",\"reset\":" << r.errors.reset << ",\"other\":" << r.errors.other << ",\"udp_lost\":" << r.errors.udp_lost
-      << "},\"error_samples\":" << array(r.error_samples, text)
-      << ",\"latency_us\":" << percentiles(r.latency)
+      << "},\"error_samples\":" << array(r.error_samples, text) << ",\"latency_us\":" << percentiles(r.latency)
       << ",\"latency_uncorrected_us\":" << percentiles(r.latency_uncorrected) << ",\"latency_curve\":"
       << array(r.latency_curve,
                [](const CurvePoint& p) {

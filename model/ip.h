@@ -47,9 +47,7 @@ struct IPAddress {
     if (a_high != b_high) return a_high <=> b_high;
     return a_low <=> b_low;
   }
-  bool operator==(const IPAddress& other) const {
-    return family == other.family && words() == other.words();
-  }
+  bool operator==(const IPAddress& other) const { return family == other.family && words() == other.words(); }
 
  private:
   std::pair<uint64_t, uint64_t> words() const {

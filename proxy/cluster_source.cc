@@ -36,10 +36,13 @@ std::string ManifestsClusterSource::problem() const {
   return text;
 }
 
-ApiClusterSource::ApiClusterSource(const watch::ClientConfig& config, const watch::ApiSourceOptions& options,
-                                   Log& log, watch::ChangeHandler on_change, std::function<void()> on_synced)
+ApiClusterSource::ApiClusterSource(const watch::ClientConfig& config, const watch::ApiSourceOptions& options, Log& log,
+                                   watch::ChangeHandler on_change, std::function<void()> on_synced)
     : informer_(
-          config, options, [&log](const std::string& line) { log.warning(line, {{"source", "api"}}); },
+          config, options,
+          [&log](const std::string& line) {
+            log.warning(line, {{"source", "api"}});
+          },
           std::move(on_change), std::move(on_synced)) {
   informer_.start();
 }

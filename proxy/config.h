@@ -38,7 +38,7 @@ struct ProxyConfigFile {
   std::optional<std::string> metrics_bind_address; // metricsBindAddress ("" disables)
   std::optional<std::vector<std::string>> cluster_cidrs;       // clusterCIDR (comma-separated in the file)
   std::optional<std::vector<std::string>> nodeport_addresses;  // nodePortAddresses ('all' expanded to CIDRs)
-  std::optional<ProxyMode> mode;                   // mode: nftables, userspace or auto
+  std::optional<ProxyMode> mode;                               // mode: nftables, userspace or auto
   std::optional<std::string> kubeconfig;           // clientConnection.kubeconfig
   std::optional<std::string> hostname_override;    // hostnameOverride
   std::optional<DetectLocalMode> detect_local_mode;  // detectLocalMode
@@ -49,7 +49,7 @@ struct ProxyConfigFile {
   std::optional<int> masquerade_bit;               // nftables.masqueradeBit (0..31)
   std::optional<bool> masquerade_all;              // nftables.masqueradeAll (or top-level masqueradeAll)
   std::optional<int> verbosity;                    // logging.verbosity
-  std::optional<LogFormat> log_format;              // logging.format: text or json
+  std::optional<LogFormat> log_format;             // logging.format: text or json
 
   // One per field that is set to something (not null, empty, false, 0 or
   // "0s") that svcproxy does not do: "config.yaml: iptables.syncPeriod:
@@ -66,8 +66,9 @@ ProxyConfigFile load_proxy_config(const std::string& path);
 // neither the command line nor the file sets them. The comment names each
 // one's flag: the flag given on the command line wins over the file.
 struct DaemonSettings {
-  NodeFlags node;  // --hostname-override --node-ip --cluster-cidr --nodeport-addresses --masquerade-all --masquerade-bit
-                   // --detect-local-mode --pod-bridge-interface --pod-interface-name-prefix
+  NodeFlags
+      node;  // --hostname-override --node-ip --cluster-cidr --nodeport-addresses --masquerade-all --masquerade-bit
+             // --detect-local-mode --pod-bridge-interface --pod-interface-name-prefix
   std::string kubeconfig;                                           // --kubeconfig
   ProxyMode proxy_mode = ProxyMode::Nftables;                       // --proxy-mode
   std::string healthz_bind_address = "0.0.0.0:10256";               // --healthz-bind-address

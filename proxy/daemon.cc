@@ -66,8 +66,8 @@ std::unique_ptr<ClusterSource> make_source(const RunOptions& options, const Node
   if (options.api) {
     auto api_options = options.api_options;
     api_options.node_name = node_flags.hostname_override;
-    auto source = std::make_unique<ApiClusterSource>(*options.api, api_options, log, on_change,
-                                                     [&tracker] { tracker.wake(); });
+    auto source =
+        std::make_unique<ApiClusterSource>(*options.api, api_options, log, on_change, [&tracker] { tracker.wake(); });
     log.info("watching the API server", {{"server", options.api->url()}, {"node", api_options.node_name}});
     return source;
   }
@@ -140,12 +140,8 @@ int Daemon::run() {
   try_start();
   // poll() skips negative descriptors: the source's (manifests only) and
   // the repair's (none before the first drift check).
-  pollfd fds[6] = {{signal_fd_.get(), POLLIN, 0},
-                   {tracker_.fd(), POLLIN, 0},
-                   {period_fd_.get(), POLLIN, 0},
-                   {defer_fd_.get(), POLLIN, 0},
-                   {source_->fd(), POLLIN, 0},
-                   {-1, POLLIN, 0}};
+  pollfd fds[6] = {{signal_fd_.get(), POLLIN, 0}, {tracker_.fd(), POLLIN, 0}, {period_fd_.get(), POLLIN, 0},
+                   {defer_fd_.get(), POLLIN, 0},  {source_->fd(), POLLIN, 0}, {-1, POLLIN, 0}};
   for (;;) {
     fds[5].fd = dataplane_ ? dataplane_->repair_fd() : -1;
     fds[5].revents = 0;
@@ -261,7 +257,8 @@ void Daemon::on_repair_ready() {
         std::min<milliseconds>(milliseconds(1000L << std::min(failures_ - 1, 16)), options_.sync_period);
     next_sync_allowed_ = std::max(next_sync_allowed_, Clock::now() + backoff);
     sync_wanted_ = true;
-    log_.error("sync failed", {{"reason", "sync-period"}, {"error", r.error}, {"retry_in_ms", static_cast<int64_t>(backoff.count())}});
+    log_.error("sync failed",
+               {{"reason", "sync-period"}, {"error", r.error}, {"retry_in_ms", static_cast<int64_t>(backoff.count())}});
     return;
   }
   if (!sync_wanted_) health_.updated();
@@ -370,7 +367,8 @@ void Daemon::sync(SyncKind kind, const char* reason) {
     next_sync_allowed_ = std::max(next_sync_allowed_, Clock::now() + backoff);
     pending_ = std::move(synced);
     sync_wanted_ = true;
-    log_.error("sync failed", {{"reason", reason}, {"error", r.error}, {"retry_in_ms", static_cast<int64_t>(backoff.count())}});
+    log_.error("sync failed",
+               {{"reason", reason}, {"error", r.error}, {"retry_in_ms", static_cast<int64_t>(backoff.count())}});
     return;
   }
   if (rebuilt) last_full_sync_ = committed;

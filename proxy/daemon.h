@@ -102,8 +102,7 @@ class Daemon {
   bool refresh_node();
   void sync(SyncKind kind, const char* reason);
   SyncResult program(SyncKind kind, const ChangeBatch& changes, bool& rebuilt);
-  void after_success(const SyncResult& r, const char* reason, const ChangeBatch& synced,
-                     Clock::time_point committed);
+  void after_success(const SyncResult& r, const char* reason, const ChangeBatch& synced, Clock::time_point committed);
   void schedule_pending();
 
   const RunOptions options_;
@@ -130,9 +129,9 @@ class Daemon {
   OnceLog once_;
 
   bool started_ = false;
-  ChangeBatch pending_;         // arrived, not yet synced
-  bool sync_wanted_ = false;    // pending_ holds something to sync
-  int failures_ = 0;            // consecutive failed syncs
+  ChangeBatch pending_;       // arrived, not yet synced
+  bool sync_wanted_ = false;  // pending_ holds something to sync
+  int failures_ = 0;          // consecutive failed syncs
   Clock::time_point next_sync_allowed_;
   bool defer_armed_ = false;
   Clock::time_point last_full_sync_;

@@ -24,10 +24,10 @@ namespace svcproxy::proxy {
 
 struct SyncResult {
   bool full = false;
-  size_t operations = 0;          // kernel objects changed (partial) or programmed (full)
-  size_t conntrack_deleted = 0;   // stale UDP entries removed
+  size_t operations = 0;         // kernel objects changed (partial) or programmed (full)
+  size_t conntrack_deleted = 0;  // stale UDP entries removed
   std::chrono::microseconds duration{0};
-  std::string error;              // empty: success
+  std::string error;  // empty: success
   // Every service port left out (conflicts) as the dataplane now holds
   // them, one line each: complete after every sync, not only this one's.
   std::vector<std::string> warnings;
@@ -44,12 +44,12 @@ struct KernelObjects {
 
 // A finished drift repair (Dataplane::finish_repair).
 struct RepairResult {
-  SyncResult sync;          // the repair: duration is the event thread's share only
-  std::string check_error;  // the readback or compile failed (no repair unless sync.full)
+  SyncResult sync;                  // the repair: duration is the event thread's share only
+  std::string check_error;          // the readback or compile failed (no repair unless sync.full)
   dataplane::DriftSummary drifted;  // what was repaired
   std::chrono::microseconds readback{0}, compile{0}, compare{0};  // off the event thread
-  size_t kernel_elements = 0;  // elements read back
-  bool raced = false;          // commits raced the readback
+  size_t kernel_elements = 0;                                     // elements read back
+  bool raced = false;                                             // commits raced the readback
 };
 
 class Dataplane {

@@ -46,11 +46,17 @@ double seconds_since_epoch(Metrics::TimePoint t) {
 template <typename Metric>
 prometheus::detail::Builder<Metric> builder();
 template <>
-prometheus::detail::Builder<prometheus::Counter> builder() { return prometheus::BuildCounter(); }
+prometheus::detail::Builder<prometheus::Counter> builder() {
+  return prometheus::BuildCounter();
+}
 template <>
-prometheus::detail::Builder<prometheus::Gauge> builder() { return prometheus::BuildGauge(); }
+prometheus::detail::Builder<prometheus::Gauge> builder() {
+  return prometheus::BuildGauge();
+}
 template <>
-prometheus::detail::Builder<prometheus::Histogram> builder() { return prometheus::BuildHistogram(); }
+prometheus::detail::Builder<prometheus::Histogram> builder() {
+  return prometheus::BuildHistogram();
+}
 
 }  // namespace
 
@@ -152,20 +158,20 @@ Metrics::Metrics()
       network_programming_(histogram("kubeproxy_network_programming_duration_seconds",
                                      "[ALPHA] In Cluster Network Programming Latency in seconds",
                                      network_programming_buckets())),
-      endpoint_changes_pending_(gauge("kubeproxy_sync_proxy_rules_endpoint_changes_pending",
-                                      "[ALPHA] Pending proxy rules Endpoint changes")),
+      endpoint_changes_pending_(
+          gauge("kubeproxy_sync_proxy_rules_endpoint_changes_pending", "[ALPHA] Pending proxy rules Endpoint changes")),
       endpoint_changes_total_(counter("kubeproxy_sync_proxy_rules_endpoint_changes_total",
                                       "[ALPHA] Cumulative proxy rules Endpoint changes")),
-      service_changes_pending_(gauge("kubeproxy_sync_proxy_rules_service_changes_pending",
-                                     "[ALPHA] Pending proxy rules Service changes")),
+      service_changes_pending_(
+          gauge("kubeproxy_sync_proxy_rules_service_changes_pending", "[ALPHA] Pending proxy rules Service changes")),
       service_changes_total_(counter("kubeproxy_sync_proxy_rules_service_changes_total",
                                      "[ALPHA] Cumulative proxy rules Service changes")),
       sync_failures_total_(counter("kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
                                    "[ALPHA] Cumulative proxy nftables sync failures")),
       // A gauge despite the _total suffix, as in kube-proxy.
-      no_local_endpoints_(family<prometheus::Gauge>(
-          "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
-          "[ALPHA] Number of services with a Local traffic policy and no endpoints")),
+      no_local_endpoints_(
+          family<prometheus::Gauge>("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+                                    "[ALPHA] Number of services with a Local traffic policy and no endpoints")),
       healthz_total_(
           family<prometheus::Counter>("kubeproxy_proxy_healthz_total", "[ALPHA] Cumulative proxy healthz HTTP status")),
       livez_total_(
@@ -174,25 +180,25 @@ Metrics::Metrics()
           "svcproxy_kernel_objects", "Objects in svcproxy's nftables tables after the last successful sync")),
       conntrack_deleted_total_(counter("svcproxy_conntrack_entries_deleted_total",
                                        "Conntrack entries deleted because they pointed at endpoints that are gone")),
-      drift_repairs_total_(counter(
-          "svcproxy_sync_drift_repairs_total",
-          "Periodic drift checks that found svcproxy's tables changed by someone else and repaired them")),
-      decode_errors_total_(counter("svcproxy_manifest_decode_errors_total",
-                                   "Objects skipped because they could not be decoded")),
+      drift_repairs_total_(
+          counter("svcproxy_sync_drift_repairs_total",
+                  "Periodic drift checks that found svcproxy's tables changed by someone else and repaired them")),
+      decode_errors_total_(
+          counter("svcproxy_manifest_decode_errors_total", "Objects skipped because they could not be decoded")),
       manifest_read_errors_total_(counter("svcproxy_manifest_read_errors_total",
                                           "Times a manifests path or file could not be read, or a file parsed only "
                                           "in part; what it held before was kept")),
       watch_restarts_total_(counter("svcproxy_watch_restarts_total",
                                     "API watches that ended and were restarted from the last resourceVersion")),
-      watch_relists_total_(counter("svcproxy_watch_relists_total",
-                                   "Full relists after a watch could not resume (410 Gone or errors)")),
+      watch_relists_total_(
+          counter("svcproxy_watch_relists_total", "Full relists after a watch could not resume (410 Gone or errors)")),
       // Only the API source has watches: the family shows once the
       // informer's counts are set.
       watch_bookmarks_total_(family<prometheus::Counter>(
           "svcproxy_watch_bookmarks_total",
           "BOOKMARK events received on API watches; each moves the watch's resourceVersion on")),
-      proxy_mode_(family<prometheus::Gauge>("svcproxy_proxy_mode",
-                                            "The dataplane in use (1 for the mode chosen at startup)")) {
+      proxy_mode_(
+          family<prometheus::Gauge>("svcproxy_proxy_mode", "The dataplane in use (1 for the mode chosen at startup)")) {
   no_local_endpoints_.Add({{"traffic_policy", "external"}});
   no_local_endpoints_.Add({{"traffic_policy", "internal"}});
   // Both codes are always exported so rate() works from the first scrape.
@@ -279,7 +285,9 @@ void Metrics::set_kernel_objects(KernelObjects counts) {
   kernel_objects_.Add({{"kind", "sets"}}).Set(static_cast<double>(counts.sets));
 }
 
-void Metrics::count_healthz(int http_status) { healthz_total_.Add({{"code", std::to_string(http_status)}}).Increment(); }
+void Metrics::count_healthz(int http_status) {
+  healthz_total_.Add({{"code", std::to_string(http_status)}}).Increment();
+}
 
 void Metrics::count_livez(int http_status) { livez_total_.Add({{"code", std::to_string(http_status)}}).Increment(); }
 
@@ -311,9 +319,8 @@ std::string Metrics::render() const {
   auto families = registry_->Collect();
   std::unordered_map<std::string_view, size_t> position;
   for (size_t i = 0; i < family_order_.size(); ++i) position.emplace(family_order_[i], i);
-  std::stable_sort(families.begin(), families.end(), [&](const auto& a, const auto& b) {
-    return position.at(a.name) < position.at(b.name);
-  });
+  std::stable_sort(families.begin(), families.end(),
+                   [&](const auto& a, const auto& b) { return position.at(a.name) < position.at(b.name); });
   // A family keeps its metrics in a hash map: sort them by their labels so
   // that the output is the same from one scrape to the next.
   for (auto& f : families)

@@ -48,7 +48,9 @@ struct ModeNames<LogFormat> {
 
 // A mode enum: one with a ModeNames table.
 template <typename T>
-concept Mode = requires { ModeNames<T>::all; };
+concept Mode = requires {
+  ModeNames<T>::all;
+};
 
 template <Mode M>
 constexpr std::string_view to_string(M mode) {

@@ -254,7 +254,8 @@ void SyncLoop::record_warnings(const std::vector<model::ObjectRef>* services) {
 }
 
 SyncResult SyncLoop::finish(SyncResult result, std::chrono::steady_clock::time_point start) {
-  for (const auto& [service, lines] : warnings_) result.warnings.insert(result.warnings.end(), lines.begin(), lines.end());
+  for (const auto& [service, lines] : warnings_)
+    result.warnings.insert(result.warnings.end(), lines.begin(), lines.end());
   result.warnings.insert(result.warnings.end(), unattributed_warnings_.begin(), unattributed_warnings_.end());
   result.duration =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);

@@ -61,8 +61,8 @@ class Relay::Pump {
       }
       if (moved_ >= kSpliceAfter && !bulk_) become_bulk();
       if (!spliced()) return receive();
-      const ssize_t n =
-          splice(in_.native_handle(), nullptr, pipe_write_.get(), nullptr, capacity_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      const ssize_t n = splice(in_.native_handle(), nullptr, pipe_write_.get(), nullptr, capacity_,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EINVAL) {  // this socket cannot splice: copy from now on
         close_pipe();
         continue;

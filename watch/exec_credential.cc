@@ -88,10 +88,12 @@ std::string exec_info_json(const ExecConfig& config, bool interactive, const Exe
     std::string c = "\"server\":" + base::json_string(cluster.server);
     if (!cluster.tls_server_name.empty()) c += ",\"tls-server-name\":" + base::json_string(cluster.tls_server_name);
     if (cluster.insecure_skip_tls_verify) c += ",\"insecure-skip-tls-verify\":true";
-    if (!cluster.ca_pem.empty()) c += ",\"certificate-authority-data\":" + base::json_string(base64_encode(cluster.ca_pem));
+    if (!cluster.ca_pem.empty())
+      c += ",\"certificate-authority-data\":" + base::json_string(base64_encode(cluster.ca_pem));
     spec += ",\"cluster\":{" + c + "}";
   }
-  return "{\"kind\":\"ExecCredential\",\"apiVersion\":" + base::json_string(config.api_version) + ",\"spec\":{" + spec + "}}";
+  return "{\"kind\":\"ExecCredential\",\"apiVersion\":" + base::json_string(config.api_version) + ",\"spec\":{" + spec +
+         "}}";
 }
 
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) {

@@ -57,8 +57,8 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
 
 // Reads the captured streams until both end, the deadline passes or one
 // grows past the limit. Returns the outcome that stopped it, if any.
-std::optional<ProcessResult::Outcome> drain(std::vector<std::pair<UniqueFd*, std::string*>> streams, Clock::time_point deadline,
-                                            size_t max_output) {
+std::optional<ProcessResult::Outcome> drain(std::vector<std::pair<UniqueFd*, std::string*>> streams,
+                                            Clock::time_point deadline, size_t max_output) {
   std::array<char, 16 * 1024> buffer;
   for (;;) {
     std::vector<pollfd> polled;

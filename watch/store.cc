@@ -155,8 +155,7 @@ Store::ServiceObjects Store::service_objects(const model::ObjectRef& service) co
   ServiceObjects out;
   std::lock_guard lock(mutex_);
   const auto& services = objects_[index(Resource::Services)];
-  if (const auto it = services.find(service); it != services.end())
-    out.service = std::get<model::Service>(it->second);
+  if (const auto it = services.find(service); it != services.end()) out.service = std::get<model::Service>(it->second);
   const auto slices = slices_by_service_.find(service);
   if (slices == slices_by_service_.end()) return out;
   const auto& objects = objects_[index(Resource::EndpointSlices)];

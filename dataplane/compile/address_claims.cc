@@ -64,8 +64,8 @@ bool AddressClaims::wins(const ClaimKey& key, const ServicePortState& sp, std::v
     warnings.push_back("service port " + sp.name.str() + ": nodePort " + std::to_string(key.port) + "/" + proto +
                        " is already used by " + winner.str() + "; nodePort skipped");
   } else {
-    warnings.push_back("service port " + sp.name.str() + ": " + model::format_endpoint(key.ip, key.port) + "/" +
-                       proto + " is already served by " + winner.str() + "; address skipped");
+    warnings.push_back("service port " + sp.name.str() + ": " + model::format_endpoint(key.ip, key.port) + "/" + proto +
+                       " is already served by " + winner.str() + "; address skipped");
   }
   return false;
 }

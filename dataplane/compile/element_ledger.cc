@@ -79,7 +79,10 @@ void ElementLedger::contribute(const Contribution& c, int delta, TableDiff* diff
     const bool present = it != refs.end();
     if (diff) touched_refs_.try_emplace({c.set, ip}, present);
     if (delta > 0) {
-      if (present) ++it->second; else refs.emplace(ip, 1);
+      if (present)
+        ++it->second;
+      else
+        refs.emplace(ip, 1);
     } else if (present && --it->second == 0) {
       refs.erase(it);
     }

@@ -67,8 +67,8 @@ class ElementLedger {
   uint32_t intern(const ir::Set& definition);
 
   std::map<std::string, uint32_t> ids_;
-  std::vector<ir::Set> definitions_;                // by id, without elements
-  std::vector<bool> refcounted_;                    // by id
+  std::vector<ir::Set> definitions_;                 // by id, without elements
+  std::vector<bool> refcounted_;                     // by id
   std::vector<std::optional<DnatSpec>> dnat_specs_;  // by id; for DNAT maps
   size_t dnat_map_count_ = 0;
   // Refcounted sets are keyed by one address (cluster-ips: ip; hairpin:
@@ -77,7 +77,7 @@ class ElementLedger {
   std::vector<std::map<IPAddress, int>> refs_;
   std::vector<size_t> counts_;
   // The state before this update, of what it touched.
-  std::map<uint32_t, size_t> touched_dnat_;                       // set id -> count before
+  std::map<uint32_t, size_t> touched_dnat_;                      // set id -> count before
   std::map<std::pair<uint32_t, IPAddress>, bool> touched_refs_;  // -> present before
 };
 

@@ -47,12 +47,12 @@ inline std::string cascade_chain_name(KeyKind kind, Flavour flavour) {
 // (sets of the same name hold the keys): no chain and no verdict element per
 // service, so adding or changing one is element changes in data sets only.
 namespace cls {
-constexpr const char* kClusterIP = "cluster-ip";           // ClusterIP keys with usable endpoints
-constexpr const char* kExternal = "external";              // eTP=Cluster external addresses
-constexpr const char* kExternalLocal = "external-local";   // eTP=Local external addresses
-constexpr const char* kReject = "no-endpoints";            // no endpoints: reject (any key kind)
-constexpr const char* kDrop = "no-local-endpoints";  // iTP=Local, none on this node: drop (set only)
-constexpr const char* kNodePorts = "nodeports";            // chain: NodePort classification
+constexpr const char* kClusterIP = "cluster-ip";          // ClusterIP keys with usable endpoints
+constexpr const char* kExternal = "external";             // eTP=Cluster external addresses
+constexpr const char* kExternalLocal = "external-local";  // eTP=Local external addresses
+constexpr const char* kReject = "no-endpoints";           // no endpoints: reject (any key kind)
+constexpr const char* kDrop = "no-local-endpoints";       // iTP=Local, none on this node: drop (set only)
+constexpr const char* kNodePorts = "nodeports";           // chain: NodePort classification
 constexpr const char* kNodePortExternal = "nodeport-external";
 constexpr const char* kNodePortExternalLocal = "nodeport-external-local";
 constexpr const char* kNodePortReject = "nodeport-no-endpoints";  // set only; its chain is no-endpoints
@@ -61,8 +61,8 @@ constexpr const char* kNodePortReject = "nodeport-no-endpoints";  // set only; i
 // nft identifiers allow letters, digits and / - _ . ; IPv6 colons are not.
 inline std::string sanitize(std::string text) {
   for (char& c : text) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '/' || c == '-' || c == '_' || c == '.';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+                    c == '-' || c == '_' || c == '.';
     if (!ok) c = '.';
   }
   return text;
@@ -95,8 +95,8 @@ struct Contribution {
 // What one service port contributes to its table: its own chains and sets,
 // and elements of the shared sets.
 struct Fragment {
-  std::vector<ir::Chain> chains;  // sorted by name
-  std::vector<ir::Set> sets;      // sorted by name
+  std::vector<ir::Chain> chains;       // sorted by name
+  std::vector<ir::Set> sets;           // sorted by name
   std::vector<Contribution> elements;  // sorted
 };
 

@@ -12,7 +12,11 @@ class PortCompiler {
  public:
   PortCompiler(const ServicePortState& sp, const TableConfig& config, ElementLedger& ledger,
                const AddressClaims& claims, std::vector<std::string>& warnings)
-      : sp_(sp), config_(config), ledger_(ledger), claims_(claims), warnings_(warnings),
+      : sp_(sp),
+        config_(config),
+        ledger_(ledger),
+        claims_(claims),
+        warnings_(warnings),
         id_(service_port_id(sp.name)),
         // Affinity needs chains of the service's own; everything else is
         // set elements: class sets and DNAT maps.
@@ -33,8 +37,8 @@ class PortCompiler {
   void external(const IPAddress& ip, bool firewalled);
   void firewall_chain();
   void node_port();
-  std::string picker(const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour,
-                     const ir::ValueList& key, bool local);
+  std::string picker(const std::vector<EndpointAddress>& list, KeyKind kind, Flavour flavour, const ir::ValueList& key,
+                     bool local);
   std::string affinity_picker(const std::vector<EndpointAddress>& list, bool local);
   std::vector<ir::Rule> affinity_external_rules(KeyKind kind, const ir::ValueList& key);
   std::string external_class(KeyKind kind, const ir::ValueList& key);

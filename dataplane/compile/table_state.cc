@@ -13,8 +13,7 @@ namespace {
 // kube-proxy's UDP conntrack rule: entries whose reply comes from an
 // endpoint that is gone are deleted, for every address of the port; and when
 // a port goes from no endpoints to some, every entry to its addresses.
-void stale_udp_flows(const ServicePortState& before, const ServicePortState* after,
-                     std::vector<StaleUdpFlow>& out) {
+void stale_udp_flows(const ServicePortState& before, const ServicePortState* after, std::vector<StaleUdpFlow>& out) {
   if (before.name.protocol != model::Protocol::UDP) return;
   auto endpoints = [](const ServicePortState& sp) {
     std::set<EndpointAddress> all(sp.cluster_endpoints.begin(), sp.cluster_endpoints.end());
@@ -66,9 +65,8 @@ std::pair<TableState::Ports::const_iterator, TableState::Ports::const_iterator> 
   return {begin, end};
 }
 
-void TableState::update(const std::set<model::ObjectRef>& services,
-                        const std::vector<const ServicePortState*>& ports, TableDiff* diff, bool& needs_full,
-                        std::vector<StaleUdpFlow>* stale) {
+void TableState::update(const std::set<model::ObjectRef>& services, const std::vector<const ServicePortState*>& ports,
+                        TableDiff* diff, bool& needs_full, std::vector<StaleUdpFlow>* stale) {
   Incoming incoming;
   for (const auto* sp : ports)
     if (sp->name.family == config_.family) incoming[sp->name] = sp;
@@ -155,8 +153,7 @@ void TableState::hairpin_delta(const ServicePortState* before, const ServicePort
 void TableState::diff_fragment(const Fragment& before, const Fragment& after, TableDiff* diff, bool& needs_full) {
   merge_walk(
       before.elements, after.elements, std::less<>{}, [&](const Contribution& c) { ledger_.contribute(c, -1, diff); },
-      [&](const Contribution& c) { ledger_.contribute(c, +1, diff); },
-      [](const Contribution&, const Contribution&) {});
+      [&](const Contribution& c) { ledger_.contribute(c, +1, diff); }, [](const Contribution&, const Contribution&) {});
   if (!diff) return;
   merge_walk(
       before.chains, after.chains, kByName, [&](const ir::Chain& c) { diff->deleted_chains.push_back(c.name); },

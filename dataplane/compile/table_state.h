@@ -70,12 +70,12 @@ class TableState {
   // A service's ports are one contiguous range of ports_ (names order by
   // service first), so no index by service is kept.
   std::pair<Ports::const_iterator, Ports::const_iterator> service_ports(const model::ObjectRef& service) const;
-  std::set<model::ServicePortName> update_claims(const std::set<model::ObjectRef>& services,
-                                                 const Incoming& incoming, std::set<model::ServicePortName>& removed);
+  std::set<model::ServicePortName> update_claims(const std::set<model::ObjectRef>& services, const Incoming& incoming,
+                                                 std::set<model::ServicePortName>& removed);
   void remove_port(const model::ServicePortName& name, TableDiff* diff, bool& needs_full,
                    std::vector<StaleUdpFlow>* stale);
-  void recompile_port(const model::ServicePortName& name, const Incoming& incoming, TableDiff* diff,
-                      bool& needs_full, std::vector<StaleUdpFlow>* stale);
+  void recompile_port(const model::ServicePortName& name, const Incoming& incoming, TableDiff* diff, bool& needs_full,
+                      std::vector<StaleUdpFlow>* stale);
   // The hairpin set's change when a port's endpoints go from `before` to
   // `after` (null: no port). Derived from the states, which the compiler
   // keeps anyway, rather than kept as contributions in every fragment.

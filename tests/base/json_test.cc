@@ -53,8 +53,8 @@ TEST(JsonStringTest, OtherSpellingsOfTheOldOnesParseToTheSameString) {
     std::string old;   // an old escaper's
   };
   const Respelled cases[] = {
-      {"\b\f", R"("\b\f")", R"("\u0008\u000c")"},          // all of them
-      {"a\nb\tc\rd", R"("a\nb\tc\rd")", R"("a\nb\tc\u000dd")"},  // rules --json
+      {"\b\f", R"("\b\f")", R"("\u0008\u000c")"},                        // all of them
+      {"a\nb\tc\rd", R"("a\nb\tc\rd")", R"("a\nb\tc\u000dd")"},          // rules --json
       {"a\nb\tc\rd", R"("a\nb\tc\rd")", R"("a\u000ab\u0009c\u000dd")"},  // loadtest, healthz, exec plugin
   };
   for (const auto& c : cases) {

@@ -24,8 +24,8 @@ using model::Protocol;
 using model::ServicePortState;
 using model::TrafficPolicy;
 
-using test_support::ip;
 using test_support::cidr;
+using test_support::ip;
 EndpointAddress ep(const char* addr, uint16_t port) { return {ip(addr), port}; }
 
 const IPAddress kNode = ip("203.0.113.1");

@@ -33,9 +33,7 @@ ServicePortState port(const std::string& name, uint8_t ip, std::vector<uint8_t> 
   return sp;
 }
 
-ir::Ruleset sample() {
-  return compile({port("a", 10, {1, 2}), port("b", 11, {3}), port("c", 12, {})}, node()).ruleset;
-}
+ir::Ruleset sample() { return compile({port("a", 10, {1, 2}), port("b", 11, {3}), port("c", 12, {})}, node()).ruleset; }
 
 ir::Table& table(ir::Ruleset& r, IPFamily family = IPFamily::V4) {
   for (auto& t : r.tables)
@@ -157,8 +155,8 @@ TEST(DriftRepair, RogueElementIsDeletedAndChangedMapDataIsRewritten) {
   const RulesetDiff repair = drift_repair(kernel, expected);
   ASSERT_FALSE(repair.needs_full_sync);
   const TableDiff& t = repair.tables[0];
-  EXPECT_EQ(t.deleted_elements, (std::vector<std::pair<std::string, ir::Element>>{{"cluster-ip", rogue},
-                                                                                  {"dnat-1", wrong}}));
+  EXPECT_EQ(t.deleted_elements,
+            (std::vector<std::pair<std::string, ir::Element>>{{"cluster-ip", rogue}, {"dnat-1", wrong}}));
   EXPECT_EQ(t.added_elements, (std::vector<std::pair<std::string, ir::Element>>{{"dnat-1", right}}));
   apply(kernel, repair);
   EXPECT_EQ(kernel, expected);

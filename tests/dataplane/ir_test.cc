@@ -12,8 +12,8 @@
 namespace svcproxy::dataplane::ir {
 namespace {
 
-using test_support::ip;
 using test_support::cidr;
+using test_support::ip;
 
 // Values of every alternative and both families, including neighbours that
 // differ in one byte.

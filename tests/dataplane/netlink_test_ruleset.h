@@ -14,8 +14,8 @@
 
 namespace svcproxy::dataplane::testing {
 
-using test_support::ip;
 using test_support::cidr;
+using test_support::ip;
 inline model::EndpointAddress ep(const char* addr, uint16_t port) { return {ip(addr), port}; }
 
 inline model::NodeConfig rich_node() {

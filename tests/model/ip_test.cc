@@ -107,11 +107,27 @@ TEST(IPAddressTest, OrdersV4BeforeV6ThenByBytes) {
 // operator<=> compares two big-endian words; it must give the order of
 // (family, bytes) compared byte by byte, on both sides of the word boundary.
 TEST(IPAddressTest, OrderIsFamilyThenBytesLexicographically) {
-  const std::vector<IPAddress> all = {
-      ip("0.0.0.0"), ip("0.0.0.1"), ip("0.0.1.0"), ip("1.0.0.0"), ip("10.244.0.255"), ip("10.244.1.0"),
-      ip("127.0.0.1"), ip("128.0.0.0"), ip("255.255.255.255"), ip("::"), ip("::1"), ip("::ff00"),
-      ip("0:0:0:1::"), ip("0:0:0:0:1::"), ip("0:0:0:0:8000::"), ip("0:0:0:ffff:ffff::"), ip("8000::"),
-      ip("fd00::2"), ip("fd00::10"), ip("fd00:0:0:1::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")};
+  const std::vector<IPAddress> all = {ip("0.0.0.0"),
+                                      ip("0.0.0.1"),
+                                      ip("0.0.1.0"),
+                                      ip("1.0.0.0"),
+                                      ip("10.244.0.255"),
+                                      ip("10.244.1.0"),
+                                      ip("127.0.0.1"),
+                                      ip("128.0.0.0"),
+                                      ip("255.255.255.255"),
+                                      ip("::"),
+                                      ip("::1"),
+                                      ip("::ff00"),
+                                      ip("0:0:0:1::"),
+                                      ip("0:0:0:0:1::"),
+                                      ip("0:0:0:0:8000::"),
+                                      ip("0:0:0:ffff:ffff::"),
+                                      ip("8000::"),
+                                      ip("fd00::2"),
+                                      ip("fd00::10"),
+                                      ip("fd00:0:0:1::"),
+                                      ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")};
   for (const IPAddress& a : all) {
     for (const IPAddress& b : all) {
       const auto want = std::tie(a.family, a.bytes) <=> std::tie(b.family, b.bytes);

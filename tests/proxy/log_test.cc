@@ -118,7 +118,9 @@ TEST(Log, JsonCarriesTheVerbosityLevelAndNoSeverityForInfo) {
 }
 
 TEST(Log, KlogQuotingEscapesControlCharactersAsHex) {
-  EXPECT_EQ(log_quote(std::string("a\x01" "b\r")), R"("a\x01b\x0d")");
+  EXPECT_EQ(log_quote(std::string("a\x01"
+                                  "b\r")),
+            R"("a\x01b\x0d")");
   EXPECT_EQ(log_quote("tab\tnew\nline"), R"("tab\tnew\nline")");
 }
 

@@ -75,9 +75,12 @@ std::vector<ExposedFamily> families_of(const std::string& text) {
   std::vector<ExposedFamily> out;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
-    if (line.starts_with("# HELP ")) out.push_back({line, "", {}});
-    else if (line.starts_with("# TYPE ") && !out.empty()) out.back().type = line;
-    else if (!line.empty() && !out.empty()) out.back().samples.push_back(line);
+    if (line.starts_with("# HELP "))
+      out.push_back({line, "", {}});
+    else if (line.starts_with("# TYPE ") && !out.empty())
+      out.back().type = line;
+    else if (!line.empty() && !out.empty())
+      out.back().samples.push_back(line);
   }
   for (auto& f : out) std::sort(f.samples.begin(), f.samples.end());
   return out;

@@ -24,7 +24,8 @@ Decision decide(ProxyMode mode, FakeNftablesKernel& kernel) {
   std::ostringstream out;
   Log log(out);
   Decision d;
-  d.chosen = choose_proxy_mode(mode, [&] { return nftables_unusable(kernel); }, log);
+  d.chosen = choose_proxy_mode(
+      mode, [&] { return nftables_unusable(kernel); }, log);
   d.log = out.str();
   return d;
 }
