@@ -31,11 +31,8 @@ void ChangeBatch::merge(ChangeBatch later) {
   for (auto& t : later.trigger_times) trigger_times.push_back(std::move(t));
 }
 
-ChangeTracker::ChangeTracker() : wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-  if (wake_fd_ < 0) throw std::runtime_error(std::string("run: eventfd: ") + std::strerror(errno));
-}
-
-ChangeTracker::~ChangeTracker() { close(wake_fd_); }
+ChangeTracker::ChangeTracker()
+    : wake_fd_(base::adopt_or_throw(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "run: eventfd")) {}
 
 void ChangeTracker::on_change(const watch::Change& change, Clock::time_point now) {
   {
@@ -67,12 +64,12 @@ void ChangeTracker::on_change(const watch::Change& change, Clock::time_point now
 
 void ChangeTracker::wake() {
   const uint64_t one = 1;
-  [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof one);
+  [[maybe_unused]] auto n = write(wake_fd_.get(), &one, sizeof one);
 }
 
 ChangeBatch ChangeTracker::take() {
   uint64_t count = 0;
-  [[maybe_unused]] auto n = read(wake_fd_, &count, sizeof count);
+  [[maybe_unused]] auto n = read(wake_fd_.get(), &count, sizeof count);
   std::lock_guard lock(mutex_);
   return std::exchange(arrived_, {});
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "model/objects.h"
 #include "watch/store.h"
 
@@ -43,7 +44,6 @@ class ChangeTracker {
  public:
   using Clock = std::chrono::steady_clock;
   ChangeTracker();
-  ~ChangeTracker();
   ChangeTracker(const ChangeTracker&) = delete;
   ChangeTracker& operator=(const ChangeTracker&) = delete;
 
@@ -53,12 +53,12 @@ class ChangeTracker {
   // loop may be waiting for the source to be synced).
   void wake();
   // Readable when changes (or a wake) arrived.
-  int fd() const { return wake_fd_; }
+  int fd() const { return wake_fd_.get(); }
   // The changes that arrived since the last call (drains the eventfd).
   ChangeBatch take();
 
  private:
-  int wake_fd_;
+  base::UniqueFd wake_fd_;
   std::mutex mutex_;
   ChangeBatch arrived_;
 };

@@ -84,12 +84,6 @@ std::vector<std::string> ip_strings(const std::vector<model::IPAddress>& ips) {
 
 }  // namespace
 
-OwnedFd::OwnedFd(int fd, const char* what) : fd_(fd) {
-  if (fd_ < 0) throw std::runtime_error(std::string("run: ") + what + ": " + std::strerror(errno));
-}
-
-OwnedFd::~OwnedFd() { close(fd_); }
-
 void OnceLog::warnings(const std::vector<std::string>& lines) {
   std::set<std::string> now(lines.begin(), lines.end());
   for (const auto& line : now)
@@ -104,9 +98,9 @@ Daemon::Daemon(const RunOptions& options, Log& log)
       // Trigger times are whole seconds: a change made in the second this
       // process started counts.
       process_start_(std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now())),
-      signal_fd_(block_signals(), "signalfd"),
-      period_fd_(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "timerfd"),
-      defer_fd_(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "timerfd"),
+      signal_fd_(base::adopt_or_throw(block_signals(), "run: signalfd")),
+      period_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
+      defer_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
       health_(options.sync_period),
       once_(log) {
   // Bad flags fail here, before anything starts (FlagError: exit 2).

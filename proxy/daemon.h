@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "dataplane/ruleset_kernel.h"
 #include "model/node_config.h"
 #include "proxy/change_tracker.h"
@@ -42,19 +43,6 @@
 #include "proxy/sync_loop.h"
 
 namespace svcproxy::proxy {
-
-// An owned file descriptor (signalfd, timerfd).
-class OwnedFd {
- public:
-  OwnedFd(int fd, const char* what);
-  ~OwnedFd();
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Lines about the same problem are logged once, again only after the
 // problem went away and came back (no log spam in steady state).
@@ -110,9 +98,9 @@ class Daemon {
   NodeFlags node_flags_;
   const InterfaceAddresses interfaces_;
   const std::chrono::system_clock::time_point process_start_;
-  OwnedFd signal_fd_;
-  OwnedFd period_fd_;  // every sync period
-  OwnedFd defer_fd_;   // one-shot: --min-sync-period or a retry's backoff
+  base::UniqueFd signal_fd_;
+  base::UniqueFd period_fd_;  // every sync period
+  base::UniqueFd defer_fd_;   // one-shot: --min-sync-period or a retry's backoff
   Metrics metrics_;
   ProxyHealth health_;
   std::unique_ptr<HttpServer> server_;

@@ -7,6 +7,8 @@
 #include <ctime>
 #include <ostream>
 
+#include "base/json.h"
+
 namespace svcproxy::proxy {
 namespace {
 
@@ -14,29 +16,6 @@ std::string_view base_name(const char* path) {
   std::string_view p(path);
   const auto slash = p.rfind('/');
   return slash == std::string_view::npos ? p : p.substr(slash + 1);
-}
-
-// JSON string escaping (RFC 8259): quotes, backslash and control characters.
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
 }
 
 }  // namespace
@@ -110,15 +89,15 @@ void Log::write(Severity severity, int level, std::string_view message, LogField
     line += "{\"ts\":";
     line += stamp;
     line += ",\"caller\":";
-    append_json_string(line, std::string(file) + ":" + std::to_string(where.line()));
+    base::append_json_string(line, std::string(file) + ":" + std::to_string(where.line()));
     if (severity != Severity::Info) line += severity == Severity::Error ? ",\"severity\":\"error\"" : ",\"severity\":\"warning\"";
     line += ",\"v\":" + std::to_string(level) + ",\"msg\":";
-    append_json_string(line, message);
+    base::append_json_string(line, message);
     for (const auto& f : fields) {
       line += ',';
-      append_json_string(line, f.key);
+      base::append_json_string(line, f.key);
       line += ':';
-      if (f.quoted) append_json_string(line, f.text);
+      if (f.quoted) base::append_json_string(line, f.text);
       else line += f.text;
     }
     line += '}';
