@@ -19,17 +19,7 @@ using model::IPFamily;
 using model::ServicePortState;
 using testing::node;
 
-ServicePortState port(const std::string& name, uint8_t ip, std::vector<uint8_t> endpoints) {
-  ServicePortState sp;
-  sp.name.service = {"ns", name};
-  sp.name.port_name = "http";
-  sp.name.protocol = model::Protocol::TCP;
-  sp.name.family = IPFamily::V4;
-  sp.cluster_ip = IPAddress::v4(10, 96, 0, ip);
-  sp.port = 80;
-  for (uint8_t e : endpoints) sp.cluster_endpoints.push_back({IPAddress::v4(10, 244, 0, e), 8080});
-  return sp;
-}
+using testing::port;
 
 ir::Table& table(ir::Ruleset& r) { return r.tables.at(0); }
 ir::Set& set(ir::Ruleset& r, const std::string& name) {

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "dataplane/drift.h"
+#include "tests/support/fake_ruleset_kernel.h"
 #include "tests/dataplane/random_ports.h"
 
 namespace svcproxy::dataplane {
@@ -21,17 +22,7 @@ using model::IPFamily;
 using model::ServicePortState;
 using testing::node;
 
-ServicePortState port(const std::string& name, uint8_t ip, std::vector<uint8_t> endpoints) {
-  ServicePortState sp;
-  sp.name.service = {"ns", name};
-  sp.name.port_name = "http";
-  sp.name.protocol = model::Protocol::TCP;
-  sp.name.family = IPFamily::V4;
-  sp.cluster_ip = IPAddress::v4(10, 96, 0, ip);
-  sp.port = 80;
-  for (uint8_t e : endpoints) sp.cluster_endpoints.push_back({IPAddress::v4(10, 244, 0, e), 8080});
-  return sp;
-}
+using testing::port;
 
 ir::Ruleset sample() { return compile({port("a", 10, {1, 2}), port("b", 11, {3}), port("c", 12, {})}, node()).ruleset; }
 
@@ -51,59 +42,8 @@ ir::Chain& chain(ir::Ruleset& r, const std::string& name) {
   throw std::logic_error("no chain " + name);
 }
 
-// Applies `diff` as the kernel applies a partial transaction, in
-// apply_partial's order, failing on what the kernel would refuse: a second
-// add of an object or element, a delete or flush of an absent one.
-void apply(ir::Ruleset& ruleset, const RulesetDiff& diff) {
-  for (const auto& td : diff.tables) {
-    ir::Table& t = table(ruleset, td.family);
-    auto find_set = [&](const std::string& n) {
-      return std::find_if(t.sets.begin(), t.sets.end(), [&](const ir::Set& s) { return s.name == n; });
-    };
-    auto find_chain = [&](const std::string& n) {
-      return std::find_if(t.chains.begin(), t.chains.end(), [&](const ir::Chain& c) { return c.name == n; });
-    };
-    for (const auto& s : td.added_sets) {
-      ASSERT_EQ(find_set(s.name), t.sets.end()) << "set exists: " << s.name;
-      t.sets.push_back(s);
-    }
-    for (const auto& c : td.added_chains) {
-      ASSERT_EQ(find_chain(c.name), t.chains.end()) << "chain exists: " << c.name;
-      t.chains.push_back(c);
-    }
-    for (const auto& [name, e] : td.deleted_elements) {
-      auto s = find_set(name);
-      ASSERT_NE(s, t.sets.end()) << "no set " << name;
-      auto it = std::find(s->elements.begin(), s->elements.end(), e);
-      ASSERT_NE(it, s->elements.end()) << "deleting an absent element of " << name;
-      s->elements.erase(it);
-    }
-    for (const auto& [name, e] : td.added_elements) {
-      auto s = find_set(name);
-      ASSERT_NE(s, t.sets.end()) << "no set " << name;
-      for (const auto& have : s->elements) ASSERT_NE(have.key, e.key) << "duplicate key in " << name;
-      s->elements.push_back(e);
-    }
-    for (const auto& c : td.replaced_chains) {
-      auto it = find_chain(c.name);
-      ASSERT_NE(it, t.chains.end()) << "replacing an absent chain " << c.name;
-      *it = c;
-    }
-    for (const auto& name : td.deleted_chains) {
-      auto it = find_chain(name);
-      ASSERT_NE(it, t.chains.end()) << "deleting an absent chain " << name;
-      t.chains.erase(it);
-    }
-    for (const auto& name : td.deleted_sets) {
-      auto it = find_set(name);
-      ASSERT_NE(it, t.sets.end()) << "deleting an absent set " << name;
-      t.sets.erase(it);
-    }
-    std::sort(t.sets.begin(), t.sets.end(), [](auto& a, auto& b) { return a.name < b.name; });
-    std::sort(t.chains.begin(), t.chains.end(), [](auto& a, auto& b) { return a.name < b.name; });
-    for (auto& s : t.sets) std::sort(s.elements.begin(), s.elements.end());
-  }
-}
+// The kernel's way of applying a partial transaction (refusals fail the test).
+void apply(ir::Ruleset& ruleset, const RulesetDiff& diff) { ASSERT_NO_THROW(svcproxy::testing::apply_diff(ruleset, diff)); }
 
 // Rule comments are not read back from the kernel.
 ir::Ruleset without_comments(ir::Ruleset r) {

@@ -28,6 +28,19 @@ inline model::NodeConfig node() {
   return n;
 }
 
+// A TCP port "http" of ns/NAME on 10.96.0.IP:80 with endpoints 10.244.0.E:8080.
+inline ServicePortState port(const std::string& name, uint8_t ip, const std::vector<uint8_t>& endpoints) {
+  ServicePortState sp;
+  sp.name.service = {"ns", name};
+  sp.name.port_name = "http";
+  sp.name.protocol = model::Protocol::TCP;
+  sp.name.family = model::IPFamily::V4;
+  sp.cluster_ip = IPAddress::v4(10, 96, 0, ip);
+  sp.port = 80;
+  for (uint8_t e : endpoints) sp.cluster_endpoints.push_back({IPAddress::v4(10, 244, 0, e), 8080});
+  return sp;
+}
+
 // A random service port; small address pools make conflicts common.
 inline ServicePortState random_port(std::mt19937& rng, int service, int port_index) {
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };

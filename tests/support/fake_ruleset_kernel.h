@@ -16,6 +16,64 @@
 
 namespace svcproxy::testing {
 
+// Applies `diff` to `ruleset` as the kernel applies a partial transaction,
+// in apply_partial's order; throws std::runtime_error naming the first
+// operation the kernel would refuse (adding what exists, deleting, flushing
+// or adding into what does not). Sets and chains end sorted by name and
+// elements sorted, as a readback compares them.
+inline void apply_diff(dataplane::ir::Ruleset& ruleset, const dataplane::RulesetDiff& diff) {
+  auto refuse = [](const std::string& what) { throw std::runtime_error("fake kernel: " + what); };
+  auto by_name = [](auto& list, const std::string& name) {
+    return std::find_if(list.begin(), list.end(), [&](const auto& x) { return x.name == name; });
+  };
+  for (const auto& td : diff.tables) {
+    auto table = std::find_if(ruleset.tables.begin(), ruleset.tables.end(),
+                              [&](const auto& t) { return t.family == td.family; });
+    if (table == ruleset.tables.end()) refuse("no table");
+    dataplane::ir::Table& t = *table;
+    for (const auto& s : td.added_sets) {
+      if (by_name(t.sets, s.name) != t.sets.end()) refuse("set exists: " + s.name);
+      t.sets.push_back(s);
+    }
+    for (const auto& c : td.added_chains) {
+      if (by_name(t.chains, c.name) != t.chains.end()) refuse("chain exists: " + c.name);
+      t.chains.push_back(c);
+    }
+    for (const auto& [name, e] : td.deleted_elements) {
+      auto set = by_name(t.sets, name);
+      if (set == t.sets.end()) refuse("no set " + name);
+      auto it = std::find(set->elements.begin(), set->elements.end(), e);
+      if (it == set->elements.end()) refuse("deleting an absent element of " + name);
+      set->elements.erase(it);
+    }
+    for (const auto& [name, e] : td.added_elements) {
+      auto set = by_name(t.sets, name);
+      if (set == t.sets.end()) refuse("no set " + name);
+      for (const auto& existing : set->elements)
+        if (existing.key == e.key) refuse("duplicate key in " + name);
+      set->elements.push_back(e);
+    }
+    for (const auto& c : td.replaced_chains) {
+      auto it = by_name(t.chains, c.name);
+      if (it == t.chains.end()) refuse("replacing absent chain " + c.name);
+      *it = c;
+    }
+    for (const auto& name : td.deleted_chains) {
+      auto it = by_name(t.chains, name);
+      if (it == t.chains.end()) refuse("deleting absent chain " + name);
+      t.chains.erase(it);
+    }
+    for (const auto& name : td.deleted_sets) {
+      auto it = by_name(t.sets, name);
+      if (it == t.sets.end()) refuse("deleting absent set " + name);
+      t.sets.erase(it);
+    }
+    std::sort(t.sets.begin(), t.sets.end(), [](auto& a, auto& b) { return a.name < b.name; });
+    std::sort(t.chains.begin(), t.chains.end(), [](auto& a, auto& b) { return a.name < b.name; });
+    for (auto& s : t.sets) std::sort(s.elements.begin(), s.elements.end());
+  }
+}
+
 class FakeRulesetKernel final : public dataplane::RulesetKernel {
  public:
   void apply_full(const dataplane::RulesetCompiler& compiler) override {
@@ -29,7 +87,12 @@ class FakeRulesetKernel final : public dataplane::RulesetKernel {
     if (!in_sync_) throw std::logic_error("apply_partial while not in sync");
     begin();
     dataplane::ir::Ruleset next = ruleset_;
-    for (const auto& td : diff.tables) apply(table(next, td.family), td);
+    try {
+      apply_diff(next, diff);
+    } catch (const std::runtime_error&) {
+      in_sync_ = false;  // refused: nothing changed, the next sync must be full
+      throw;
+    }
     ruleset_ = std::move(next);
     ++partial_transactions;
     last_partial = diff;
@@ -58,62 +121,6 @@ class FakeRulesetKernel final : public dataplane::RulesetKernel {
     in_sync_ = false;
     throw std::runtime_error("fake kernel: transaction refused");
   }
-  [[noreturn]] void refuse(const std::string& what) {
-    in_sync_ = false;
-    throw std::runtime_error("fake kernel: " + what);
-  }
-  dataplane::ir::Table& table(dataplane::ir::Ruleset& ruleset, model::IPFamily family) {
-    for (auto& t : ruleset.tables)
-      if (t.family == family) return t;
-    refuse("no table");
-  }
-  template <typename List>
-  static auto find(List& list, const std::string& name) {
-    return std::find_if(list.begin(), list.end(), [&](const auto& x) { return x.name == name; });
-  }
-  void apply(dataplane::ir::Table& t, const dataplane::TableDiff& td) {
-    for (const auto& s : td.added_sets) {
-      if (find(t.sets, s.name) != t.sets.end()) refuse("set exists: " + s.name);
-      t.sets.push_back(s);
-    }
-    for (const auto& c : td.added_chains) {
-      if (find(t.chains, c.name) != t.chains.end()) refuse("chain exists: " + c.name);
-      t.chains.push_back(c);
-    }
-    for (const auto& [name, e] : td.deleted_elements) {
-      auto set = find(t.sets, name);
-      if (set == t.sets.end()) refuse("no set " + name);
-      auto it = std::find(set->elements.begin(), set->elements.end(), e);
-      if (it == set->elements.end()) refuse("deleting an absent element of " + name);
-      set->elements.erase(it);
-    }
-    for (const auto& [name, e] : td.added_elements) {
-      auto set = find(t.sets, name);
-      if (set == t.sets.end()) refuse("no set " + name);
-      for (const auto& existing : set->elements)
-        if (existing.key == e.key) refuse("duplicate key in " + name);
-      set->elements.push_back(e);
-    }
-    for (const auto& c : td.replaced_chains) {
-      auto it = find(t.chains, c.name);
-      if (it == t.chains.end()) refuse("replacing absent chain " + c.name);
-      *it = c;
-    }
-    for (const auto& name : td.deleted_chains) {
-      auto it = find(t.chains, name);
-      if (it == t.chains.end()) refuse("deleting absent chain " + name);
-      t.chains.erase(it);
-    }
-    for (const auto& name : td.deleted_sets) {
-      auto it = find(t.sets, name);
-      if (it == t.sets.end()) refuse("deleting absent set " + name);
-      t.sets.erase(it);
-    }
-    std::sort(t.sets.begin(), t.sets.end(), [](auto& a, auto& b) { return a.name < b.name; });
-    std::sort(t.chains.begin(), t.chains.end(), [](auto& a, auto& b) { return a.name < b.name; });
-    for (auto& s : t.sets) std::sort(s.elements.begin(), s.elements.end());
-  }
-
   dataplane::ir::Ruleset ruleset_;
   bool in_sync_ = false;
   bool fail_next_ = false;
