@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/process_memory.h"
 #include "bench/synthetic_cluster.h"
 #include "dataplane/compile.h"
 #include "dataplane/drift.h"
@@ -45,27 +46,15 @@
 
 namespace {
 
+using svcproxy::bench::maxrss_mib;
+using svcproxy::bench::rss_mib;
+
 using namespace svcproxy;
 using Clock = std::chrono::steady_clock;
 using model::ServicePortState;
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 double ms(std::chrono::microseconds d) { return static_cast<double>(d.count()) / 1000; }
-
-long rss_mib() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return -1;
-  long size = 0, resident = 0;
-  const int n = std::fscanf(f, "%ld %ld", &size, &resident);
-  std::fclose(f);
-  return n == 2 ? resident * sysconf(_SC_PAGESIZE) / (1 << 20) : -1;
-}
-
-long maxrss_mib() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss / 1024;
-}
 
 struct Percentiles {
   double p50 = 0, p99 = 0, max = 0;

@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/process_memory.h"
 #include "bench/synthetic_cluster.h"
 #include "dataplane/compile.h"
 #include "dataplane/kernel.h"
@@ -55,6 +56,8 @@
 
 namespace {
 
+using svcproxy::bench::rss_mib;
+
 using namespace svcproxy;
 using Clock = std::chrono::steady_clock;
 
@@ -63,16 +66,6 @@ double seconds_since(Clock::time_point start) {
 }
 
 double tv_seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
-
-// This process's resident set now, MiB.
-long rss_mib() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return -1;
-  long size = 0, resident = 0;
-  const int n = std::fscanf(f, "%ld %ld", &size, &resident);
-  std::fclose(f);
-  return n == 2 ? resident * sysconf(_SC_PAGESIZE) / (1 << 20) : -1;
-}
 
 // Wall, user and sys time of one phase of this process, and the RSS after it.
 struct Phase {
