@@ -97,6 +97,8 @@ import sandbox as sb  # noqa: E402
 
 NAMESPACE = "bench"
 NODE = "bench-node"
+import echo_probe  # noqa: E402  (bench/, the script's own folder)
+
 PORT, TARGET_PORT = 80, 8080
 BULK_PODS = (sb.Pod("ep1", 1), sb.Pod("ep2", 2))
 EVENT_PODS = (sb.Pod("new-a", 3), sb.Pod("new-b", 4))
@@ -176,21 +178,8 @@ def bulk_addresses(count: int) -> list[str]:
 # ---------------------------------------------------------------- the node side
 
 def ask(vip: str, timeout: float = 1.0) -> str | None:
-    """One fresh TCP connection: the answering echo's id, or None (no answer, refused, ...).
-    Runs in the calling thread's network namespace."""
-    try:
-        with socket.create_connection((vip, PORT), timeout=timeout) as s:
-            s.sendall(b"hello\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        return None
-    ident, _, _ = data.decode(errors="replace").strip().rpartition(" ")
-    return ident or None
+    """The echo pod answering one fresh connection to vip:PORT (bench/echo_probe.py)."""
+    return echo_probe.ask(vip, PORT, timeout)
 
 
 def timed_ask(vip: str, port: int = PORT) -> tuple[float, str | None]:

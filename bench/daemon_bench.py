@@ -50,7 +50,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,8 @@ import netns  # noqa: E402
 import sandbox as sb  # noqa: E402
 
 NAMESPACE = "bench"
+import echo_probe  # noqa: E402  (bench/, the script's own folder)
+
 PORT, TARGET_PORT = 80, 8080
 EVENT_SERVICE, EVENT_VIP = "event", "10.96.0.10"
 EVENT_PODS = (sb.Pod("new-a", 3), sb.Pod("new-b", 4))
@@ -225,19 +226,8 @@ def serve_in(ns: str, fixture: BulkFixture):
 # ---------------------------------------------------------------- the lab
 
 def ask(vip: str, timeout: float = 1.0) -> str | None:
-    """The id of the echo answering one fresh TCP connection to vip:PORT, or None."""
-    try:
-        with socket.create_connection((vip, PORT), timeout=timeout) as s:
-            s.sendall(b"hello\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        return None
-    return data.decode(errors="replace").strip().rpartition(" ")[0] or None
+    """The echo pod answering one fresh connection to vip:PORT (bench/echo_probe.py)."""
+    return echo_probe.ask(vip, PORT, timeout)
 
 
 class Lab:
