@@ -99,6 +99,9 @@ TEST(PipelineTest, ABurstOf10kChangesIsOneTransaction) {
   const ChangeBatch batch = p.partial();
   EXPECT_EQ(batch.endpoint_slice_changes, 10000u);
   EXPECT_EQ(batch.services.size(), 100u);
+  // All 10k were in that one take: nothing is left for a second sync (the
+  // transaction count alone is this harness's one call).
+  EXPECT_FALSE(p.tracker.take().any());
   EXPECT_EQ(p.kernel.partial_transactions, 1);
   EXPECT_EQ(p.kernel.full_transactions, 1);
   p.expect_equal_to_a_rebuild();
