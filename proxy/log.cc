@@ -97,8 +97,11 @@ void Log::write(Severity severity, int level, std::string_view message, LogField
       line += ',';
       base::append_json_string(line, f.key);
       line += ':';
-      if (f.quoted) base::append_json_string(line, f.text);
-      else line += f.text;
+      if (f.quoted) {
+        base::append_json_string(line, f.text);
+      } else {
+        line += f.text;
+      }
     }
     line += '}';
   }

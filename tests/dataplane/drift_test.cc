@@ -11,8 +11,8 @@
 #include <stdexcept>
 
 #include "dataplane/drift.h"
-#include "tests/support/fake_ruleset_kernel.h"
 #include "tests/dataplane/random_ports.h"
+#include "tests/support/fake_ruleset_kernel.h"
 
 namespace svcproxy::dataplane {
 namespace {
@@ -43,7 +43,9 @@ ir::Chain& chain(ir::Ruleset& r, const std::string& name) {
 }
 
 // The kernel's way of applying a partial transaction (refusals fail the test).
-void apply(ir::Ruleset& ruleset, const RulesetDiff& diff) { ASSERT_NO_THROW(svcproxy::testing::apply_diff(ruleset, diff)); }
+void apply(ir::Ruleset& ruleset, const RulesetDiff& diff) {
+  ASSERT_NO_THROW(svcproxy::testing::apply_diff(ruleset, diff));
+}
 
 // Rule comments are not read back from the kernel.
 ir::Ruleset without_comments(ir::Ruleset r) {
