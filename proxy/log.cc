@@ -56,8 +56,7 @@ std::string log_quote(std::string_view text) {
 Log::Log(std::ostream& out, int verbosity, LogFormat format)
     : out_(out), verbosity_(verbosity), format_(format), pid_(static_cast<int32_t>(getpid())) {}
 
-void Log::write(Severity severity, int level, std::string_view message, LogFields fields,
-                std::source_location where) {
+void Log::write(Severity severity, int level, std::string_view message, LogFields fields, LogSite where) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   const std::string_view file = base_name(where.file_name());

@@ -19,7 +19,6 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <mutex>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -47,6 +46,21 @@ struct LogField {
 
 using LogFields = std::initializer_list<LogField>;
 
+// Where a log line was written: the caller's file and line, taken by the
+// default argument at the call site. std::source_location would do, but
+// clang 14 (clang-tidy in ./dev test) cannot compile GCC 12's
+// <source_location>; the builtins below exist in both compilers.
+struct LogSite {
+  static constexpr LogSite here(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
+    return {file, line};
+  }
+  const char* file_name() const { return file_; }
+  unsigned line() const { return line_; }
+
+  const char* file_;
+  unsigned line_;
+};
+
 class Log {
  public:
   enum class Severity : char { Info = 'I', Warning = 'W', Error = 'E' };
@@ -54,26 +68,22 @@ class Log {
   // Lines above `verbosity` (v(level) with level > verbosity) are dropped.
   Log(std::ostream& out, int verbosity = 0, LogFormat format = LogFormat::Text);
 
-  void info(std::string_view message, LogFields fields = {},
-            std::source_location where = std::source_location::current()) {
+  void info(std::string_view message, LogFields fields = {}, LogSite where = LogSite::here()) {
     write(Severity::Info, 0, message, fields, where);
   }
-  void warning(std::string_view message, LogFields fields = {},
-               std::source_location where = std::source_location::current()) {
+  void warning(std::string_view message, LogFields fields = {}, LogSite where = LogSite::here()) {
     write(Severity::Warning, 0, message, fields, where);
   }
-  void error(std::string_view message, LogFields fields = {},
-             std::source_location where = std::source_location::current()) {
+  void error(std::string_view message, LogFields fields = {}, LogSite where = LogSite::here()) {
     write(Severity::Error, 0, message, fields, where);
   }
   // An info line shown only at -v `level` or higher.
-  void v(int level, std::string_view message, LogFields fields = {},
-         std::source_location where = std::source_location::current()) {
+  void v(int level, std::string_view message, LogFields fields = {}, LogSite where = LogSite::here()) {
     if (enabled(level)) write(Severity::Info, level, message, fields, where);
   }
   bool enabled(int level) const { return level <= verbosity_; }
 
-  void write(Severity severity, int level, std::string_view message, LogFields fields, std::source_location where);
+  void write(Severity severity, int level, std::string_view message, LogFields fields, LogSite where);
 
  private:
   std::ostream& out_;

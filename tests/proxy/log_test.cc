@@ -15,8 +15,11 @@ namespace {
 TEST(Log, TextLineHasKlogsShapeWithCallerAndQuotedStrings) {
   std::ostringstream out;
   Log log(out);
+  const int call_line = __LINE__ + 1;
   log.info("sync done", {{"reason", "start"}, {"mode", std::string("full")}, {"operations", 12}, {"ok", true}});
   const std::string line = out.str();
+  // The caller's file and line, not the logger's.
+  EXPECT_NE(line.find(" log_test.cc:" + std::to_string(call_line) + "] "), std::string::npos) << line;
   // I1128 06:13:21.123456    1234 log_test.cc:16] sync done reason="start" ...
   const std::regex klog(R"(^I\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ log_test\.cc:\d+\] sync done reason="start" mode="full" operations=12 ok=true\n$)");
   EXPECT_TRUE(std::regex_match(line, klog)) << line;
