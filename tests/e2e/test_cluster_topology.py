@@ -25,6 +25,9 @@ three); then, from each node's client pod, the pods that answer are the
 table's, and `svcproxy trace` of the same packet against the API server's
 objects (compiled for that node) names the same pods. Every test ends with
 each node's kernel equal to `svcproxy rules` of the API server's objects.
+Last, node 3's Node is relabelled into zone-a through the API: its svcproxy
+makes a full sync (kube-proxy resyncs on a topology label change) and its
+client then reaches zone-a's pods.
 
 Needs root, openssl and the cluster binaries (tests/cluster/build.sh).
 Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_cluster_topology (from tests/e2e).
@@ -218,6 +221,28 @@ class TestClusterTopology(unittest.TestCase):
     def test_without_trafficdistribution_every_pod_answers(self):
         webs = {n.web.name for n in self.nodes}
         self.check("all", {1: webs, 2: webs, 3: webs})
+
+    def test_zone_label_change_moves_the_node_to_its_new_zone(self):
+        """Node 3 relabelled zone-b -> zone-a through the API: its svcproxy
+        (watching its Node) makes a full sync, and its client now reaches
+        zone-a's pods: web-1 (and web-3 if the controller rewrote its hint),
+        never web-2 of zone-b."""
+        third = self.nodes[2]
+        self.assertEqual(self.answering(third, "same-zone"), {"web-2", "web-3"})
+        mark = third.daemon.mark()
+        self.addCleanup(self._relabel, third, "zone-b")
+        self._relabel(third, "zone-a")
+        third.daemon.lines.wait_for(lambda line: (sync := sb.parse_sync_line(line)) is not None and sync.ok
+                                    and sync.mode == "full", start=mark, timeout=CONVERGE,
+                                    what=f"{third.name}: a full sync after its zone changed")
+        self.assert_kernels_are_truth()
+        reached = self.answering(third, "same-zone")
+        self.assertIn("web-1", reached)
+        self.assertNotIn("web-2", reached)
+        self.assertEqual(self.answering(third, "same-node"), {"web-3"}, "node hints do not depend on the zone")
+
+    def _relabel(self, node: multi.LabNode, zone: str) -> None:
+        self.cluster.kubectl("label", "node", node.name, f"topology.kubernetes.io/zone={zone}", "--overwrite")
 
 
 if __name__ == "__main__":
