@@ -172,7 +172,11 @@ bool has(const std::vector<std::string>& names, const std::string& name) {
 
 // Every endpoint of this family's slices that serves `port`, deduplicated by
 // ip:port and sorted by it. On a duplicate the first (in slice-name order)
-// wins, except that a local copy beats a remote one, as in kube-proxy.
+// wins, except that a copy that is not terminating beats a terminating one:
+// kube-proxy 1.36+ (kubernetes PR 135593, issue 135266: a pod IP reused while
+// the old Pod is still terminating). Its earlier "a local copy wins" rule is
+// gone. kube-proxy walks slices in map order; slice-name order makes "first"
+// deterministic where kube-proxy's pick is undefined.
 std::vector<Candidate> collect_endpoints(const SlicePortIndex& index, IPFamily family, const ServicePort& port,
                                          const std::string& node_name) {
   std::vector<Candidate> candidates;
@@ -194,7 +198,9 @@ std::vector<Candidate> collect_endpoints(const SlicePortIndex& index, IPFamily f
   unique.reserve(candidates.size());
   for (const Candidate& candidate : candidates) {
     if (!unique.empty() && unique.back().address == candidate.address) {
-      if (!unique.back().local && candidate.local) unique.back() = candidate;
+      if (unique.back().endpoint->conditions.terminating && !candidate.endpoint->conditions.terminating) {
+        unique.back() = candidate;
+      }
       continue;
     }
     unique.push_back(candidate);

@@ -500,15 +500,36 @@ TEST(EndpointsTest, DuplicateEndpointWithinOneSliceIsDeduplicated) {
   EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080"));
 }
 
-TEST(EndpointsTest, DuplicateEndpointLocalCopyBeatsRemote) {
-  // kube-proxy favours a local duplicate; the local copy here is the not-ready
-  // one, which shows it won.
-  const ServicePortState& p =
-      only_port(build({service("ns", "web")}, {slice("ns", "web-a", "web", {endpoint("10.0.0.1", "node-b", kReady)}),
-                                               slice("ns", "web-b", "web", {endpoint("10.0.0.1", "node-a", kServingTerminating)})}));
-  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080"));  // serving-terminating fallback
-  EXPECT_THAT(strs(p.local_endpoints), ElementsAre("10.0.0.1:8080"));
-  EXPECT_EQ(p.local_ready_count, 0u);
+TEST(EndpointsTest, DuplicateEndpointNotTerminatingBeatsTerminating) {
+  // kube-proxy 1.36+ (PR 135593): a pod IP reused while the old Pod is still
+  // terminating; the running pod's copy wins whichever slice comes first.
+  for (const auto& [first, second] : {std::pair{"web-a", "web-b"}, std::pair{"web-b", "web-a"}}) {
+    const ServicePortState p = only_port(
+        build({service("ns", "web")}, {slice("ns", first, "web", {endpoint("10.0.0.1", "node-a", kServingTerminating)}),
+                                       slice("ns", second, "web", {endpoint("10.0.0.1", "node-b", kReady)})}));
+    EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080")) << first;
+    EXPECT_THAT(p.local_endpoints, IsEmpty()) << first << ": the node-a copy lost";
+  }
+}
+
+TEST(EndpointsTest, DuplicateEndpointLocalCopyNoLongerBeatsRemote) {
+  // Before 1.36 kube-proxy preferred a local duplicate; now the first wins.
+  const ServicePortState p =
+      only_port(build({service("ns", "web")}, {slice("ns", "web-a", "web", {endpoint("10.0.0.1", "node-b", kNotReady)}),
+                                               slice("ns", "web-b", "web", {endpoint("10.0.0.1", "node-a", kReady)})}));
+  EXPECT_THAT(p.cluster_endpoints, IsEmpty());
+  EXPECT_THAT(p.local_endpoints, IsEmpty());
+}
+
+TEST(EndpointsTest, DuplicateEndpointHintsComeFromTheWinningCopy) {
+  // The copy that wins brings its hints: the terminating copy's zone-a hint
+  // is not this endpoint's.
+  const ServicePortState p = only_port(build(
+      {service("ns", "web")}, {slice("ns", "web-a", "web",
+                                     {hinted(endpoint("10.0.0.1", "node-b", kServingTerminating), {"zone-a"}),
+                                      hinted(endpoint("10.0.0.2"), {"zone-a"})}),
+                               slice("ns", "web-b", "web", {hinted(endpoint("10.0.0.1", "node-c"), {"zone-b"})})}));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.2:8080"));
 }
 
 TEST(EndpointsTest, DuplicateSliceRefIsReported) {
