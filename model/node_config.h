@@ -21,7 +21,7 @@ enum class LocalDetect : uint8_t {
 
 struct NodeConfig {
   std::string node_name;
-  std::string zone;                  // topology hints; empty: none
+  std::string zone;                  // topology hints; empty: no zone label
   std::vector<IPAddress> node_ips;   // primary IPs, at most one per family
   // Addresses NodePorts answer on, already resolved from --nodeport-addresses
   // (default: node_ips). Loopback addresses are never included.

@@ -172,7 +172,11 @@ bool has(const std::vector<std::string>& names, const std::string& name) {
 
 // Every endpoint of this family's slices that serves `port`, deduplicated by
 // ip:port and sorted by it. On a duplicate the first (in slice-name order)
-// wins, except that a local copy beats a remote one, as in kube-proxy.
+// wins, except that a copy that is not terminating beats a terminating one:
+// kube-proxy 1.36+ (kubernetes PR 135593, issue 135266: a pod IP reused while
+// the old Pod is still terminating). Its earlier "a local copy wins" rule is
+// gone. kube-proxy walks slices in map order; slice-name order makes "first"
+// deterministic where kube-proxy's pick is undefined.
 std::vector<Candidate> collect_endpoints(const SlicePortIndex& index, IPFamily family, const ServicePort& port,
                                          const std::string& node_name) {
   std::vector<Candidate> candidates;
@@ -194,7 +198,9 @@ std::vector<Candidate> collect_endpoints(const SlicePortIndex& index, IPFamily f
   unique.reserve(candidates.size());
   for (const Candidate& candidate : candidates) {
     if (!unique.empty() && unique.back().address == candidate.address) {
-      if (!unique.back().local && candidate.local) unique.back() = candidate;
+      if (unique.back().endpoint->conditions.terminating && !candidate.endpoint->conditions.terminating) {
+        unique.back() = candidate;
+      }
       continue;
     }
     unique.push_back(candidate);
@@ -204,8 +210,25 @@ std::vector<Candidate> collect_endpoints(const SlicePortIndex& index, IPFamily f
 
 enum class TopologyMode { None, SameNode, SameZone };
 
-// topologyModeFromHints: node hints win when every ready endpoint has one and
-// one names this node; otherwise zone hints under the same two conditions.
+// Hint names are compared as kube-proxy's sets.Has compares them: literally.
+// So a node without a zone label (zone "") matches only a forZones hint whose
+// name is "" (a valid label value, so the API server accepts it), never an
+// ordinary zone. kube-proxy always has a node name; without one svcproxy
+// treats no endpoint as local, and likewise no node hint as naming it.
+bool hinted_for_zone(const Endpoint& ep, const NodeConfig& node) {
+  return std::find(ep.hint_zones.begin(), ep.hint_zones.end(), node.zone) != ep.hint_zones.end();
+}
+
+bool hinted_for_node(const Endpoint& ep, const NodeConfig& node) { return has(ep.hint_nodes, node.node_name); }
+
+// topologyModeFromHints (kube-proxy topology.go). Only ready endpoints count:
+// node hints win when every one has a node hint and one names this node;
+// otherwise zone hints under the same two conditions; otherwise none. Hints
+// on endpoints that are not ready never decide anything. kube-proxy reads
+// only the hints, never spec.trafficDistribution: the EndpointSlice
+// controller turns PreferSameNode into forNodes (plus forZones, for older
+// proxies) and PreferSameZone and its deprecated alias PreferClose into
+// forZones.
 TopologyMode topology_mode(const std::vector<Candidate>& endpoints, const NodeConfig& node) {
   bool any_ready = false;
   bool all_node_hints = true, node_match = false;
@@ -216,12 +239,12 @@ TopologyMode topology_mode(const std::vector<Candidate>& endpoints, const NodeCo
     any_ready = true;
     if (ep.hint_nodes.empty()) {
       all_node_hints = false;
-    } else if (has(ep.hint_nodes, node.node_name)) {
+    } else if (hinted_for_node(ep, node)) {
       node_match = true;
     }
     if (ep.hint_zones.empty()) {
       all_zone_hints = false;
-    } else if (has(ep.hint_zones, node.zone)) {
+    } else if (hinted_for_zone(ep, node)) {
       zone_match = true;
     }
   }
@@ -231,14 +254,15 @@ TopologyMode topology_mode(const std::vector<Candidate>& endpoints, const NodeCo
   return TopologyMode::None;
 }
 
+// availableForTopology: no fallback here; the fallback is in choosing the mode.
 bool available_for_topology(const Endpoint& ep, TopologyMode mode, const NodeConfig& node) {
   switch (mode) {
     case TopologyMode::None:
       return true;
     case TopologyMode::SameNode:
-      return has(ep.hint_nodes, node.node_name);
+      return hinted_for_node(ep, node);
     case TopologyMode::SameZone:
-      return has(ep.hint_zones, node.zone);
+      return hinted_for_zone(ep, node);
   }
   return false;
 }

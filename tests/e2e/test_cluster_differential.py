@@ -28,7 +28,8 @@ For every flow (ClusterIP TCP from a pod and from off-cluster, ClusterIP
 UDP, NodePort, Services without endpoints (TCP, UDP, NodePort), ClientIP
 affinity, externalTrafficPolicy Local over a NodePort and a LoadBalancer
 IP, and with only a remote endpoint, internalTrafficPolicy Local, a
-LoadBalancer ingress IP) the same batch of fresh connections goes through
+LoadBalancer ingress IP, trafficDistribution PreferSameNode and
+PreferSameZone with the remote node in another zone) the same batch of fresh connections goes through
 each twin, and three observations are compared: the verdict (reply /
 refused / timeout ...), the set of endpoints that answered (for affinity:
 how many), and the source addresses the echo servers saw (masquerade or
@@ -112,6 +113,9 @@ SERVICES = [
     service("lb-local", type="LoadBalancer", externalTrafficPolicy="Local"),
     # Its only endpoint is on the other node: external traffic has no local endpoint to go to.
     service("lb-remote", type="LoadBalancer", externalTrafficPolicy="Local", selector={"pod": "web-3"}),
+    # The controller's hints: forNodes (and forZones) / forZones; web-3's node is in zone-b.
+    service("same-node", trafficDistribution="PreferSameNode"),
+    service("same-zone", trafficDistribution="PreferSameZone"),
 ]
 LB_INGRESS = {"lb": LB_IP, "lb-local": "192.0.2.101", "lb-remote": "192.0.2.102"}
 # Endpoint slices each Service must have before the proxies start: its pods, all ready.
@@ -146,6 +150,8 @@ FLOWS = [
     Flow("loadbalancer-ip-etp-local", "ext", "lb-local", "lb"),
     Flow("loadbalancer-ip-etp-local-remote-only", "ext", "lb-remote", "lb"),
     Flow("etp-local-remote-only-from-pod", "pod", "lb-remote", "cluster-ip"),
+    Flow("prefer-same-node-from-pod", "pod", "same-node", "cluster-ip"),
+    Flow("prefer-same-zone-from-pod", "pod", "same-zone", "cluster-ip"),
 ]
 
 
@@ -213,7 +219,7 @@ class TestDifferential(unittest.TestCase):
             box.wait_ready(echoes)
         cls.kp, cls.svp = cls.twins
         cls.agents = [cls._start_agent(NODE, sb.NODE_V4, LOCAL_PODS), cls._start_agent(REMOTE_NODE, REMOTE_NODE_IP,
-                                                                                     REMOTE_PODS)]
+                                                                                     REMOTE_PODS, "zone-b")]
         for agent, pods in zip(cls.agents, (LOCAL_PODS, REMOTE_PODS)):
             labnode.wait_registered(agent, [p.name for p in pods])
         cls.cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
@@ -250,10 +256,11 @@ class TestDifferential(unittest.TestCase):
     # ------------------------------------------------------------ set-up helpers
 
     @classmethod
-    def _start_agent(cls, node: str, ip: str, pods: list[sb.Pod]) -> sb.Background:
+    def _start_agent(cls, node: str, ip: str, pods: list[sb.Pod], zone: str = "zone-a") -> sb.Background:
         return labnode.start_agent(cls.kp.box, cls.cluster, node, ip, [
             labnode.pod_config(p.name, NAMESPACE, [p.v4], labels={"app": "web", "pod": p.name},
-                               ports=[{"name": "p", "containerPort": TCP_PORT}], probe=PROBE) for p in pods])
+                               ports=[{"name": "p", "containerPort": TCP_PORT}], probe=PROBE) for p in pods],
+                                   zone=zone)
 
     @classmethod
     def _addresses(cls) -> dict:
@@ -317,6 +324,8 @@ class TestDifferential(unittest.TestCase):
         self.assertEqual(seen["etp-local-nodeport"].sources, sb.EXT_V4, "eTP=Local keeps the client's address")
         self.assertEqual(seen["itp-local-from-pod"].endpoints, "web-1,web-2")
         self.assertNotIn(sb.EXT_V4, seen["nodeport-from-ext"].sources, "eTP=Cluster masquerades")
+        self.assertEqual(seen["prefer-same-node-from-pod"].endpoints, "web-1,web-2", "this node's pods")
+        self.assertEqual(seen["prefer-same-zone-from-pod"].endpoints, "web-1,web-2", "zone-a's pods")
 
     def test_health_check_node_ports_answer_alike(self):
         """An eTP=Local LoadBalancer's healthCheckNodePort, asked from outside: status and the

@@ -500,15 +500,36 @@ TEST(EndpointsTest, DuplicateEndpointWithinOneSliceIsDeduplicated) {
   EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080"));
 }
 
-TEST(EndpointsTest, DuplicateEndpointLocalCopyBeatsRemote) {
-  // kube-proxy favours a local duplicate; the local copy here is the not-ready
-  // one, which shows it won.
-  const ServicePortState& p =
-      only_port(build({service("ns", "web")}, {slice("ns", "web-a", "web", {endpoint("10.0.0.1", "node-b", kReady)}),
-                                               slice("ns", "web-b", "web", {endpoint("10.0.0.1", "node-a", kServingTerminating)})}));
-  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080"));  // serving-terminating fallback
-  EXPECT_THAT(strs(p.local_endpoints), ElementsAre("10.0.0.1:8080"));
-  EXPECT_EQ(p.local_ready_count, 0u);
+TEST(EndpointsTest, DuplicateEndpointNotTerminatingBeatsTerminating) {
+  // kube-proxy 1.36+ (PR 135593): a pod IP reused while the old Pod is still
+  // terminating; the running pod's copy wins whichever slice comes first.
+  for (const auto& [first, second] : {std::pair{"web-a", "web-b"}, std::pair{"web-b", "web-a"}}) {
+    const ServicePortState p = only_port(
+        build({service("ns", "web")}, {slice("ns", first, "web", {endpoint("10.0.0.1", "node-a", kServingTerminating)}),
+                                       slice("ns", second, "web", {endpoint("10.0.0.1", "node-b", kReady)})}));
+    EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080")) << first;
+    EXPECT_THAT(p.local_endpoints, IsEmpty()) << first << ": the node-a copy lost";
+  }
+}
+
+TEST(EndpointsTest, DuplicateEndpointLocalCopyNoLongerBeatsRemote) {
+  // Before 1.36 kube-proxy preferred a local duplicate; now the first wins.
+  const ServicePortState p =
+      only_port(build({service("ns", "web")}, {slice("ns", "web-a", "web", {endpoint("10.0.0.1", "node-b", kNotReady)}),
+                                               slice("ns", "web-b", "web", {endpoint("10.0.0.1", "node-a", kReady)})}));
+  EXPECT_THAT(p.cluster_endpoints, IsEmpty());
+  EXPECT_THAT(p.local_endpoints, IsEmpty());
+}
+
+TEST(EndpointsTest, DuplicateEndpointHintsComeFromTheWinningCopy) {
+  // The copy that wins brings its hints: the terminating copy's zone-a hint
+  // is not this endpoint's.
+  const ServicePortState p = only_port(build(
+      {service("ns", "web")}, {slice("ns", "web-a", "web",
+                                     {hinted(endpoint("10.0.0.1", "node-b", kServingTerminating), {"zone-a"}),
+                                      hinted(endpoint("10.0.0.2"), {"zone-a"})}),
+                               slice("ns", "web-b", "web", {hinted(endpoint("10.0.0.1", "node-c"), {"zone-b"})})}));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.2:8080"));
 }
 
 TEST(EndpointsTest, DuplicateSliceRefIsReported) {
@@ -643,12 +664,133 @@ TEST(TopologyTest, NoEndpointForThisZoneDisablesTopology) {
   EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080", "10.0.0.2:8080"));
 }
 
-TEST(TopologyTest, NodeWithoutZoneIgnoresZoneHints) {
+TEST(TopologyTest, NodeWithoutZoneIgnoresOrdinaryZoneHints) {
+  const ServicePortState p =
+      only_port(build({service("ns", "web")},
+                      {slice("ns", "web-1", "web",
+                             {hinted(endpoint("10.0.0.1"), {"zone-a"}), hinted(endpoint("10.0.0.2"), {"zone-b"})})},
+                      this_node("node-a", "")));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080", "10.0.0.2:8080"));
+}
+
+TEST(TopologyTest, NodeWithoutZoneMatchesAZoneHintNamedEmpty) {
+  // kube-proxy compares hint names literally (sets.Has): the zone of a node
+  // without the label is "", and "" is a valid forZones name.
   const ServicePortState p = only_port(build(
       {service("ns", "web")},
       {slice("ns", "web-1", "web", {hinted(endpoint("10.0.0.1"), {"zone-a"}), hinted(endpoint("10.0.0.2"), {""})})},
       this_node("node-a", "")));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.2:8080"));
+}
+
+TEST(TopologyTest, AZoneHintNamedEmptyIsNotForANodeWithAZone) {
+  const ServicePortState p = only_port(build(
+      {service("ns", "web")},
+      {slice("ns", "web-1", "web", {hinted(endpoint("10.0.0.1"), {"zone-a"}), hinted(endpoint("10.0.0.2"), {""})})}));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080"));
+}
+
+TEST(TopologyTest, NodeWithoutNameIgnoresNodeHints) {
+  // Without a node name nothing is local, and no node hint names the node:
+  // the zone hints decide.
+  const ServicePortState p = only_port(build(
+      {service("ns", "web")},
+      {slice("ns", "web-1", "web",
+             {hinted(endpoint("10.0.0.1"), {"zone-b"}, {""}), hinted(endpoint("10.0.0.2"), {"zone-a"}, {"node-b"})})},
+      this_node("", "zone-a")));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.2:8080"));
+}
+
+TEST(TopologyTest, HintsOnEndpointsThatAreNotReadyDoNotChooseTheMode) {
+  // The only endpoints hinted for this zone (and this node) are not ready:
+  // no topology, every ready endpoint is used, and the others never are.
+  const ServicePortState p =
+      only_port(build({service("ns", "web")},
+                      {slice("ns", "web-1", "web",
+                             {hinted(endpoint("10.0.0.1"), {"zone-b"}, {"node-b"}),
+                              hinted(endpoint("10.0.0.2"), {"zone-c"}, {"node-c"}),
+                              hinted(endpoint("10.0.0.3", "node-a", kNotReady), {"zone-a"}, {"node-a"}),
+                              hinted(endpoint("10.0.0.4", "node-a", kServingTerminating), {"zone-a"}, {"node-a"})})}));
   EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080", "10.0.0.2:8080"));
+}
+
+TEST(TopologyTest, ReadyEndpointsOfThisZoneComeBeforeTerminatingOnes) {
+  // A serving-terminating endpoint hinted for this zone is not used while a
+  // ready one is.
+  const ServicePortState p =
+      only_port(build({service("ns", "web")},
+                      {slice("ns", "web-1", "web",
+                             {hinted(endpoint("10.0.0.1"), {"zone-a"}), hinted(endpoint("10.0.0.2"), {"zone-b"}),
+                              hinted(endpoint("10.0.0.3", "", kServingTerminating), {"zone-a"})})}));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080"));
+}
+
+TEST(TopologyTest, NodeHintsOnlyOnNotReadyEndpointsFallBackToZoneHints) {
+  // The ready endpoints carry zone hints only; a terminating one carries a
+  // node hint for this node. Node hints are not "on every ready endpoint".
+  const ServicePortState p =
+      only_port(build({service("ns", "web")},
+                      {slice("ns", "web-1", "web",
+                             {hinted(endpoint("10.0.0.1"), {"zone-a"}), hinted(endpoint("10.0.0.2"), {"zone-b"}),
+                              hinted(endpoint("10.0.0.3", "node-a", kServingTerminating), {"zone-a"}, {"node-a"})})}));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.1:8080"));
+}
+
+TEST(TopologyTest, HintsApplyToExternalTrafficUnderClusterPolicy) {
+  // kube-proxy's cluster endpoints serve NodePorts with eTP=Cluster too.
+  Service s = service("ns", "web", {"10.96.0.1"}, {port("http", 80, Protocol::TCP, 30080)});
+  s.type = ServiceType::NodePort;
+  const ServicePortState p = only_port(build({s}, {slice("ns", "web-1", "web",
+                                                         {hinted(endpoint("10.0.0.1", "node-b"), {"zone-a"}),
+                                                          hinted(endpoint("10.0.0.2", "node-c"), {"zone-b"})})}));
+  EXPECT_THAT(strs(p.external_endpoints()), ElementsAre("10.0.0.1:8080"));
+  EXPECT_THAT(strs(p.internal_endpoints()), ElementsAre("10.0.0.1:8080"));
+}
+
+TEST(TopologyTest, LocalPoliciesWinOverHints) {
+  // Both policies Local: this node's endpoint is used although every hint
+  // (node and zone) sends this node elsewhere.
+  Service s = service("ns", "web", {"10.96.0.1"}, {port("http", 80, Protocol::TCP, 30080)});
+  s.type = ServiceType::NodePort;
+  s.external_traffic_policy = TrafficPolicy::Local;
+  s.internal_traffic_policy = TrafficPolicy::Local;
+  const ServicePortState p =
+      only_port(build({s}, {slice("ns", "web-1", "web",
+                                  {hinted(endpoint("10.0.0.1", "node-a"), {"zone-b"}, {"node-b"}),
+                                   hinted(endpoint("10.0.0.2", "node-b"), {"zone-a"}, {"node-a"})})}));
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.2:8080"));
+  EXPECT_THAT(strs(p.internal_endpoints()), ElementsAre("10.0.0.1:8080"));
+  EXPECT_THAT(strs(p.external_endpoints()), ElementsAre("10.0.0.1:8080"));
+}
+
+TEST(TopologyTest, LocalPolicyFallsBackToLocalTerminatingEndpointsNotToHintedOnes) {
+  // iTP=Local, this node's only endpoint is serving and terminating: it is
+  // used, not the ready remote endpoint hinted for this node and zone.
+  Service s = service("ns", "web");
+  s.internal_traffic_policy = TrafficPolicy::Local;
+  const ServicePortState p =
+      only_port(build({s}, {slice("ns", "web-1", "web",
+                                  {hinted(endpoint("10.0.0.1", "node-a", kServingTerminating), {"zone-a"}, {"node-a"}),
+                                   hinted(endpoint("10.0.0.2", "node-b"), {"zone-a"}, {"node-a"})})}));
+  EXPECT_THAT(strs(p.internal_endpoints()), ElementsAre("10.0.0.1:8080"));
+  EXPECT_EQ(p.local_ready_count, 0u);
+  EXPECT_THAT(strs(p.cluster_endpoints), ElementsAre("10.0.0.2:8080"));
+}
+
+TEST(TopologyTest, NodeHintsAreReadOnEveryFamily) {
+  // Dual stack: each family's slice carries its own hints; both narrow.
+  Service s = service("ns", "web", {"10.96.0.1", "fd00::1"});
+  const ProxyState state = build(
+      {s},
+      {slice("ns", "web-v4", "web",
+             {hinted(endpoint("10.0.0.1"), {"zone-a"}, {"node-a"}),
+              hinted(endpoint("10.0.0.2"), {"zone-a"}, {"node-b"})}),
+       slice("ns", "web-v6", "web",
+             {hinted(endpoint("fd00::a"), {"zone-a"}, {"node-a"}), hinted(endpoint("fd00::b"), {"zone-a"}, {"node-b"})},
+             {slice_port("http", 8080)}, AddressType::IPv6)});
+  ASSERT_EQ(state.ports.size(), 2u);
+  EXPECT_THAT(strs(state.ports[0].cluster_endpoints), ElementsAre("10.0.0.1:8080"));
+  EXPECT_THAT(strs(state.ports[1].cluster_endpoints), ElementsAre("[fd00::a]:8080"));
 }
 
 TEST(TopologyTest, NodeHintsNarrowToThisNode) {
