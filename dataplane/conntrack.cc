@@ -4,6 +4,7 @@
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -136,6 +137,9 @@ size_t ConntrackCleaner::delete_orphans(const std::vector<model::ServicePortStat
   if (live.empty()) return 0;
   size_t deleted = 0;
   for (const auto family : {model::IPFamily::V4, model::IPFamily::V6}) {
+    // No service address of this family: nothing to dump it for.
+    if (std::none_of(live.begin(), live.end(), [&](const auto& kv) { return kv.first.first.family == family; }))
+      continue;
     deleted += delete_matching(family, [&](const UdpEntry& e) {
       // Only DNATed entries (the reply comes from elsewhere) to a service
       // address whose endpoint is gone.

@@ -385,14 +385,20 @@ def http_get(box, url: str) -> tuple[int, str]:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    values = {}
+    """Sample -> value. kube-proxy's per-family series (ip_family="IPv4" / "IPv6", nothing else)
+    are also folded under the bare name: counts and sums added up, timestamps the latest."""
+    values: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             try:
                 values[name] = float(value)
             except ValueError:
-                pass
+                continue
+            bare, _, labels = name.partition("{")
+            if labels.startswith("ip_family=") and "," not in labels:
+                combine = max if bare.endswith("timestamp_seconds") else (lambda a, b: a + b)
+                values[bare] = combine(values[bare], values[name]) if bare in values else values[name]
     return values
 
 
@@ -593,28 +599,30 @@ def story(box, source: Path, work: Path, requests: int, check: Checks) -> None:
         v = metrics.get(name)
         if v is None:
             return "(absent)"
-        if name.endswith("timestamp_seconds"):
+        if "timestamp_seconds" in name:
             return datetime.datetime.fromtimestamp(v, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
         return f"{v:.6g}"
 
     for name, note in (
-            ("kubeproxy_sync_proxy_rules_duration_seconds_count", ""),
-            ("kubeproxy_sync_partial_proxy_rules_duration_seconds_count", "partial"),
+            # One sync programs both families: their series are the same, IPv4's is shown.
+            ('kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family="IPv4"}', ""),
+            ('kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family="IPv4"}', "partial"),
+            # Each slice is observed under its own family: both added up.
             ("kubeproxy_network_programming_duration_seconds_count", "network"),
             ("kubeproxy_sync_proxy_rules_endpoint_changes_total", ""),
-            ("kubeproxy_sync_proxy_rules_last_timestamp_seconds", ""),
+            ('kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"}', ""),
             ('svcproxy_kernel_objects{kind="elements"}', "")):
         extra = ""
         if note:  # the histogram's new observations, from its _sum and _count
-            stem = name.removesuffix("_count")
+            stem = name.replace("_count", "_sum")
             n = metrics_after.get(name, 0) - metrics_before.get(name, 0)
-            total = metrics_after.get(stem + "_sum", 0) - metrics_before.get(stem + "_sum", 0)
+            total = metrics_after.get(stem, 0) - metrics_before.get(stem, 0)
             if n > 0:
                 extra = f"   (+{n:.0f}" + (", the IPv4 and IPv6 slice" if note == "network" else "") \
                     + f": {1000 * total / n:.1f} ms each)"
-        step(f"  {name:<58} {value(metrics_before, name):>12} -> {value(metrics_after, name)}{extra}")
-    check(status == 200 and metrics_after.get("kubeproxy_sync_partial_proxy_rules_duration_seconds_count", 0)
-          > metrics_before.get("kubeproxy_sync_partial_proxy_rules_duration_seconds_count", 0),
+        step(f"  {name:<76} {value(metrics_before, name):>12} -> {value(metrics_after, name)}{extra}")
+    partial = 'kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family="IPv4"}'
+    check(status == 200 and metrics_after.get(partial, 0) > metrics_before.get(partial, 0),
           "/metrics counts the edit's partial sync", f"status {status}: {body[:200]}")
     status, body = http_get(box, HEALTHZ_URL)
     step(f"{HEALTHZ_URL}: {status} {body.strip()}")

@@ -50,8 +50,11 @@ void ChangeTracker::on_change(const watch::Change& change, Clock::time_point now
           if (const auto owner = slice_owner(*change.previous)) arrived_.services.insert(*owner);
         }
         const auto& slice = std::get<model::EndpointSlice>(change.object);
-        if (change.type != watch::ChangeType::Deleted && !slice.last_change_trigger_time.empty())
-          arrived_.trigger_times.push_back(slice.last_change_trigger_time);
+        if (change.type != watch::ChangeType::Deleted && !slice.last_change_trigger_time.empty() &&
+            slice.address_type != model::AddressType::FQDN)
+          arrived_.trigger_times.push_back(
+              {slice.address_type == model::AddressType::IPv4 ? model::IPFamily::V4 : model::IPFamily::V6,
+               slice.last_change_trigger_time});
         break;
       }
       default:  // this Node, ServiceCIDRs

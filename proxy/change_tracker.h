@@ -32,8 +32,13 @@ struct ChangeBatch {
   size_t other_changes = 0;
   // When the oldest change arrived (the daemon-side latency's start).
   std::optional<std::chrono::steady_clock::time_point> oldest;
-  // EndpointSlice trigger times (kube-proxy's network programming latency).
-  std::vector<std::string> trigger_times;
+  // EndpointSlice trigger times (kube-proxy's network programming latency),
+  // with the slice's IP family (FQDN slices are not programmed: none).
+  struct TriggerTime {
+    model::IPFamily family = model::IPFamily::V4;
+    std::string time;
+  };
+  std::vector<TriggerTime> trigger_times;
 
   bool any() const { return service_changes + endpoint_slice_changes + other_changes > 0; }
   // Adds `later`'s changes to these.

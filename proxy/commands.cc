@@ -332,6 +332,8 @@ int run_cli(int argc, char** argv) {
       options.proxy_mode = *chosen_mode;
       options.userspace = userspace_flags;
       options.userspace.udp_timeout = parse_duration("--udp-timeout", udp_timeout);
+      options.flags = flag_values(*run, settings);
+      options.configz = configz_json(settings);
       log.info("starting", {{"version", kVersion}, {"proxy_mode", to_string(*chosen_mode)}});
       return run_daemon(options, log);
     }

@@ -114,6 +114,9 @@ Daemon::Daemon(const RunOptions& options, Log& log)
   http.metrics_bind_address = options_.metrics_bind_address;
   http.proxy_mode = options_.proxy_mode;
   http.health_check_ips = ip_strings(start_node.nodeport_ips);
+  http.flags = options_.flags;
+  http.configz = options_.configz;
+  http.started = process_start_;
   server_ = std::make_unique<HttpServer>(http, health_, metrics_);
   server_->start();
   source_ = make_source(options_, node_flags_, log_, tracker_);
@@ -398,8 +401,8 @@ void Daemon::after_success(const SyncResult& r, const char* reason, const Change
   for (const auto& t : synced.trigger_times) {
     // As kube-proxy: only changes made after this process started (the
     // first list carries the annotations of changes long past).
-    const auto when = parse_rfc3339(t);
-    if (when && *when >= process_start_) metrics_.observe_network_programming(now - *when);
+    const auto when = parse_rfc3339(t.time);
+    if (when && *when >= process_start_) metrics_.observe_network_programming(t.family, now - *when);
   }
   metrics_.set_no_local_endpoints(model_.no_local_endpoints());
   if (const auto objects = dataplane_->kernel_objects()) metrics_.set_kernel_objects(*objects);

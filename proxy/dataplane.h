@@ -22,10 +22,19 @@
 
 namespace svcproxy::proxy {
 
+// One run of the conntrack reconciler (kube-proxy's CleanStaleEntries) over
+// one IP family's entries.
+struct ConntrackReconcile {
+  model::IPFamily family = model::IPFamily::V4;
+  size_t deleted = 0;
+  std::chrono::microseconds duration{0};
+};
+
 struct SyncResult {
   bool full = false;
   size_t operations = 0;         // kernel objects changed (partial) or programmed (full)
   size_t conntrack_deleted = 0;  // stale UDP entries removed
+  std::vector<ConntrackReconcile> conntrack_reconciles;  // at most one per family
   std::chrono::microseconds duration{0};
   std::string error;  // empty: success
   // Every service port left out (conflicts) as the dataplane now holds

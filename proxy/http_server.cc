@@ -10,6 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include "svcproxy_version.h"
+
 namespace svcproxy::proxy {
 
 namespace asio = boost::asio;
@@ -55,7 +57,12 @@ struct Answer {
   std::string body;
   std::optional<size_t> endpoint_weight;  // X-Load-Balancing-Endpoint-Weight
   bool close = false;
+  std::string warning;  // a Warning header; empty: none
 };
+
+// The metrics port's pages, as /statusz lists them (kube-proxy lists the
+// first path segment of each page registered before /statusz).
+const std::vector<std::string> kMetricsPortPaths = {"/configz", "/flagz", "/healthz", "/metrics", "/proxyMode"};
 
 }  // namespace
 
@@ -89,7 +96,8 @@ class HttpServer::Impl {
   }
 
   void accept(std::shared_ptr<tcp::acceptor> acceptor, Role role, uint16_t port);
-  Answer answer(Role role, uint16_t port, std::string_view target);
+  Answer answer(Role role, uint16_t port, std::string_view target, std::string_view accept);
+  Answer metrics_port(std::string_view path, std::string_view accept);
 
   // Runs `f` on the io thread and waits (inline when that thread is not
   // running): acceptors are only touched from one thread at a time.
@@ -149,11 +157,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return close();
     const auto request = parser_->release();
     const std::string_view target(request.target().data(), request.target().size());
-    Answer answer = server_.answer(role_, port_, target.substr(0, target.find('?')));
+    const auto accept = request[http::field::accept];
+    Answer answer = server_.answer(role_, port_, target.substr(0, target.find('?')),
+                                   std::string_view(accept.data(), accept.size()));
 
     response_ = std::make_shared<http::response<http::string_body>>(answer.status, request.version());
     response_->set(http::field::content_type, answer.content_type);
     response_->set("X-Content-Type-Options", "nosniff");
+    if (!answer.warning.empty()) response_->set(http::field::warning, answer.warning);
     if (answer.endpoint_weight)
       response_->set("X-Load-Balancing-Endpoint-Weight", std::to_string(*answer.endpoint_weight));
     response_->keep_alive(request.keep_alive() && !answer.close);
@@ -202,10 +213,35 @@ void HttpServer::Impl::accept(std::shared_ptr<tcp::acceptor> acceptor, Role role
   });
 }
 
-Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path) {
+Answer HttpServer::Impl::metrics_port(std::string_view path, std::string_view accept) {
+  constexpr const char* kText = "text/plain; charset=utf-8";
+  constexpr const char* kPrometheus = "text/plain; version=0.0.4; charset=utf-8";
+  auto page = [](ZpageAnswer z) {
+    return Answer{static_cast<http::status>(z.status),
+                  std::move(z.content_type),
+                  std::move(z.body),
+                  std::nullopt,
+                  false,
+                  std::move(z.warning)};
+  };
+  if (path == "/metrics") return {http::status::ok, kPrometheus, metrics_.render(), std::nullopt, false, ""};
+  if (path == "/metrics/slis") return {http::status::ok, kPrometheus, metrics_.render_slis(), std::nullopt, false, ""};
+  if (path == "/healthz") return {http::status::ok, kText, "ok", std::nullopt, false, ""};
+  if (path == "/proxyMode")
+    return {http::status::ok, kText, std::string(to_string(options_.proxy_mode)), std::nullopt, false, ""};
+  if (path == "/configz") return {http::status::ok, "application/json", options_.configz, std::nullopt, false, ""};
+  if (path == "/flagz") return page(flagz_page(options_.flags, accept, random_zpage_delimiter()));
+  if (path == "/statusz") {
+    const StatuszInfo info{options_.started, std::string(kVersion), std::string(kKubeProxyLine), kMetricsPortPaths};
+    return page(statusz_page(info, accept, std::chrono::system_clock::now(), random_zpage_delimiter()));
+  }
+  return {http::status::not_found, kText, "404 page not found\n", std::nullopt, false, ""};
+}
+
+Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path, std::string_view accept) {
   constexpr const char* kJson = "application/json";
   constexpr const char* kText = "text/plain; charset=utf-8";
-  const Answer not_found{http::status::not_found, kText, "404 page not found\n", std::nullopt, false};
+  const Answer not_found{http::status::not_found, kText, "404 page not found\n", std::nullopt, false, ""};
   switch (role) {
     case Role::Healthz: {
       if (path != "/healthz" && path != "/livez") return not_found;
@@ -213,15 +249,10 @@ Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path)
       const auto a = healthz ? health_.healthz() : health_.livez();
       if (healthz) metrics_.count_healthz(a.status);
       else metrics_.count_livez(a.status);
-      return {static_cast<http::status>(a.status), kJson, a.body, std::nullopt, false};
+      return {static_cast<http::status>(a.status), kJson, a.body, std::nullopt, false, ""};
     }
     case Role::Metrics:
-      if (path == "/metrics")
-        return {http::status::ok, "text/plain; version=0.0.4; charset=utf-8", metrics_.render(), std::nullopt, false};
-      if (path == "/healthz") return {http::status::ok, kText, "ok", std::nullopt, false};
-      if (path == "/proxyMode")
-        return {http::status::ok, kText, std::string(to_string(options_.proxy_mode)), std::nullopt, false};
-      return not_found;
+      return metrics_port(path, accept);
     case Role::HealthCheck: {
       std::optional<HealthCheckService> service;
       {
@@ -229,9 +260,9 @@ Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path)
         if (auto it = services_.find(port); it != services_.end()) service = it->second;
       }
       // A connection kept alive across the port's closing.
-      if (!service) return {http::status::service_unavailable, kText, "health check closed\n", std::nullopt, true};
+      if (!service) return {http::status::service_unavailable, kText, "health check closed\n", std::nullopt, true, ""};
       const auto a = service_health(*service, health_.healthy());
-      return {static_cast<http::status>(a.status), kJson, a.body, service->local_endpoints, false};
+      return {static_cast<http::status>(a.status), kJson, a.body, service->local_endpoints, false, ""};
     }
   }
   return not_found;

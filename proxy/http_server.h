@@ -1,12 +1,14 @@
 // The daemon's HTTP endpoints on Boost.Beast, served from one io_context
 // thread of their own:
 //   --healthz-bind-address  /healthz, /livez            (kube-proxy's semantics, proxy/health.h)
-//   --metrics-bind-address  /metrics, /healthz, /proxyMode
+//   --metrics-bind-address  /metrics, /metrics/slis, /healthz, /proxyMode,
+//                           /configz, /flagz, /statusz (proxy/zpages.h)
 //   one server per healthCheckNodePort (any path)        (set_health_check_services)
 // The sync loop never blocks on a client: answers read shared state that is
 // thread-safe (ProxyHealth, Metrics, the services table under a mutex).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -20,6 +22,7 @@
 #include "proxy/health.h"
 #include "proxy/metrics.h"
 #include "proxy/modes.h"
+#include "proxy/zpages.h"
 
 namespace svcproxy::proxy {
 
@@ -43,6 +46,11 @@ struct HttpServerOptions {
   // --nodeport-addresses IPs); empty: every address, both families.
   std::vector<std::string> health_check_ips;
   ProxyMode proxy_mode = ProxyMode::Nftables;  // answered on /proxyMode
+  // The z-pages' content: /flagz lists `flags`, /configz answers `configz`
+  // (a JSON document), /statusz tells `started` and the uptime.
+  FlagValues flags;
+  std::string configz = "{}";
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 };
 
 class HttpServer {

@@ -60,6 +60,24 @@ prometheus::detail::Builder<prometheus::Histogram> builder() {
 
 }  // namespace
 
+std::string_view ip_family_label(model::IPFamily family) { return family == model::IPFamily::V4 ? "IPv4" : "IPv6"; }
+
+NoLocalEndpoints& NoLocalEndpoints::operator+=(const NoLocalEndpoints& other) {
+  for (const auto f : {model::IPFamily::V4, model::IPFamily::V6}) {
+    of(f).internal += other.of(f).internal;
+    of(f).external += other.of(f).external;
+  }
+  return *this;
+}
+
+NoLocalEndpoints& NoLocalEndpoints::operator-=(const NoLocalEndpoints& other) {
+  for (const auto f : {model::IPFamily::V4, model::IPFamily::V6}) {
+    of(f).internal -= std::min(of(f).internal, other.of(f).internal);
+    of(f).external -= std::min(of(f).external, other.of(f).external);
+  }
+  return *this;
+}
+
 NoLocalEndpoints count_no_local_endpoints(std::span<const model::ServicePortState> ports) {
   NoLocalEndpoints out;
   for (const auto& p : ports) {
@@ -67,8 +85,9 @@ NoLocalEndpoints count_no_local_endpoints(std::span<const model::ServicePortStat
     // "no local endpoints" drop.
     if (p.cluster_endpoints.empty() && p.local_endpoints.empty()) continue;
     if (!p.local_endpoints.empty()) continue;
-    if (p.internal_traffic_policy == model::TrafficPolicy::Local) ++out.internal;
-    if (p.external_traffic_policy == model::TrafficPolicy::Local && p.has_external_addresses()) ++out.external;
+    auto& counts = out.of(p.name.family);
+    if (p.internal_traffic_policy == model::TrafficPolicy::Local) ++counts.internal;
+    if (p.external_traffic_policy == model::TrafficPolicy::Local && p.has_external_addresses()) ++counts.external;
   }
   return out;
 }
@@ -140,24 +159,27 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
 }
 
 // kube-proxy's metrics first, with its help texts (component-base prefixes
-// the stability level), then svcproxy's own.
-Metrics::Metrics()
+// the stability level; client_golang's process_* have none), then
+// svcproxy's own.
+Metrics::Metrics(ProcessStatsSource process)
     : registry_(std::make_unique<prometheus::Registry>()),
-      sync_duration_(histogram("kubeproxy_sync_proxy_rules_duration_seconds",
-                               "[ALPHA] SyncProxyRules latency in seconds", exponential_buckets(0.001, 2, 15))),
-      sync_full_duration_(histogram("kubeproxy_sync_full_proxy_rules_duration_seconds",
-                                    "[ALPHA] SyncProxyRules latency in seconds for full resyncs",
-                                    exponential_buckets(0.001, 2, 15))),
-      sync_partial_duration_(histogram("kubeproxy_sync_partial_proxy_rules_duration_seconds",
-                                       "[ALPHA] SyncProxyRules latency in seconds for partial resyncs",
-                                       exponential_buckets(0.001, 2, 15))),
-      last_sync_timestamp_(gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-                                 "[ALPHA] The last time proxy rules were successfully synced")),
-      last_queued_timestamp_(gauge("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
-                                   "[ALPHA] The last time a sync of proxy rules was queued")),
-      network_programming_(histogram("kubeproxy_network_programming_duration_seconds",
-                                     "[ALPHA] In Cluster Network Programming Latency in seconds",
-                                     network_programming_buckets())),
+      process_(std::move(process)),
+      sync_duration_(histograms_by_family("kubeproxy_sync_proxy_rules_duration_seconds",
+                                          "[ALPHA] SyncProxyRules latency in seconds",
+                                          exponential_buckets(0.001, 2, 15))),
+      sync_full_duration_(histograms_by_family("kubeproxy_sync_full_proxy_rules_duration_seconds",
+                                               "[ALPHA] SyncProxyRules latency in seconds for full resyncs",
+                                               exponential_buckets(0.001, 2, 15))),
+      sync_partial_duration_(histograms_by_family("kubeproxy_sync_partial_proxy_rules_duration_seconds",
+                                                  "[ALPHA] SyncProxyRules latency in seconds for partial resyncs",
+                                                  exponential_buckets(0.001, 2, 15))),
+      last_sync_timestamp_(gauges_by_family("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                                            "[ALPHA] The last time proxy rules were successfully synced")),
+      last_queued_timestamp_(gauges_by_family("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                                              "[ALPHA] The last time a sync of proxy rules was queued")),
+      network_programming_(histograms_by_family("kubeproxy_network_programming_duration_seconds",
+                                                "[ALPHA] In Cluster Network Programming Latency in seconds",
+                                                network_programming_buckets())),
       endpoint_changes_pending_(
           gauge("kubeproxy_sync_proxy_rules_endpoint_changes_pending", "[ALPHA] Pending proxy rules Endpoint changes")),
       endpoint_changes_total_(counter("kubeproxy_sync_proxy_rules_endpoint_changes_total",
@@ -166,8 +188,14 @@ Metrics::Metrics()
           gauge("kubeproxy_sync_proxy_rules_service_changes_pending", "[ALPHA] Pending proxy rules Service changes")),
       service_changes_total_(counter("kubeproxy_sync_proxy_rules_service_changes_total",
                                      "[ALPHA] Cumulative proxy rules Service changes")),
-      sync_failures_total_(counter("kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
-                                   "[ALPHA] Cumulative proxy nftables sync failures")),
+      sync_failures_total_(counters_by_family("kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+                                              "[ALPHA] Cumulative proxy nftables sync failures")),
+      // kube-proxy deletes stale chains in a transaction of their own, a
+      // second after the sync that left them; svcproxy deletes them in the
+      // sync's own transaction, so a failure there is a sync failure and
+      // this stays 0. Exported so that kube-proxy's alerts find it.
+      cleanup_failures_total_(counters_by_family("kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total",
+                                                 "[ALPHA] Cumulative proxy nftables cleanup failures")),
       // A gauge despite the _total suffix, as in kube-proxy.
       no_local_endpoints_(
           family<prometheus::Gauge>("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
@@ -176,6 +204,25 @@ Metrics::Metrics()
           family<prometheus::Counter>("kubeproxy_proxy_healthz_total", "[ALPHA] Cumulative proxy healthz HTTP status")),
       livez_total_(
           family<prometheus::Counter>("kubeproxy_proxy_livez_total", "[ALPHA] Cumulative proxy livez HTTP status")),
+      conntrack_reconcile_duration_(histograms_by_family("kubeproxy_conntrack_reconciler_sync_duration_seconds",
+                                                         "[ALPHA] ReconcileConntrackFlowsLatency latency in seconds",
+                                                         exponential_buckets(0.001, 2, 15))),
+      conntrack_reconcile_deleted_(
+          counters_by_family("kubeproxy_conntrack_reconciler_deleted_entries_total",
+                             "[ALPHA] Cumulative conntrack flows deleted by conntrack reconciler")),
+      process_cpu_seconds_(counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")),
+      process_max_fds_(gauge("process_max_fds", "Maximum number of open file descriptors.")),
+      process_network_receive_(
+          counter("process_network_receive_bytes_total", "Number of bytes received by the process over the network.")),
+      process_network_transmit_(
+          counter("process_network_transmit_bytes_total", "Number of bytes sent by the process over the network.")),
+      process_open_fds_(gauge("process_open_fds", "Number of open file descriptors.")),
+      process_resident_memory_(gauge("process_resident_memory_bytes", "Resident memory size in bytes.")),
+      process_start_time_(
+          gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.")),
+      process_virtual_memory_(gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.")),
+      process_virtual_memory_max_(
+          gauge("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.")),
       kernel_objects_(family<prometheus::Gauge>(
           "svcproxy_kernel_objects", "Objects in svcproxy's nftables tables after the last successful sync")),
       conntrack_deleted_total_(counter("svcproxy_conntrack_entries_deleted_total",
@@ -199,8 +246,9 @@ Metrics::Metrics()
           "BOOKMARK events received on API watches; each moves the watch's resourceVersion on")),
       proxy_mode_(
           family<prometheus::Gauge>("svcproxy_proxy_mode", "The dataplane in use (1 for the mode chosen at startup)")) {
-  no_local_endpoints_.Add({{"traffic_policy", "external"}});
-  no_local_endpoints_.Add({{"traffic_policy", "internal"}});
+  for (const auto f : {model::IPFamily::V4, model::IPFamily::V6})
+    for (const char* policy : {"external", "internal"})
+      no_local_endpoints_.Add({{"ip_family", std::string(ip_family_label(f))}, {"traffic_policy", policy}});
   // Both codes are always exported so rate() works from the first scrape.
   for (auto* by_code : {&healthz_total_, &livez_total_}) {
     by_code->Add({{"code", "200"}});
@@ -230,27 +278,61 @@ prometheus::Histogram& Metrics::histogram(const std::string& name, const std::st
   return family<prometheus::Histogram>(name, help).Add({}, upper_bounds);
 }
 
-void Metrics::raise_to(prometheus::Counter& counter, uint64_t total) {
+namespace {
+
+prometheus::Labels family_label(model::IPFamily f) { return {{"ip_family", std::string(ip_family_label(f))}}; }
+
+}  // namespace
+
+Metrics::ByFamily<prometheus::Counter> Metrics::counters_by_family(const std::string& name, const std::string& help) {
+  auto& f = family<prometheus::Counter>(name, help);
+  return {&f.Add(family_label(model::IPFamily::V4)), &f.Add(family_label(model::IPFamily::V6))};
+}
+
+Metrics::ByFamily<prometheus::Gauge> Metrics::gauges_by_family(const std::string& name, const std::string& help) {
+  auto& f = family<prometheus::Gauge>(name, help);
+  return {&f.Add(family_label(model::IPFamily::V4)), &f.Add(family_label(model::IPFamily::V6))};
+}
+
+Metrics::ByFamily<prometheus::Histogram> Metrics::histograms_by_family(const std::string& name, const std::string& help,
+                                                                       const std::vector<double>& upper_bounds) {
+  auto& f = family<prometheus::Histogram>(name, help);
+  return {&f.Add(family_label(model::IPFamily::V4), upper_bounds),
+          &f.Add(family_label(model::IPFamily::V6), upper_bounds)};
+}
+
+void Metrics::raise_to(prometheus::Counter& counter, uint64_t total) { raise_to(counter, static_cast<double>(total)); }
+
+void Metrics::raise_to(prometheus::Counter& counter, double total) {
   std::lock_guard lock(mutex_);
   const double now = counter.Value();
-  if (static_cast<double>(total) > now) counter.Increment(static_cast<double>(total) - now);
+  if (total > now) counter.Increment(total - now);
 }
 
 void Metrics::observe_sync(const SyncResult& result, TimePoint finished) {
   const double seconds = std::chrono::duration<double>(result.duration).count();
-  sync_duration_.Observe(seconds);
-  (result.full ? sync_full_duration_ : sync_partial_duration_).Observe(seconds);
-  if (result.error.empty()) {
-    last_sync_timestamp_.Set(seconds_since_epoch(finished));
-  } else {
-    sync_failures_total_.Increment();
+  for (const auto f : {model::IPFamily::V4, model::IPFamily::V6}) {
+    sync_duration_[f].Observe(seconds);
+    (result.full ? sync_full_duration_ : sync_partial_duration_)[f].Observe(seconds);
+    if (result.error.empty()) {
+      last_sync_timestamp_[f].Set(seconds_since_epoch(finished));
+    } else {
+      sync_failures_total_[f].Increment();
+    }
+  }
+  for (const auto& r : result.conntrack_reconciles) {
+    conntrack_reconcile_duration_[r.family].Observe(std::chrono::duration<double>(r.duration).count());
+    conntrack_reconcile_deleted_[r.family].Increment(static_cast<double>(r.deleted));
   }
   conntrack_deleted_total_.Increment(static_cast<double>(result.conntrack_deleted));
 }
 
 void Metrics::count_drift_repair() { drift_repairs_total_.Increment(); }
 
-void Metrics::sync_queued(TimePoint when) { last_queued_timestamp_.Set(seconds_since_epoch(when)); }
+void Metrics::sync_queued(TimePoint when) {
+  for (const auto f : {model::IPFamily::V4, model::IPFamily::V6})
+    last_queued_timestamp_[f].Set(seconds_since_epoch(when));
+}
 
 void Metrics::changes_received(size_t endpoint_slice_changes, size_t service_changes) {
   endpoint_changes_total_.Increment(static_cast<double>(endpoint_slice_changes));
@@ -262,21 +344,26 @@ void Metrics::set_changes_pending(size_t endpoint_slice_changes, size_t service_
   service_changes_pending_.Set(static_cast<double>(service_changes));
 }
 
-void Metrics::observe_network_programming(std::chrono::duration<double> latency) {
+void Metrics::observe_network_programming(model::IPFamily family, std::chrono::duration<double> latency) {
   if (latency.count() < 0) return;
-  network_programming_.Observe(latency.count());
+  network_programming_[family].Observe(latency.count());
 }
 
-bool Metrics::observe_network_programming(std::string_view trigger_time, TimePoint programmed) {
+bool Metrics::observe_network_programming(model::IPFamily family, std::string_view trigger_time, TimePoint programmed) {
   const auto trigger = parse_rfc3339(trigger_time);
   if (!trigger) return false;
-  observe_network_programming(std::chrono::duration<double>(programmed - *trigger));
+  observe_network_programming(family, std::chrono::duration<double>(programmed - *trigger));
   return true;
 }
 
-void Metrics::set_no_local_endpoints(NoLocalEndpoints counts) {
-  no_local_endpoints_.Add({{"traffic_policy", "external"}}).Set(static_cast<double>(counts.external));
-  no_local_endpoints_.Add({{"traffic_policy", "internal"}}).Set(static_cast<double>(counts.internal));
+void Metrics::set_no_local_endpoints(const NoLocalEndpoints& counts) {
+  for (const auto f : {model::IPFamily::V4, model::IPFamily::V6}) {
+    const std::string family(ip_family_label(f));
+    no_local_endpoints_.Add({{"ip_family", family}, {"traffic_policy", "external"}})
+        .Set(static_cast<double>(counts.of(f).external));
+    no_local_endpoints_.Add({{"ip_family", family}, {"traffic_policy", "internal"}})
+        .Set(static_cast<double>(counts.of(f).internal));
+  }
 }
 
 void Metrics::set_kernel_objects(KernelObjects counts) {
@@ -315,7 +402,34 @@ void Metrics::set_proxy_mode(ProxyMode mode) {
   proxy_mode_gauge_->Set(1);
 }
 
-std::string Metrics::render() const {
+void Metrics::collect_process() {
+  const ProcessStats p = process_();
+  raise_to(process_cpu_seconds_, p.cpu_seconds);
+  raise_to(process_network_receive_, p.network_receive_bytes);
+  raise_to(process_network_transmit_, p.network_transmit_bytes);
+  process_max_fds_.Set(p.max_fds);
+  process_open_fds_.Set(p.open_fds);
+  process_resident_memory_.Set(p.resident_memory_bytes);
+  process_start_time_.Set(p.start_time_seconds);
+  process_virtual_memory_.Set(p.virtual_memory_bytes);
+  process_virtual_memory_max_.Set(p.virtual_memory_max_bytes);
+}
+
+std::string Metrics::render_slis() {
+  prometheus::Registry slis;
+  prometheus::BuildGauge()
+      .Name("process_start_time_seconds")
+      .Help("[ALPHA] Start time of the process since unix epoch in seconds.")
+      .Register(slis)
+      .Add({})
+      .Set(process_().start_time_seconds);
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, slis.Collect());
+  return std::move(out).str();
+}
+
+std::string Metrics::render() {
+  collect_process();
   auto families = registry_->Collect();
   std::unordered_map<std::string_view, size_t> position;
   for (size_t i = 0; i < family_order_.size(); ++i) position.emplace(family_order_[i], i);

@@ -10,6 +10,7 @@
 #include "proxy/log.h"
 #include "proxy/node_flags.h"
 #include "proxy/userspace_mode.h"
+#include "proxy/zpages.h"
 #include "watch/api_source.h"
 #include "watch/kubeconfig.h"
 
@@ -33,6 +34,9 @@ struct RunOptions {
   // userspace L4 proxy on svcproxy0; see userspace/).
   ProxyMode proxy_mode = ProxyMode::Nftables;
   UserspaceFlags userspace;
+  // What the metrics port's /flagz and /configz show (proxy/zpages.h).
+  FlagValues flags;
+  std::string configz = "{}";
 };
 
 // This node's name as kube-proxy derives it: --hostname-override, else the

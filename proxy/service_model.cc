@@ -11,8 +11,7 @@ std::string skip_line(const model::SkipReason& s) { return "skipped " + s.object
 void ServiceModel::erase(const model::ObjectRef& service) {
   const auto it = services_.find(service);
   if (it == services_.end()) return;
-  no_local_.internal -= it->second.no_local.internal;
-  no_local_.external -= it->second.no_local.external;
+  no_local_ -= it->second.no_local;
   if (it->second.health_check) health_checks_changed_ = true;
   with_skips_.erase(service);
   with_health_check_.erase(service);
@@ -28,8 +27,7 @@ void ServiceModel::set(const model::ObjectRef& service, std::vector<model::Servi
   for (const auto& p : ports) entry.health_check = entry.health_check || p.health_check_node_port != 0;
   entry.ports = std::move(ports);
   entry.skipped = std::move(skipped);
-  no_local_.internal += entry.no_local.internal;
-  no_local_.external += entry.no_local.external;
+  no_local_ += entry.no_local;
   if (!entry.skipped.empty()) with_skips_.insert(service);
   if (entry.health_check) {
     with_health_check_.insert(service);

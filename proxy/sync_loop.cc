@@ -19,6 +19,31 @@ std::optional<model::ObjectRef> warning_service(const std::string& warning) {
                           warning.substr(ns_end + 1, name_end - ns_end - 1)};
 }
 
+// kube-proxy's conntrack reconciler runs once per family (one proxier
+// each); so does ours, each family's run timed for its metrics. `run` gets
+// the family and returns how many entries it deleted; a family with nothing
+// to look at is skipped (no dump, no observation).
+template <typename HasWork, typename Run>
+void reconcile_conntrack(SyncResult& result, HasWork has_work, Run run) {
+  for (const auto family : {model::IPFamily::V4, model::IPFamily::V6}) {
+    if (!has_work(family)) continue;
+    const auto start = std::chrono::steady_clock::now();
+    const size_t deleted = run(family);
+    result.conntrack_deleted += deleted;
+    result.conntrack_reconciles.push_back(
+        {family, deleted,
+         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)});
+  }
+}
+
+template <typename T>
+std::vector<T> of_family(const std::vector<T>& all, model::IPFamily family) {
+  std::vector<T> out;
+  for (const auto& x : all)
+    if (x.family == family) out.push_back(x);
+  return out;
+}
+
 }  // namespace
 
 dataplane::ConntrackCleaner& KernelConntrack::cleaner() {
@@ -125,7 +150,14 @@ void SyncLoop::program_from_scratch(const std::vector<model::ServicePortState>& 
   node_changed_ = false;
   count_objects(compiler_.ruleset_ref());
   result.operations = objects_.chains + objects_.sets;
-  result.conntrack_deleted = conntrack_.delete_orphans(ports, compiler_.node().nodeport_ips);
+  std::vector<model::ServicePortState> udp_v4, udp_v6;  // only UDP entries can be orphans
+  for (const auto& p : ports)
+    if (p.name.protocol == model::Protocol::UDP) (p.name.family == model::IPFamily::V4 ? udp_v4 : udp_v6).push_back(p);
+  const auto udp = [&](model::IPFamily f) -> const auto& { return f == model::IPFamily::V4 ? udp_v4 : udp_v6; };
+  const auto& nodeport_ips = compiler_.node().nodeport_ips;
+  reconcile_conntrack(
+      result, [&](model::IPFamily f) { return !udp(f).empty(); },
+      [&](model::IPFamily f) { return conntrack_.delete_orphans(udp(f), of_family(nodeport_ips, f)); });
 }
 
 void SyncLoop::program_diff(const dataplane::RulesetDiff& diff, bool whole_ruleset, SyncResult& result) {
@@ -141,7 +173,9 @@ void SyncLoop::program_diff(const dataplane::RulesetDiff& diff, bool whole_rules
   }
   result.operations = diff.operations();
   // Stale flows come from the diff, also when the whole ruleset was sent.
-  if (!diff.stale_udp_flows.empty()) result.conntrack_deleted = conntrack_.delete_stale(diff.stale_udp_flows);
+  reconcile_conntrack(
+      result, [&](model::IPFamily f) { return !of_family(diff.stale_udp_flows, f).empty(); },
+      [&](model::IPFamily f) { return conntrack_.delete_stale(of_family(diff.stale_udp_flows, f)); });
 }
 
 SyncResult SyncLoop::full_sync(const std::vector<model::ServicePortState>& ports) {

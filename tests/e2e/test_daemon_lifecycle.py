@@ -158,14 +158,18 @@ class Family:
         """The one sample called `name` (default: the family's own name)
         whose labels are exactly `labels`."""
         name = name or self.name
+        if "ip_family" not in labels and any(k == "ip_family" for s in self.samples for k, _ in s.labels):
+            labels = {"ip_family": "IPv4", **labels}  # kube-proxy's per-family series: IPv4's
         found = [s for s in self.samples if s.name == name and dict(s.labels) == labels]
         if len(found) != 1:
             raise KeyError(f"{name}{labels}: {len(found)} samples")
         return found[0].value
 
     def buckets(self) -> list[tuple[float, float]]:
-        """(upper bound, cumulative count) of an unlabelled histogram."""
-        return [(parse_value(s.label("le")), s.value) for s in self.samples if s.name == self.name + "_bucket"]
+        """(upper bound, cumulative count) of an unlabelled histogram (of a
+        per-family one: the IPv4 series)."""
+        return [(parse_value(s.label("le")), s.value) for s in self.samples
+                if s.name == self.name + "_bucket" and s.label("ip_family") in (None, "IPv4")]
 
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -375,7 +379,13 @@ KUBE_PROXY_METRICS = {
     "kubeproxy_sync_proxy_rules_no_local_endpoints_total": "gauge",  # a gauge despite _total, as kube-proxy
     "kubeproxy_proxy_healthz_total": "counter",
     "kubeproxy_proxy_livez_total": "counter",
+    "kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total": "counter",
+    "kubeproxy_conntrack_reconciler_sync_duration_seconds": "histogram",
+    "kubeproxy_conntrack_reconciler_deleted_entries_total": "counter",
 }
+# The ones kube-proxy 1.33+ labels by IP family (every svcproxy sync is both families').
+PER_FAMILY = {name for name in KUBE_PROXY_METRICS if "changes" not in name and "proxy_healthz" not in name
+              and "proxy_livez" not in name}
 SVCPROXY_METRICS = {
     "svcproxy_kernel_objects": "gauge",
     "svcproxy_conntrack_entries_deleted_total": "counter",
@@ -830,6 +840,9 @@ class TestMetrics(LifecycleTestCase):
             self.assertEqual({s.label("code") for s in m0[name].samples}, {"200", "503"}, name)
         self.assertEqual({s.label("traffic_policy") for s in
                           m0["kubeproxy_sync_proxy_rules_no_local_endpoints_total"].samples}, {"internal", "external"})
+        for name in KUBE_PROXY_METRICS:
+            families = {s.label("ip_family") for s in m0[name].samples}
+            self.assertEqual(families, {"IPv4", "IPv6"} if name in PER_FAMILY else {None}, name)
         self.assertEqual({s.label("kind") for s in m0["svcproxy_kernel_objects"].samples},
                          {"chains", "sets", "elements"})
 

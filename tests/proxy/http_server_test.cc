@@ -24,16 +24,18 @@ struct Reply {
   std::string body;
   std::string content_type;
   std::string weight;  // X-Load-Balancing-Endpoint-Weight
+  std::string warning;
 };
 
-// One GET over a fresh connection.
+// One GET over a fresh connection (with an Accept header unless empty).
 Reply get(uint16_t port, const std::string& target, const std::string& host = "127.0.0.1",
-          http::verb verb = http::verb::get) {
+          http::verb verb = http::verb::get, const std::string& accept = "") {
   asio::io_context io;
   tcp::socket socket(io);
   socket.connect(tcp::endpoint(asio::ip::make_address(host), port));
   http::request<http::empty_body> req{verb, target, 11};
   req.set(http::field::host, host);
+  if (!accept.empty()) req.set(http::field::accept, accept);
   http::write(socket, req);
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
@@ -41,7 +43,11 @@ Reply get(uint16_t port, const std::string& target, const std::string& host = "1
   http::read(socket, buffer, parser);
   const auto& res = parser.get();
   return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type]),
-          std::string(res["X-Load-Balancing-Endpoint-Weight"])};
+          std::string(res["X-Load-Balancing-Endpoint-Weight"]), std::string(res[http::field::warning])};
+}
+
+Reply get_accepting(uint16_t port, const std::string& target, const std::string& accept) {
+  return get(port, target, "127.0.0.1", http::verb::get, accept);
 }
 
 bool refuses(uint16_t port, const std::string& host = "127.0.0.1") {
@@ -123,6 +129,67 @@ TEST(HttpServer, ServesHealthzLivezAndMetrics) {
   EXPECT_EQ(get(server.metrics_port(), "/proxyMode").body, "nftables");
   EXPECT_EQ(get(server.metrics_port(), "/healthz").body, "ok");
   EXPECT_EQ(get(server.metrics_port(), "/nope").status, 404);
+}
+
+// kube-proxy's other pages on the metrics port, with the headers and
+// content negotiation the real v1.37.2 answers with.
+TEST(HttpServer, MetricsPortServesKubeProxysZpages) {
+  ProxyHealth health(30s);
+  Metrics metrics;
+  auto options = loopback_options();
+  options.proxy_mode = ProxyMode::Userspace;
+  options.flags = {{"sync-period", "30s"}, {"cluster-cidr", "10.244.0.0/16"}};
+  options.configz = R"({"kubeproxy.config.k8s.io":{"kind":"KubeProxyConfiguration"}})";
+  options.started = std::chrono::system_clock::now() - 3725s;
+  HttpServer server(options, health, metrics);
+  server.start();
+  const uint16_t port = server.metrics_port();
+
+  const auto mode = get(port, "/proxyMode");
+  EXPECT_EQ(mode.body, "userspace");
+  EXPECT_EQ(mode.content_type, "text/plain; charset=utf-8");
+
+  const auto configz = get(port, "/configz");
+  EXPECT_EQ(configz.status, 200);
+  EXPECT_EQ(configz.content_type, "application/json");
+  EXPECT_EQ(configz.body, options.configz);
+
+  const auto flagz = get(port, "/flagz");
+  EXPECT_EQ(flagz.status, 200);
+  EXPECT_EQ(flagz.content_type, "text/plain; charset=utf-8");
+  EXPECT_TRUE(flagz.body.starts_with("\nsvcproxy flagz\nWarning: This endpoint is not meant to be machine parseable"))
+      << flagz.body;
+  EXPECT_NE(flagz.body.find("cluster-cidr"), std::string::npos);
+  const auto flagz_json = get_accepting(port, "/flagz", "application/json;as=Flagz;v=v1beta1;g=config.k8s.io");
+  EXPECT_EQ(flagz_json.content_type, "application/json;g=config.k8s.io;v=v1beta1;as=Flagz");
+  EXPECT_EQ(flagz_json.body,
+            "{\"kind\":\"Flagz\",\"apiVersion\":\"config.k8s.io/v1beta1\",\"metadata\":{\"name\":\"svcproxy\"},"
+            "\"flags\":{\"cluster-cidr\":\"10.244.0.0/16\",\"sync-period\":\"30s\"}}\n");
+  EXPECT_EQ(flagz_json.warning, "");
+
+  const auto statusz = get(port, "/statusz");
+  EXPECT_EQ(statusz.status, 200);
+  EXPECT_NE(statusz.body.find(" 1 hr 02 min 0"), std::string::npos) << statusz.body;
+  const auto statusz_old = get_accepting(port, "/statusz", "application/json;as=Statusz;v=v1alpha1;g=config.k8s.io");
+  EXPECT_EQ(statusz_old.status, 200);
+  EXPECT_EQ(statusz_old.warning,
+            "299 - \"This version of the statusz endpoint is deprecated. Please use a newer version.\"");
+  EXPECT_NE(statusz_old.body.find("\"paths\":[\"/configz\",\"/flagz\",\"/healthz\",\"/metrics\",\"/proxyMode\"]"),
+            std::string::npos)
+      << statusz_old.body;
+  const auto refused = get_accepting(port, "/statusz", "application/json");
+  EXPECT_EQ(refused.status, 406);
+  EXPECT_NE(refused.body.find("\"reason\": \"NotAcceptable\""), std::string::npos);
+
+  const auto slis = get(port, "/metrics/slis");
+  EXPECT_EQ(slis.status, 200);
+  EXPECT_EQ(slis.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  const auto parsed = svcproxy::testing::parse_prometheus_text(slis.body);
+  EXPECT_EQ(parsed.families.size(), 1u);
+  EXPECT_GT(parsed.value("process_start_time_seconds"), 1.7e9);
+  // Only on the metrics port.
+  EXPECT_EQ(get(server.healthz_port(), "/statusz").status, 404);
+  EXPECT_EQ(get(server.healthz_port(), "/configz").status, 404);
 }
 
 TEST(HttpServer, NodeBeingDeletedFailsHealthzNotLivez) {

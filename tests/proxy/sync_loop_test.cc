@@ -10,6 +10,7 @@
 #include <future>
 #include <map>
 #include <random>
+#include <set>
 
 #include "proxy/metrics.h"
 #include "tests/dataplane/random_ports.h"
@@ -29,11 +30,12 @@ class RecordingConntrack final : public ConntrackCleanup {
     stale_calls.push_back(flows);
     return flows.size();
   }
-  size_t delete_orphans(const std::vector<ServicePortState>&, const std::vector<model::IPAddress>&) override {
-    return ++orphan_calls, 0;
+  size_t delete_orphans(const std::vector<ServicePortState>& ports, const std::vector<model::IPAddress>&) override {
+    orphan_calls.push_back(ports);
+    return 0;
   }
   std::vector<std::vector<dataplane::StaleUdpFlow>> stale_calls;
-  int orphan_calls = 0;
+  std::vector<std::vector<ServicePortState>> orphan_calls;  // the ports given, per call
 };
 
 // The cluster as services -> ports, as the daemon keeps it.
@@ -49,6 +51,14 @@ std::vector<ServicePortState> random_service(std::mt19937& rng, int service) {
   std::vector<ServicePortState> ports;
   for (int p = 0; p < 1 + static_cast<int>(rng() % 2); ++p) ports.push_back(random_port(rng, service, p));
   return ports;
+}
+
+// The families with UDP ports: each gets one orphan reconcile per full sync.
+size_t udp_families(const std::vector<ServicePortState>& ports) {
+  std::set<model::IPFamily> families;
+  for (const auto& p : ports)
+    if (p.name.protocol == model::Protocol::UDP) families.insert(p.name.family);
+  return families.size();
 }
 
 struct Fixture {
@@ -95,7 +105,16 @@ TEST(SyncLoopTest, StartIsFullThenAChangeIsOnePartialTransactionOfThatService) {
   ASSERT_EQ(start.error, "");
   EXPECT_TRUE(start.full);
   EXPECT_EQ(f.kernel.full_transactions, 1);
-  EXPECT_EQ(f.conntrack.orphan_calls, 1);
+  EXPECT_EQ(f.conntrack.orphan_calls.size(), udp_families(flatten(f.services)));
+  EXPECT_EQ(start.conntrack_reconciles.size(), udp_families(flatten(f.services)));
+  // Each call is one family's UDP ports (kube-proxy reconciles per family).
+  for (const auto& call : f.conntrack.orphan_calls) {
+    ASSERT_FALSE(call.empty());
+    for (const auto& p : call) {
+      EXPECT_EQ(p.name.protocol, model::Protocol::UDP);
+      EXPECT_EQ(p.name.family, call.front().name.family);
+    }
+  }
   f.expect_kernel_matches("after start");
 
   auto ports = f.services.at({"ns", "svc7"});
@@ -142,7 +161,8 @@ TEST(SyncLoopTest, AFailedTransactionMakesTheNextSyncFull) {
   const auto again = f.loop.full_sync(flatten(f.services));
   ASSERT_EQ(again.error, "");
   EXPECT_TRUE(again.full);
-  EXPECT_EQ(f.conntrack.orphan_calls, 2);  // after a failure conntrack is unknown too
+  // After a failure conntrack is unknown too: reconciled again.
+  EXPECT_EQ(f.conntrack.orphan_calls.size(), 2 * udp_families(flatten(f.services)));
   EXPECT_FALSE(f.loop.needs_full_sync());
   f.expect_kernel_matches("after recovery");
 }
@@ -192,6 +212,43 @@ TEST(SyncLoopTest, StaleUdpFlowsOfAChangeAreDeleted) {
   ASSERT_EQ(f.conntrack.stale_calls.size(), 1u);
   EXPECT_FALSE(f.conntrack.stale_calls[0].empty());
   EXPECT_EQ(r.conntrack_deleted, f.conntrack.stale_calls[0].size());
+  // One timed reconcile of the family that changed (the conntrack metrics).
+  ASSERT_EQ(r.conntrack_reconciles.size(), 1u);
+  EXPECT_EQ(r.conntrack_reconciles[0].family, model::IPFamily::V4);
+  EXPECT_EQ(r.conntrack_reconciles[0].deleted, r.conntrack_deleted);
+  EXPECT_LE(r.conntrack_reconciles[0].duration, r.duration);
+}
+
+TEST(SyncLoopTest, ConntrackIsReconciledPerFamily) {
+  Fixture f;
+  auto udp_port = [](model::IPFamily family, model::IPAddress ip, model::IPAddress endpoint) {
+    ServicePortState p;
+    p.name = {{"ns", "dns"}, "dns", model::Protocol::UDP, family};
+    p.port = 53;
+    p.cluster_ip = ip;
+    p.cluster_endpoints = {{endpoint, 53}};
+    return p;
+  };
+  const auto v6 = [](int last) { return *model::IPAddress::parse("fd00::" + std::to_string(last)); };
+  std::vector<ServicePortState> dns = {
+      udp_port(model::IPFamily::V4, model::IPAddress::v4(10, 96, 0, 10), model::IPAddress::v4(10, 244, 0, 5)),
+      udp_port(model::IPFamily::V6, v6(10), v6(5))};
+  f.services[{"ns", "dns"}] = dns;
+  const auto start = f.loop.full_sync(flatten(f.services));
+  ASSERT_EQ(start.error, "");
+  ASSERT_EQ(start.conntrack_reconciles.size(), 2u);
+  EXPECT_EQ(start.conntrack_reconciles[0].family, model::IPFamily::V4);
+  EXPECT_EQ(start.conntrack_reconciles[1].family, model::IPFamily::V6);
+  ASSERT_EQ(f.conntrack.orphan_calls.size(), 2u);
+  EXPECT_EQ(f.conntrack.orphan_calls[1].front().name.family, model::IPFamily::V6);
+  // Only the IPv6 endpoint moves: only IPv6 is reconciled.
+  dns[1].cluster_endpoints = {{v6(6), 53}};
+  const auto r = f.change({"ns", "dns"}, dns);
+  ASSERT_EQ(r.error, "");
+  ASSERT_EQ(r.conntrack_reconciles.size(), 1u);
+  EXPECT_EQ(r.conntrack_reconciles[0].family, model::IPFamily::V6);
+  ASSERT_EQ(f.conntrack.stale_calls.size(), 1u);
+  for (const auto& flow : f.conntrack.stale_calls[0]) EXPECT_EQ(flow.family, model::IPFamily::V6);
 }
 
 TEST(SyncLoopTest, NodeChangeMakesTheNextSyncFull) {
