@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "proxy/conntrack_sysctls.h"
 #include "proxy/log.h"
 #include "proxy/node_flags.h"
 #include "proxy/userspace_mode.h"
@@ -33,6 +34,9 @@ struct RunOptions {
   // userspace L4 proxy on svcproxy0; see userspace/).
   ProxyMode proxy_mode = ProxyMode::Nftables;
   UserspaceFlags userspace;
+  // Set at start in nftables mode (kube-proxy's platformSetup), after the
+  // flags were checked and before the first sync.
+  ConntrackSettings conntrack;
 };
 
 // This node's name as kube-proxy derives it: --hostname-override, else the
