@@ -446,7 +446,9 @@ int run_cli(int argc, char** argv) {
         return write_config(kube_proxy_flags.write_config_to, settings, log);
       if (settings.oom_score_adj) {
         if (auto problem = apply_oom_score_adj(*settings.oom_score_adj); !problem.empty())
-          log.warning("--oom-score-adj: left as it is", {{"error", problem}});
+          // Lowering it needs CAP_SYS_RESOURCE, which a pod seldom has:
+          // kube-proxy logs this at -v 2 and goes on.
+          log.info("oom_score_adj left as it is", {{"value", *settings.oom_score_adj}, {"error", problem}});
       }
       if (kube_proxy_flags.init_only) {
         // kube-proxy's --init-only: the steps that need more than

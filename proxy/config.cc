@@ -418,7 +418,10 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
   // command line may give it (merge_config).
 
   out.sync_period = r.duration(root, "nftables.syncPeriod");
-  if (out.sync_period && *out.sync_period <= 0ns) r.fail("nftables.syncPeriod", "must be greater than 0");
+  // kube-proxy's defaulting turns 0 into the default (kubeadm's file writes
+  // "0s"); only a negative period is an error.
+  if (out.sync_period && *out.sync_period == 0ns) out.sync_period.reset();
+  if (out.sync_period && *out.sync_period < 0ns) r.fail("nftables.syncPeriod", "must be greater than 0");
   out.min_sync_period = r.duration(root, "nftables.minSyncPeriod");
   if (out.min_sync_period && *out.min_sync_period < 0ns)
     r.fail("nftables.minSyncPeriod", "must be greater than or equal to 0");

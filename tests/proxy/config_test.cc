@@ -181,6 +181,11 @@ logging: {flushFrequency: 5s}
   EXPECT_EQ(c.oom_score_adj, -999);
 }
 
+// kubeadm's file writes "0s": kube-proxy's defaulting makes it 30s.
+TEST(ProxyConfig, ZeroSyncPeriodIsTheDefault) {
+  EXPECT_FALSE(parse("nftables:\n  syncPeriod: 0s\n").sync_period.has_value());
+}
+
 // kube-proxy's modes other than nftables: svcproxy runs nftables, with a
 // warning (an EKS ConfigMap says iptables).
 TEST(ProxyConfig, IptablesAndIpvsModesRunNftablesWithAWarning) {
@@ -321,7 +326,7 @@ TEST(ProxyConfig, ErrorsNameTheFileAndField) {
             "config.yaml: nftables.masqueradeBit: want an integer, got \"14\"");
   EXPECT_EQ(error_of("nftables:\n  syncPeriod: 30\n"),
             "config.yaml: nftables.syncPeriod: invalid duration \"30\": missing unit (want e.g. 500ms, 30s, 1m0s, 2h45m)");
-  EXPECT_EQ(error_of("nftables:\n  syncPeriod: 0s\n"), "config.yaml: nftables.syncPeriod: must be greater than 0");
+  EXPECT_EQ(error_of("nftables:\n  syncPeriod: -1s\n"), "config.yaml: nftables.syncPeriod: must be greater than 0");
   EXPECT_EQ(error_of("nftables:\n  minSyncPeriod: -1s\n"),
             "config.yaml: nftables.minSyncPeriod: must be greater than or equal to 0");
   EXPECT_EQ(error_of("nftables:\n  syncPeriod: 10s\n  minSyncPeriod: 1m\n"),
