@@ -73,7 +73,7 @@ void add_ignored(CLI::App& run, const IgnoredFlag& f) {
       run.add_option(f.name, help)->check(check_duration)->group("kube-proxy flags ignored");
       break;
     case Takes::Integer:
-      run.add_option(f.name, help)->check(CLI::Number)->group("kube-proxy flags ignored");
+      run.add_option(f.name, help)->check(CLI::TypeValidator<int32_t>("INT32"))->group("kube-proxy flags ignored");
       break;
     case Takes::Number:
       run.add_option(f.name, help)->check(CLI::Number)->group("kube-proxy flags ignored");
@@ -97,7 +97,7 @@ void add_kube_proxy_flags(CLI::App& run, KubeProxyFlags& flags) {
   run.add_option("--write-config-to", flags.write_config_to,
                  "Write the configuration (flags, --config file and defaults) as a KubeProxyConfiguration to "
                  "this file, then exit");
-  run.add_flag("--version{true}", flags.version,
+  run.add_flag("--version", flags.version,
                "Print svcproxy's version and exit (also --version=raw); --version=vX.Y.Z is ignored");
   run.add_option("--healthz-port", flags.healthz_port,
                  "Deprecated (kube-proxy's): 0 turns off the --healthz-bind-address server")

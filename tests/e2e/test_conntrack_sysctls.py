@@ -28,7 +28,6 @@ Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_conntrack_sysctls (
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import unittest
