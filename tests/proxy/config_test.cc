@@ -149,6 +149,8 @@ logging:
   const std::string client =
       "ignored (svcproxy's API client reads only clientConnection.kubeconfig (it speaks JSON and does not rate-limit "
       "its one list and watch per resource))";
+  const std::string config_sync =
+      "ignored (svcproxy's watches never replay their cache; --sync-period re-applies the rules)";
   const std::vector<std::string> want = {
       "config.yaml: featureGates.SomeGate: ignored (svcproxy has no feature gates)",
       "config.yaml: clientConnection.qps: " + client,
@@ -157,8 +159,7 @@ logging:
       "config.yaml: iptables.syncPeriod: ignored (applies to kube-proxy's iptables mode; svcproxy reads nftables.*)",
       "config.yaml: conntrack.somethingNew: ignored (not a conntrack setting svcproxy knows)",
       "config.yaml: enableProfiling: ignored (svcproxy serves no /debug/pprof)",
-      "config.yaml: configSyncPeriod: ignored (svcproxy's watches never replay their cache; --sync-period re-applies "
-      "the rules)",
+      "config.yaml: configSyncPeriod: " + config_sync,
       "config.yaml: someFutureField: ignored (unknown field)",
       "config.yaml: logging.flushFrequency: ignored (svcproxy reads only logging.format and logging.verbosity)",
   };
