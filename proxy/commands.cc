@@ -313,8 +313,8 @@ int run_cli(int argc, char** argv) {
                   "IP:port of /metrics (default 127.0.0.1:10249; empty: off)");
   std::string bind_address;
   run->add_option("--bind-address", bind_address,
-                  "kube-proxy's name for this node's primary IP (one; 0.0.0.0 or ::: none). --node-ip wins; an IPv6 "
-                  "address moves the default bind addresses to [::]:10256 and [::1]:10249");
+                  "kube-proxy's name for this node's primary IP (one address; 0.0.0.0 and '::' name none). --node-ip "
+                  "wins; an IPv6 address moves the default bind addresses to [::]:10256 and [::1]:10249");
   ProxyMode proxy_mode = ProxyMode::Nftables;
   std::string proxy_mode_asked;
   auto mode_names_accepted = mode_names<ProxyMode>();
