@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -16,7 +17,9 @@
 #include "dataplane/trace.h"
 #include "model/service_ports.h"
 #include "proxy/config.h"
+#include "proxy/conntrack_sysctls.h"
 #include "proxy/echo.h"
+#include "proxy/kube_proxy_flags.h"
 #include "proxy/loadtest_command.h"
 #include "proxy/log.h"
 #include "proxy/modes.h"
@@ -161,6 +164,84 @@ int cmd_trace(const SourceFlags& source, const NodeFlags& node_flags, const Trac
   return source.strict && problems ? 1 : 0;
 }
 
+bool flag_given(const CLI::App& cmd, const std::string& name) {
+  const auto* opt = cmd.get_option_no_throw(name);
+  return opt != nullptr && opt->count() > 0;
+}
+
+// Go's time.ParseDuration, as kube-proxy's flags read durations ("1m0s").
+std::chrono::nanoseconds go_duration_flag(const char* flag, const std::string& text, bool zero_ok) {
+  std::chrono::nanoseconds d{};
+  try {
+    d = parse_go_duration(text);
+  } catch (const std::invalid_argument& e) {
+    throw FlagError(std::string(flag) + ": " + e.what());
+  }
+  if (d < std::chrono::nanoseconds(0) || (!zero_ok && d.count() == 0))
+    throw FlagError(std::string(flag) + ": must be greater than " + (zero_ok ? "or equal to 0" : "0") + ", got \"" +
+                    text + "\"");
+  return d;
+}
+
+// The --conntrack-* flags as given (kube-proxy's defaults otherwise).
+struct ConntrackFlags {
+  int32_t max_per_core = 32768;
+  int32_t min = 131072;
+  std::string tcp_established = "24h0m0s";
+  std::string tcp_close_wait = "1h0m0s";
+  bool tcp_be_liberal = false;
+  std::string udp_timeout = "0s";
+  std::string udp_stream_timeout = "0s";
+};
+
+void add_conntrack_flags(CLI::App& run, ConntrackFlags& f) {
+  run.add_option("--conntrack-max-per-core", f.max_per_core,
+                 "nf_conntrack_max per CPU: nf_conntrack_max = max(this x CPUs, --conntrack-min), and the hash "
+                 "table at least a quarter of it (default 32768; 0: both left as they are)")
+      ->check(CLI::Range(0, INT32_MAX));
+  run.add_option("--conntrack-min", f.min, "The least nf_conntrack_max (default 131072)")
+      ->check(CLI::Range(0, INT32_MAX));
+  run.add_option("--conntrack-tcp-timeout-established", f.tcp_established,
+                 "nf_conntrack_tcp_timeout_established: idle timeout of established TCP connections (default 24h; 0: "
+                 "left as it is)");
+  run.add_option("--conntrack-tcp-timeout-close-wait", f.tcp_close_wait,
+                 "nf_conntrack_tcp_timeout_close_wait (default 1h; 0: left as it is)");
+  run.add_flag("--conntrack-tcp-be-liberal", f.tcp_be_liberal, "Set nf_conntrack_tcp_be_liberal to 1");
+  run.add_option("--conntrack-udp-timeout", f.udp_timeout,
+                 "nf_conntrack_udp_timeout: idle timeout of UDP flows without a reply (default 0: left as it is)");
+  run.add_option("--conntrack-udp-timeout-stream", f.udp_stream_timeout,
+                 "nf_conntrack_udp_timeout_stream: idle timeout of ASSURED UDP flows (default 0: left as it is)");
+}
+
+ConntrackSettings conntrack_settings(const ConntrackFlags& f) {
+  ConntrackSettings s;
+  s.max_per_core = f.max_per_core;
+  s.min = f.min;
+  s.tcp_be_liberal = f.tcp_be_liberal;
+  auto timeout = [](const char* flag, const std::string& text) {
+    try {
+      return conntrack_timeout(go_duration_flag(flag, text, true));
+    } catch (const std::invalid_argument& e) {
+      throw FlagError(std::string(flag) + ": " + e.what());
+    }
+  };
+  s.tcp_established_timeout = timeout("--conntrack-tcp-timeout-established", f.tcp_established);
+  s.tcp_close_wait_timeout = timeout("--conntrack-tcp-timeout-close-wait", f.tcp_close_wait);
+  s.udp_timeout = timeout("--conntrack-udp-timeout", f.udp_timeout);
+  s.udp_stream_timeout = timeout("--conntrack-udp-timeout-stream", f.udp_stream_timeout);
+  return s;
+}
+
+// --write-config-to: kube-proxy writes its configuration and exits.
+int write_config(const std::string& path, const DaemonSettings& settings, Log& log) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << render_proxy_config(settings);
+  out.close();
+  if (!out) throw std::runtime_error("--write-config-to " + path + ": cannot write");
+  log.info("wrote configuration", {{"file", path}});
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -219,22 +300,52 @@ int run_cli(int argc, char** argv) {
   run->add_flag("--cleanup", run_cleanup, "Remove everything svcproxy created (as `svcproxy cleanup`) and exit");
   std::string sync_period = "30s";
   std::string min_sync_period = "0s";
-  run->add_option("--sync-period", sync_period,
-                  "Interval of full resyncs, which also repair hand edits of svcproxy's tables (default 30s)");
-  run->add_option("--min-sync-period", min_sync_period,
-                  "Changes are synced no sooner than this after the previous sync; bursts coalesce (default 0s)");
+  run->add_option("--sync-period,--iptables-sync-period", sync_period,
+                  "Interval of full resyncs, which also repair hand edits of svcproxy's tables (default 30s; "
+                  "--iptables-sync-period is kube-proxy's name, which its nftables mode reads too)");
+  run->add_option("--min-sync-period,--iptables-min-sync-period", min_sync_period,
+                  "Changes are synced no sooner than this after the previous sync; bursts coalesce (default 0s; "
+                  "--iptables-min-sync-period is kube-proxy's name)");
   std::string healthz_bind = "0.0.0.0:10256", metrics_bind = "127.0.0.1:10249";
   run->add_option("--healthz-bind-address", healthz_bind,
                   "IP:port of /healthz and /livez (default 0.0.0.0:10256; empty: off)");
   run->add_option("--metrics-bind-address", metrics_bind,
                   "IP:port of /metrics (default 127.0.0.1:10249; empty: off)");
+  std::string bind_address;
+  run->add_option("--bind-address", bind_address,
+                  "kube-proxy's name for this node's primary IP (one address; 0.0.0.0 and '::' name none). --node-ip "
+                  "wins; an IPv6 address moves the default bind addresses to [::]:10256 and [::1]:10249");
   ProxyMode proxy_mode = ProxyMode::Nftables;
-  add_mode_option(*run, "--proxy-mode", proxy_mode, "nftables (default), userspace, or auto");
+  std::string proxy_mode_asked;
+  auto mode_names_accepted = mode_names<ProxyMode>();
+  mode_names_accepted.insert(mode_names_accepted.end(), {"iptables", "ipvs"});
+  run->add_option_function<std::string>(
+         "--proxy-mode",
+         [&](const std::string& text) {
+           proxy_mode_asked = text;
+           proxy_mode = parse_mode<ProxyMode>(text).value_or(ProxyMode::Nftables);
+         },
+         "nftables (default), userspace, or auto; kube-proxy's iptables and ipvs run nftables (with a warning)")
+      ->check(CLI::IsMember(mode_names_accepted));
   int verbosity = 0;
   run->add_option("-v,--v", verbosity, "Log verbosity: 0 (default) logs syncs and problems, 2 adds each queued change")
       ->check(CLI::Range(0, 10));
   LogFormat log_format = LogFormat::Text;
-  add_mode_option(*run, "--log-format", log_format, "text (klog's line shape, default) or json (one object per line)");
+  add_mode_option(*run, "--log-format,--logging-format", log_format,
+                  "text (klog's line shape, default) or json (one object per line); --logging-format is kube-proxy's "
+                  "name");
+  int iptables_masquerade_bit = 14;
+  run->add_option("--iptables-masquerade-bit", iptables_masquerade_bit,
+                  "kube-proxy's name for --masquerade-bit (which wins when both are given)")
+      ->check(CLI::Range(0, 31));
+  ConntrackFlags conntrack;
+  add_conntrack_flags(*run, conntrack);
+  int oom_score_adj = 0;
+  run->add_option("--oom-score-adj", oom_score_adj,
+                  "Write this to /proc/self/oom_score_adj at start (-1000..1000; default: left as it is)")
+      ->check(CLI::Range(-1000, 1000));
+  KubeProxyFlags kube_proxy_flags;
+  add_kube_proxy_flags(*run, kube_proxy_flags);
   UserspaceFlags userspace_flags;
   std::string udp_timeout = "250ms";
   run->add_option("--udp-timeout", udp_timeout, "userspace mode: idle time after which a UDP flow is closed (default 250ms)");
@@ -288,27 +399,64 @@ int run_cli(int argc, char** argv) {
     if (rules->parsed()) return cmd_rules(source, node_flags, format, rules_live);
     if (run->parsed()) {
       if (run_cleanup) return cmd_cleanup();
+      const auto given = [&](std::string_view flag) {
+        // kube-proxy's spelling of a flag counts as the flag.
+        const std::string name = flag == "--masquerade-bit" && flag_given(*run, "--iptables-masquerade-bit")
+                                     ? "--iptables-masquerade-bit"
+                                     : std::string(flag);
+        return flag_given(*run, name);
+      };
+      if (const auto& v = kube_proxy_flags.version; v == "true" || v == "raw") {
+        std::cout << "svcproxy " << kVersion << "\n";
+        return 0;
+      }
       // Flags, then the config file for what the command line left unset.
       DaemonSettings settings;
       settings.node = run_node_flags;
+      if (given("--iptables-masquerade-bit") && !flag_given(*run, "--masquerade-bit"))
+        settings.node.masquerade_bit = iptables_masquerade_bit;
       settings.kubeconfig = run_source.kubeconfig;
       settings.proxy_mode = proxy_mode;
       settings.healthz_bind_address = healthz_bind;
       settings.metrics_bind_address = metrics_bind;
-      settings.sync_period = parse_duration("--sync-period", sync_period);
-      settings.min_sync_period = parse_duration("--min-sync-period", min_sync_period, true);
+      settings.sync_period = go_duration_flag("--sync-period", sync_period, false);
+      settings.min_sync_period = go_duration_flag("--min-sync-period", min_sync_period, true);
       settings.verbosity = verbosity;
       settings.log_format = log_format;
+      settings.conntrack = conntrack_settings(conntrack);
+      settings.bind_address = bind_address;
+      if (given("--oom-score-adj")) settings.oom_score_adj = oom_score_adj;
       // Without a file, merging an empty one still checks the combination
       // (--min-sync-period <= --sync-period).
       const ProxyConfigFile file = config_file.empty() ? ProxyConfigFile{} : load_proxy_config(config_file);
-      merge_config(file, [&](std::string_view flag) {
-        const auto* opt = run->get_option_no_throw(std::string(flag));
-        return opt != nullptr && opt->count() > 0;
-      }, settings);
+      merge_config(file, given, settings);
+      // kube-proxy's deprecated port flags: 0 turns a server off.
+      if (kube_proxy_flags.healthz_port == 0 && !given("--healthz-bind-address")) settings.healthz_bind_address = "";
+      if (kube_proxy_flags.metrics_port == 0 && !given("--metrics-bind-address")) settings.metrics_bind_address = "";
       Log log(std::cerr, settings.verbosity, settings.log_format);
       for (const auto& w : file.warnings) log.warning(w);
+      for (const auto& w : kube_proxy_flag_warnings(*run, kube_proxy_flags)) log.warning(w);
+      if (proxy_mode_asked == "iptables" || proxy_mode_asked == "ipvs")
+        log.warning("--proxy-mode " + proxy_mode_asked +
+                    ": svcproxy runs its nftables dataplane in place of "
+                    "kube-proxy's " +
+                    proxy_mode_asked + " mode");
       run_source.kubeconfig = settings.kubeconfig;
+      if (!kube_proxy_flags.write_config_to.empty())
+        return write_config(kube_proxy_flags.write_config_to, settings, log);
+      if (settings.oom_score_adj) {
+        if (auto problem = apply_oom_score_adj(*settings.oom_score_adj); !problem.empty())
+          // Lowering it needs CAP_SYS_RESOURCE, which a pod seldom has:
+          // kube-proxy logs this at -v 2 and goes on.
+          log.info("oom_score_adj left as it is", {{"value", *settings.oom_score_adj}, {"error", problem}});
+      }
+      if (kube_proxy_flags.init_only) {
+        // kube-proxy's --init-only: the steps that need more than
+        // CAP_NET_ADMIN (the conntrack sysctls), then exit.
+        ProcSysctls sysctls;
+        log_conntrack_sysctls(apply_conntrack_sysctls(settings.conntrack, online_cpus(), sysctls), log);
+        return 0;
+      }
 
       const NftablesProbe probe = [] { return nftables_unusable(); };
       const auto chosen_mode = choose_proxy_mode(settings.proxy_mode, probe, log);
@@ -330,6 +478,7 @@ int run_cli(int argc, char** argv) {
       options.healthz_bind_address = settings.healthz_bind_address;
       options.metrics_bind_address = settings.metrics_bind_address;
       options.proxy_mode = *chosen_mode;
+      options.conntrack = settings.conntrack;
       options.userspace = userspace_flags;
       options.userspace.udp_timeout = parse_duration("--udp-timeout", udp_timeout);
       options.flags = flag_values(*run, settings);

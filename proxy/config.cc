@@ -3,8 +3,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -196,7 +198,7 @@ class Reader {
       }
       return;
     }
-    if (!sets_something(node)) return;
+    if (!sets_something(node) || is_kube_proxy_default(path, node)) return;
     out_.warnings.push_back(name_ + ": " + path + ": ignored (" + why_ignored(path) + ")");
   }
 
@@ -210,20 +212,54 @@ class Reader {
     return true;
   }
 
+  // kube-proxy's own default for a field svcproxy does not read (its v1alpha1
+  // defaulting): kubeadm and EKS write every default into the file, and
+  // asking for the default asks for nothing.
+  static bool is_kube_proxy_default(const std::string& path, const YAML::Node& n) {
+    static const std::map<std::string, std::string> defaults = {
+        {"clientConnection.burst", "10"},
+        {"clientConnection.qps", "5"},
+        {"clientConnection.contentType", "application/vnd.kubernetes.protobuf"},
+        {"configSyncPeriod", "15m"},
+        {"iptables.masqueradeBit", "14"},
+        {"iptables.syncPeriod", "30s"},
+        {"iptables.minSyncPeriod", "1s"},
+        {"iptables.localhostNodePorts", "true"},
+        {"ipvs.syncPeriod", "30s"},
+        {"logging.flushFrequency", "5s"},
+        {"oomScoreAdj", "-999"},
+    };
+    const auto it = defaults.find(path);
+    if (it == defaults.end() || !n.IsScalar()) return false;
+    if (n.Scalar() == it->second) return true;
+    try {  // durations written another way ("15m0s"), numbers as "5.0"
+      if (it->second.back() == 's' || it->second.back() == 'm')
+        return parse_go_duration(n.Scalar()) == parse_go_duration(it->second);
+      return std::stod(n.Scalar()) == std::stod(it->second);
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
   static std::string why_ignored(const std::string& path) {
     auto under = [&](const char* prefix) { return path.rfind(prefix, 0) == 0; };
     if (under("iptables.")) return "applies to kube-proxy's iptables mode; svcproxy reads nftables.*";
     if (under("ipvs.")) return "applies to kube-proxy's ipvs mode; svcproxy reads nftables.*";
     if (under("winkernel.") || path == "windowsRunAsService") return "applies to Windows only";
-    if (under("conntrack.")) return "svcproxy leaves conntrack sysctls as they are";
+    if (under("conntrack.")) return "not a conntrack setting svcproxy knows";
     if (under("featureGates.")) return "svcproxy has no feature gates";
-    if (under("clientConnection.")) return "svcproxy's API client reads only clientConnection.kubeconfig";
+    if (under("clientConnection."))
+      return "svcproxy's API client reads only clientConnection.kubeconfig (it speaks JSON and does not rate-limit "
+             "its one list and watch per resource)";
     if (under("logging.")) return "svcproxy reads only logging.format and logging.verbosity";
     if (under("detectLocal.")) return "not a detectLocal setting svcproxy knows";
-    static const std::set<std::string> unsupported = {"bindAddressHardFail", "enableProfiling",
-                                                      "showHiddenMetricsForVersion", "oomScoreAdj",
-                                                      "configSyncPeriod", "portRange"};
-    if (unsupported.count(path)) return "not supported by svcproxy";
+    static const std::map<std::string, std::string> unsupported = {
+        {"bindAddressHardFail", "svcproxy always exits when it cannot listen"},
+        {"enableProfiling", "svcproxy serves no /debug/pprof"},
+        {"showHiddenMetricsForVersion", "svcproxy hides no metrics"},
+        {"configSyncPeriod", "svcproxy's watches never replay their cache; --sync-period re-applies the rules"},
+        {"portRange", "unused since kube-proxy's userspace mode was removed"}};
+    if (const auto it = unsupported.find(path); it != unsupported.end()) return it->second;
     return "unknown field";
   }
 
@@ -237,6 +273,32 @@ std::optional<model::IPAddress> parse_ip(const std::string& text) { return model
 // A CIDR with its prefix ("10.0.0.0/8"; a bare address is not one).
 bool valid_cidr(const std::string& text) {
   return text.find('/') != std::string::npos && model::CIDR::parse(text).has_value();
+}
+
+// conntrack.*: counts >= 0 (int32), timeouts in whole seconds >= 0.
+void read_conntrack(Reader& r, const YAML::Node& root, ProxyConfigFile& out) {
+  auto count = [&](const char* path, std::optional<int32_t>& target) {
+    if (auto v = r.integer(root, path)) {
+      if (*v < 0 || *v > INT32_MAX) r.fail(path, "must be 0..2147483647, got " + std::to_string(*v));
+      target = static_cast<int32_t>(*v);
+    }
+  };
+  count("conntrack.maxPerCore", out.conntrack_max_per_core);
+  count("conntrack.min", out.conntrack_min);
+  auto timeout = [&](const char* path, std::optional<std::chrono::seconds>& target) {
+    if (auto d = r.duration(root, path)) {
+      try {
+        target = conntrack_timeout(*d);
+      } catch (const std::invalid_argument& e) {
+        r.fail(path, e.what());
+      }
+    }
+  };
+  timeout("conntrack.tcpEstablishedTimeout", out.conntrack_tcp_established);
+  timeout("conntrack.tcpCloseWaitTimeout", out.conntrack_tcp_close_wait);
+  timeout("conntrack.udpTimeout", out.conntrack_udp_timeout);
+  timeout("conntrack.udpStreamTimeout", out.conntrack_udp_stream_timeout);
+  out.conntrack_tcp_be_liberal = r.boolean(root, "conntrack.tcpBeLiberal");
 }
 
 }  // namespace
@@ -319,8 +381,18 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
   }
 
   if (auto mode = r.string(root, "mode"); mode && !mode->empty()) {
-    out.mode = parse_mode<ProxyMode>(*mode);
-    if (!out.mode) r.fail("mode", "\"" + *mode + "\" is not supported (svcproxy runs nftables, userspace or auto)");
+    if (*mode == "iptables" || *mode == "ipvs") {
+      // A kube-proxy ConfigMap must start svcproxy unchanged; the service
+      // semantics are the same in every mode.
+      out.warnings.push_back(name + ": mode: \"" + *mode +
+                             "\": svcproxy runs its nftables dataplane in place of kube-proxy's " + *mode + " mode");
+    } else {
+      out.mode = parse_mode<ProxyMode>(*mode);
+      if (!out.mode)
+        r.fail("mode", "\"" + *mode +
+                           "\" is not supported (svcproxy runs nftables, userspace or auto; iptables and "
+                           "ipvs are taken as nftables)");
+    }
   }
 
   out.kubeconfig = r.string(root, "clientConnection.kubeconfig");
@@ -346,7 +418,10 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
   // command line may give it (merge_config).
 
   out.sync_period = r.duration(root, "nftables.syncPeriod");
-  if (out.sync_period && *out.sync_period <= 0ns) r.fail("nftables.syncPeriod", "must be greater than 0");
+  // kube-proxy's defaulting turns 0 into the default (kubeadm's file writes
+  // "0s"); only a negative period is an error.
+  if (out.sync_period && *out.sync_period == 0ns) out.sync_period.reset();
+  if (out.sync_period && *out.sync_period < 0ns) r.fail("nftables.syncPeriod", "must be greater than 0");
   out.min_sync_period = r.duration(root, "nftables.minSyncPeriod");
   if (out.min_sync_period && *out.min_sync_period < 0ns)
     r.fail("nftables.minSyncPeriod", "must be greater than or equal to 0");
@@ -367,6 +442,12 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
     r.fail("masqueradeAll", "contradicts nftables.masqueradeAll");
   out.masquerade_all = nft_all ? nft_all : top_all;
 
+  read_conntrack(r, root, out);
+  if (auto v = r.integer(root, "oomScoreAdj")) {
+    if (*v < -1000 || *v > 1000) r.fail("oomScoreAdj", "must be -1000..1000, got " + std::to_string(*v));
+    out.oom_score_adj = static_cast<int>(*v);
+  }
+
   if (auto v = r.integer(root, "logging.verbosity")) {
     if (*v < 0 || *v > 10) r.fail("logging.verbosity", "must be 0..10, got " + std::to_string(*v));
     out.verbosity = static_cast<int>(*v);
@@ -386,6 +467,57 @@ ProxyConfigFile load_proxy_config(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return parse_proxy_config(buffer.str(), path);
+}
+
+// ---- --write-config-to -------------------------------------------------------
+
+std::string render_proxy_config(const DaemonSettings& s) {
+  YAML::Emitter out;
+  auto text = [](std::string_view v) { return std::string(v); };
+  auto duration = [](std::chrono::nanoseconds d) { return format_go_duration(d); };
+  out << YAML::BeginMap;
+  out << YAML::Key << "apiVersion" << YAML::Value << kApiVersion;
+  out << YAML::Key << "kind" << YAML::Value << "KubeProxyConfiguration";
+  out << YAML::Key << "clientConnection" << YAML::Value << YAML::BeginMap << YAML::Key << "kubeconfig" << YAML::Value
+      << s.kubeconfig << YAML::EndMap;
+  out << YAML::Key << "hostnameOverride" << YAML::Value << s.node.hostname_override;
+  // One primary IP fits bindAddress; two (dual stack) only fit --node-ip.
+  out << YAML::Key << "bindAddress" << YAML::Value << (s.node.node_ips.size() == 1 ? s.node.node_ips[0] : "0.0.0.0");
+  out << YAML::Key << "healthzBindAddress" << YAML::Value << s.healthz_bind_address;
+  out << YAML::Key << "metricsBindAddress" << YAML::Value << s.metrics_bind_address;
+  out << YAML::Key << "mode" << YAML::Value << text(to_string(s.proxy_mode));
+  std::string cidrs;
+  for (const auto& c : s.node.cluster_cidrs) cidrs += (cidrs.empty() ? "" : ",") + c;
+  out << YAML::Key << "clusterCIDR" << YAML::Value << cidrs;
+  out << YAML::Key << "detectLocalMode" << YAML::Value << text(to_string(s.node.detect_local_mode));
+  out << YAML::Key << "detectLocal" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "bridgeInterface" << YAML::Value << s.node.bridge_interface;
+  out << YAML::Key << "interfaceNamePrefix" << YAML::Value << s.node.interface_name_prefix << YAML::EndMap;
+  out << YAML::Key << "nodePortAddresses" << YAML::Value << YAML::BeginSeq;
+  for (const auto& a :
+       s.node.nodeport_addresses.empty() ? std::vector<std::string>{"primary"} : s.node.nodeport_addresses)
+    out << a;
+  out << YAML::EndSeq;
+  out << YAML::Key << "nftables" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "syncPeriod" << YAML::Value << duration(s.sync_period);
+  out << YAML::Key << "minSyncPeriod" << YAML::Value << duration(s.min_sync_period);
+  out << YAML::Key << "masqueradeBit" << YAML::Value << s.node.masquerade_bit;
+  out << YAML::Key << "masqueradeAll" << YAML::Value << s.node.masquerade_all << YAML::EndMap;
+  const auto& ct = s.conntrack;
+  out << YAML::Key << "conntrack" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "maxPerCore" << YAML::Value << ct.max_per_core;
+  out << YAML::Key << "min" << YAML::Value << ct.min;
+  out << YAML::Key << "tcpEstablishedTimeout" << YAML::Value << duration(ct.tcp_established_timeout);
+  out << YAML::Key << "tcpCloseWaitTimeout" << YAML::Value << duration(ct.tcp_close_wait_timeout);
+  out << YAML::Key << "tcpBeLiberal" << YAML::Value << ct.tcp_be_liberal;
+  out << YAML::Key << "udpTimeout" << YAML::Value << duration(ct.udp_timeout);
+  out << YAML::Key << "udpStreamTimeout" << YAML::Value << duration(ct.udp_stream_timeout) << YAML::EndMap;
+  if (s.oom_score_adj) out << YAML::Key << "oomScoreAdj" << YAML::Value << *s.oom_score_adj;
+  out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "format" << YAML::Value << text(to_string(s.log_format));
+  out << YAML::Key << "verbosity" << YAML::Value << s.verbosity << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
 }
 
 // ---- merge -------------------------------------------------------------------
@@ -410,13 +542,24 @@ void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSet
   take("--log-format", file.log_format, s.log_format);
   take("--healthz-bind-address", file.healthz_bind_address, s.healthz_bind_address);
   take("--metrics-bind-address", file.metrics_bind_address, s.metrics_bind_address);
+  take("--conntrack-max-per-core", file.conntrack_max_per_core, s.conntrack.max_per_core);
+  take("--conntrack-min", file.conntrack_min, s.conntrack.min);
+  take("--conntrack-tcp-timeout-established", file.conntrack_tcp_established, s.conntrack.tcp_established_timeout);
+  take("--conntrack-tcp-timeout-close-wait", file.conntrack_tcp_close_wait, s.conntrack.tcp_close_wait_timeout);
+  take("--conntrack-tcp-be-liberal", file.conntrack_tcp_be_liberal, s.conntrack.tcp_be_liberal);
+  take("--conntrack-udp-timeout", file.conntrack_udp_timeout, s.conntrack.udp_timeout);
+  take("--conntrack-udp-timeout-stream", file.conntrack_udp_stream_timeout, s.conntrack.udp_stream_timeout);
+  if (file.oom_score_adj && !given("--oom-score-adj")) s.oom_score_adj = file.oom_score_adj;
 
-  if (file.bind_address) {
-    const auto ip = model::IPAddress::parse(*file.bind_address);
-    // bindAddress names the node's primary IP (the name is historical).
-    if (ip && !ip->is_unspecified() && !given("--node-ip")) s.node.node_ips = {*file.bind_address};
-    // An IPv6 bindAddress moves the default servers to IPv6.
-    if (ip && ip->family == model::IPFamily::V6) {
+  const std::optional<std::string> bind_address =
+      given("--bind-address") ? std::optional(s.bind_address) : file.bind_address;
+  if (bind_address && !bind_address->empty()) {
+    const auto ip = model::IPAddress::parse(*bind_address);
+    if (!ip) throw ConfigError("--bind-address: \"" + *bind_address + "\" is not an IP address");
+    // The bind address names the node's primary IP (the name is historical).
+    if (!ip->is_unspecified() && !given("--node-ip")) s.node.node_ips = {*bind_address};
+    // An IPv6 one moves the default servers to IPv6.
+    if (ip->family == model::IPFamily::V6) {
       if (!file.healthz_bind_address && !given("--healthz-bind-address")) s.healthz_bind_address = "[::]:10256";
       if (!file.metrics_bind_address && !given("--metrics-bind-address")) s.metrics_bind_address = "[::1]:10249";
     }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/conntrack_sysctls.h"
 #include "proxy/modes.h"
 #include "proxy/node_flags.h"
 
@@ -50,11 +52,22 @@ struct ProxyConfigFile {
   std::optional<bool> masquerade_all;              // nftables.masqueradeAll (or top-level masqueradeAll)
   std::optional<int> verbosity;                    // logging.verbosity
   std::optional<LogFormat> log_format;             // logging.format: text or json
+  // conntrack.*: kube-proxy's conntrack sysctls (proxy/conntrack_sysctls.h).
+  std::optional<int32_t> conntrack_max_per_core;                     // conntrack.maxPerCore (>= 0)
+  std::optional<int32_t> conntrack_min;                              // conntrack.min (>= 0)
+  std::optional<std::chrono::seconds> conntrack_tcp_established;     // conntrack.tcpEstablishedTimeout
+  std::optional<std::chrono::seconds> conntrack_tcp_close_wait;      // conntrack.tcpCloseWaitTimeout
+  std::optional<bool> conntrack_tcp_be_liberal;                      // conntrack.tcpBeLiberal
+  std::optional<std::chrono::seconds> conntrack_udp_timeout;         // conntrack.udpTimeout
+  std::optional<std::chrono::seconds> conntrack_udp_stream_timeout;  // conntrack.udpStreamTimeout
+  std::optional<int> oom_score_adj;                                  // oomScoreAdj (-1000..1000)
 
-  // One per field that is set to something (not null, empty, false, 0 or
-  // "0s") that svcproxy does not do: "config.yaml: iptables.syncPeriod:
-  // ignored (applies to kube-proxy's iptables mode)". Unknown fields too
-  // (kube-proxy's lenient v1alpha1 decoding also only warns).
+  // One per field that asks for something svcproxy does not do (set to
+  // something other than null, empty, false, 0, "0s" or kube-proxy's own
+  // default, so that a dump of the defaults is quiet): "config.yaml:
+  // iptables.syncPeriod: ignored (applies to kube-proxy's iptables mode)".
+  // Unknown fields too (kube-proxy's lenient v1alpha1 decoding also only
+  // warns), and `mode: iptables` / `ipvs` (svcproxy runs nftables instead).
   std::vector<std::string> warnings;
 };
 
@@ -77,7 +90,17 @@ struct DaemonSettings {
   std::chrono::nanoseconds min_sync_period{0};                      // --min-sync-period
   int verbosity = 0;                                                // -v
   LogFormat log_format = LogFormat::Text;                           // --log-format
+  ConntrackSettings conntrack;       // --conntrack-max-per-core --conntrack-min --conntrack-tcp-timeout-established
+                                     // --conntrack-tcp-timeout-close-wait --conntrack-tcp-be-liberal
+                                     // --conntrack-udp-timeout --conntrack-udp-timeout-stream
+  std::string bind_address;          // --bind-address: the node's primary IP (0.0.0.0, :: or "": none)
+  std::optional<int> oom_score_adj;  // --oom-score-adj; nullopt: left as it is
 };
+
+// The settings as a KubeProxyConfiguration file (every field svcproxy
+// reads), for --write-config-to; parse_proxy_config reads it back to the
+// same settings, without warnings.
+std::string render_proxy_config(const DaemonSettings& settings);
 
 // Whether a flag (by its name as above, or "-v") was given on the command
 // line. Flags a command does not register count as not given. With CLI11:
@@ -89,7 +112,8 @@ using FlagGiven = std::function<bool(std::string_view flag)>;
 
 // Sets in `settings` every value the file has and the command line did not
 // give, then checks the combination (minSyncPeriod <= syncPeriod). A
-// bindAddress that is a specific IP becomes --node-ip; an IPv6 bindAddress
+// bind address (--bind-address, else the file's bindAddress) that is a
+// specific IP becomes the node IP unless --node-ip is given; an IPv6 one
 // makes the default bind addresses [::]:10256 and [::1]:10249, as kube-proxy.
 // Throws ConfigError naming the file field or flag.
 void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSettings& settings);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "proxy/conntrack_sysctls.h"
 #include "proxy/log.h"
 #include "proxy/node_flags.h"
 #include "proxy/userspace_mode.h"
@@ -37,6 +38,9 @@ struct RunOptions {
   // What the metrics port's /flagz and /configz show (proxy/zpages.h).
   FlagValues flags;
   std::string configz = "{}";
+  // Set at start in nftables mode (kube-proxy's platformSetup), after the
+  // flags were checked and before the first sync.
+  ConntrackSettings conntrack;
 };
 
 // This node's name as kube-proxy derives it: --hostname-override, else the

@@ -115,7 +115,7 @@ TEST(ProxyConfig, TopLevelMasqueradeAllAndKeywords) {
 }
 
 TEST(ProxyConfig, WarnsOncePerFieldThatDoesNotApply) {
-  // A kubeadm-style file: sections for other modes, defaults and nulls.
+  // A kubeadm-style file: sections for other modes, values and nulls.
   const auto c = parse(R"(
 featureGates:
   SomeGate: true
@@ -126,8 +126,8 @@ clientConnection:
   contentType: ""
 iptables:
   masqueradeAll: false
-  masqueradeBit: 14
-  syncPeriod: 30s
+  masqueradeBit: 13
+  syncPeriod: 10s
   minSyncPeriod: 0s
 ipvs:
   scheduler: ""
@@ -137,30 +137,187 @@ conntrack:
   maxPerCore: 32768
   min: null
   tcpEstablishedTimeout: 24h0m0s
-oomScoreAdj: -999
-enableProfiling: false
-configSyncPeriod: 15m0s
+  somethingNew: 1
+enableProfiling: true
+configSyncPeriod: 1m
 winkernel:
   networkName: ""
 someFutureField: 1
 logging:
-  flushFrequency: 5s
+  flushFrequency: 1s
 )");
+  const std::string client =
+      "ignored (svcproxy's API client reads only clientConnection.kubeconfig (it speaks JSON and does not rate-limit "
+      "its one list and watch per resource))";
+  const std::string config_sync =
+      "ignored (svcproxy's watches never replay their cache; --sync-period re-applies the rules)";
   const std::vector<std::string> want = {
       "config.yaml: featureGates.SomeGate: ignored (svcproxy has no feature gates)",
-      "config.yaml: clientConnection.qps: ignored (svcproxy's API client reads only clientConnection.kubeconfig)",
-      "config.yaml: clientConnection.burst: ignored (svcproxy's API client reads only clientConnection.kubeconfig)",
+      "config.yaml: clientConnection.qps: " + client,
+      "config.yaml: clientConnection.burst: " + client,
       "config.yaml: iptables.masqueradeBit: ignored (applies to kube-proxy's iptables mode; svcproxy reads nftables.*)",
       "config.yaml: iptables.syncPeriod: ignored (applies to kube-proxy's iptables mode; svcproxy reads nftables.*)",
-      "config.yaml: conntrack.maxPerCore: ignored (svcproxy leaves conntrack sysctls as they are)",
-      "config.yaml: conntrack.tcpEstablishedTimeout: ignored (svcproxy leaves conntrack sysctls as they are)",
-      "config.yaml: oomScoreAdj: ignored (not supported by svcproxy)",
-      "config.yaml: configSyncPeriod: ignored (not supported by svcproxy)",
+      "config.yaml: conntrack.somethingNew: ignored (not a conntrack setting svcproxy knows)",
+      "config.yaml: enableProfiling: ignored (svcproxy serves no /debug/pprof)",
+      "config.yaml: configSyncPeriod: " + config_sync,
       "config.yaml: someFutureField: ignored (unknown field)",
       "config.yaml: logging.flushFrequency: ignored (svcproxy reads only logging.format and logging.verbosity)",
   };
   EXPECT_EQ(c.warnings, want);
   EXPECT_EQ(c.kubeconfig, "/k");
+}
+
+// kubeadm and EKS write kube-proxy's defaults into the file: asking for the
+// default asks for nothing, so it is not warned about.
+TEST(ProxyConfig, KubeProxyDefaultsOfIgnoredFieldsAreQuiet) {
+  const auto c = parse(R"(
+clientConnection: {qps: 5, burst: 10, contentType: application/vnd.kubernetes.protobuf, acceptContentTypes: ""}
+iptables: {masqueradeBit: 14, syncPeriod: 30s, minSyncPeriod: 1s, localhostNodePorts: true}
+ipvs: {syncPeriod: 30s, minSyncPeriod: 0s}
+configSyncPeriod: 15m0s
+oomScoreAdj: -999
+logging: {flushFrequency: 5s}
+)");
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+  EXPECT_EQ(c.oom_score_adj, -999);
+}
+
+// kubeadm's file writes "0s": kube-proxy's defaulting makes it 30s.
+TEST(ProxyConfig, ZeroSyncPeriodIsTheDefault) {
+  EXPECT_FALSE(parse("nftables:\n  syncPeriod: 0s\n").sync_period.has_value());
+}
+
+// kube-proxy's modes other than nftables: svcproxy runs nftables, with a
+// warning (an EKS ConfigMap says iptables).
+TEST(ProxyConfig, IptablesAndIpvsModesRunNftablesWithAWarning) {
+  for (const char* mode : {"iptables", "ipvs"}) {
+    const auto c = parse(std::string("mode: ") + mode + "\n");
+    EXPECT_FALSE(c.mode.has_value());
+    ASSERT_EQ(c.warnings.size(), 1u);
+    EXPECT_EQ(c.warnings[0], std::string("config.yaml: mode: \"") + mode +
+                                 "\": svcproxy runs its nftables dataplane in place of kube-proxy's " + mode + " mode");
+  }
+}
+
+TEST(ProxyConfig, ReadsTheConntrackSection) {
+  const auto c = parse(R"(
+conntrack:
+  maxPerCore: 0
+  min: 262144
+  tcpEstablishedTimeout: 2h
+  tcpCloseWaitTimeout: 30m0s
+  tcpBeLiberal: true
+  udpTimeout: 30s
+  udpStreamTimeout: 2m
+)");
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
+  EXPECT_EQ(c.conntrack_max_per_core, 0);
+  EXPECT_EQ(c.conntrack_min, 262144);
+  EXPECT_EQ(c.conntrack_tcp_established, 2h);
+  EXPECT_EQ(c.conntrack_tcp_close_wait, 30min);
+  EXPECT_EQ(c.conntrack_tcp_be_liberal, true);
+  EXPECT_EQ(c.conntrack_udp_timeout, 30s);
+  EXPECT_EQ(c.conntrack_udp_stream_timeout, 2min);
+  EXPECT_EQ(error_of("conntrack: {maxPerCore: -1}\n"),
+            "config.yaml: conntrack.maxPerCore: must be 0..2147483647, got -1");
+  EXPECT_EQ(error_of("conntrack: {tcpCloseWaitTimeout: -1s}\n"),
+            "config.yaml: conntrack.tcpCloseWaitTimeout: must not be negative, got -1s");
+  EXPECT_EQ(error_of("conntrack: {udpTimeout: 500ms}\n"),
+            "config.yaml: conntrack.udpTimeout: must be 0 (leave as is) or at least 1s, got 500ms");
+  EXPECT_EQ(error_of("oomScoreAdj: -1001\n"), "config.yaml: oomScoreAdj: must be -1000..1000, got -1001");
+}
+
+TEST(MergeConfig, ConntrackFromTheFileUnlessTheFlagIsGiven) {
+  const auto file = parse("conntrack: {maxPerCore: 0, min: 5, tcpEstablishedTimeout: 1h, tcpBeLiberal: true}\n");
+  DaemonSettings s;
+  s.conntrack.min = 7;
+  merge_config(
+      file, [](std::string_view f) { return f == "--conntrack-min"; }, s);
+  EXPECT_EQ(s.conntrack.max_per_core, 0);
+  EXPECT_EQ(s.conntrack.min, 7);
+  EXPECT_EQ(s.conntrack.tcp_established_timeout, 1h);
+  EXPECT_EQ(s.conntrack.tcp_close_wait_timeout, 1h);  // kube-proxy's default
+  EXPECT_TRUE(s.conntrack.tcp_be_liberal);
+}
+
+TEST(MergeConfig, BindAddressFlagNamesTheNodeIp) {
+  DaemonSettings s;
+  s.bind_address = "192.168.5.5";
+  merge_config(
+      parse("bindAddress: 10.0.0.9\n"), [](std::string_view f) { return f == "--bind-address"; }, s);
+  EXPECT_EQ(s.node.node_ips, std::vector<std::string>{"192.168.5.5"});
+
+  DaemonSettings v6;
+  v6.bind_address = "fd00::5";
+  merge_config(
+      {}, [](std::string_view f) { return f == "--bind-address"; }, v6);
+  EXPECT_EQ(v6.node.node_ips, std::vector<std::string>{"fd00::5"});
+  EXPECT_EQ(v6.healthz_bind_address, "[::]:10256");
+  EXPECT_EQ(v6.metrics_bind_address, "[::1]:10249");
+
+  DaemonSettings wins;  // --node-ip wins
+  wins.bind_address = "192.168.5.5";
+  wins.node.node_ips = {"10.1.1.1"};
+  merge_config(
+      {}, [](std::string_view f) { return f == "--bind-address" || f == "--node-ip"; }, wins);
+  EXPECT_EQ(wins.node.node_ips, std::vector<std::string>{"10.1.1.1"});
+
+  DaemonSettings bad;
+  bad.bind_address = "node-a";
+  EXPECT_THROW(merge_config(
+                   {}, [](std::string_view f) { return f == "--bind-address"; }, bad),
+               ConfigError);
+}
+
+// --write-config-to writes what parse_proxy_config reads back: the same
+// settings, no warnings.
+TEST(RenderConfig, RoundTripsThroughTheParser) {
+  DaemonSettings s;
+  s.kubeconfig = "/etc/kube/proxy.conf";
+  s.node.hostname_override = "node-a";
+  s.node.node_ips = {"192.168.1.10"};
+  s.node.cluster_cidrs = {"10.244.0.0/16", "fd00:10:244::/56"};
+  s.node.nodeport_addresses = {"primary", "10.0.0.0/8"};
+  s.node.masquerade_bit = 9;
+  s.node.masquerade_all = true;
+  s.node.detect_local_mode = DetectLocalMode::InterfaceNamePrefix;
+  s.node.interface_name_prefix = "veth";
+  s.healthz_bind_address = "0.0.0.0:10266";
+  s.metrics_bind_address = "127.0.0.1:10259";
+  s.sync_period = 45s;
+  s.min_sync_period = 1s;
+  s.verbosity = 3;
+  s.log_format = LogFormat::Json;
+  s.conntrack = {.max_per_core = 0,
+                 .min = 5,
+                 .tcp_established_timeout = 2h,
+                 .tcp_close_wait_timeout = 0s,
+                 .tcp_be_liberal = true,
+                 .udp_timeout = 30s,
+                 .udp_stream_timeout = 120s};
+  s.oom_score_adj = -998;
+  const auto file = parse_proxy_config(render_proxy_config(s), "written.yaml");
+  EXPECT_TRUE(file.warnings.empty()) << file.warnings.front();
+  DaemonSettings back;
+  merge_config(
+      file, [](std::string_view) { return false; }, back);
+  EXPECT_EQ(back.kubeconfig, s.kubeconfig);
+  EXPECT_EQ(back.node.hostname_override, "node-a");
+  EXPECT_EQ(back.node.node_ips, s.node.node_ips);
+  EXPECT_EQ(back.node.cluster_cidrs, s.node.cluster_cidrs);
+  EXPECT_EQ(back.node.nodeport_addresses, s.node.nodeport_addresses);
+  EXPECT_EQ(back.node.masquerade_bit, 9);
+  EXPECT_TRUE(back.node.masquerade_all);
+  EXPECT_EQ(back.node.detect_local_mode, DetectLocalMode::InterfaceNamePrefix);
+  EXPECT_EQ(back.node.interface_name_prefix, "veth");
+  EXPECT_EQ(back.healthz_bind_address, s.healthz_bind_address);
+  EXPECT_EQ(back.metrics_bind_address, s.metrics_bind_address);
+  EXPECT_EQ(back.sync_period, 45s);
+  EXPECT_EQ(back.min_sync_period, 1s);
+  EXPECT_EQ(back.verbosity, 3);
+  EXPECT_EQ(back.log_format, LogFormat::Json);
+  EXPECT_EQ(back.conntrack, s.conntrack);
+  EXPECT_EQ(back.oom_score_adj, -998);
 }
 
 TEST(ProxyConfig, ErrorsNameTheFileAndField) {
@@ -170,15 +327,16 @@ TEST(ProxyConfig, ErrorsNameTheFileAndField) {
             "config.yaml: nftables.masqueradeBit: want an integer, got \"14\"");
   EXPECT_EQ(error_of("nftables:\n  syncPeriod: 30\n"),
             "config.yaml: nftables.syncPeriod: invalid duration \"30\": missing unit (want e.g. 500ms, 30s, 1m0s, 2h45m)");
-  EXPECT_EQ(error_of("nftables:\n  syncPeriod: 0s\n"), "config.yaml: nftables.syncPeriod: must be greater than 0");
+  EXPECT_EQ(error_of("nftables:\n  syncPeriod: -1s\n"), "config.yaml: nftables.syncPeriod: must be greater than 0");
   EXPECT_EQ(error_of("nftables:\n  minSyncPeriod: -1s\n"),
             "config.yaml: nftables.minSyncPeriod: must be greater than or equal to 0");
   EXPECT_EQ(error_of("nftables:\n  syncPeriod: 10s\n  minSyncPeriod: 1m\n"),
             "config.yaml: nftables.minSyncPeriod: must not be greater than nftables.syncPeriod (1m0s > 10s)");
   EXPECT_EQ(error_of("nftables:\n  masqueradeAll: maybe\n"),
             "config.yaml: nftables.masqueradeAll: want true or false, got \"maybe\"");
-  EXPECT_EQ(error_of("mode: iptables\n"),
-            "config.yaml: mode: \"iptables\" is not supported (svcproxy runs nftables, userspace or auto)");
+  EXPECT_EQ(error_of("mode: kernelspace\n"),
+            "config.yaml: mode: \"kernelspace\" is not supported (svcproxy runs nftables, userspace or auto; iptables "
+            "and ipvs are taken as nftables)");
   EXPECT_EQ(error_of("clusterCIDR: 10.244.0.0\n"),
             "config.yaml: clusterCIDR: \"10.244.0.0\" is not a CIDR (want e.g. 10.244.0.0/16)");
   EXPECT_EQ(error_of("nodePortAddresses: [primary, nodes]\n"),

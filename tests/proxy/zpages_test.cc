@@ -147,6 +147,7 @@ TEST(Zpages, ConfigzIsAKubeProxyConfiguration) {
   s.sync_period = 45s;
   s.min_sync_period = 1500ms;
   s.verbosity = 2;
+  s.oom_score_adj = -999;
   const auto c = configz_json(s);
   EXPECT_TRUE(
       c.starts_with("{\"kubeproxy.config.k8s.io\":{\"kind\":\"KubeProxyConfiguration\",\"apiVersion\":"
@@ -159,7 +160,9 @@ TEST(Zpages, ConfigzIsAKubeProxyConfiguration) {
         "\"mode\":\"nftables\"", "\"verbosity\":2",
         "\"nftables\":{\"masqueradeBit\":15,\"masqueradeAll\":false,\"syncPeriod\":\"45s\",\"minSyncPeriod\":\"1.5s\"}",
         "\"detectLocalMode\":\"ClusterCIDR\"", "\"clusterCIDR\":\"10.244.0.0/16,fd00:10:244::/56\"",
-        "\"nodePortAddresses\":[\"primary\"]", "\"conntrack\":{\"maxPerCore\":0,"})
+        "\"nodePortAddresses\":[\"primary\"]", "\"oomScoreAdj\":-999",
+        "\"conntrack\":{\"maxPerCore\":32768,\"min\":131072,\"tcpEstablishedTimeout\":\"24h0m0s\","
+        "\"tcpCloseWaitTimeout\":\"1h0m0s\",\"tcpBeLiberal\":false,\"udpTimeout\":\"0s\",\"udpStreamTimeout\":\"0s\"}"})
     EXPECT_NE(c.find(part), std::string::npos) << part << "\n" << c;
   EXPECT_TRUE(c.ends_with("\"configSyncPeriod\":\"0s\",\"portRange\":\"\"}}")) << c;
 }
