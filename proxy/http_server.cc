@@ -10,6 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include "proxy/debug_feed.h"
+
 namespace svcproxy::proxy {
 
 namespace asio = boost::asio;
@@ -55,6 +57,7 @@ struct Answer {
   std::string body;
   std::optional<size_t> endpoint_weight;  // X-Load-Balancing-Endpoint-Weight
   bool close = false;
+  std::string csp{};  // Content-Security-Policy (the /debug page)
 };
 
 }  // namespace
@@ -89,7 +92,7 @@ class HttpServer::Impl {
   }
 
   void accept(std::shared_ptr<tcp::acceptor> acceptor, Role role, uint16_t port);
-  Answer answer(Role role, uint16_t port, std::string_view target);
+  Answer answer(Role role, uint16_t port, std::string_view path, std::string_view query);
 
   // Runs `f` on the io thread and waits (inline when that thread is not
   // running): acceptors are only touched from one thread at a time.
@@ -149,11 +152,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return close();
     const auto request = parser_->release();
     const std::string_view target(request.target().data(), request.target().size());
-    Answer answer = server_.answer(role_, port_, target.substr(0, target.find('?')));
+    const size_t question = target.find('?');
+    const std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
+    Answer answer = server_.answer(role_, port_, target.substr(0, question), query);
 
     response_ = std::make_shared<http::response<http::string_body>>(answer.status, request.version());
     response_->set(http::field::content_type, answer.content_type);
     response_->set("X-Content-Type-Options", "nosniff");
+    if (!answer.csp.empty()) response_->set("Content-Security-Policy", answer.csp);
     if (answer.endpoint_weight)
       response_->set("X-Load-Balancing-Endpoint-Weight", std::to_string(*answer.endpoint_weight));
     response_->keep_alive(request.keep_alive() && !answer.close);
@@ -202,7 +208,7 @@ void HttpServer::Impl::accept(std::shared_ptr<tcp::acceptor> acceptor, Role role
   });
 }
 
-Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path) {
+Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path, std::string_view query) {
   constexpr const char* kJson = "application/json";
   constexpr const char* kText = "text/plain; charset=utf-8";
   const Answer not_found{http::status::not_found, kText, "404 page not found\n", std::nullopt, false};
@@ -221,6 +227,11 @@ Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path)
       if (path == "/healthz") return {http::status::ok, kText, "ok", std::nullopt, false};
       if (path == "/proxyMode")
         return {http::status::ok, kText, std::string(to_string(options_.proxy_mode)), std::nullopt, false};
+      if (options_.debug && path.starts_with("/debug")) {
+        if (auto page = options_.debug->answer(path, query))
+          return {static_cast<http::status>(page->status), page->content_type, std::move(page->body), std::nullopt,
+                  false, std::move(page->csp)};
+      }
       return not_found;
     case Role::HealthCheck: {
       std::optional<HealthCheckService> service;

@@ -1,7 +1,8 @@
 // The daemon's HTTP endpoints on Boost.Beast, served from one io_context
 // thread of their own:
 //   --healthz-bind-address  /healthz, /livez            (kube-proxy's semantics, proxy/health.h)
-//   --metrics-bind-address  /metrics, /healthz, /proxyMode
+//   --metrics-bind-address  /metrics, /healthz, /proxyMode,
+//                           /debug/ and /debug/state (proxy/debug_feed.h)
 //   one server per healthCheckNodePort (any path)        (set_health_check_services)
 // The sync loop never blocks on a client: answers read shared state that is
 // thread-safe (ProxyHealth, Metrics, the services table under a mutex).
@@ -23,6 +24,8 @@
 
 namespace svcproxy::proxy {
 
+class DebugFeed;
+
 // "ip:port" or "[ipv6]:port" (port 0: any free port).
 struct HostPort {
   std::string ip;  // without brackets
@@ -43,6 +46,7 @@ struct HttpServerOptions {
   // --nodeport-addresses IPs); empty: every address, both families.
   std::vector<std::string> health_check_ips;
   ProxyMode proxy_mode = ProxyMode::Nftables;  // answered on /proxyMode
+  const DebugFeed* debug = nullptr;             // /debug/ pages; must outlive the server (null: none)
 };
 
 class HttpServer {
