@@ -37,7 +37,8 @@ constexpr std::string_view kScript = R"js(
   function count(c) { return c ? [String(c.packets), String(c.bytes)] : ["\u2014", "\u2014"]; }
   function portLine(p) {
     const ip = p.clusterIP.includes(":") ? "[" + p.clusterIP + "]" : p.clusterIP;
-    let s = p.port + "/" + p.protocol + " " + p.family + " " + ip + ":" + p.number;
+    let s = p.port + "/" + p.protocol + " " + p.family;
+    if (p.clusterIP) s += " " + ip + ":" + p.number;
     if (p.nodePort) s += " nodePort " + p.nodePort;
     const a = count(p.accepted), r = count(p.rejected), d = count(p.dropped);
     return s + " \u00b7 accepted " + a[0] + " pkts / " + a[1] + " B, rejected " + r[0] + ", dropped " + d[0];
@@ -55,10 +56,11 @@ constexpr std::string_view kScript = R"js(
     for (const s of state.services.filter(x => matches(x, f))) {
       const tr = document.createElement("tr");
       tr.className = "svc";
-      tr.dataset.service = s.namespace + "/" + s.name;
+      const ref = s.namespace ? s.namespace + "/" + s.name : s.name;
+      tr.dataset.service = ref;
       const th = document.createElement("th");
       th.colSpan = 10;
-      th.textContent = s.namespace + "/" + s.name + (s.type ? " (" + s.type + ")" : "");
+      th.textContent = ref + (s.type ? " (" + s.type + ")" : "");
       tr.appendChild(th);
       rows.push(tr);
       for (const p of s.ports) {
@@ -154,7 +156,8 @@ std::string host_port(const std::string& ip, uint16_t port) {
 }
 
 std::string port_line(const DebugPort& p) {
-  std::string s = p.port + "/" + p.protocol + " " + p.family + " " + host_port(p.cluster_ip, p.number);
+  std::string s = p.port + "/" + p.protocol + " " + p.family;
+  if (!p.cluster_ip.empty()) s += " " + host_port(p.cluster_ip, p.number);
   if (p.node_port) s += " nodePort " + std::to_string(p.node_port);
   const auto a = count_text(p.accepted), r = count_text(p.rejected), d = count_text(p.dropped);
   return s + " \u00b7 accepted " + a.first + " pkts / " + a.second + " B, rejected " + r.first + ", dropped " +
@@ -163,7 +166,7 @@ std::string port_line(const DebugPort& p) {
 
 void services_html(std::string& out, const std::vector<DebugService>& services) {
   for (const auto& s : services) {
-    const std::string ref = s.ns + "/" + s.name;
+    const std::string ref = s.ns.empty() ? s.name : s.ns + "/" + s.name;
     out += "<tr class=\"svc\" data-service=\"" + html_escape(ref) + "\"><th colspan=\"10\">" + html_escape(ref) +
            (s.type.empty() ? "" : " (" + html_escape(s.type) + ")") + "</th></tr>\n";
     for (const auto& p : s.ports) {
@@ -363,11 +366,11 @@ std::string render_status_text(const DebugState& state) {
         << " failures " << r.failures << "\n";
   out << "\n";
   for (const auto& s : state.services) {
-    out << printable(s.ns) << "/" << printable(s.name) << (s.type.empty() ? "" : " (" + printable(s.type) + ")")
-        << "\n";
+    out << (s.ns.empty() ? "" : printable(s.ns) + "/") << printable(s.name)
+        << (s.type.empty() ? "" : " (" + printable(s.type) + ")") << "\n";
     for (const auto& p : s.ports) {
-      out << "  " << printable(p.port) << "/" << p.protocol << " " << p.family << " "
-          << printable(host_port(p.cluster_ip, p.number));
+      out << "  " << printable(p.port) << "/" << p.protocol << " " << p.family;
+      if (!p.cluster_ip.empty()) out << " " << printable(host_port(p.cluster_ip, p.number));
       if (p.node_port) out << " nodePort " << p.node_port;
       if (p.accepted) out << " packets " << p.accepted->packets << " bytes " << p.accepted->bytes;
       out << " endpoints " << p.endpoints.size() << "\n";

@@ -145,8 +145,13 @@ DebugNode describe_node(const model::NodeConfig& node) {
 
 namespace {
 
-// "ns/name/tcp[/port]" into the service and port it names.
-std::optional<std::pair<model::ObjectRef, std::pair<std::string, std::string>>> split_port_name(std::string_view s) {
+// "ns/name/tcp[/port]" into the service, its port's name and protocol.
+struct NamedPort {
+  model::ObjectRef service;
+  std::string port;
+  std::string protocol;
+};
+std::optional<NamedPort> split_port_name(std::string_view s) {
   std::vector<std::string> parts;
   size_t start = 0;
   for (;;) {
@@ -158,8 +163,7 @@ std::optional<std::pair<model::ObjectRef, std::pair<std::string, std::string>>> 
   if (parts.size() < 3 || parts.size() > 4) return std::nullopt;
   std::string protocol = parts[2];
   std::transform(protocol.begin(), protocol.end(), protocol.begin(), ::toupper);
-  return std::make_pair(model::ObjectRef{parts[0], parts[1]},
-                        std::make_pair(parts.size() == 4 ? parts[3] : std::string(), protocol));
+  return NamedPort{{parts[0], parts[1]}, parts.size() == 4 ? parts[3] : std::string(), protocol};
 }
 
 // "<prefix>-<hash>-<rest>": the rest, or empty.
@@ -169,70 +173,156 @@ std::string_view after_hash(std::string_view chain, std::string_view prefix) {
   return dash == std::string_view::npos ? std::string_view{} : chain.substr(dash + 1);
 }
 
-}  // namespace
+// A service port as the kernel finds it: by destination address (or, for a
+// NodePort, by port alone), protocol and port.
+struct KernelKey {
+  std::string family;
+  std::string address;  // empty: a NodePort
+  std::string protocol;
+  uint16_t port = 0;
+  auto operator<=>(const KernelKey&) const = default;
+};
 
-std::vector<DebugService> services_from_ruleset(const dataplane::ir::Ruleset& ruleset) {
-  // (service, family, port name) -> port
-  std::map<std::tuple<model::ObjectRef, std::string, std::string>, DebugPort> ports;
-  auto port_of = [&](std::string_view name, model::IPFamily family) -> DebugPort* {
-    const auto split = split_port_name(name);
-    if (!split) return nullptr;
-    auto& port = ports[{split->first, family_name(family), std::string(name)}];
-    port.name = std::string(name);
-    port.port = split->second.first;
-    port.protocol = split->second.second;
-    port.family = family_name(family);
-    return &port;
-  };
-  for (const auto& table : ruleset.tables) {
+class KernelServices {
+ public:
+  // The address maps (dnat-N, dnat-nodeport-N): key -> endpoint per slot.
+  void read_dnat_map(const dataplane::ir::Set& map, const std::string& family) {
+    if (map.data.empty() || map.name.find("shortcut") != std::string::npos) return;
+    for (const auto& element : map.elements) {
+      if (element.key.size() < 3 || element.data.size() != 2) continue;
+      const auto first = element.key[0];
+      const bool by_address = std::holds_alternative<model::IPAddress>(first);
+      const auto protocol = element.key[by_address ? 1 : 0];
+      const auto port = element.key[by_address ? 2 : 1];
+      const auto ip = element.data[0];
+      const auto target = element.data[1];
+      if (!std::holds_alternative<model::Protocol>(protocol) || !std::holds_alternative<uint16_t>(port) ||
+          !std::holds_alternative<model::IPAddress>(ip) || !std::holds_alternative<uint16_t>(target))
+        continue;
+      const KernelKey key{family, by_address ? std::get<model::IPAddress>(first).str() : "",
+                          std::string(model::to_string(std::get<model::Protocol>(protocol))), std::get<uint16_t>(port)};
+      add_endpoint(port_at(key), model::format_endpoint(std::get<model::IPAddress>(ip), std::get<uint16_t>(target)));
+    }
+  }
+  // Ports whose addresses are in no-endpoints (rejected).
+  void read_no_endpoints(const dataplane::ir::Set& set, const std::string& family) {
+    for (const auto& element : set.elements) {
+      if (element.key.size() != 3) continue;
+      const auto ip = element.key[0];
+      const auto protocol = element.key[1];
+      const auto port = element.key[2];
+      if (!std::holds_alternative<model::IPAddress>(ip) || !std::holds_alternative<model::Protocol>(protocol) ||
+          !std::holds_alternative<uint16_t>(port))
+        continue;
+      port_at({family, std::get<model::IPAddress>(ip).str(),
+               std::string(model::to_string(std::get<model::Protocol>(protocol))), std::get<uint16_t>(port)});
+    }
+  }
+  // Session affinity: svc-<hash>-<port name> chains, reached from the
+  // service-ips map, with endpoint-<hash>-<port name>__<ip>/<port> chains.
+  void read_affinity(const dataplane::ir::Table& table, const std::string& family) {
+    std::map<std::string, KernelKey, std::less<>> by_chain;
+    if (const auto* map = table.find_set("service-ips")) {
+      for (const auto& element : map->elements) {
+        if (!element.verdict || element.key.size() != 3) continue;
+        const auto ip = element.key[0];
+        const auto protocol = element.key[1];
+        const auto port = element.key[2];
+        if (!std::holds_alternative<model::IPAddress>(ip) || !std::holds_alternative<model::Protocol>(protocol) ||
+            !std::holds_alternative<uint16_t>(port))
+          continue;
+        const KernelKey key{family, std::get<model::IPAddress>(ip).str(),
+                            std::string(model::to_string(std::get<model::Protocol>(protocol))), std::get<uint16_t>(port)};
+        const auto name = after_hash(element.verdict->chain, "svc-");
+        if (!name.empty()) by_chain.emplace(std::string(name), key);
+      }
+    }
     for (const auto& chain : table.chains) {
-      if (const auto name = after_hash(chain.name, "svc-"); !name.empty()) port_of(name, table.family);
       const auto rest = after_hash(chain.name, "endpoint-");
       const size_t sep = rest.find("__");
       const size_t slash = rest.rfind('/');
       if (rest.empty() || sep == std::string_view::npos || slash == std::string_view::npos || slash < sep) continue;
-      auto* port = port_of(rest.substr(0, sep), table.family);
+      const auto it = by_chain.find(rest.substr(0, sep));
       const auto ip = model::IPAddress::parse(std::string(rest.substr(sep + 2, slash - sep - 2)));
       unsigned number = 0;
       for (const char c : rest.substr(slash + 1)) number = number * 10 + static_cast<unsigned>(c - '0');
-      if (!port || !ip || number > 65535) continue;
-      DebugEndpoint e;
-      e.address = model::format_endpoint(*ip, static_cast<uint16_t>(number));
-      e.ready = e.serving = e.used = true;
-      port->endpoints.push_back(std::move(e));
+      if (it == by_chain.end() || !ip || number > 65535) continue;
+      add_endpoint(port_at(it->second), model::format_endpoint(*ip, static_cast<uint16_t>(number)));
     }
-    // The ClusterIP and port each service chain is reached by.
-    if (const auto* map = table.find_set("service-ips")) {
-      for (const auto& element : map->elements) {
-        if (!element.verdict || element.key.size() != 3) continue;
-        const auto name = after_hash(element.verdict->chain, "svc-");
-        const auto address = element.key[0];
-        const auto service_port = element.key[2];
-        const auto* ip = std::get_if<model::IPAddress>(&address);
-        const auto* number = std::get_if<uint16_t>(&service_port);
-        if (name.empty() || !ip || !number) continue;
-        if (auto* port = port_of(name, table.family)) {
-          port->cluster_ip = ip->str();
-          port->number = *number;
-        }
+    for (const auto& [name, key] : by_chain) {
+      if (const auto named = split_port_name(name)) names_[key] = *named;
+    }
+  }
+
+  std::vector<DebugService> services() {
+    std::map<model::ObjectRef, std::vector<DebugPort>> grouped;
+    for (auto& [key, port] : ports_) {
+      model::ObjectRef service{"", key.address.empty() ? "NodePorts" : key.address};
+      if (const auto it = names_.find(key); it != names_.end()) {
+        service = it->second.service;
+        port.name = name_of(it->second, key);
+        port.port = it->second.port.empty() ? std::to_string(key.port) : it->second.port;
       }
+      grouped[service].push_back(std::move(port));
     }
+    std::vector<DebugService> out;
+    for (auto& [ref, ports] : grouped) out.push_back({ref.ns, ref.name, "", std::move(ports)});
+    return out;
   }
-  std::vector<DebugService> out;
-  for (auto& [key, port] : ports) {
-    const auto& ref = std::get<0>(key);
-    if (out.empty() || out.back().ns != ref.ns || out.back().name != ref.name)
-      out.push_back({ref.ns, ref.name, {}, {}});
-    out.back().ports.push_back(std::move(port));
+
+ private:
+  static std::string name_of(const NamedPort& n, const KernelKey& key) {
+    std::string protocol = key.protocol;
+    std::transform(protocol.begin(), protocol.end(), protocol.begin(), ::tolower);
+    return n.service.str() + "/" + protocol + (n.port.empty() ? "" : "/" + n.port);
   }
-  return out;
+  DebugPort& port_at(const KernelKey& key) {
+    auto [it, added] = ports_.try_emplace(key);
+    if (added) {
+      auto& p = it->second;
+      p.port = std::to_string(key.port);
+      p.protocol = key.protocol;
+      p.family = key.family;
+      p.cluster_ip = key.address;
+      p.number = key.address.empty() ? 0 : key.port;
+      p.node_port = key.address.empty() ? key.port : 0;
+      p.name = (key.address.empty() ? std::string("*") : key.address) + "/" + key.protocol + "/" + p.port;
+    }
+    return it->second;
+  }
+  static void add_endpoint(DebugPort& port, std::string address) {
+    for (const auto& e : port.endpoints)
+      if (e.address == address) return;
+    DebugEndpoint e;
+    e.address = std::move(address);
+    e.ready = e.serving = e.used = true;  // only usable endpoints are programmed
+    port.endpoints.push_back(std::move(e));
+  }
+
+  std::map<KernelKey, DebugPort> ports_;
+  std::map<KernelKey, NamedPort> names_;
+};
+
+}  // namespace
+
+std::vector<DebugService> services_from_ruleset(const dataplane::ir::Ruleset& ruleset) {
+  KernelServices found;
+  for (const auto& table : ruleset.tables) {
+    const std::string family = family_name(table.family);
+    for (const auto& set : table.sets) {
+      if (set.name.starts_with("dnat-")) found.read_dnat_map(set, family);
+      if (set.name == "no-endpoints") found.read_no_endpoints(set, family);
+    }
+    found.read_affinity(table, family);
+  }
+  return found.services();
 }
 
 std::vector<DebugService> filter_services(std::vector<DebugService> services, std::string_view filter) {
   if (filter.empty()) return services;
   auto has = [&](const std::string& text) { return text.find(filter) != std::string::npos; };
   std::erase_if(services, [&](const DebugService& s) {
-    if (has(s.ns + "/" + s.name)) return false;
+    if (has(s.ns.empty() ? s.name : s.ns + "/" + s.name)) return false;
     for (const auto& p : s.ports) {
       if (has(p.name) || has(p.cluster_ip)) return false;
       for (const auto& e : p.endpoints)

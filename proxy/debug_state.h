@@ -29,7 +29,6 @@ struct DebugEndpoint {
   bool local = false;  // on this node
   bool used = false;   // traffic goes to it (kube-proxy's endpoint selection)
   std::optional<PacketCount> traffic;
-  auto operator<=>(const DebugEndpoint&) const = default;
 };
 
 struct DebugPort {
@@ -42,7 +41,6 @@ struct DebugPort {
   uint16_t node_port = 0;
   std::optional<PacketCount> accepted, rejected, dropped;
   std::vector<DebugEndpoint> endpoints;
-  auto operator<=>(const DebugPort&) const = default;
 };
 
 struct DebugService {
@@ -50,7 +48,6 @@ struct DebugService {
   std::string name;
   std::string type;  // "ClusterIP", ...; empty from the kernel
   std::vector<DebugPort> ports;
-  auto operator<=>(const DebugService&) const = default;
 };
 
 struct DebugNode {
@@ -94,7 +91,6 @@ struct DebugState {
   DebugWatch watch;
   bool counters = false;        // traffic counters were read
   std::string counters_error;  // why they could not be
-  auto operator<=>(const DebugState&) const = default;
 };
 
 // The services of `cluster` as this node proxies them: every endpoint of
@@ -104,8 +100,11 @@ std::vector<DebugService> collect_services(const model::ClusterState& cluster, c
                                            const TrafficSnapshot* traffic);
 // The node's part of the page.
 DebugNode describe_node(const model::NodeConfig& node);
-// The services and endpoints svcproxy's tables hold (the svc-/endpoint-
-// chains); only what the kernel knows: endpoints are used and ready.
+// The service ports and endpoints svcproxy's tables hold, read from its
+// DNAT maps (and, for session affinity, its svc-/endpoint- chains). The
+// kernel holds no names for most ports: those are grouped by address
+// (namespace empty, name the ClusterIP/external IP, "NodePorts" for the
+// NodePort maps); only usable endpoints are programmed.
 std::vector<DebugService> services_from_ruleset(const dataplane::ir::Ruleset& ruleset);
 
 // Keeps the services whose namespace/name, a port's name or cluster IP, or
