@@ -33,7 +33,7 @@ constexpr std::string_view kScript = R"js(
     tr.appendChild(td);
     return td;
   }
-  function yn(tr, v) { cell(tr, v ? "yes" : "no", v ? "yes" : "no"); }
+  function yn(tr, v, good = true) { cell(tr, v ? "yes" : "no", v === good ? "yes" : "no"); }
   function count(c) { return c ? [String(c.packets), String(c.bytes)] : ["\u2014", "\u2014"]; }
   function portLine(p) {
     const ip = p.clusterIP.includes(":") ? "[" + p.clusterIP + "]" : p.clusterIP;
@@ -80,7 +80,7 @@ constexpr std::string_view kScript = R"js(
           er.dataset.endpoint = e.address;
           er.dataset.ready = String(e.ready);
           cell(er, e.address);
-          yn(er, e.ready); yn(er, e.serving); yn(er, e.terminating);
+          yn(er, e.ready); yn(er, e.serving); yn(er, e.terminating, false);
           cell(er, e.zone); cell(er, e.node);
           yn(er, e.local); yn(er, e.used);
           const c = count(e.traffic);
@@ -143,7 +143,10 @@ constexpr std::string_view kScript = R"js(
 })();
 )js";
 
-std::string yes_no_cell(bool v) { return v ? "<td class=\"yes\">yes</td>" : "<td class=\"no\">no</td>"; }
+// Green when `v` is the healthy value, red otherwise.
+std::string yes_no_cell(bool v, bool good = true) {
+  return std::string("<td class=\"") + (v == good ? "yes" : "no") + "\">" + (v ? "yes" : "no") + "</td>";
+}
 
 std::pair<std::string, std::string> count_text(const std::optional<PacketCount>& c) {
   if (!c) return {"\u2014", "\u2014"};
@@ -177,7 +180,7 @@ void services_html(std::string& out, const std::vector<DebugService>& services) 
         const auto c = count_text(e.traffic);
         out += "<tr class=\"ep\" data-endpoint=\"" + html_escape(e.address) + "\" data-ready=\"" +
                (e.ready ? "true" : "false") + "\"><td>" + html_escape(e.address) + "</td>" + yes_no_cell(e.ready) +
-               yes_no_cell(e.serving) + yes_no_cell(e.terminating) + "<td>" + html_escape(e.zone) + "</td><td>" +
+               yes_no_cell(e.serving) + yes_no_cell(e.terminating, false) + "<td>" + html_escape(e.zone) + "</td><td>" +
                html_escape(e.node) + "</td>" + yes_no_cell(e.local) + yes_no_cell(e.used) + "<td>" + c.first +
                "</td><td>" + c.second + "</td></tr>\n";
       }
