@@ -20,10 +20,10 @@ namespace svcproxy::proxy {
 
 // Where the source stands, for /debug/state and `svcproxy status`.
 struct SourceState {
-  std::string kind;       // "api" or "manifests"
-  uint64_t relists = 0;   // LISTs beyond each resource's first (api)
-  uint64_t errors = 0;    // failed requests (api), read errors (manifests)
-  std::string problem;    // problem(): why it could not be read; empty: it could
+  std::string kind;                                // "api" or "manifests"
+  uint64_t relists = 0;                            // LISTs beyond each resource's first (api)
+  uint64_t errors = 0;                             // failed requests (api), read errors (manifests)
+  std::string problem;                             // problem(): why it could not be read; empty: it could
   std::vector<watch::ResourceProgress> resources;  // api only
 };
 

@@ -163,8 +163,7 @@ std::string port_line(const DebugPort& p) {
   if (!p.cluster_ip.empty()) s += " " + host_port(p.cluster_ip, p.number);
   if (p.node_port) s += " nodePort " + std::to_string(p.node_port);
   const auto a = count_text(p.accepted), r = count_text(p.rejected), d = count_text(p.dropped);
-  return s + " \u00b7 accepted " + a.first + " pkts / " + a.second + " B, rejected " + r.first + ", dropped " +
-         d.first;
+  return s + " \u00b7 accepted " + a.first + " pkts / " + a.second + " B, rejected " + r.first + ", dropped " + d.first;
 }
 
 void services_html(std::string& out, const std::vector<DebugService>& services) {
@@ -238,12 +237,23 @@ std::string html_escape(std::string_view text) {
   out.reserve(text.size());
   for (const char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -302,19 +312,24 @@ std::string render_debug_page(const DebugState& state, std::string_view filter, 
                     "</span> <span id=\"status\" class=\"no\"></span></p>\n";
   out += "<h2>Node</h2>\n";
   node_html(out, state.node);
-  out += "<h2>Services</h2>\n<form id=\"filter-form\" method=\"get\" action=\"\"><label>Filter "
-         "<input id=\"filter\" name=\"filter\" value=\"" +
-         html_escape(filter) + "\" placeholder=\"namespace/name, IP, node, zone\"></label> <button>Filter</button>"
-         "</form>\n";
-  out += state.counters ? "" : "<p class=\"muted\">Traffic counters: " +
-                                   html_escape(state.counters_error.empty() ? "none in this mode" : state.counters_error) +
-                                   "</p>\n";
-  out += "<table id=\"services\"><thead><tr><th>Endpoint</th><th>Ready</th><th>Serving</th><th>Terminating</th>"
-         "<th>Zone</th><th>Node</th><th>Local</th><th>Used</th><th>Packets</th><th>Bytes</th></tr></thead>"
-         "<tbody id=\"services-body\">\n";
+  out +=
+      "<h2>Services</h2>\n<form id=\"filter-form\" method=\"get\" action=\"\"><label>Filter "
+      "<input id=\"filter\" name=\"filter\" value=\"" +
+      html_escape(filter) +
+      "\" placeholder=\"namespace/name, IP, node, zone\"></label> <button>Filter</button>"
+      "</form>\n";
+  out += state.counters
+             ? ""
+             : "<p class=\"muted\">Traffic counters: " +
+                   html_escape(state.counters_error.empty() ? "none in this mode" : state.counters_error) + "</p>\n";
+  out +=
+      "<table id=\"services\"><thead><tr><th>Endpoint</th><th>Ready</th><th>Serving</th><th>Terminating</th>"
+      "<th>Zone</th><th>Node</th><th>Local</th><th>Used</th><th>Packets</th><th>Bytes</th></tr></thead>"
+      "<tbody id=\"services-body\">\n";
   services_html(out, state.services);
-  out += "</tbody></table>\n<h2>Last syncs</h2>\n<table><thead><tr><th>Time</th><th>Reason</th><th>Mode</th>"
-         "<th>Operations</th><th>Duration (µs)</th><th>Error</th></tr></thead><tbody id=\"syncs-body\">\n";
+  out +=
+      "</tbody></table>\n<h2>Last syncs</h2>\n<table><thead><tr><th>Time</th><th>Reason</th><th>Mode</th>"
+      "<th>Operations</th><th>Duration (µs)</th><th>Error</th></tr></thead><tbody id=\"syncs-body\">\n";
   syncs_html(out, state.syncs);
   out += "</tbody></table>\n<h2>Watch</h2>\n";
   watch_html(out, state.watch);

@@ -19,10 +19,14 @@ namespace {
 
 std::string_view type_name(model::ServiceType type) {
   switch (type) {
-    case model::ServiceType::ClusterIP: return "ClusterIP";
-    case model::ServiceType::NodePort: return "NodePort";
-    case model::ServiceType::LoadBalancer: return "LoadBalancer";
-    case model::ServiceType::ExternalName: return "ExternalName";
+    case model::ServiceType::ClusterIP:
+      return "ClusterIP";
+    case model::ServiceType::NodePort:
+      return "NodePort";
+    case model::ServiceType::LoadBalancer:
+      return "LoadBalancer";
+    case model::ServiceType::ExternalName:
+      return "ExternalName";
   }
   return "";
 }
@@ -134,9 +138,15 @@ DebugNode describe_node(const model::NodeConfig& node) {
   if (node.nodeport_all_local_v4) out.nodeport_addresses.emplace_back("0.0.0.0/0");
   if (node.nodeport_all_local_v6) out.nodeport_addresses.emplace_back("::/0");
   switch (node.local_detect) {
-    case model::LocalDetect::CIDRs: out.detect_local = "ClusterCIDR"; break;
-    case model::LocalDetect::BridgeInterface: out.detect_local = "BridgeInterface"; break;
-    case model::LocalDetect::InterfaceNamePrefix: out.detect_local = "InterfaceNamePrefix"; break;
+    case model::LocalDetect::CIDRs:
+      out.detect_local = "ClusterCIDR";
+      break;
+    case model::LocalDetect::BridgeInterface:
+      out.detect_local = "BridgeInterface";
+      break;
+    case model::LocalDetect::InterfaceNamePrefix:
+      out.detect_local = "InterfaceNamePrefix";
+      break;
   }
   for (const auto& c : node.cluster_cidrs) out.cluster_cidrs.push_back(c.str());
   out.local_interface = node.local_interface;
@@ -232,7 +242,8 @@ class KernelServices {
             !std::holds_alternative<uint16_t>(port))
           continue;
         const KernelKey key{family, std::get<model::IPAddress>(ip).str(),
-                            std::string(model::to_string(std::get<model::Protocol>(protocol))), std::get<uint16_t>(port)};
+                            std::string(model::to_string(std::get<model::Protocol>(protocol))),
+                            std::get<uint16_t>(port)};
         const auto name = after_hash(element.verdict->chain, "svc-");
         if (!name.empty()) by_chain.emplace(std::string(name), key);
       }
@@ -349,8 +360,14 @@ json::array strings_json(const std::vector<std::string>& list) {
 }
 
 json::object endpoint_json(const DebugEndpoint& e) {
-  return {{"address", e.address}, {"ready", e.ready},     {"serving", e.serving}, {"terminating", e.terminating},
-          {"zone", e.zone},       {"node", e.node},       {"local", e.local},     {"used", e.used},
+  return {{"address", e.address},
+          {"ready", e.ready},
+          {"serving", e.serving},
+          {"terminating", e.terminating},
+          {"zone", e.zone},
+          {"node", e.node},
+          {"local", e.local},
+          {"used", e.used},
           {"traffic", count_json(e.traffic)}};
 }
 
@@ -420,14 +437,10 @@ std::string to_json(const DebugState& state) {
   }
   json::array syncs;
   for (const auto& s : state.syncs) syncs.emplace_back(sync_json(s));
-  json::object out{{"origin", state.origin},
-                   {"time", state.time},
-                   {"node", node_json(state.node)},
-                   {"services", std::move(services)},
-                   {"syncs", std::move(syncs)},
-                   {"watch", watch_json(state.watch)},
-                   {"counters", state.counters},
-                   {"countersError", state.counters_error}};
+  json::object out{{"origin", state.origin},        {"time", state.time},
+                   {"node", node_json(state.node)}, {"services", std::move(services)},
+                   {"syncs", std::move(syncs)},     {"watch", watch_json(state.watch)},
+                   {"counters", state.counters},    {"countersError", state.counters_error}};
   return json::serialize(out) + "\n";
 }
 
@@ -497,9 +510,11 @@ DebugPort read_port(const Reader& r) {
 }
 
 DebugNode read_node(const Reader& n) {
-  return {n.str("name"),          n.str("zone"),  n.strings("ips"),      n.strings("nodePortAddresses"),
-          n.str("detectLocal"),   n.strings("clusterCIDRs"), n.str("localInterface"), n.str("mode"),
-          n.num("syncPeriodMs"), n.num("minSyncPeriodMs")};
+  return {n.str("name"),           n.str("zone"),
+          n.strings("ips"),        n.strings("nodePortAddresses"),
+          n.str("detectLocal"),    n.strings("clusterCIDRs"),
+          n.str("localInterface"), n.str("mode"),
+          n.num("syncPeriodMs"),   n.num("minSyncPeriodMs")};
 }
 
 }  // namespace

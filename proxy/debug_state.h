@@ -89,7 +89,7 @@ struct DebugState {
   std::vector<DebugService> services;  // by namespace, name; ports by name
   std::vector<SyncRecord> syncs;       // oldest first
   DebugWatch watch;
-  bool counters = false;        // traffic counters were read
+  bool counters = false;       // traffic counters were read
   std::string counters_error;  // why they could not be
 };
 

@@ -229,8 +229,12 @@ Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path,
         return {http::status::ok, kText, std::string(to_string(options_.proxy_mode)), std::nullopt, false};
       if (options_.debug && path.starts_with("/debug")) {
         if (auto page = options_.debug->answer(path, query))
-          return {static_cast<http::status>(page->status), page->content_type, std::move(page->body), std::nullopt,
-                  false, std::move(page->csp)};
+          return {static_cast<http::status>(page->status),
+                  page->content_type,
+                  std::move(page->body),
+                  std::nullopt,
+                  false,
+                  std::move(page->csp)};
       }
       return not_found;
     case Role::HealthCheck: {

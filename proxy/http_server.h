@@ -46,7 +46,7 @@ struct HttpServerOptions {
   // --nodeport-addresses IPs); empty: every address, both families.
   std::vector<std::string> health_check_ips;
   ProxyMode proxy_mode = ProxyMode::Nftables;  // answered on /proxyMode
-  const DebugFeed* debug = nullptr;             // /debug/ pages; must outlive the server (null: none)
+  const DebugFeed* debug = nullptr;            // /debug/ pages; must outlive the server (null: none)
 };
 
 class HttpServer {

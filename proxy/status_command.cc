@@ -56,8 +56,7 @@ base::Result<std::string> http_get(const std::string& address, const std::string
     parser.body_limit(1024 * 1024 * 1024);
     http::read(stream, buffer, parser);
     if (parser.get().result() != http::status::ok)
-      return base::Error{"GET " + target + " on " + address + ": HTTP " +
-                         std::to_string(parser.get().result_int())};
+      return base::Error{"GET " + target + " on " + address + ": HTTP " + std::to_string(parser.get().result_int())};
     return parser.release().body();
   } catch (const boost::system::system_error& e) {
     return base::Error{"cannot read the daemon's state at " + address + ": " + e.code().message() +
