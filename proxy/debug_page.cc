@@ -52,7 +52,7 @@ constexpr std::string_view kScript = R"js(
   function renderServices(state) {
     const body = document.getElementById("services-body");
     const f = box.value;
-    const rows = [];
+    const rows = document.createDocumentFragment();
     for (const s of state.services.filter(x => matches(x, f))) {
       const tr = document.createElement("tr");
       tr.className = "svc";
@@ -62,17 +62,17 @@ constexpr std::string_view kScript = R"js(
       th.colSpan = 10;
       th.textContent = ref + (s.type ? " (" + s.type + ")" : "");
       tr.appendChild(th);
-      rows.push(tr);
+      rows.append(tr);
       for (const p of s.ports) {
         const pr = document.createElement("tr");
         pr.className = "port";
         pr.dataset.port = p.name;
         cell(pr, portLine(p)).colSpan = 10;
-        rows.push(pr);
+        rows.append(pr);
         if (p.endpoints.length === 0) {
           const er = document.createElement("tr");
           cell(er, "no endpoints", "muted").colSpan = 10;
-          rows.push(er);
+          rows.append(er);
         }
         for (const e of p.endpoints) {
           const er = document.createElement("tr");
@@ -82,40 +82,40 @@ constexpr std::string_view kScript = R"js(
           cell(er, e.address);
           yn(er, e.ready); yn(er, e.serving); yn(er, e.terminating, false);
           cell(er, e.zone); cell(er, e.node);
-          yn(er, e.local); yn(er, e.used);
+          cell(er, e.local ? "yes" : "no"); yn(er, e.used);
           const c = count(e.traffic);
           cell(er, c[0]); cell(er, c[1]);
-          rows.push(er);
+          rows.append(er);
         }
       }
     }
-    body.replaceChildren(...rows);
+    body.replaceChildren(rows);
   }
   function renderSyncs(state) {
     const body = document.getElementById("syncs-body");
-    const rows = [];
+    const rows = document.createDocumentFragment();
     for (const s of state.syncs.slice().reverse()) {
       const tr = document.createElement("tr");
       cell(tr, s.time); cell(tr, s.reason); cell(tr, s.mode);
       cell(tr, String(s.operations)); cell(tr, String(s.durationUs));
       cell(tr, s.error, s.error ? "no" : "");
-      rows.push(tr);
+      rows.append(tr);
     }
-    body.replaceChildren(...rows);
+    body.replaceChildren(rows);
   }
   function renderWatch(state) {
     const w = state.watch;
     document.getElementById("watch-summary").textContent =
       "source " + w.source + ", relists " + w.relists + ", errors " + w.errors + (w.problem ? ", problem: " + w.problem : "");
     const body = document.getElementById("watch-body");
-    const rows = [];
+    const rows = document.createDocumentFragment();
     for (const r of w.resources) {
       const tr = document.createElement("tr");
       cell(tr, r.resource); cell(tr, r.resourceVersion); cell(tr, String(r.lists));
       cell(tr, String(r.failures)); cell(tr, r.lastError);
-      rows.push(tr);
+      rows.append(tr);
     }
-    body.replaceChildren(...rows);
+    body.replaceChildren(rows);
   }
   function render() {
     if (!last) return;
@@ -180,8 +180,8 @@ void services_html(std::string& out, const std::vector<DebugService>& services) 
         out += "<tr class=\"ep\" data-endpoint=\"" + html_escape(e.address) + "\" data-ready=\"" +
                (e.ready ? "true" : "false") + "\"><td>" + html_escape(e.address) + "</td>" + yes_no_cell(e.ready) +
                yes_no_cell(e.serving) + yes_no_cell(e.terminating, false) + "<td>" + html_escape(e.zone) + "</td><td>" +
-               html_escape(e.node) + "</td>" + yes_no_cell(e.local) + yes_no_cell(e.used) + "<td>" + c.first +
-               "</td><td>" + c.second + "</td></tr>\n";
+               html_escape(e.node) + "</td><td>" + (e.local ? "yes" : "no") + "</td>" + yes_no_cell(e.used) + "<td>" +
+               c.first + "</td><td>" + c.second + "</td></tr>\n";
       }
     }
   }

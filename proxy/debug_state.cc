@@ -70,6 +70,7 @@ std::vector<DebugEndpoint> port_endpoints(const model::ServicePortState& state,
     }
   }
   std::vector<DebugEndpoint> list;
+  list.reserve(out.size());
   for (auto& [address, e] : out) list.push_back(std::move(e));
   return list;
 }
@@ -277,6 +278,7 @@ class KernelServices {
       grouped[service].push_back(std::move(port));
     }
     std::vector<DebugService> out;
+    out.reserve(grouped.size());
     for (auto& [ref, ports] : grouped) out.push_back({ref.ns, ref.name, "", std::move(ports)});
     return out;
   }

@@ -5,6 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstdint>
 #include <iostream>
 
 #include "dataplane/kernel.h"
@@ -53,7 +54,7 @@ base::Result<std::string> http_get(const std::string& address, const std::string
     http::write(stream, request);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
-    parser.body_limit(1024 * 1024 * 1024);
+    parser.body_limit(uint64_t{1} << 30);  // 100k services: tens of MB
     http::read(stream, buffer, parser);
     if (parser.get().result() != http::status::ok)
       return base::Error{"GET " + target + " on " + address + ": HTTP " + std::to_string(parser.get().result_int())};

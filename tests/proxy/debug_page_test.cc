@@ -4,6 +4,7 @@
 // TrafficCounters) and the routes on the metrics server.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -64,13 +65,13 @@ model::ClusterState cluster(const std::string& name = "web") {
 class FakeCounters final : public TrafficCounters {
  public:
   base::Result<TrafficSnapshot> read() override {
-    ++reads;
+    ++reads;  // on the server's thread
     if (!error.empty()) return base::Error{error};
     return snapshot;
   }
   TrafficSnapshot snapshot;
   std::string error;
-  int reads = 0;
+  std::atomic<int> reads{0};
 };
 
 TrafficSnapshot web_traffic() {
@@ -330,7 +331,10 @@ TEST(DebugFeed, ServesThePageAndStateOnTheMetricsPort) {
   EXPECT_EQ(state->watch.resources.at(0).resource_version, "42");
   EXPECT_EQ(counters.reads, 3);  // one read per answer
 
-  counters.error = "netlink: Operation not permitted";
+  // Swapped in under the feed's mutex: the server's thread sees the error.
+  FakeCounters failing;
+  failing.error = "netlink: Operation not permitted";
+  feed.set_counters(&failing);
   const auto failed = debug_state_from_json(get(server.metrics_port(), "/debug/state").body);
   ASSERT_TRUE(failed);
   EXPECT_FALSE(failed->counters);
