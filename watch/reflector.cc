@@ -211,9 +211,9 @@ awaitable<void> Reflector::list() {
       // Counted before the store tells its consumers, so that what they
       // read of the stats includes this list.
       ++stats_.lists;
+      stats_.set_resource_version(page.resource_version);
       store_.replace(options_.resource, std::move(objects));
       resource_version_ = page.resource_version;
-      stats_.set_resource_version(resource_version_);
       resource_version_unavailable_ = false;
       co_return;
     }
