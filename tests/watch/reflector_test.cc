@@ -117,7 +117,7 @@ TEST(Reflector, BookmarksMoveTheResourceVersionPastFilteredChanges) {
   Harness h(fixture_config(fx));
   Reflector& r = h.add(fast(services_options()));
   h.start();
-  ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced({Resource::Services}); }));
+  ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced(Resource::Services); }));
   std::string rv;
   for (int i = 0; i < 3; ++i) {
     rv = json_field(fx.apply("services", service_json("a", "foreign-" + std::to_string(i), "10.96.0.9", 80,
