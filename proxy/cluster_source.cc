@@ -36,6 +36,10 @@ std::string ManifestsClusterSource::problem() const {
   return text;
 }
 
+SourceState ManifestsClusterSource::state() const {
+  return {"manifests", 0, source_.stats().read_errors, problem(), {}};
+}
+
 ApiClusterSource::ApiClusterSource(const watch::ClientConfig& config, const watch::ApiSourceOptions& options, Log& log,
                                    watch::ChangeHandler on_change, std::function<void()> on_synced)
     : informer_(
@@ -54,6 +58,11 @@ void ApiClusterSource::export_metrics(Metrics& metrics) {
   metrics.set_watch_bookmarks(s.bookmarks);
   if (s.bad_objects > bad_objects_) metrics.count_decode_errors(s.bad_objects - bad_objects_);
   bad_objects_ = s.bad_objects;
+}
+
+SourceState ApiClusterSource::state() const {
+  auto s = informer_.stats();
+  return {"api", s.lists - std::min(s.lists, s.resources), s.failures, problem(), std::move(s.progress)};
 }
 
 }  // namespace svcproxy::proxy

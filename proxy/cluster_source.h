@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy/log.h"
 #include "proxy/metrics.h"
@@ -16,6 +17,15 @@
 #include "watch/store.h"
 
 namespace svcproxy::proxy {
+
+// Where the source stands, for /debug/state and `svcproxy status`.
+struct SourceState {
+  std::string kind;                                // "api" or "manifests"
+  uint64_t relists = 0;                            // LISTs beyond each resource's first (api)
+  uint64_t errors = 0;                             // failed requests (api), read errors (manifests)
+  std::string problem;                             // problem(): why it could not be read; empty: it could
+  std::vector<watch::ResourceProgress> resources;  // api only
+};
 
 class ClusterSource {
  public:
@@ -33,6 +43,7 @@ class ClusterSource {
   virtual std::string problem() const { return {}; }
   // The reason a change-driven sync logs.
   virtual const char* change_reason() const = 0;
+  virtual SourceState state() const = 0;
 };
 
 class ManifestsClusterSource final : public ClusterSource {
@@ -49,6 +60,7 @@ class ManifestsClusterSource final : public ClusterSource {
   void export_metrics(Metrics& metrics) override;
   std::string problem() const override;
   const char* change_reason() const override { return "manifests-changed"; }
+  SourceState state() const override;
 
  private:
   watch::ManifestsSource source_;
@@ -63,6 +75,7 @@ class ApiClusterSource final : public ClusterSource {
   bool has_synced() const override { return informer_.has_synced(); }
   void export_metrics(Metrics& metrics) override;
   const char* change_reason() const override { return "api-changed"; }
+  SourceState state() const override;
 
  private:
   watch::ApiInformer informer_;

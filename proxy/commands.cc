@@ -27,6 +27,7 @@
 #include "proxy/proxy_mode.h"
 #include "proxy/run.h"
 #include "proxy/source_flags.h"
+#include "proxy/status_command.h"
 #include "svcproxy_version.h"
 #include "userspace/vip_interface.h"
 #include "watch/api_source.h"
@@ -374,6 +375,11 @@ int run_cli(int argc, char** argv) {
   echo->add_flag("--udp", echo_options.udp, "Serve UDP instead of TCP");
   echo->add_option("--id", echo_options.id, "Name to answer with (default: hostname)");
 
+  auto* status = app.add_subcommand(
+      "status", "Show the services, endpoints, syncs and watch state of the running daemon (its /debug/state)");
+  StatusFlags status_flags;
+  add_status_flags(*status, status_flags);
+
   auto* loadtest = app.add_subcommand(
       "loadtest", "Load-test an address (or a Service) and show which endpoint answered each request");
   LoadtestFlags loadtest_flags;
@@ -490,6 +496,7 @@ int run_cli(int argc, char** argv) {
     if (trace->parsed()) return cmd_trace(trace_source, trace_node_flags, trace_flags);
     if (echo->parsed()) return run_echo(echo_options);
     if (loadtest->parsed()) return run_loadtest(loadtest_flags);
+    if (status->parsed()) return run_status(status_flags);
   } catch (const FlagError& e) {
     std::cerr << "svcproxy: " << e.what() << "\n";
     return kExitUsage;

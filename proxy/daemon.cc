@@ -102,6 +102,7 @@ Daemon::Daemon(const RunOptions& options, Log& log)
       period_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
       defer_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
       health_(options.sync_period),
+      debug_({std::string(to_string(options.proxy_mode)), options.sync_period, options.min_sync_period}),
       once_(log) {
   // Bad flags fail here, before anything starts (FlagError: exit 2).
   const auto start_node = resolve_node_config(node_flags_, {}, interfaces_, nullptr);
@@ -117,19 +118,23 @@ Daemon::Daemon(const RunOptions& options, Log& log)
   http.flags = options_.flags;
   http.configz = options_.configz;
   http.started = process_start_;
+  http.debug = &debug_;
   server_ = std::make_unique<HttpServer>(http, health_, metrics_);
   server_->start();
   source_ = make_source(options_, node_flags_, log_, tracker_);
+  debug_.set_store(&source_->store());
   source_read();
 }
 
-Daemon::~Daemon() = default;
+// The servers first: a /debug answer reads the source's store.
+Daemon::~Daemon() { server_->stop(); }
 
 // After every read of the source: /healthz and the counters say whether it
 // could be read completely (no sync follows a read that changed nothing).
 void Daemon::source_read() {
   health_.set_source_problem(source_->problem());
   source_->export_metrics(metrics_);
+  debug_.set_source(source_->state());
 }
 
 int Daemon::run() {
@@ -190,6 +195,7 @@ void Daemon::take_changes() {
   ChangeBatch arrived = tracker_.take();
   // Every wake, also a relist that changed nothing: the watch counters move.
   source_->export_metrics(metrics_);
+  debug_.set_source(source_->state());
   if (arrived.any()) {
     metrics_.changes_received(arrived.endpoint_slice_changes, arrived.service_changes);
     if (started_) {
@@ -248,6 +254,7 @@ void Daemon::on_repair_ready() {
   const SyncResult& r = d->sync;
   if (!d->check_error.empty() && !r.full) return;  // nothing was applied
   metrics_.observe_sync(r, std::chrono::system_clock::now());
+  record_sync(r, "sync-period", r.full ? "full" : "repair");
   if (!r.error.empty()) {
     ++failures_;
     const auto backoff =
@@ -270,6 +277,10 @@ void Daemon::on_repair_ready() {
                           {"compare_us", static_cast<int64_t>(d->compare.count())},
                           {"elements_read", d->kernel_elements},
                           {"raced", d->raced}});
+}
+
+void Daemon::record_sync(const SyncResult& r, const char* reason, const char* mode) {
+  debug_.record_sync({std::chrono::system_clock::now(), reason, mode, r.operations, r.duration, r.error});
 }
 
 void Daemon::log_repair(const RepairResult& d) {
@@ -312,6 +323,7 @@ bool Daemon::refresh_node() {
     node_ = std::move(now);
     dataplane_->set_node(node_);
   }
+  debug_.set_node(node_);
   // Opened there by the next set_health_check_services (after the rebuild).
   server_->set_health_check_ips(ip_strings(node_.nodeport_ips));
   return true;
@@ -352,6 +364,7 @@ void Daemon::sync(SyncKind kind, const char* reason) {
   warnings.insert(warnings.end(), r.warnings.begin(), r.warnings.end());
   once_.warnings(warnings);
   metrics_.observe_sync(r, std::chrono::system_clock::now());
+  record_sync(r, reason, r.full ? "full" : "partial");
   source_->export_metrics(metrics_);
   next_sync_allowed_ = Clock::now() + options_.min_sync_period;
   if (!r.error.empty()) {

@@ -33,6 +33,7 @@
 #include "proxy/change_tracker.h"
 #include "proxy/cluster_source.h"
 #include "proxy/dataplane.h"
+#include "proxy/debug_feed.h"
 #include "proxy/health.h"
 #include "proxy/http_server.h"
 #include "proxy/local_addresses.h"
@@ -82,6 +83,7 @@ class Daemon {
   void on_source_readable();
   void on_repair_ready();
   void log_repair(const RepairResult& d);
+  void record_sync(const SyncResult& r, const char* reason, const char* mode);
 
   void source_read();
   void try_start();
@@ -103,6 +105,7 @@ class Daemon {
   base::UniqueFd defer_fd_;   // one-shot: --min-sync-period or a retry's backoff
   Metrics metrics_;
   ProxyHealth health_;
+  DebugFeed debug_;  // the /debug pages' view of this daemon (outlives server_)
   std::unique_ptr<HttpServer> server_;
   ChangeTracker tracker_;
   std::unique_ptr<ClusterSource> source_;

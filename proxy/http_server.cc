@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "svcproxy_version.h"
+#include "proxy/debug_feed.h"
 
 namespace svcproxy::proxy {
 
@@ -58,6 +59,7 @@ struct Answer {
   std::optional<size_t> endpoint_weight;  // X-Load-Balancing-Endpoint-Weight
   bool close = false;
   std::string warning;  // a Warning header; empty: none
+  std::string csp{};    // Content-Security-Policy (the /debug page)
 };
 
 // The metrics port's pages, as /statusz lists them (kube-proxy lists the
@@ -96,8 +98,8 @@ class HttpServer::Impl {
   }
 
   void accept(std::shared_ptr<tcp::acceptor> acceptor, Role role, uint16_t port);
-  Answer answer(Role role, uint16_t port, std::string_view target, std::string_view accept);
-  Answer metrics_port(std::string_view path, std::string_view accept);
+  Answer answer(Role role, uint16_t port, std::string_view path, std::string_view query, std::string_view accept);
+  Answer metrics_port(std::string_view path, std::string_view query, std::string_view accept);
 
   // Runs `f` on the io thread and waits (inline when that thread is not
   // running): acceptors are only touched from one thread at a time.
@@ -158,13 +160,16 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto request = parser_->release();
     const std::string_view target(request.target().data(), request.target().size());
     const auto accept = request[http::field::accept];
-    Answer answer = server_.answer(role_, port_, target.substr(0, target.find('?')),
+    const size_t question = target.find('?');
+    const std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
+    Answer answer = server_.answer(role_, port_, target.substr(0, question), query,
                                    std::string_view(accept.data(), accept.size()));
 
     response_ = std::make_shared<http::response<http::string_body>>(answer.status, request.version());
     response_->set(http::field::content_type, answer.content_type);
     response_->set("X-Content-Type-Options", "nosniff");
     if (!answer.warning.empty()) response_->set(http::field::warning, answer.warning);
+    if (!answer.csp.empty()) response_->set("Content-Security-Policy", answer.csp);
     if (answer.endpoint_weight)
       response_->set("X-Load-Balancing-Endpoint-Weight", std::to_string(*answer.endpoint_weight));
     response_->keep_alive(request.keep_alive() && !answer.close);
@@ -213,7 +218,7 @@ void HttpServer::Impl::accept(std::shared_ptr<tcp::acceptor> acceptor, Role role
   });
 }
 
-Answer HttpServer::Impl::metrics_port(std::string_view path, std::string_view accept) {
+Answer HttpServer::Impl::metrics_port(std::string_view path, std::string_view query, std::string_view accept) {
   constexpr const char* kText = "text/plain; charset=utf-8";
   constexpr const char* kPrometheus = "text/plain; version=0.0.4; charset=utf-8";
   auto page = [](ZpageAnswer z) {
@@ -232,13 +237,26 @@ Answer HttpServer::Impl::metrics_port(std::string_view path, std::string_view ac
   if (path == "/configz") return {http::status::ok, "application/json", options_.configz, std::nullopt, false, ""};
   if (path == "/flagz") return page(flagz_page(options_.flags, accept, random_zpage_delimiter()));
   if (path == "/statusz") {
-    const StatuszInfo info{options_.started, std::string(kVersion), std::string(kKubeProxyLine), kMetricsPortPaths};
+    std::vector<std::string> paths = kMetricsPortPaths;
+    if (options_.debug) paths.insert(paths.begin() + 1, "/debug");  // kept sorted
+    const StatuszInfo info{options_.started, std::string(kVersion), std::string(kKubeProxyLine), std::move(paths)};
     return page(statusz_page(info, accept, std::chrono::system_clock::now(), random_zpage_delimiter()));
+  }
+  if (options_.debug && path.starts_with("/debug")) {
+    if (auto debug = options_.debug->answer(path, query))
+      return {static_cast<http::status>(debug->status),
+              debug->content_type,
+              std::move(debug->body),
+              std::nullopt,
+              false,
+              "",
+              std::move(debug->csp)};
   }
   return {http::status::not_found, kText, "404 page not found\n", std::nullopt, false, ""};
 }
 
-Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path, std::string_view accept) {
+Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path, std::string_view query,
+                                std::string_view accept) {
   constexpr const char* kJson = "application/json";
   constexpr const char* kText = "text/plain; charset=utf-8";
   const Answer not_found{http::status::not_found, kText, "404 page not found\n", std::nullopt, false, ""};
@@ -252,7 +270,7 @@ Answer HttpServer::Impl::answer(Role role, uint16_t port, std::string_view path,
       return {static_cast<http::status>(a.status), kJson, a.body, std::nullopt, false, ""};
     }
     case Role::Metrics:
-      return metrics_port(path, accept);
+      return metrics_port(path, query, accept);
     case Role::HealthCheck: {
       std::optional<HealthCheckService> service;
       {

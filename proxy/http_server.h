@@ -2,7 +2,8 @@
 // thread of their own:
 //   --healthz-bind-address  /healthz, /livez            (kube-proxy's semantics, proxy/health.h)
 //   --metrics-bind-address  /metrics, /metrics/slis, /healthz, /proxyMode,
-//                           /configz, /flagz, /statusz (proxy/zpages.h)
+//                           /configz, /flagz, /statusz (proxy/zpages.h),
+//                           /debug/ and /debug/state (proxy/debug_feed.h)
 //   one server per healthCheckNodePort (any path)        (set_health_check_services)
 // The sync loop never blocks on a client: answers read shared state that is
 // thread-safe (ProxyHealth, Metrics, the services table under a mutex).
@@ -25,6 +26,8 @@
 #include "proxy/zpages.h"
 
 namespace svcproxy::proxy {
+
+class DebugFeed;
 
 // "ip:port" or "[ipv6]:port" (port 0: any free port).
 struct HostPort {
@@ -51,6 +54,7 @@ struct HttpServerOptions {
   FlagValues flags;
   std::string configz = "{}";
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+  const DebugFeed* debug = nullptr;            // /debug/ pages; must outlive the server (null: none)
 };
 
 class HttpServer {

@@ -192,6 +192,8 @@ InformerStats ApiInformer::stats() const {
     out.failures += r->stats().failures;
     out.bad_objects += r->stats().bad_objects;
     out.bookmarks[resource_name(r->resource())] += r->stats().bookmarks;
+    out.progress.push_back({resource_name(r->resource()), r->stats().resource_version(), r->stats().lists,
+                            r->stats().failures, r->stats().last_error()});
     ++out.resources;
   }
   return out;

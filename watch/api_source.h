@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "model/objects.h"
 #include "watch/api_client.h"
@@ -36,6 +37,15 @@ struct ApiSourceOptions {
 // anything else throw SourceError at once. Never returns a partial cluster.
 model::ClusterState list_cluster(const ClientConfig& config, const ApiSourceOptions& options, const Logger& log);
 
+// One reflector's progress, for status pages.
+struct ResourceProgress {
+  std::string resource;          // "services", "endpointslices", ...
+  std::string resource_version;  // the last one seen (list, event or bookmark)
+  uint64_t lists = 0;
+  uint64_t failures = 0;
+  std::string last_error;  // the last failure's reason; empty: none yet
+};
+
 // The informer's reflectors, summed (read from any thread).
 struct InformerStats {
   uint64_t lists = 0;        // completed LISTs, the first one of each resource included
@@ -44,6 +54,7 @@ struct InformerStats {
   uint64_t bad_objects = 0;  // objects skipped as unusable
   uint64_t resources = 0;    // resources watched (each needs one first LIST and one first watch)
   std::map<std::string, uint64_t> bookmarks;  // BOOKMARK events by resource name ("services", ...)
+  std::vector<ResourceProgress> progress;     // per resource, in watch order
 };
 
 class ApiInformer {

@@ -121,6 +121,26 @@ Reflector::Reflector(ApiClient& client, Store& store, ReflectorOptions options, 
 
 std::string Reflector::resource_version() const { return resource_version_; }
 
+void ReflectorStats::set_resource_version(const std::string& rv) {
+  std::lock_guard lock(mutex_);
+  resource_version_ = rv;
+}
+
+void ReflectorStats::set_last_error(const std::string& why) {
+  std::lock_guard lock(mutex_);
+  last_error_ = why;
+}
+
+std::string ReflectorStats::resource_version() const {
+  std::lock_guard lock(mutex_);
+  return resource_version_;
+}
+
+std::string ReflectorStats::last_error() const {
+  std::lock_guard lock(mutex_);
+  return last_error_;
+}
+
 std::string Reflector::query(bool watching, const std::string& resource_version, const std::string& continue_token) {
   std::string q;
   auto add = [&](const char* key, const std::string& value) {
@@ -191,6 +211,7 @@ awaitable<void> Reflector::list() {
       // Counted before the store tells its consumers, so that what they
       // read of the stats includes this list.
       ++stats_.lists;
+      stats_.set_resource_version(page.resource_version);
       store_.replace(options_.resource, std::move(objects));
       resource_version_ = page.resource_version;
       resource_version_unavailable_ = false;
@@ -267,7 +288,10 @@ awaitable<Reflector::WatchOutcome> Reflector::watch() {
         throw StreamStop{false, "watch: ERROR " + std::to_string(event.status.code) + " " + event.status.reason + ": " +
                                     event.status.message};
     }
-    if (!event.resource_version.empty() && !in_initial) resource_version_ = event.resource_version;
+    if (!event.resource_version.empty() && !in_initial) {
+      resource_version_ = event.resource_version;
+      stats_.set_resource_version(resource_version_);
+    }
     ++events;
     ++stats_.events;
   };
@@ -317,6 +341,7 @@ awaitable<void> Reflector::run() {
   const std::string kind(kind_name(options_.resource));
   auto back_off = [&](const std::string& why, std::chrono::seconds retry_after) -> milliseconds {
     ++stats_.failures;
+    stats_.set_last_error(why);
     milliseconds wait = options_.backoff.next(Clock::now(), random_);
     wait = std::max<milliseconds>(wait, retry_after);
     log_(kind + " " + why + "; retrying in " + std::to_string(wait.count()) + " ms");

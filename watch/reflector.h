@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <random>
 #include <set>
 #include <string>
@@ -83,6 +84,18 @@ struct ReflectorStats {
   std::atomic<uint64_t> bookmarks{0};  // BOOKMARK events (each moves resource_version() on)
   std::atomic<uint64_t> failures{0};   // backoffs taken
   std::atomic<uint64_t> bad_objects{0};  // objects skipped as unusable (each logged once)
+
+  // The last resourceVersion seen and the last failure, for status pages
+  // (read from any thread).
+  void set_resource_version(const std::string& rv);
+  void set_last_error(const std::string& why);
+  std::string resource_version() const;
+  std::string last_error() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::string resource_version_;
+  std::string last_error_;
 };
 
 class Reflector {

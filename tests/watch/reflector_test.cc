@@ -117,7 +117,7 @@ TEST(Reflector, BookmarksMoveTheResourceVersionPastFilteredChanges) {
   Harness h(fixture_config(fx));
   Reflector& r = h.add(fast(services_options()));
   h.start();
-  ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced({Resource::Services}); }));
+  ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced(Resource::Services); }));
   std::string rv;
   for (int i = 0; i < 3; ++i) {
     rv = json_field(fx.apply("services", service_json("a", "foreign-" + std::to_string(i), "10.96.0.9", 80,
@@ -169,12 +169,16 @@ TEST(Reflector, TooManyRequestsHonoursRetryAfter) {
   fx.apply("services", service_json("a", "x", "10.96.0.1", 80));
   fx.fault(R"("status":{"code":429,"retry_after":1,"count":1,"on":"list"})");
   Harness h(fixture_config(fx));
-  h.add(fast(services_options()));
+  Reflector& r = h.add(fast(services_options()));
   const auto start = std::chrono::steady_clock::now();
   h.start();
   ASSERT_TRUE(h.wait_for([&] { return h.store().has_synced(Resource::Services); }));
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1000));
   EXPECT_TRUE(h.log_contains("429 Too Many Requests"));
+  // What the /debug page shows: the failure, and the list's resourceVersion.
+  EXPECT_EQ(r.stats().failures, 1u);
+  EXPECT_NE(r.stats().last_error().find("429"), std::string::npos) << r.stats().last_error();
+  EXPECT_FALSE(r.stats().resource_version().empty());
 }
 
 TEST(Reflector, ServerErrorsCutStreamsAndStallsAreSurvived) {
