@@ -36,6 +36,7 @@
 #include "proxy/health.h"
 #include "proxy/http_server.h"
 #include "proxy/local_addresses.h"
+#include "proxy/localhost_nodeports.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/run.h"
@@ -111,6 +112,9 @@ class Daemon {
   std::unique_ptr<dataplane::RulesetKernel> kernel_;
   std::unique_ptr<ConntrackCleanup> conntrack_;
   std::unique_ptr<Dataplane> dataplane_;  // created at the first sync
+  // nftables mode with loopback in --nodeport-addresses: the TCP relay on
+  // 127.0.0.1 / ::1 (KEP-6032), given the same ports as the dataplane.
+  std::unique_ptr<LocalhostNodePorts> localhost_;
   ServiceModel model_;
   model::NodeConfig node_;
   std::vector<std::string> node_warnings_;

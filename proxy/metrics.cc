@@ -198,7 +198,15 @@ Metrics::Metrics()
           "svcproxy_watch_bookmarks_total",
           "BOOKMARK events received on API watches; each moves the watch's resourceVersion on")),
       proxy_mode_(
-          family<prometheus::Gauge>("svcproxy_proxy_mode", "The dataplane in use (1 for the mode chosen at startup)")) {
+          family<prometheus::Gauge>("svcproxy_proxy_mode", "The dataplane in use (1 for the mode chosen at startup)")),
+      // kube-proxy's, with its help texts; shown once the relay is on.
+      localhost_listeners_(family<prometheus::Gauge>("kubeproxy_nftables_localhost_nodeport_listeners",
+                                                     "[ALPHA] Number of active localhost NodePort userspace proxy "
+                                                     "listeners.")),
+      localhost_listener_failures_(
+          family<prometheus::Counter>("kubeproxy_nftables_localhost_nodeport_listener_creation_failures_total",
+                                      "[ALPHA] Number of localhost NodePort userspace proxy listener creation "
+                                      "failures.")) {
   no_local_endpoints_.Add({{"traffic_policy", "external"}});
   no_local_endpoints_.Add({{"traffic_policy", "internal"}});
   // Both codes are always exported so rate() works from the first scrape.
@@ -277,6 +285,12 @@ bool Metrics::observe_network_programming(std::string_view trigger_time, TimePoi
 void Metrics::set_no_local_endpoints(NoLocalEndpoints counts) {
   no_local_endpoints_.Add({{"traffic_policy", "external"}}).Set(static_cast<double>(counts.external));
   no_local_endpoints_.Add({{"traffic_policy", "internal"}}).Set(static_cast<double>(counts.internal));
+}
+
+void Metrics::set_localhost_nodeports(model::IPFamily family, size_t listeners, uint64_t listen_failures_total) {
+  const std::map<std::string, std::string> labels{{"ip_family", family == model::IPFamily::V4 ? "IPv4" : "IPv6"}};
+  localhost_listeners_.Add(labels).Set(static_cast<double>(listeners));
+  raise_to(localhost_listener_failures_.Add(labels), listen_failures_total);
 }
 
 void Metrics::set_kernel_objects(KernelObjects counts) {
