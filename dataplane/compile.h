@@ -132,6 +132,9 @@ inline constexpr const char* kNodePortIPs = "nodeport-ips";
 inline constexpr const char* kHairpin = "hairpin";
 inline constexpr const char* kMarkForMasquerade = "mark-for-masquerade";
 inline constexpr const char* kMasquerading = "masquerading";
+// UDP and SCTP NodePorts (meta l4proto . th dport), refused on the loopback
+// range when localhost NodePorts are on (kube-proxy's name).
+inline constexpr const char* kLocalhostNodePortRejects = "localhost-nodeport-reject-ports";
 }  // namespace names
 
 // Stable per-service-port chain suffix: "<HASH8>-ns/name/proto/port".

@@ -48,10 +48,23 @@ std::vector<ir::Rule> services_rules(const TableConfig& config, bool have_nodepo
   services.push_back(to_class(kAddrFields, cls::kReject, cls::kReject));
   services.push_back(rule({ir::SetMatch{kAddrFields, cls::kDrop}}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
   services.push_back(rule({}, {ir::VmapStmt{kAddrFields, names::kServiceIPs, 0}}));
+  if (config.localhost_range) {
+    // UDP and SCTP NodePorts on loopback: refused, as kube-proxy (its relay,
+    // like ours, is TCP only); the packets would otherwise meet whatever
+    // host process happens to listen there.
+    services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, *config.localhost_range, {}},
+                             ir::SetMatch{kPortFields, names::kLocalhostNodePortRejects}},
+                            {ir::RejectStmt{false}}));
+  }
   const auto& node = config.node;
   const bool all_local = config.family == IPFamily::V4 ? node.nodeport_all_local_v4 : node.nodeport_all_local_v6;
   if (all_local) {
-    services.push_back(rule({ir::FibLocalMatch{KeyField::DstAddr}}, {jump_chain(cls::kNodePorts)}));
+    // Loopback is not a NodePort address (kube-proxy's noLocalhost): a
+    // connection from 127.0.0.1 DNATed to a pod would leave with a loopback
+    // source, which the kernel drops. Localhost NodePorts are the relay's.
+    const ir::AddrMatch not_loopback{
+        KeyField::DstAddr, true, *model::CIDR::parse(config.family == IPFamily::V4 ? "127.0.0.0/8" : "::1/128"), {}};
+    services.push_back(rule({ir::FibLocalMatch{KeyField::DstAddr}, not_loopback}, {jump_chain(cls::kNodePorts)}));
   } else if (have_nodeport_ips) {
     services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kNodePortIPs}},
                             {jump_chain(cls::kNodePorts)}));
