@@ -96,7 +96,7 @@ std::vector<model::CIDR> cidrs(std::initializer_list<const char*> texts) {
 // KEP-6032: `localhost` names both loopback ranges and turns localhost
 // NodePorts on for both families; loopback is never a NodePort address of
 // the nftables rules (nodeport_ips), and no warning is due.
-TEST(LocalhostNodePorts, LocalhostKeywordTurnsOnBothFamilies) {
+TEST(LocalhostNodePortFlags, LocalhostKeywordTurnsOnBothFamilies) {
   const auto r = resolve_with({"--nodeport-addresses", "primary,localhost"}, kWorkstation);
   EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8", "::1/128"}));
   EXPECT_EQ(localhost_relay_addresses(r.node), ips({"127.0.0.1", "::1"}));
@@ -104,7 +104,7 @@ TEST(LocalhostNodePorts, LocalhostKeywordTurnsOnBothFamilies) {
   EXPECT_TRUE(r.warnings.empty());
 }
 
-TEST(LocalhostNodePorts, AnExplicitLoopbackCidrTurnsOnItsFamilyOnly) {
+TEST(LocalhostNodePortFlags, AnExplicitLoopbackCidrTurnsOnItsFamilyOnly) {
   const auto r = resolve_with({"--nodeport-addresses", "127.0.0.1/32"}, kWorkstation);
   EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.1/32"}));
   EXPECT_EQ(localhost_relay_addresses(r.node), ips({"127.0.0.1"}));
@@ -114,14 +114,14 @@ TEST(LocalhostNodePorts, AnExplicitLoopbackCidrTurnsOnItsFamilyOnly) {
   EXPECT_EQ(localhost_relay_addresses(v6.node), ips({"::1"}));
 }
 
-TEST(LocalhostNodePorts, TheWidestRangePerFamilyIsKept) {
+TEST(LocalhostNodePortFlags, TheWidestRangePerFamilyIsKept) {
   const auto r = resolve_with({"--nodeport-addresses", "127.0.0.1/32,localhost,127.0.0.0/16"}, kWorkstation);
   EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8", "::1/128"}));
 }
 
 // `all` and /0 include loopback only by arithmetic: kube-proxy does not
 // count them as naming it (its ContainsExplicitLoopback), neither do we.
-TEST(LocalhostNodePorts, AllAndZeroPrefixesDoNotTurnItOn) {
+TEST(LocalhostNodePortFlags, AllAndZeroPrefixesDoNotTurnItOn) {
   const auto all = resolve_with({"--nodeport-addresses", "all"}, kWorkstation);
   EXPECT_TRUE(all.node.nodeport_all_local_v4);
   EXPECT_TRUE(all.node.nodeport_all_local_v6);
@@ -133,7 +133,7 @@ TEST(LocalhostNodePorts, AllAndZeroPrefixesDoNotTurnItOn) {
   EXPECT_EQ(both.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8", "::1/128"}));
 }
 
-TEST(LocalhostNodePorts, OffByDefaultAndWithPrimary) {
+TEST(LocalhostNodePortFlags, OffByDefaultAndWithPrimary) {
   EXPECT_TRUE(resolve_with({}, kWorkstation).node.localhost_nodeport_ranges.empty());
   EXPECT_TRUE(resolve_with({"--nodeport-addresses", "primary"}, kWorkstation).node.localhost_nodeport_ranges.empty());
   // A node IP on loopback is not a NodePort address either.
@@ -142,13 +142,13 @@ TEST(LocalhostNodePorts, OffByDefaultAndWithPrimary) {
 
 // A wide CIDR that also covers 127.0.0.1 names loopback: kube-proxy's
 // relay would listen there too. Its loopback part is the whole /8.
-TEST(LocalhostNodePorts, AWideCidrCoveringTheRelayAddressSelectsTheLoopbackRange) {
+TEST(LocalhostNodePortFlags, AWideCidrCoveringTheRelayAddressSelectsTheLoopbackRange) {
   const auto r = resolve_with({"--nodeport-addresses", "0.0.0.0/1"}, kWorkstation);
   EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8"}));
   EXPECT_EQ(r.node.nodeport_ips, ips({"10.1.2.3"}));
 }
 
-TEST(LocalhostNodePorts, OtherLoopbackAddressesAreWarnedAbout) {
+TEST(LocalhostNodePortFlags, OtherLoopbackAddressesAreWarnedAbout) {
   const FixedAddresses node(ips({"127.0.0.1", "127.0.0.2", "10.1.2.3"}), "fake");
   const auto r = resolve_with({"--nodeport-addresses", "127.0.0.2/32"}, node);
   EXPECT_TRUE(r.node.localhost_nodeport_ranges.empty());
@@ -159,7 +159,7 @@ TEST(LocalhostNodePorts, OtherLoopbackAddressesAreWarnedAbout) {
             "NodePorts are not served");
 }
 
-TEST(LocalhostNodePorts, UnknownKeywordsAreRefusedNamingTheFlag) {
+TEST(LocalhostNodePortFlags, UnknownKeywordsAreRefusedNamingTheFlag) {
   try {
     resolve_with({"--nodeport-addresses", "primary,loopback"}, kWorkstation);
     FAIL() << "no FlagError";
