@@ -16,6 +16,7 @@ Run: SVCPROXY_BIN=build/svcproxy python3 -m unittest -v test_localhost_nodeports
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -119,6 +120,12 @@ class LocalhostTestCase(unittest.TestCase):
         self.assertEqual(result.outcomes, {outcome: 4}, f"{what}: {result.outcomes} {result.errors[:3]}")
         self.assertLess(time.monotonic() - start, 1.5, f"{what}: refused, but not at once")
 
+    def trace_live(self, dst: str, port: int, proto: str) -> dict:
+        """What the programmed rules do with a packet from the node to dst."""
+        out = self.box.svcproxy_in(self.box.node, ["trace", "--live", "--json", "--src", dst, "--dst", dst,
+                                                   "--dport", str(port), "--proto", proto]).stdout
+        return json.loads(out)
+
     def metrics(self) -> dict[str, float]:
         """/metrics of the daemon in the node namespace: sample -> value."""
         script = ("import sys, urllib.request\n"
@@ -198,6 +205,11 @@ class LocalhostNodePorts(LocalhostTestCase):
         self.assert_refused("127.0.0.1", DNS_NODEPORT, "UDP NodePort on loopback", proto="udp", outcome="eperm")
         # UDP to another loopback port is left alone: the kernel refuses it.
         self.assert_refused("127.0.0.1", DNS_NODEPORT + 100, "UDP, not a NodePort", proto="udp")
+        # trace of the same flows: the rules reject the UDP NodePort and
+        # leave TCP to the relay (no DNAT).
+        self.assertEqual(self.trace_live("127.0.0.1", DNS_NODEPORT, "udp")["verdict"], "REJECT")
+        self.assertEqual(self.trace_live("127.0.0.1", DNS_NODEPORT + 100, "udp")["verdict"], "ACCEPT")
+        self.assertEqual(self.trace_live("127.0.0.1", WEB_NODEPORT, "tcp")["verdict"], "ACCEPT")
         # The same UDP NodePort on the node IP is served (nftables).
         result = self.box.request(self.box.ext, NODE_V4, DNS_NODEPORT, proto="udp", count=4, timeout=2.0)
         self.assertEqual(result.outcomes.get("reply", 0), 4, f"UDP NodePort on the node IP: {result.outcomes}")
