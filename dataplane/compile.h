@@ -140,6 +140,9 @@ inline constexpr const char* kMasquerading = "masquerading";
 // UDP and SCTP NodePorts (meta l4proto . th dport), refused on the loopback
 // range when localhost NodePorts are on (kube-proxy's name).
 inline constexpr const char* kLocalhostNodePortRejects = "localhost-nodeport-reject-ports";
+// ... and the counters of what they refused, one per protocol (udp, sctp):
+// kubeproxy_nftables_localhost_nodeport_rejected_packets_total.
+inline constexpr const char* kLocalhostNodePortRejectedPrefix = "localhost-nodeport-rejected-";
 }  // namespace names
 
 // Stable per-service-port chain suffix: "<HASH8>-ns/name/proto/port".

@@ -12,6 +12,12 @@ constexpr int kPrioritySrcNat = 100;
 
 const std::vector<KeyField> kAddrFields{KeyField::DstAddr, KeyField::L4Proto, KeyField::DstPort};
 const std::vector<KeyField> kPortFields{KeyField::L4Proto, KeyField::DstPort};
+// In counter name order.
+constexpr model::Protocol kLocalhostRejectedProtocols[] = {model::Protocol::SCTP, model::Protocol::UDP};
+
+std::string localhost_rejected_counter(model::Protocol protocol) {
+  return names::kLocalhostNodePortRejectedPrefix + std::string(model::to_lower(protocol));
+}
 
 template <typename Values>
 ir::Set addr_set(const char* name, bool interval, const Values& values) {
@@ -49,12 +55,14 @@ std::vector<ir::Rule> services_rules(const TableConfig& config, bool have_nodepo
   services.push_back(rule({ir::SetMatch{kAddrFields, cls::kDrop}}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
   services.push_back(rule({}, {ir::VmapStmt{kAddrFields, names::kServiceIPs, 0}}));
   if (config.localhost_range) {
-    // UDP and SCTP NodePorts on loopback: refused, as kube-proxy (its relay,
-    // like ours, is TCP only); the packets would otherwise meet whatever
-    // host process happens to listen there.
-    services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, *config.localhost_range, {}},
-                             ir::SetMatch{kPortFields, names::kLocalhostNodePortRejects}},
-                            {ir::RejectStmt{false}}));
+    // UDP and SCTP NodePorts on loopback: refused and counted, as kube-proxy
+    // (its relay, like ours, is TCP only); the packets would otherwise meet
+    // whatever host process happens to listen there.
+    for (auto protocol : kLocalhostRejectedProtocols) {
+      services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, *config.localhost_range, {}},
+                               ir::ProtoMatch{protocol}, ir::SetMatch{kPortFields, names::kLocalhostNodePortRejects}},
+                              {ir::CounterStmt{localhost_rejected_counter(protocol)}, ir::RejectStmt{false}}));
+    }
   }
   const auto& node = config.node;
   const bool all_local = config.family == IPFamily::V4 ? node.nodeport_all_local_v4 : node.nodeport_all_local_v6;
@@ -151,6 +159,8 @@ FixedObjects::FixedObjects(const TableConfig& config) {
   sets_.push_back(addr_set(names::kServiceCIDRs, true, config.service_cidrs));
   const auto nodeports = nodeport_ips(config);
   sets_.push_back(addr_set(names::kNodePortIPs, false, nodeports));
+  if (config.localhost_range)
+    for (auto protocol : kLocalhostRejectedProtocols) counters_.push_back({localhost_rejected_counter(protocol)});
 
   auto add = [&](const char* name, std::vector<ir::Rule> rules, std::optional<ir::BaseChainSpec> base = {}) {
     chains_.push_back(ir::Chain{name, base, std::move(rules)});

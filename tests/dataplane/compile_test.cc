@@ -329,9 +329,20 @@ TEST(Compile, LocalhostNodePortsRefuseUdpAndSctpOnLoopbackOnly) {
   // The node IP still serves the UDP NodePort.
   EXPECT_EQ(f.send(kExternalClient, kNode, 30053, Protocol::UDP).verdict, TraceVerdict::DNAT);
   const std::string text = render_nft(f.compiled.ruleset);
-  EXPECT_NE(text.find("ip daddr 127.0.0.0/8 meta l4proto . th dport @localhost-nodeport-reject-ports reject"),
-            std::string::npos)
-      << text;
+  for (const char* proto : {"udp", "sctp"}) {
+    EXPECT_NE(text.find("ip daddr 127.0.0.0/8 meta l4proto " + std::string(proto) +
+                        " meta l4proto . th dport @localhost-nodeport-reject-ports counter name "
+                        "\"localhost-nodeport-rejected-" +
+                        proto + "\" reject"),
+              std::string::npos)
+        << text;
+  }
+  // Counted per protocol in the IPv4 table (kube-proxy's metric is per
+  // family and protocol).
+  ASSERT_EQ(f.compiled.ruleset.tables.size(), 2u);
+  EXPECT_EQ(f.compiled.ruleset.tables[0].counters,
+            (std::vector<ir::Counter>{{"localhost-nodeport-rejected-sctp"}, {"localhost-nodeport-rejected-udp"}}));
+  EXPECT_TRUE(f.compiled.ruleset.tables[1].counters.empty());
   // IPv6 has no range: no set, no rule.
   EXPECT_EQ(text.find("table ip6 svcproxy {\n\tset localhost-nodeport-reject-ports"), std::string::npos);
   EXPECT_EQ(text.find("ip6 daddr ::1"), std::string::npos) << text;
