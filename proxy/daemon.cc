@@ -110,6 +110,7 @@ Daemon::Daemon(const RunOptions& options, Log& log)
   // Bad flags fail here, before anything starts (FlagError: exit 2).
   const auto start_node = resolve_node_config(node_flags_, {}, interfaces_, nullptr);
   metrics_.set_proxy_mode(options_.proxy_mode);
+  if (options_.proxy_mode == ProxyMode::Nftables) count_localhost_rejects(start_node);
   // Until the first sync, an update is pending: a daemon that cannot read
   // its cluster turns unhealthy after 2 × sync period, as kube-proxy.
   health_.queued();
@@ -125,6 +126,20 @@ Daemon::Daemon(const RunOptions& options, Log& log)
 }
 
 Daemon::~Daemon() = default;
+
+// Localhost NodePorts' loopback rejects (UDP, SCTP) are counted by nftables
+// counters, exported as kube-proxy's metric at each scrape. The loopback
+// ranges come from the flags alone: known before the first sync.
+void Daemon::count_localhost_rejects(const model::NodeConfig& node) {
+  std::vector<model::IPFamily> families;
+  for (const auto& range : node.localhost_nodeport_ranges) families.push_back(range.family());
+  if (families.empty()) return;
+  localhost_rejects_ = std::make_unique<LocalhostRejectCounters>(families);
+  metrics_.set_scrape_hook([this] {
+    for (const auto& t : localhost_rejects_->read())
+      metrics_.set_localhost_nodeport_rejected(t.family, t.protocol, t.packets);
+  });
+}
 
 // After every read of the source: /healthz and the counters say whether it
 // could be read completely (no sync follows a read that changed nothing).
@@ -304,6 +319,7 @@ bool Daemon::refresh_node() {
       dataplane_ = std::make_unique<UserspaceDataplane>(options_.userspace, node_, log_);
     } else {
       kernel_ = std::make_unique<dataplane::NetlinkBackend>();
+      if (localhost_rejects_) kernel_ = std::make_unique<RejectCountingKernel>(std::move(kernel_), *localhost_rejects_);
       conntrack_ = std::make_unique<KernelConntrack>();
       dataplane_ = std::make_unique<SyncLoop>(node_, *kernel_, *conntrack_, dataplane::netlink_readback());
       // The loopback ranges come from the flags alone: no node change

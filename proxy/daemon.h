@@ -85,6 +85,7 @@ class Daemon {
   void log_repair(const RepairResult& d);
 
   void source_read();
+  void count_localhost_rejects(const model::NodeConfig& node);
   void try_start();
   // Recomputes the node's configuration from Nodes, ServiceCIDRs and the
   // interfaces; creates the dataplane at the first call. True if it changed.
@@ -103,6 +104,9 @@ class Daemon {
   base::UniqueFd period_fd_;  // every sync period
   base::UniqueFd defer_fd_;   // one-shot: --min-sync-period or a retry's backoff
   Metrics metrics_;
+  // nftables mode with localhost NodePorts: the reject rules' counters,
+  // read at each scrape (declared before the server, which reads them).
+  std::unique_ptr<LocalhostRejectCounters> localhost_rejects_;
   ProxyHealth health_;
   std::unique_ptr<HttpServer> server_;
   ChangeTracker tracker_;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "dataplane/compile.h"
+#include "dataplane/netlink_decode.h"
+
 namespace svcproxy::proxy {
 namespace {
 
@@ -80,6 +83,47 @@ std::vector<std::string> LocalhostNodePorts::set_services(const std::vector<mode
       views_.erase(before);
   }
   return any ? apply() : warnings_;
+}
+
+LocalhostRejectCounters::LocalhostRejectCounters(std::vector<model::IPFamily> families) {
+  for (auto family : families)
+    for (auto protocol : {model::Protocol::SCTP, model::Protocol::UDP}) seen_.push_back({0, {family, protocol, 0}});
+}
+
+std::vector<LocalhostRejectCounters::Total> LocalhostRejectCounters::read() {
+  std::lock_guard lock(mutex_);
+  return read_locked();
+}
+
+std::vector<LocalhostRejectCounters::Total> LocalhostRejectCounters::read_locked() {
+  std::vector<Total> out;
+  std::optional<model::IPFamily> read_family;
+  std::vector<dataplane::CounterValue> values;
+  bool readable = false;
+  for (auto& seen : seen_) {
+    if (read_family != seen.total.family) {
+      read_family = seen.total.family;
+      try {
+        values = dataplane::read_counters(socket_, {seen.total.family, dataplane::names::kTable});
+        readable = true;
+      } catch (const std::exception&) {
+        readable = false;  // this scrape shows the totals so far
+      }
+    }
+    const std::string name =
+        dataplane::names::kLocalhostNodePortRejectedPrefix + std::string(model::to_lower(seen.total.protocol));
+    auto it = std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.name == name; });
+    if (readable && it != values.end()) {
+      // Below the last read: the table was recreated behind our back (by
+      // hand, or by another daemon), counting from 0.
+      seen.total.packets += it->packets >= seen.kernel ? it->packets - seen.kernel : it->packets;
+      seen.kernel = it->packets;
+    } else if (readable) {
+      seen.kernel = 0;  // no such counter (yet): the next one starts from 0
+    }
+    out.push_back(seen.total);
+  }
+  return out;
 }
 
 std::vector<std::string> LocalhostNodePorts::apply() {

@@ -17,10 +17,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "dataplane/netlink_socket.h"
+#include "dataplane/ruleset_kernel.h"
 #include "model/ip.h"
 #include "model/objects.h"
 #include "model/service_ports.h"
@@ -76,6 +79,69 @@ class LocalhostNodePorts {
     std::unique_ptr<userspace::UserspaceProxier> proxier;
   };
   std::vector<Relay> relays_;
+};
+
+// kubeproxy_nftables_localhost_nodeport_rejected_packets_total: what the
+// rules refusing UDP and SCTP NodePorts on loopback counted, per family and
+// protocol, read from the kernel (one counter dump per table) when asked.
+// The kernel's counters start again from 0 whenever a full sync recreates
+// the table (RejectCountingKernel tells): the totals here add what each read
+// finds since the previous one, so they only grow.
+class LocalhostRejectCounters {
+ public:
+  struct Total {
+    model::IPFamily family;
+    model::Protocol protocol;
+    uint64_t packets = 0;
+  };
+  // The families whose tables refuse loopback NodePorts.
+  explicit LocalhostRejectCounters(std::vector<model::IPFamily> families);
+  // Reads the counters; a table that cannot be read keeps its totals.
+  // Thread-safe (one reader at a time).
+  std::vector<Total> read();
+  // Runs `recreate`, a full sync (the table and its counters made anew),
+  // with reads held off: what the old counters counted is taken first, and
+  // if `recreate` returns the new ones count from 0 (if it throws, the
+  // transaction changed nothing).
+  template <typename Recreate>
+  void around_recreation(Recreate&& recreate) {
+    std::lock_guard lock(mutex_);
+    read_locked();
+    recreate();
+    for (auto& seen : seen_) seen.kernel = 0;
+  }
+
+ private:
+  std::vector<Total> read_locked();
+
+  struct Seen {
+    uint64_t kernel = 0;  // the counter's value at the last read
+    Total total;
+  };
+  std::mutex mutex_;
+  dataplane::NetlinkSocket socket_;
+  std::vector<Seen> seen_;  // per family and protocol
+};
+
+// The nftables kernel seam with the loopback rejects' counters kept across
+// full syncs (each recreates the table).
+class RejectCountingKernel final : public dataplane::RulesetKernel {
+ public:
+  RejectCountingKernel(std::unique_ptr<dataplane::RulesetKernel> inner, LocalhostRejectCounters& counters)
+      : inner_(std::move(inner)), counters_(counters) {}
+  void apply_full(const dataplane::RulesetCompiler& compiler) override {
+    counters_.around_recreation([&] { inner_->apply_full(compiler); });
+  }
+  void apply_partial(const dataplane::RulesetDiff& diff, const dataplane::RulesetCompiler& definitions) override {
+    inner_->apply_partial(diff, definitions);
+  }
+  dataplane::ir::Ruleset read_back() override { return inner_->read_back(); }
+  void cleanup() override { inner_->cleanup(); }
+  bool in_sync() const override { return inner_->in_sync(); }
+
+ private:
+  std::unique_ptr<dataplane::RulesetKernel> inner_;
+  LocalhostRejectCounters& counters_;
 };
 
 }  // namespace svcproxy::proxy

@@ -206,7 +206,11 @@ Metrics::Metrics()
       localhost_listener_failures_(
           family<prometheus::Counter>("kubeproxy_nftables_localhost_nodeport_listener_creation_failures_total",
                                       "[ALPHA] Number of localhost NodePort userspace proxy listener creation "
-                                      "failures.")) {
+                                      "failures.")),
+      localhost_rejected_(family<prometheus::Counter>(
+          "kubeproxy_nftables_localhost_nodeport_rejected_packets_total",
+          "[ALPHA] Number of packets rejected on localhost NodePorts. UDP and SCTP are always rejected; TCP is "
+          "rejected when the localhost NodePort proxy is not running")) {
   no_local_endpoints_.Add({{"traffic_policy", "external"}});
   no_local_endpoints_.Add({{"traffic_policy", "internal"}});
   // Both codes are always exported so rate() works from the first scrape.
@@ -293,6 +297,15 @@ void Metrics::set_localhost_nodeports(model::IPFamily family, size_t listeners, 
   raise_to(localhost_listener_failures_.Add(labels), listen_failures_total);
 }
 
+void Metrics::set_localhost_nodeport_rejected(model::IPFamily family, model::Protocol protocol,
+                                              uint64_t packets_total) {
+  raise_to(localhost_rejected_.Add({{"ip_family", family == model::IPFamily::V4 ? "IPv4" : "IPv6"},
+                                    {"protocol", std::string(model::to_string(protocol))}}),
+           packets_total);
+}
+
+void Metrics::set_scrape_hook(std::function<void()> hook) { scrape_hook_ = std::move(hook); }
+
 void Metrics::set_kernel_objects(KernelObjects counts) {
   kernel_objects_.Add({{"kind", "chains"}}).Set(static_cast<double>(counts.chains));
   kernel_objects_.Add({{"kind", "elements"}}).Set(static_cast<double>(counts.elements));
@@ -330,6 +343,7 @@ void Metrics::set_proxy_mode(ProxyMode mode) {
 }
 
 std::string Metrics::render() const {
+  if (scrape_hook_) scrape_hook_();
   auto families = registry_->Collect();
   std::unordered_map<std::string_view, size_t> position;
   for (size_t i = 0; i < family_order_.size(); ++i) position.emplace(family_order_[i], i);

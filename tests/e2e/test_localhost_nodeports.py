@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -196,7 +197,10 @@ class LocalhostNodePorts(LocalhostTestCase):
         self.assertNotIn(f"127.0.0.1:{WEB_NODEPORT}", self.loopback_listeners())
 
     def test_udp_nodeports_on_loopback_are_refused(self):
-        self.start("primary,localhost")
+        daemon = self.start("primary,localhost")
+        rejected = 'kubeproxy_nftables_localhost_nodeport_rejected_packets_total{ip_family="IPv4",protocol="UDP"}'
+        before = self.metrics()
+        self.assertEqual(before.get(rejected), 0, before)
         # The reject rule runs in the output hook of the sending process's
         # own namespace: the kernel drops the datagram there, and send()
         # fails at once with EPERM (kube-proxy's reject in output does the
@@ -205,6 +209,18 @@ class LocalhostNodePorts(LocalhostTestCase):
         self.assert_refused("127.0.0.1", DNS_NODEPORT, "UDP NodePort on loopback", proto="udp", outcome="eperm")
         # UDP to another loopback port is left alone: the kernel refuses it.
         self.assert_refused("127.0.0.1", DNS_NODEPORT + 100, "UDP, not a NodePort", proto="udp")
+        # Counted: the 4 datagrams to the NodePort, not the others.
+        after = self.metrics()
+        self.assertEqual(after.get(rejected), 4, after)
+        self.assertEqual(after.get(rejected.replace("UDP", "SCTP")), 0, after)
+        self.assertEqual(after.get(rejected.replace("IPv4", "IPv6")), 0, after)
+        # A full sync recreates the table (its counters start from 0): the
+        # metric keeps counting on from its total.
+        mark = daemon.mark()
+        daemon.proc.proc.send_signal(signal.SIGHUP)
+        self.assertEqual(daemon.wait_sync(after=mark, reason="sighup", timeout=30).mode, "full")
+        self.assert_refused("127.0.0.1", DNS_NODEPORT, "after a full sync", proto="udp", outcome="eperm")
+        self.assertEqual(self.metrics().get(rejected), 8)
         # trace of the same flows: the rules reject the UDP NodePort and
         # leave TCP to the relay (no DNAT).
         self.assertEqual(self.trace_live("127.0.0.1", DNS_NODEPORT, "udp")["verdict"], "REJECT")
