@@ -6,8 +6,10 @@ connections from the node's own processes reach the endpoints the NodePort
 would use (externalTrafficPolicy Cluster: all of them; Local: this node's),
 a pod that turns unready leaves the rotation with the sync that says so, a
 port without endpoints refuses at once, and the relay is gone when the
-daemon exits. UDP NodePorts there are refused. Without loopback in the flag
-nothing listens on loopback. Every flow is real traffic from the node
+daemon exits. UDP NodePorts there are refused and counted (the metric
+keeps counting across a full sync). In userspace mode the proxy itself
+answers on loopback, TCP and UDP. Without loopback in the flag nothing
+listens on loopback (`all` included). Every flow is real traffic from the node
 namespace (client.py) to `svcproxy echo` in the pods.
 
 Needs root (network namespaces); skipped otherwise. Python 3 stdlib only.
@@ -251,6 +253,22 @@ class LocalhostNodePorts(LocalhostTestCase):
         self.assertLess(elapsed, 3, "exits promptly (the relay's workers join)")
         self.assertEqual(self.loopback_listeners(), [])
         self.assert_refused("127.0.0.1", WEB_NODEPORT, "after exit")
+
+
+class UserspaceMode(LocalhostTestCase):
+    def test_the_userspace_proxy_answers_on_loopback_itself(self):
+        """--proxy-mode userspace: no nftables, no relay; the proxy listens
+        on the loopback addresses too, TCP and UDP alike."""
+        daemon = self.box.start_daemon(self.dir, [*DAEMON_FLAGS, "--proxy-mode", "userspace",
+                                                  "--nodeport-addresses", "primary,localhost"])
+        self.addCleanup(daemon.stop)
+        daemon.wait_sync(reason="start", timeout=30)
+        self.assert_reaches("127.0.0.1", WEB_NODEPORT, {"pa", "pb"}, "eTP Cluster on 127.0.0.1")
+        self.assert_reaches("::1", WEB_NODEPORT, {"pa", "pb"}, "eTP Cluster on ::1")
+        self.assert_reaches("127.0.0.1", LOCAL_NODEPORT, {"pa"}, "eTP Local on 127.0.0.1")
+        result = self.from_node("127.0.0.1", DNS_NODEPORT, count=4, proto="udp")
+        self.assertEqual(result.outcomes.get("reply", 0), 4, f"UDP on 127.0.0.1: {result.outcomes}")
+        self.assertFalse([line for line in daemon.lines.snapshot() if "localhost nodeports" in line])
 
 
 class WithoutLocalhost(LocalhostTestCase):
