@@ -33,7 +33,8 @@ std::optional<model::ServicePortState> localhost_nodeport_view(const model::Serv
   return view;
 }
 
-LocalhostNodePorts::LocalhostNodePorts(std::vector<model::IPAddress> addresses, const UserspaceFlags& flags, Log& log) {
+LocalhostNodePorts::LocalhostNodePorts(const std::vector<model::IPAddress>& addresses, const UserspaceFlags& flags,
+                                       Log& log) {
   for (const auto& address : addresses)
     relays_.push_back(
         {address.family, std::make_unique<userspace::UserspaceProxier>(relay_options(address, flags, log))});
@@ -85,7 +86,7 @@ std::vector<std::string> LocalhostNodePorts::set_services(const std::vector<mode
   return any ? apply() : warnings_;
 }
 
-LocalhostRejectCounters::LocalhostRejectCounters(std::vector<model::IPFamily> families) {
+LocalhostRejectCounters::LocalhostRejectCounters(const std::vector<model::IPFamily>& families) {
   for (auto family : families)
     for (auto protocol : {model::Protocol::SCTP, model::Protocol::UDP}) seen_.push_back({0, {family, protocol, 0}});
 }

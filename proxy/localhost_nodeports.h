@@ -43,7 +43,7 @@ class LocalhostNodePorts {
   // apply (one worker per address unless --userspace-workers says
   // otherwise: loopback clients are the node's own processes). Events are
   // logged to `log`, which must outlive this.
-  LocalhostNodePorts(std::vector<model::IPAddress> addresses, const UserspaceFlags& flags, Log& log);
+  LocalhostNodePorts(const std::vector<model::IPAddress>& addresses, const UserspaceFlags& flags, Log& log);
   // Closes every listener and relayed connection, and joins the workers.
   ~LocalhostNodePorts();
   LocalhostNodePorts(const LocalhostNodePorts&) = delete;
@@ -95,7 +95,7 @@ class LocalhostRejectCounters {
     uint64_t packets = 0;
   };
   // The families whose tables refuse loopback NodePorts.
-  explicit LocalhostRejectCounters(std::vector<model::IPFamily> families);
+  explicit LocalhostRejectCounters(const std::vector<model::IPFamily>& families);
   // Reads the counters; a table that cannot be read keeps its totals.
   // Thread-safe (one reader at a time).
   std::vector<Total> read();

@@ -74,8 +74,8 @@ int connect_loopback(uint16_t port) {
   return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0 ? 0 : errno;
 }
 
-ServicePortState node_port(const char* name, uint16_t port, std::vector<uint16_t> cluster,
-                           std::vector<uint16_t> local = {}) {
+ServicePortState node_port(const char* name, uint16_t port, const std::vector<uint16_t>& cluster,
+                           const std::vector<uint16_t>& local = {}) {
   ServicePortState sp;
   sp.name.service = {"default", name};
   sp.name.protocol = Protocol::TCP;
