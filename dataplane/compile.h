@@ -34,10 +34,12 @@ struct CompileResult {
 CompileResult compile(const std::vector<model::ServicePortState>& ports, const model::NodeConfig& node);
 
 // What an update changes in one table, in kernel operations. Applying it in
-// the order of the fields below (adds of sets and chains first, element
-// deletes before adds, deletes of chains and sets last) is always valid.
+// the order of the fields below (adds of counters, sets and chains first,
+// element deletes before adds, deletes of chains, sets and counters last) is
+// always valid.
 struct TableDiff {
   model::IPFamily family = model::IPFamily::V4;
+  std::vector<ir::Counter> added_counters;  // before anything refers to them
   std::vector<ir::Set> added_sets;        // with their elements
   std::vector<ir::Chain> added_chains;    // with their rules
   std::vector<std::pair<std::string, ir::Element>> deleted_elements;  // set name, element
@@ -45,14 +47,17 @@ struct TableDiff {
   std::vector<ir::Chain> replaced_chains;  // flush, then these rules
   std::vector<std::string> deleted_chains;
   std::vector<std::string> deleted_sets;
+  std::vector<std::string> deleted_counters;  // once nothing refers to them
 
   bool empty() const {
-    return added_sets.empty() && added_chains.empty() && deleted_elements.empty() && added_elements.empty() &&
-           replaced_chains.empty() && deleted_chains.empty() && deleted_sets.empty();
+    return added_counters.empty() && added_sets.empty() && added_chains.empty() && deleted_elements.empty() &&
+           added_elements.empty() && replaced_chains.empty() && deleted_chains.empty() && deleted_sets.empty() &&
+           deleted_counters.empty();
   }
   size_t operations() const {
-    return added_sets.size() + added_chains.size() + deleted_elements.size() + added_elements.size() +
-           replaced_chains.size() + deleted_chains.size() + deleted_sets.size();
+    return added_counters.size() + added_sets.size() + added_chains.size() + deleted_elements.size() +
+           added_elements.size() + replaced_chains.size() + deleted_chains.size() + deleted_sets.size() +
+           deleted_counters.size();
   }
 };
 
@@ -132,6 +137,12 @@ inline constexpr const char* kNodePortIPs = "nodeport-ips";
 inline constexpr const char* kHairpin = "hairpin";
 inline constexpr const char* kMarkForMasquerade = "mark-for-masquerade";
 inline constexpr const char* kMasquerading = "masquerading";
+// UDP and SCTP NodePorts (meta l4proto . th dport), refused on the loopback
+// range when localhost NodePorts are on (kube-proxy's name).
+inline constexpr const char* kLocalhostNodePortRejects = "localhost-nodeport-reject-ports";
+// ... and the counters of what they refused, one per protocol (udp, sctp):
+// kubeproxy_nftables_localhost_nodeport_rejected_packets_total.
+inline constexpr const char* kLocalhostNodePortRejectedPrefix = "localhost-nodeport-rejected-";
 }  // namespace names
 
 // Stable per-service-port chain suffix: "<HASH8>-ns/name/proto/port".

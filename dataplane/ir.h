@@ -249,11 +249,44 @@ class OptionalVerdict {
   std::unique_ptr<Verdict> verdict_;
 };
 
+// The name of the object an objref map's element refers to (a counter),
+// held out of line for the same reason as OptionalVerdict: most elements
+// have none.
+class ObjectName {
+ public:
+  ObjectName() = default;
+  ObjectName(std::nullopt_t) {}
+  ObjectName(std::string name) : name_(std::make_unique<std::string>(std::move(name))) {}
+  ObjectName(const char* name) : ObjectName(std::string(name)) {}
+  ObjectName(const ObjectName& o) : name_(o ? std::make_unique<std::string>(*o) : nullptr) {}
+  ObjectName(ObjectName&&) noexcept = default;
+  ObjectName& operator=(const ObjectName& o) {
+    if (this != &o) name_ = o ? std::make_unique<std::string>(*o) : nullptr;
+    return *this;
+  }
+  ObjectName& operator=(ObjectName&&) noexcept = default;
+  explicit operator bool() const { return name_ != nullptr; }
+  const std::string& operator*() const { return *name_; }
+  const std::string* operator->() const { return name_.get(); }
+  bool operator==(const ObjectName& o) const {
+    if (!*this || !o) return bool(*this) == bool(o);
+    return *name_ == *o.name_;
+  }
+  std::strong_ordering operator<=>(const ObjectName& o) const {
+    if (!*this || !o) return bool(*this) <=> bool(o);
+    return *name_ <=> *o.name_;
+  }
+
+ private:
+  std::unique_ptr<std::string> name_;
+};
+
 struct Element {
   ValueList key;
   // Maps only: a verdict (verdict maps) or a value tuple (data maps).
   OptionalVerdict verdict;
   DataList data;
+  ObjectName object{};  // counter maps only: the counter's name
   auto operator<=>(const Element&) const = default;
   bool operator==(const Element&) const = default;
 };
@@ -269,8 +302,10 @@ struct Set {
   bool dynamic = false;
   uint32_t timeout_seconds = 0;  // 0: none
   std::vector<Element> elements;  // sorted
+  // An objref map: each element names a counter (`type ... : counter`).
+  bool is_counter_map = false;
 
-  bool is_map() const { return is_verdict_map || !data.empty(); }
+  bool is_map() const { return is_verdict_map || is_counter_map || !data.empty(); }
   auto operator<=>(const Set&) const = default;
 };
 
@@ -387,8 +422,22 @@ struct RejectStmt {
   auto operator<=>(const RejectStmt&) const = default;
 };
 
-using Statement = std::variant<VmapStmt, NumgenVmapStmt, DnatMapStmt, DnatStmt, MarkStmt,
-                               SetUpdateStmt, MasqueradeStmt, RejectStmt, Verdict>;
+// counter name "x"   (counts the packet in the named counter object)
+struct CounterStmt {
+  std::string name;
+  auto operator<=>(const CounterStmt&) const = default;
+};
+
+// counter name <key> map @map   (the counter the key maps to; a miss ends
+// the rule there, like a failed match)
+struct CounterMapStmt {
+  std::vector<KeyField> key;
+  std::string map;
+  auto operator<=>(const CounterMapStmt&) const = default;
+};
+
+using Statement = std::variant<VmapStmt, NumgenVmapStmt, DnatMapStmt, DnatStmt, MarkStmt, SetUpdateStmt, MasqueradeStmt,
+                               RejectStmt, CounterStmt, CounterMapStmt, Verdict>;
 
 struct Rule {
   std::vector<Match> matches;
@@ -397,7 +446,7 @@ struct Rule {
   auto operator<=>(const Rule&) const = default;
 };
 
-enum class Hook : uint8_t { Prerouting, Output, Postrouting };
+enum class Hook : uint8_t { Prerouting, Output, Postrouting, Input };
 
 struct BaseChainSpec {
   Hook hook = Hook::Prerouting;
@@ -412,9 +461,19 @@ struct Chain {
   auto operator<=>(const Chain&) const = default;
 };
 
+// A named counter object (`counter <name> { packets 0 bytes 0 }`). Only the
+// name is IR: what it has counted is kernel state, read on its own
+// (read_counters in dataplane/netlink_decode.h), so a readback equals the compiled ruleset whatever
+// traffic passed.
+struct Counter {
+  std::string name;
+  auto operator<=>(const Counter&) const = default;
+};
+
 struct Table {
   IPFamily family = IPFamily::V4;  // "ip" or "ip6"
   std::string name = "svcproxy";
+  std::vector<Counter> counters;  // sorted by name
   std::vector<Set> sets;      // sorted by name
   std::vector<Chain> chains;  // sorted by name
   const Set* find_set(std::string_view name) const;
@@ -447,6 +506,7 @@ struct RulesetRef {
     Table header;
     std::vector<SetRef> sets;  // in name order
     std::vector<const Chain*> chains;
+    std::vector<const Counter*> counters;  // in name order
   };
   std::vector<TableRef> tables;
   struct Storage;

@@ -57,6 +57,7 @@ void NetlinkBackend::apply_partial(const RulesetDiff& diff, const RulesetCompile
   std::deque<std::vector<ir::Element>> groups;
   std::deque<ir::Chain> gone_chains;
   std::deque<ir::Set> gone_sets;
+  std::deque<ir::Counter> gone_counters;
   for (const auto& td : diff.tables) {
     if (td.empty()) continue;
     ir::Table& table = tables.emplace_back();
@@ -84,6 +85,7 @@ void NetlinkBackend::apply_partial(const RulesetDiff& diff, const RulesetCompile
     // Order: new containers first so references resolve; element deletes
     // before adds (a key may move between owners in one update); chains and
     // sets that go are flushed, then deleted, once nothing refers to them.
+    for (const auto& counter : td.added_counters) encoder.add_counter(table, counter);
     for (const auto& set : td.added_sets) encoder.add_set(table, set);
     for (const auto& chain : td.added_chains) encoder.add_chain(table, chain);
     by_set(td.deleted_elements, false);
@@ -102,6 +104,8 @@ void NetlinkBackend::apply_partial(const RulesetDiff& diff, const RulesetCompile
       set.name = name;
       encoder.delete_set(table, set);
     }
+    for (const auto& name : td.deleted_counters)
+      encoder.delete_counter(table, gone_counters.emplace_back(ir::Counter{name}));
   }
   socket_.commit(batch);  // one transaction for every table
   in_sync_ = true;

@@ -4,6 +4,7 @@
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -194,6 +195,12 @@ class RuleDecoder {
     if (name == "fib") return fib();
     if (name == "ct") return ct_dnat();
     if (name == "immediate") return immediate();
+    if (name == "objref") {
+      if (u32_or(i, NFTNL_EXPR_OBJREF_IMM_TYPE, 0) != NFT_OBJECT_COUNTER) fail(i, "objref other than a counter");
+      add_statement(ir::CounterStmt{str(i, NFTNL_EXPR_OBJREF_IMM_NAME)});
+      i_ += 1;
+      return;
+    }
     if (name == "masq") {
       if (u32_or(i, NFTNL_EXPR_MASQ_FLAGS, 0) != NF_NAT_RANGE_PROTO_RANDOM_FULLY ||
           has(i, NFTNL_EXPR_MASQ_REG_PROTO_MIN)) {
@@ -456,6 +463,7 @@ class RuleDecoder {
       ++j;
     }
     if (key.empty()) fail(i_, "unexpected load");
+    if (is(j, "objref")) return counter_map(std::move(key), modulus, j);
     if (!is(j, "lookup")) fail(j, "expected a set lookup after the key");
     if (u32(j, NFTNL_EXPR_LOOKUP_SREG) != NFT_REG_1) fail(j, "unexpected register");
     const std::string set = str(j, NFTNL_EXPR_LOOKUP_SET);
@@ -500,6 +508,16 @@ class RuleDecoder {
     i_ = j + 2;
   }
 
+  // <key> then objref with a set: `counter name <key> map @m`.
+  void counter_map(std::vector<KeyField> key, uint32_t modulus, size_t j) {
+    if (modulus != 0) fail(j, "numgen in a counter map key");
+    if (has(j, NFTNL_EXPR_OBJREF_IMM_NAME) || u32(j, NFTNL_EXPR_OBJREF_SET_SREG) != NFT_REG_1) {
+      fail(j, "unexpected objref");
+    }
+    add_statement(ir::CounterMapStmt{std::move(key), str(j, NFTNL_EXPR_OBJREF_SET_NAME)});
+    i_ = j + 1;
+  }
+
   IPFamily family_;
   std::string where_;
   std::vector<nftnl_expr*> exprs_;
@@ -518,6 +536,7 @@ struct RawElement {
   bool has_verdict = false;
   int32_t verdict = 0;
   std::string_view chain;
+  std::string_view object;  // counter maps: the counter's name
   uint32_t flags = 0;
 };
 
@@ -549,6 +568,10 @@ RawElement parse_element(const nlattr* elem) {
   for_each_nested(elem, [&](const nlattr* a) {
     switch (mnl_attr_get_type(a)) {
       case NFTA_SET_ELEM_KEY: e.key = data_value(a); break;
+      case NFTA_SET_ELEM_OBJREF:
+        e.object = payload_of(a);
+        if (!e.object.empty() && e.object.back() == '\0') e.object.remove_suffix(1);
+        break;
       case NFTA_SET_ELEM_FLAGS:
         if (mnl_attr_get_payload_len(a) == 4) e.flags = ntohl(mnl_attr_get_u32(a));
         break;
@@ -657,6 +680,38 @@ std::vector<ir::Element> intervals_to_prefixes(std::vector<std::pair<model::IPAd
   return out;
 }
 
+// Calls fn(nftnl_obj*) for every counter object of table `ref`: one
+// NFT_MSG_GETOBJ dump, filtered by table and type in the kernel. Objects of
+// another type are svcproxy's to refuse.
+template <typename Fn>
+void for_each_counter(NetlinkSocket& socket, const TableRef& ref, bool* changed, Fn&& fn) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  const auto family = static_cast<uint16_t>(nfproto(ref.family));
+  nlmsghdr* nlh = socket.build_request(buf, NFT_MSG_GETOBJ, family, NLM_F_DUMP);
+  std::unique_ptr<nftnl_obj, decltype(&nftnl_obj_free)> filter(nftnl_obj_alloc(), &nftnl_obj_free);
+  if (!filter) throw std::bad_alloc();
+  nftnl_obj_set_str(filter.get(), NFTNL_OBJ_TABLE, ref.name.c_str());
+  nftnl_obj_nlmsg_build_payload(nlh, filter.get());
+  const std::string where = table_text(ref.family, ref.name);
+  bool interrupted = false;
+  socket.request(
+      nlh,
+      [&](const nlmsghdr* reply) {
+        std::unique_ptr<nftnl_obj, decltype(&nftnl_obj_free)> o(nftnl_obj_alloc(), &nftnl_obj_free);
+        if (!o) throw std::bad_alloc();
+        if (nftnl_obj_nlmsg_parse(reply, o.get()) < 0) throw DecodeError(where + ": unparsable object");
+        const char* table = nftnl_obj_get_str(o.get(), NFTNL_OBJ_TABLE);
+        if (!table || ref.name != table) return;  // kernels without the table filter
+        if (nftnl_obj_get_u32(o.get(), NFTNL_OBJ_TYPE) != NFT_OBJECT_COUNTER) {
+          throw DecodeError(where + ": object " + nftnl_obj_get_str(o.get(), NFTNL_OBJ_NAME) +
+                            " is not a counter - svcproxy does not write this");
+        }
+        fn(o.get());
+      },
+      &interrupted);
+  if (interrupted && changed) *changed = true;
+}
+
 class TableReader {
  public:
   TableReader(NetlinkSocket& socket, const TableRef& ref) : socket_(socket), ref_(ref) {
@@ -670,6 +725,7 @@ class TableReader {
     ir::Table table;
     table.family = ref_.family;
     table.name = ref_.name;
+    read_counters(table);
     read_chains(table);
     read_sets(table);
     read_rules(table);
@@ -695,6 +751,13 @@ class TableReader {
     return request(nlh, [](const nlmsghdr*) {});
   }
 
+  void read_counters(ir::Table& table) {
+    for_each_counter(socket_, ref_, changed_, [&](nftnl_obj* o) {
+      table.counters.push_back(ir::Counter{nftnl_obj_get_str(o, NFTNL_OBJ_NAME)});
+    });
+    std::sort(table.counters.begin(), table.counters.end());
+  }
+
   void read_chains(ir::Table& table) {
     char buf[MNL_SOCKET_BUFFER_SIZE];
     // The kernel cannot filter chain dumps by table: look only at the table
@@ -713,6 +776,9 @@ class TableReader {
           case NF_INET_PRE_ROUTING: base.hook = ir::Hook::Prerouting; break;
           case NF_INET_LOCAL_OUT: base.hook = ir::Hook::Output; break;
           case NF_INET_POST_ROUTING: base.hook = ir::Hook::Postrouting; break;
+          case NF_INET_LOCAL_IN:
+            base.hook = ir::Hook::Input;
+            break;
           default: throw DecodeError(what + ": unsupported hook");
         }
         base.priority = nftnl_chain_get_s32(c.get(), NFTNL_CHAIN_PRIO);
@@ -753,7 +819,7 @@ class TableReader {
 
   ir::Set decode_set(nftnl_set* s, const std::string& name, uint32_t flags) {
     const std::string what = "set " + where_ + " " + name;
-    constexpr uint32_t kKnown = NFT_SET_MAP | NFT_SET_INTERVAL | NFT_SET_TIMEOUT | NFT_SET_EVAL;
+    constexpr uint32_t kKnown = NFT_SET_MAP | NFT_SET_INTERVAL | NFT_SET_TIMEOUT | NFT_SET_EVAL | NFT_SET_OBJECT;
     if (flags & ~kKnown) throw DecodeError(what + ": unsupported flags " + std::to_string(flags));
     ir::Set set;
     set.name = name;
@@ -763,6 +829,12 @@ class TableReader {
     check_types(set.key, nftnl_set_get_u32(s, NFTNL_SET_KEY_TYPE), what + ": key");
     if (nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN) != key_len(set.key, ref_.family)) {
       throw DecodeError(what + ": unexpected key length");
+    }
+    if (flags & NFT_SET_OBJECT) {
+      if (flags & NFT_SET_MAP || nftnl_set_get_u32(s, NFTNL_SET_OBJ_TYPE) != NFT_OBJECT_COUNTER) {
+        throw DecodeError(what + ": object map other than of counters");
+      }
+      set.is_counter_map = true;
     }
     if (flags & NFT_SET_MAP) {
       const uint32_t data_type = nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE);
@@ -841,6 +913,9 @@ class TableReader {
         assign_values(element.key, e.key, set.key, family);
         if (set.is_verdict_map) {
           element.verdict = elem_verdict(e, what);
+        } else if (set.is_counter_map) {
+          if (e.object.empty()) throw DecodeError(what + ": element without a counter");
+          element.object = std::string(e.object);
         } else if (!set.data.empty()) {
           assign_values(element.data, e.data, set.data, family);
         }
@@ -941,6 +1016,16 @@ ir::Ruleset read_tables_pass(NetlinkSocket& socket, const std::vector<TableRef>&
 }
 
 }  // namespace
+
+std::vector<CounterValue> read_counters(NetlinkSocket& socket, const TableRef& table) {
+  std::vector<CounterValue> out;
+  for_each_counter(socket, table, nullptr, [&](nftnl_obj* o) {
+    out.push_back({nftnl_obj_get_str(o, NFTNL_OBJ_NAME), nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_PKTS),
+                   nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_BYTES)});
+  });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
 
 ir::Ruleset read_tables(NetlinkSocket& socket, const std::vector<TableRef>& tables) {
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {

@@ -43,6 +43,18 @@ ir::Ruleset read_tables(NetlinkSocket& socket, const std::vector<TableRef>& tabl
 // may skip or repeat others of the same kind (set elements, rules, chains).
 // Never invents an object that was not there. For drift checks, which run
 // while the event thread keeps committing (dataplane/drift_check.h).
+// What one counter object has counted since it was created.
+struct CounterValue {
+  std::string name;
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+// Every counter object of `table` with its values, in ONE NFT_MSG_GETOBJ
+// dump (the kernel filters it by table): what a metrics scrape costs. Empty
+// when the table does not exist. Sorted by name.
+std::vector<CounterValue> read_counters(NetlinkSocket& socket, const TableRef& table);
+
 ir::Ruleset read_tables_racy(NetlinkSocket& socket, const std::vector<TableRef>& tables, bool* raced);
 
 }  // namespace svcproxy::dataplane

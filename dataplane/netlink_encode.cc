@@ -5,6 +5,7 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -356,6 +357,17 @@ void encode_statement(nftnl_rule* rule, const ir::Statement& statement, IPFamily
                               family == IPFamily::V4 ? 3 /*ICMP_PORT_UNREACH*/ : 4 /*ICMPV6_PORT_UNREACH*/);
           }
           put(rule, std::move(e));
+        } else if constexpr (std::is_same_v<T, ir::CounterStmt>) {
+          auto e = make_expr("objref");
+          nftnl_expr_set_u32(e.get(), NFTNL_EXPR_OBJREF_IMM_TYPE, NFT_OBJECT_COUNTER);
+          nftnl_expr_set_str(e.get(), NFTNL_EXPR_OBJREF_IMM_NAME, s.name.c_str());
+          put(rule, std::move(e));
+        } else if constexpr (std::is_same_v<T, ir::CounterMapStmt>) {
+          load_key(rule, s.key, family, 0);
+          auto e = make_expr("objref");
+          nftnl_expr_set_u32(e.get(), NFTNL_EXPR_OBJREF_SET_SREG, NFT_REG_1);
+          nftnl_expr_set_str(e.get(), NFTNL_EXPR_OBJREF_SET_NAME, s.map.c_str());
+          put(rule, std::move(e));
         } else if constexpr (std::is_same_v<T, ir::Verdict>) {
           put(rule, immediate_verdict(s));
         } else {
@@ -377,6 +389,8 @@ uint32_t hook_number(ir::Hook hook) {
     case ir::Hook::Prerouting: return NF_INET_PRE_ROUTING;
     case ir::Hook::Output: return NF_INET_LOCAL_OUT;
     case ir::Hook::Postrouting: return NF_INET_POST_ROUTING;
+    case ir::Hook::Input:
+      return NF_INET_LOCAL_IN;
   }
   return NF_INET_PRE_ROUTING;
 }
@@ -601,6 +615,39 @@ uint32_t NetlinkEncoder::add_anonymous_vmap(const ir::Table& table, const ir::Ch
   return id;
 }
 
+// ---- counters -----------------------------------------------------------------------------
+
+namespace {
+
+void build_counter(NetlinkBatch& batch, const ir::Table& table, const ir::Counter& counter, bool add) {
+  std::unique_ptr<nftnl_obj, decltype(&nftnl_obj_free)> o(nftnl_obj_alloc(), &nftnl_obj_free);
+  if (!o) throw std::bad_alloc();
+  nftnl_obj_set_u32(o.get(), NFTNL_OBJ_FAMILY, nfproto(table.family));
+  nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, table.name.c_str());
+  nftnl_obj_set_str(o.get(), NFTNL_OBJ_NAME, counter.name.c_str());
+  nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_COUNTER);
+  if (add) {
+    nftnl_obj_set_u64(o.get(), NFTNL_OBJ_CTR_PKTS, 0);
+    nftnl_obj_set_u64(o.get(), NFTNL_OBJ_CTR_BYTES, 0);
+  }
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(batch.next_message(), add ? NFT_MSG_NEWOBJ : NFT_MSG_DELOBJ,
+                                        static_cast<uint16_t>(nfproto(table.family)), add ? NLM_F_CREATE : 0, 0);
+  nftnl_obj_nlmsg_build_payload(nlh, o.get());
+  batch.commit([&table, &counter, add](const nlmsghdr*, uint32_t) {
+    return std::string(add ? "" : "delete ") + "counter " + table_id(table) + " " + counter.name;
+  });
+}
+
+}  // namespace
+
+void NetlinkEncoder::add_counter(const ir::Table& table, const ir::Counter& counter) {
+  build_counter(batch_, table, counter, true);
+}
+
+void NetlinkEncoder::delete_counter(const ir::Table& table, const ir::Counter& counter) {
+  build_counter(batch_, table, counter, false);
+}
+
 // ---- sets ---------------------------------------------------------------------------------
 
 void NetlinkEncoder::add_set(const ir::Table& table, const ir::Set& set) {
@@ -615,8 +662,8 @@ void NetlinkEncoder::add_set(const ir::Table& table, const ir::RulesetRef::SetRe
 
 void NetlinkEncoder::add_set_definition(const ir::Table& table, const ir::Set& set) {
   if (set.key.empty()) throw EncodeError(set_id_text(table, set) + ": empty key");
-  if (set.is_verdict_map && !set.data.empty()) {
-    throw EncodeError(set_id_text(table, set) + ": both a verdict map and a data map");
+  if (int(set.is_verdict_map) + int(set.is_counter_map) + int(!set.data.empty()) > 1) {
+    throw EncodeError(set_id_text(table, set) + ": more than one kind of map");
   }
   const uint16_t family = static_cast<uint16_t>(nfproto(table.family));
   auto s = make_set();
@@ -625,7 +672,12 @@ void NetlinkEncoder::add_set_definition(const ir::Table& table, const ir::Set& s
   nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.name.c_str());
   nftnl_set_set_u32(s.get(), NFTNL_SET_ID, next_set_id_++);
   uint32_t flags = 0;
-  if (set.is_map()) flags |= NFT_SET_MAP;
+  // An objref map is NFT_SET_OBJECT, not NFT_SET_MAP (as nft sends it).
+  if (set.is_counter_map) {
+    flags |= NFT_SET_OBJECT;
+  } else if (set.is_map()) {
+    flags |= NFT_SET_MAP;
+  }
   if (set.interval) flags |= NFT_SET_INTERVAL;
   if (set.timeout_seconds) flags |= NFT_SET_TIMEOUT;
   if (set.dynamic) flags |= NFT_SET_EVAL;
@@ -639,6 +691,7 @@ void NetlinkEncoder::add_set_definition(const ir::Table& table, const ir::Set& s
     nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_TYPE, key_type_id(set.data, table.family));
     nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN, static_cast<uint32_t>(key_len(set.data, table.family)));
   }
+  if (set.is_counter_map) nftnl_set_set_u32(s.get(), NFTNL_SET_OBJ_TYPE, NFT_OBJECT_COUNTER);
   if (set.timeout_seconds) nftnl_set_set_u64(s.get(), NFTNL_SET_TIMEOUT, uint64_t{set.timeout_seconds} * 1000);
   // No NFTNL_SET_DESC_CONCAT: nft sends field lengths only for interval
   // concatenations (pipapo), and svcproxy's concatenated sets are hashes.
@@ -735,6 +788,9 @@ void NetlinkEncoder::elements(const ir::Table& table, const ir::Set& set, Elemen
             } else {
               nftnl_set_elem_unset(elem.get(), NFTNL_SET_ELEM_CHAIN);
             }
+          } else if (add && set.is_counter_map) {
+            if (!e.object) throw std::invalid_argument("counter map element without a counter");
+            nftnl_set_elem_set_str(elem.get(), NFTNL_SET_ELEM_OBJREF, e.object->c_str());
           } else if (add && !set.data.empty()) {
             data.clear();
             append_values(data, e.data, set.data, family);
@@ -778,10 +834,11 @@ void encode_full_sync(const ir::Ruleset& ruleset, NetlinkBatch& batch) {
     encoder.delete_table(table);
   }
   for (const auto& table : ruleset.tables) {
-    // nft's order within a table block: the table, its chains, its sets with
-    // their elements, then the rules.
+    // nft's order within a table block: the table, its chains, its named
+    // objects (counters), its sets with their elements, then the rules.
     encoder.add_table(table, true);
     for (const auto& chain : table.chains) encoder.add_chain(table, chain);
+    for (const auto& counter : table.counters) encoder.add_counter(table, counter);
     for (const auto& set : table.sets) encoder.add_set(table, set);
     for (const auto& chain : table.chains) encoder.add_rules(table, chain);
   }
@@ -796,6 +853,7 @@ void encode_full_sync(const ir::RulesetRef& ruleset, NetlinkBatch& batch) {
   for (const auto& table : ruleset.tables) {
     encoder.add_table(table.header, true);
     for (const auto* chain : table.chains) encoder.add_chain(table.header, *chain);
+    for (const auto* counter : table.counters) encoder.add_counter(table.header, *counter);
     for (const auto& set : table.sets) encoder.add_set(table.header, set);
     for (const auto* chain : table.chains) encoder.add_rules(table.header, *chain);
   }

@@ -42,6 +42,10 @@ class NetlinkEncoder {
   // Deletes every rule of the chain (NFT_MSG_DELRULE without a handle).
   void flush_chain(const ir::Table& table, const ir::Chain& chain);
 
+  // A named counter object (NFT_MSG_NEWOBJ), created with zero counts.
+  void add_counter(const ir::Table& table, const ir::Counter& counter);
+  void delete_counter(const ir::Table& table, const ir::Counter& counter);
+
   // The set and all its elements.
   void add_set(const ir::Table& table, const ir::Set& set);
   // The set with its own elements followed by `extra` (a RulesetRef's set).

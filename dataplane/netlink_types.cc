@@ -267,7 +267,8 @@ std::string set_userdata(const ir::Set& set, IPFamily family) {
   const bool typeof_decl = uses_typeof(set);
   const bool concat = set.key.size() > 1;
   nftnl_udata_put_u32(buf.get(), NFTNL_UDATA_SET_KEYBYTEORDER, concat ? kByteorderInvalid : byteorder(set.key[0]));
-  if (set.is_map()) {
+  // An objref map (counter) has no data byte order, as nft writes it.
+  if (set.is_map() && !set.is_counter_map) {
     const bool data_order = set.is_verdict_map || set.data.size() > 1;
     nftnl_udata_put_u32(buf.get(), NFTNL_UDATA_SET_DATABYTEORDER,
                         data_order ? kByteorderInvalid : byteorder(set.data[0]));

@@ -56,7 +56,12 @@ std::string render_json(const ir::Ruleset& ruleset) {
     append_json_string(out, ir::family_keyword(table.family));
     out.append(",\"name\":");
     append_json_string(out, table.name);
-    out.append(",\"sets\":[");
+    out.append(",\"counters\":[");
+    for (size_t c = 0; c < table.counters.size(); ++c) {
+      if (c) out.push_back(',');
+      append_json_string(out, table.counters[c].name);
+    }
+    out.append("],\"sets\":[");
     for (size_t s = 0; s < table.sets.size(); ++s) {
       const auto& set = table.sets[s];
       if (s) out.push_back(',');
@@ -66,6 +71,7 @@ std::string render_json(const ir::Ruleset& ruleset) {
       out.append(",\"key\":");
       append_types(out, set.key);
       if (set.is_verdict_map) out.append(",\"data\":\"verdict\"");
+      if (set.is_counter_map) out.append(",\"data\":\"counter\"");
       if (!set.data.empty()) {
         out.append(",\"data\":");
         append_types(out, set.data);
@@ -82,6 +88,9 @@ std::string render_json(const ir::Ruleset& ruleset) {
         if (el.verdict) {
           out.append(",\"verdict\":");
           append_json_string(out, verdict_text(*el.verdict));
+        } else if (el.object) {
+          out.append(",\"counter\":");
+          append_json_string(out, *el.object);
         } else if (!el.data.empty()) {
           out.append(",\"data\":");
           append_values(out, el.data);
@@ -99,6 +108,7 @@ std::string render_json(const ir::Ruleset& ruleset) {
       if (chain.base) {
         const char* hook = chain.base->hook == ir::Hook::Prerouting ? "prerouting"
                            : chain.base->hook == ir::Hook::Output   ? "output"
+                           : chain.base->hook == ir::Hook::Input    ? "input"
                                                                     : "postrouting";
         out.append(",\"type\":\"nat\",\"hook\":\"").append(hook).append("\",\"priority\":");
         out.append(std::to_string(chain.base->priority));

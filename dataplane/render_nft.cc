@@ -140,6 +140,12 @@ void append_statement(std::string& out, const ir::Statement& statement, IPFamily
           out.append("masquerade fully-random");
         } else if constexpr (std::is_same_v<T, ir::RejectStmt>) {
           out.append(s.tcp_reset ? "reject with tcp reset" : "reject");
+        } else if constexpr (std::is_same_v<T, ir::CounterStmt>) {
+          out.append("counter name \"").append(s.name).append("\"");
+        } else if constexpr (std::is_same_v<T, ir::CounterMapStmt>) {
+          out.append("counter name ");
+          append_key(out, s.key, family, 0);
+          out.append(" map @").append(s.map);
         } else if constexpr (std::is_same_v<T, ir::Verdict>) {
           append_verdict(out, s);
         }
@@ -198,6 +204,8 @@ void append_set(std::string& out, const ir::Set& set, IPFamily family) {
   append_types(out, set.key, family, use_typeof);
   if (set.is_verdict_map) {
     out.append(" : verdict");
+  } else if (set.is_counter_map) {
+    out.append(" : counter");
   } else if (!set.data.empty()) {
     out.append(" : ");
     append_types(out, set.data, family, use_typeof);
@@ -227,6 +235,8 @@ void append_set(std::string& out, const ir::Set& set, IPFamily family) {
       if (e.verdict) {
         out.append(" : ");
         append_verdict(out, *e.verdict);
+      } else if (e.object) {
+        out.append(" : \"").append(*e.object).append("\"");
       } else if (!e.data.empty()) {
         out.append(" : ");
         append_values(out, e.data);
@@ -242,6 +252,8 @@ const char* hook_name(ir::Hook hook) {
     case ir::Hook::Prerouting: return "prerouting";
     case ir::Hook::Output: return "output";
     case ir::Hook::Postrouting: return "postrouting";
+    case ir::Hook::Input:
+      return "input";
   }
   return "";
 }
@@ -258,6 +270,10 @@ void append_table(std::string& out, const ir::Table& table) {
   const IPFamily family = table.family;
   out.append("table ").append(ir::family_keyword(family)).append(" ").append(table.name).append(" {\n");
   out.append("\tcomment \"managed by svcproxy; edits are reverted\"\n");
+  // As nft lists them: named objects before sets, with the values a new
+  // counter has (what they counted since is kernel state, not IR).
+  for (const auto& counter : table.counters)
+    out.append("\tcounter ").append(counter.name).append(" {\n\t\tpackets 0 bytes 0\n\t}\n\n");
   for (const auto& set : table.sets) append_set(out, set, family);
   for (size_t i = 0; i < table.chains.size(); ++i) {
     const auto& chain = table.chains[i];
@@ -304,6 +320,7 @@ std::string render_nft(const ir::Ruleset& ruleset, const NftRenderOptions& optio
   size_t estimate = 0;
   for (const auto& t : ruleset.tables) {
     for (const auto& s : t.sets) estimate += 64 + s.elements.size() * 64;
+    estimate += t.counters.size() * 96;
     estimate += t.chains.size() * 160;
   }
   out.reserve(estimate);

@@ -53,6 +53,8 @@ std::string_view hook_name(Hook hook) {
       return "output";
     case Hook::Postrouting:
       return "postrouting";
+    case Hook::Input:
+      return "input";
   }
   return "?";
 }
@@ -263,6 +265,22 @@ class Evaluator {
                           [&](const ir::RejectStmt&) {
                             append_unique(out, HookOutcome{c.branch, Disposition::Reject, false});
                             return false;
+                          },
+                          [&](const ir::CounterStmt&) {
+                            // Counting changes nothing on the packet's path.
+                            ++c.statement;
+                            return true;
+                          },
+                          [&](const ir::CounterMapStmt& s) {
+                            // A miss ends the rule, as the kernel's objref lookup does.
+                            const Set& set = find_set(s.map, c);
+                            if (!set.is_counter_map) fail(c, "counter lookup in @" + set.name + ", not a counter map");
+                            if (lookup(set, build_key(s.key, 0, c), c)) {
+                              ++c.statement;
+                            } else {
+                              next_rule(c);
+                            }
+                            return true;
                           },
                           [&](const Verdict& v) { return apply(v, c, out); },
                       },

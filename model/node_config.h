@@ -24,12 +24,19 @@ struct NodeConfig {
   std::string zone;                  // topology hints; empty: no zone label
   std::vector<IPAddress> node_ips;   // primary IPs, at most one per family
   // Addresses NodePorts answer on, already resolved from --nodeport-addresses
-  // (default: node_ips). Loopback addresses are never included.
+  // (default: node_ips). Loopback addresses are never included (see
+  // localhost_nodeport_ranges).
   std::vector<IPAddress> nodeport_ips;
   // --nodeport-addresses included 0.0.0.0/0 (or ::/0) for a family: NodePorts
   // answer on every local address of that family ("fib daddr type local").
   bool nodeport_all_local_v4 = false;
   bool nodeport_all_local_v6 = false;
+  // Localhost NodePorts (kube-proxy's KEP-6032): the loopback ranges
+  // --nodeport-addresses named (`localhost`: 127.0.0.0/8 and ::1/128), each
+  // covering its family's relay address (127.0.0.1, ::1), sorted. TCP
+  // NodePorts answer on the relay address through a userspace relay; UDP and
+  // SCTP NodePorts are rejected (and counted) on the whole range.
+  std::vector<CIDR> localhost_nodeport_ranges;
   std::vector<CIDR> cluster_cidrs;   // pod CIDRs
   LocalDetect local_detect = LocalDetect::CIDRs;
   // The bridge's name, or the prefix of the pods' interface names (without

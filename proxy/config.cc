@@ -366,10 +366,8 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
         list.push_back("0.0.0.0/0");
         list.push_back("::/0");
       } else if (a == "localhost") {
-        // Loopback NodePorts exist only in kube-proxy's iptables mode (and
-        // behind a feature gate in nftables mode).
-        out.warnings.push_back(name + ": nodePortAddresses[" + std::to_string(i) +
-                               "]: 'localhost' ignored (NodePorts are never served on loopback addresses)");
+        // Expanded with the flag's keywords (proxy/node_flags.cc).
+        list.push_back(a);
       } else if (valid_cidr(a)) {
         list.push_back(a);
       } else {

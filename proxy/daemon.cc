@@ -76,6 +76,10 @@ std::unique_ptr<ClusterSource> make_source(const RunOptions& options, const Node
   return source;
 }
 
+void append(std::vector<std::string>& to, const std::vector<std::string>& lines) {
+  to.insert(to.end(), lines.begin(), lines.end());
+}
+
 std::vector<std::string> ip_strings(const std::vector<model::IPAddress>& ips) {
   std::vector<std::string> out;
   for (const auto& ip : ips) out.push_back(ip.str());
@@ -107,6 +111,7 @@ Daemon::Daemon(const RunOptions& options, Log& log)
   // Bad flags fail here, before anything starts (FlagError: exit 2).
   const auto start_node = resolve_node_config(node_flags_, {}, interfaces_, nullptr);
   metrics_.set_proxy_mode(options_.proxy_mode);
+  if (options_.proxy_mode == ProxyMode::Nftables) count_localhost_rejects(start_node);
   // Until the first sync, an update is pending: a daemon that cannot read
   // its cluster turns unhealthy after 2 × sync period, as kube-proxy.
   health_.queued();
@@ -128,6 +133,20 @@ Daemon::Daemon(const RunOptions& options, Log& log)
 
 // The servers first: a /debug answer reads the source's store.
 Daemon::~Daemon() { server_->stop(); }
+
+// Localhost NodePorts' loopback rejects (UDP, SCTP) are counted by nftables
+// counters, exported as kube-proxy's metric at each scrape. The loopback
+// ranges come from the flags alone: known before the first sync.
+void Daemon::count_localhost_rejects(const model::NodeConfig& node) {
+  std::vector<model::IPFamily> families;
+  for (const auto& range : node.localhost_nodeport_ranges) families.push_back(range.family());
+  if (families.empty()) return;
+  localhost_rejects_ = std::make_unique<LocalhostRejectCounters>(families);
+  metrics_.set_scrape_hook([this] {
+    for (const auto& t : localhost_rejects_->read())
+      metrics_.set_localhost_nodeport_rejected(t.family, t.protocol, t.packets);
+  });
+}
 
 // After every read of the source: /healthz and the counters say whether it
 // could be read completely (no sync follows a read that changed nothing).
@@ -314,8 +333,17 @@ bool Daemon::refresh_node() {
       dataplane_ = std::make_unique<UserspaceDataplane>(options_.userspace, node_, log_);
     } else {
       kernel_ = std::make_unique<dataplane::NetlinkBackend>();
+      if (localhost_rejects_) kernel_ = std::make_unique<RejectCountingKernel>(std::move(kernel_), *localhost_rejects_);
       conntrack_ = std::make_unique<KernelConntrack>();
       dataplane_ = std::make_unique<SyncLoop>(node_, *kernel_, *conntrack_, dataplane::netlink_readback());
+      // The loopback ranges come from the flags alone: no node change
+      // turns the relay on or off.
+      if (auto relay = localhost_relay_addresses(node_); !relay.empty()) {
+        localhost_ = std::make_unique<LocalhostNodePorts>(relay, options_.userspace, log_);
+        std::string listening;
+        for (const auto& ip : relay) listening += (listening.empty() ? "" : ",") + ip.str();
+        log_.info("localhost nodeports: TCP NodePorts answer through a userspace relay", {{"addresses", listening}});
+      }
     }
   } else {
     if (now == node_) return false;
@@ -339,12 +367,16 @@ SyncResult Daemon::program(SyncKind kind, const ChangeBatch& changes, bool& rebu
   rebuilt = kind == SyncKind::Full || node_changed || dataplane_->needs_full_sync();
   if (rebuilt) {
     model_.rebuild(source_->store().snapshot(), node_);
-    return dataplane_->full_sync(model_.all_ports());
+    SyncResult r = dataplane_->full_sync(model_.all_ports());
+    if (localhost_) append(r.warnings, localhost_->set_all(model_.all_ports()));
+    return r;
   }
   SyncResult r;
   if (!changes.services.empty()) {
     auto ports = model_.recompute(source_->store(), changes.services, node_);
-    r = dataplane_->apply_changes({changes.services.begin(), changes.services.end()}, ports);
+    const std::vector<model::ObjectRef> services(changes.services.begin(), changes.services.end());
+    r = dataplane_->apply_changes(services, ports);
+    if (localhost_) append(r.warnings, localhost_->set_services(services, ports));
   }
   // Drift repair: a check starts here and is finished by on_repair_ready.
   if (kind == SyncKind::Periodic && r.error.empty()) dataplane_->repair();
@@ -359,6 +391,9 @@ void Daemon::sync(SyncKind kind, const char* reason) {
   const SyncResult r = program(kind, synced, rebuilt);
   const auto committed = Clock::now();
   dataplane_->log_stats();
+  if (localhost_)
+    for (const auto& s : localhost_->stats())
+      metrics_.set_localhost_nodeports(s.family, s.listeners, s.listen_failures);
   std::vector<std::string> warnings = node_warnings_;
   for (auto& w : model_.skip_warnings()) warnings.push_back(std::move(w));
   warnings.insert(warnings.end(), r.warnings.begin(), r.warnings.end());

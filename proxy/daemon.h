@@ -37,6 +37,7 @@
 #include "proxy/health.h"
 #include "proxy/http_server.h"
 #include "proxy/local_addresses.h"
+#include "proxy/localhost_nodeports.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/run.h"
@@ -86,6 +87,7 @@ class Daemon {
   void record_sync(const SyncResult& r, const char* reason, const char* mode);
 
   void source_read();
+  void count_localhost_rejects(const model::NodeConfig& node);
   void try_start();
   // Recomputes the node's configuration from Nodes, ServiceCIDRs and the
   // interfaces; creates the dataplane at the first call. True if it changed.
@@ -104,6 +106,9 @@ class Daemon {
   base::UniqueFd period_fd_;  // every sync period
   base::UniqueFd defer_fd_;   // one-shot: --min-sync-period or a retry's backoff
   Metrics metrics_;
+  // nftables mode with localhost NodePorts: the reject rules' counters,
+  // read at each scrape (declared before the server, which reads them).
+  std::unique_ptr<LocalhostRejectCounters> localhost_rejects_;
   ProxyHealth health_;
   DebugFeed debug_;  // the /debug pages' view of this daemon (outlives server_)
   std::unique_ptr<HttpServer> server_;
@@ -114,6 +119,9 @@ class Daemon {
   std::unique_ptr<dataplane::RulesetKernel> kernel_;
   std::unique_ptr<ConntrackCleanup> conntrack_;
   std::unique_ptr<Dataplane> dataplane_;  // created at the first sync
+  // nftables mode with loopback in --nodeport-addresses: the TCP relay on
+  // 127.0.0.1 / ::1 (KEP-6032), given the same ports as the dataplane.
+  std::unique_ptr<LocalhostNodePorts> localhost_;
   ServiceModel model_;
   model::NodeConfig node_;
   std::vector<std::string> node_warnings_;

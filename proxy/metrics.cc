@@ -245,7 +245,19 @@ Metrics::Metrics(ProcessStatsSource process)
           "svcproxy_watch_bookmarks_total",
           "BOOKMARK events received on API watches; each moves the watch's resourceVersion on")),
       proxy_mode_(
-          family<prometheus::Gauge>("svcproxy_proxy_mode", "The dataplane in use (1 for the mode chosen at startup)")) {
+          family<prometheus::Gauge>("svcproxy_proxy_mode", "The dataplane in use (1 for the mode chosen at startup)")),
+      // kube-proxy's, with its help texts; shown once the relay is on.
+      localhost_listeners_(family<prometheus::Gauge>("kubeproxy_nftables_localhost_nodeport_listeners",
+                                                     "[ALPHA] Number of active localhost NodePort userspace proxy "
+                                                     "listeners.")),
+      localhost_listener_failures_(
+          family<prometheus::Counter>("kubeproxy_nftables_localhost_nodeport_listener_creation_failures_total",
+                                      "[ALPHA] Number of localhost NodePort userspace proxy listener creation "
+                                      "failures.")),
+      localhost_rejected_(family<prometheus::Counter>(
+          "kubeproxy_nftables_localhost_nodeport_rejected_packets_total",
+          "[ALPHA] Number of packets rejected on localhost NodePorts. UDP and SCTP are always rejected; TCP is "
+          "rejected when the localhost NodePort proxy is not running")) {
   for (const auto f : {model::IPFamily::V4, model::IPFamily::V6})
     for (const char* policy : {"external", "internal"})
       no_local_endpoints_.Add({{"ip_family", std::string(ip_family_label(f))}, {"traffic_policy", policy}});
@@ -366,6 +378,21 @@ void Metrics::set_no_local_endpoints(const NoLocalEndpoints& counts) {
   }
 }
 
+void Metrics::set_localhost_nodeports(model::IPFamily family, size_t listeners, uint64_t listen_failures_total) {
+  const std::map<std::string, std::string> labels{{"ip_family", family == model::IPFamily::V4 ? "IPv4" : "IPv6"}};
+  localhost_listeners_.Add(labels).Set(static_cast<double>(listeners));
+  raise_to(localhost_listener_failures_.Add(labels), listen_failures_total);
+}
+
+void Metrics::set_localhost_nodeport_rejected(model::IPFamily family, model::Protocol protocol,
+                                              uint64_t packets_total) {
+  raise_to(localhost_rejected_.Add({{"ip_family", family == model::IPFamily::V4 ? "IPv4" : "IPv6"},
+                                    {"protocol", std::string(model::to_string(protocol))}}),
+           packets_total);
+}
+
+void Metrics::set_scrape_hook(std::function<void()> hook) { scrape_hook_ = std::move(hook); }
+
 void Metrics::set_kernel_objects(KernelObjects counts) {
   kernel_objects_.Add({{"kind", "chains"}}).Set(static_cast<double>(counts.chains));
   kernel_objects_.Add({{"kind", "elements"}}).Set(static_cast<double>(counts.elements));
@@ -429,6 +456,7 @@ std::string Metrics::render_slis() {
 }
 
 std::string Metrics::render() {
+  if (scrape_hook_) scrape_hook_();
   collect_process();
   auto families = registry_->Collect();
   std::unordered_map<std::string_view, size_t> position;

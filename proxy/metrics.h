@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -118,6 +119,15 @@ class Metrics {
   void set_watch_totals(uint64_t restarts, uint64_t relists);
   // The informer's BOOKMARK events so far, by resource (its own monotonic counts).
   void set_watch_bookmarks(std::map<std::string, uint64_t> by_resource);
+  // Localhost NodePorts' relay (KEP-6032), per family: its listeners now
+  // and its failed listens so far (kube-proxy's nftables metrics).
+  void set_localhost_nodeports(model::IPFamily family, size_t listeners, uint64_t listen_failures_total);
+  // Packets the rules refused on loopback NodePorts (UDP, SCTP), per family
+  // and protocol, so far.
+  void set_localhost_nodeport_rejected(model::IPFamily family, model::Protocol protocol, uint64_t packets_total);
+  // Called at the start of every render(), on the scraping thread: for
+  // values read from the kernel at scrape time (kube-proxy's collectors).
+  void set_scrape_hook(std::function<void()> hook);
   // The dataplane chosen at startup: svcproxy_proxy_mode{mode="…"} 1.
   void set_proxy_mode(ProxyMode mode);
 
@@ -195,6 +205,10 @@ class Metrics {
   prometheus::Counter& watch_relists_total_;
   prometheus::Family<prometheus::Counter>& watch_bookmarks_total_;
   prometheus::Family<prometheus::Gauge>& proxy_mode_;
+  prometheus::Family<prometheus::Gauge>& localhost_listeners_;
+  prometheus::Family<prometheus::Counter>& localhost_listener_failures_;
+  prometheus::Family<prometheus::Counter>& localhost_rejected_;
+  std::function<void()> scrape_hook_;  // set before the HTTP server starts
 
   // Serialises the read-then-raise of raise_to() and the proxy mode swap.
   std::mutex mutex_;

@@ -20,10 +20,13 @@ void add_node_flags(CLI::App& app, NodeFlags& flags) {
                  "rules/trace from manifests never use this machine's interfaces")
       ->delimiter(',');
   app.add_option("--nodeport-addresses", flags.nodeport_addresses,
-                 "CIDRs selecting the node's addresses that accept NodePorts, or 'primary' (the node IPs, the "
-                 "default). The node's addresses: for run, this network namespace's interfaces; for rules/trace "
-                 "from manifests, --node-ip, else the Node's InternalIPs. 0.0.0.0/0 or ::/0: every local address. "
-                 "A CIDR selecting none of them is warned about")
+                 "CIDRs selecting the node's addresses that accept NodePorts, and keywords: 'primary' (the node IPs, "
+                 "the default), 'all' (0.0.0.0/0 and ::/0: every local address but loopback), 'localhost' "
+                 "(127.0.0.0/8 and ::1/128). The node's addresses: for run, this network namespace's interfaces; for "
+                 "rules/trace from manifests, --node-ip, else the Node's InternalIPs. A CIDR selecting none of them "
+                 "is warned about. Loopback (e.g. primary,localhost): TCP NodePorts answer on 127.0.0.1 and ::1 "
+                 "through a userspace relay (kube-proxy's KEP-6032); UDP and SCTP NodePorts there are rejected and "
+                 "counted")
       ->delimiter(',');
   app.add_option("--cluster-cidr", flags.cluster_cidrs,
                  "Pod CIDRs (comma-separated): ClusterIP traffic from outside them is masqueraded")
@@ -78,23 +81,54 @@ std::string join_addresses(const std::vector<IPAddress>& ips) {
   return out;
 }
 
+// --nodeport-addresses' keywords, as kube-proxy 1.37 spells them: `all`
+// (every local address) and `localhost` (the loopback ranges) expand to
+// CIDRs; `primary` stays a keyword.
+std::vector<std::string> expand_nodeport_keywords(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& v : values) {
+    if (v == "all") {
+      out.insert(out.end(), {"0.0.0.0/0", "::/0"});
+    } else if (v == "localhost") {
+      out.insert(out.end(), {"127.0.0.0/8", "::1/128"});
+    } else if (!v.empty()) {
+      out.push_back(v);
+    }
+  }
+  return out;
+}
+
+// A CIDR that names loopback explicitly (not /0: `all` never does, as in
+// kube-proxy) and covers its family's relay address turns localhost
+// NodePorts on: returns the loopback range it selects.
+std::optional<CIDR> localhost_range(const CIDR& cidr) {
+  if (cidr.prefix == 0) return std::nullopt;
+  const auto relay = localhost_relay_address(cidr.family());
+  if (!cidr.contains(relay)) return std::nullopt;
+  const CIDR loopback = *CIDR::parse(cidr.family() == IPFamily::V4 ? "127.0.0.0/8" : "::1/128");
+  return cidr.prefix >= loopback.prefix ? cidr : loopback;
+}
+
 // --nodeport-addresses: `primary` (the default) takes the node IPs; a CIDR
 // takes the node's addresses it contains (kube-proxy's
 // NodePortAddresses.GetNodeIPs), except /0, which means every local address
-// of its family ("fib daddr type local"). Loopback never (kube-proxy logs and
-// skips it). A CIDR that selects no usable address is a warning naming it:
-// its NodePorts would silently answer nowhere.
+// of its family ("fib daddr type local", loopback excluded). A CIDR covering
+// 127.0.0.1 or ::1 turns localhost NodePorts on (KEP-6032); other loopback
+// addresses never answer. A CIDR that selects no usable address is a warning
+// naming it: its NodePorts would silently answer nowhere.
 void resolve_nodeport_addresses(const NodeFlags& flags, const LocalAddresses& addresses, model::NodeConfig& config,
                                 std::vector<std::string>& warnings) {
-  bool primary = flags.nodeport_addresses.empty();
+  const auto values = expand_nodeport_keywords(flags.nodeport_addresses);
+  bool primary = values.empty();
   std::vector<CIDR> cidrs;
-  for (const auto& v : flags.nodeport_addresses) {
+  for (const auto& v : values) {
     if (v == "primary") {
       primary = true;
       continue;
     }
     auto cidr = CIDR::parse(v);
-    if (!cidr) throw FlagError("--nodeport-addresses: invalid CIDR \"" + v + "\" (want CIDRs or 'primary')");
+    if (!cidr)
+      throw FlagError("--nodeport-addresses: invalid CIDR \"" + v + "\" (want CIDRs, 'primary', 'localhost' or 'all')");
     if (std::find(cidrs.begin(), cidrs.end(), *cidr) == cidrs.end()) cidrs.push_back(*cidr);
   }
   if (primary) {
@@ -109,15 +143,18 @@ void resolve_nodeport_addresses(const NodeFlags& flags, const LocalAddresses& ad
       (cidr.family() == IPFamily::V4 ? config.nodeport_all_local_v4 : config.nodeport_all_local_v6) = true;
       continue;
     }
+    const auto localhost = localhost_range(cidr);
+    if (localhost) config.localhost_nodeport_ranges.push_back(*localhost);
     bool selected = false, loopback = false;
     for (const auto& ip : candidates) {
       if (!cidr.contains(ip)) continue;
       (ip.is_loopback() ? loopback : selected) = true;
       if (!ip.is_loopback()) config.nodeport_ips.push_back(ip);
     }
-    if (selected) continue;
+    if (selected || localhost) continue;
     warnings.push_back(loopback ? "--nodeport-addresses " + cidr.str() +
-                                      ": selects only loopback addresses, where NodePorts are not supported"
+                                      ": selects only loopback addresses other than 127.0.0.1 and ::1, where "
+                                      "NodePorts are not served"
                                 : "--nodeport-addresses " + cidr.str() + ": selects none of the node's addresses (" +
                                       addresses.origin() + "), so no NodePort answers on an address from it");
   }
@@ -125,6 +162,15 @@ void resolve_nodeport_addresses(const NodeFlags& flags, const LocalAddresses& ad
   std::sort(config.nodeport_ips.begin(), config.nodeport_ips.end());
   config.nodeport_ips.erase(std::unique(config.nodeport_ips.begin(), config.nodeport_ips.end()),
                             config.nodeport_ips.end());
+  // One range per family: the widest (127.0.0.1/32 inside `localhost` adds
+  // nothing).
+  auto& ranges = config.localhost_nodeport_ranges;
+  std::sort(ranges.begin(), ranges.end(), [](const CIDR& a, const CIDR& b) {
+    return a.family() != b.family() ? a.family() < b.family() : a.prefix < b.prefix;
+  });
+  ranges.erase(
+      std::unique(ranges.begin(), ranges.end(), [](const CIDR& a, const CIDR& b) { return a.family() == b.family(); }),
+      ranges.end());
 }
 
 // --detect-local-mode: what in `config` tells this node's pods apart.
@@ -160,6 +206,16 @@ void apply_detect_local_mode(const NodeFlags& flags, const model::Node* node, mo
 }
 
 }  // namespace
+
+IPAddress localhost_relay_address(IPFamily family) {
+  return *IPAddress::parse(family == IPFamily::V4 ? "127.0.0.1" : "::1");
+}
+
+std::vector<IPAddress> localhost_relay_addresses(const model::NodeConfig& config) {
+  std::vector<IPAddress> out;
+  for (const auto& range : config.localhost_nodeport_ranges) out.push_back(localhost_relay_address(range.family()));
+  return out;
+}
 
 FixedAddresses offline_node_addresses(const NodeFlags& flags, const model::ClusterState& cluster) {
   std::vector<IPAddress> ips;

@@ -59,6 +59,13 @@ CLI::Option* add_mode_option(CLI::App& app, const std::string& name, M& mode, co
 // characters; not "." or "..") and nft's text form keeps (no '*', '"', '\\').
 std::string interface_name_problem(const std::string& name, bool prefix);
 
+// Localhost NodePorts (KEP-6032) answer on one address per family, as
+// kube-proxy's relay: 127.0.0.1 and ::1.
+model::IPAddress localhost_relay_address(model::IPFamily family);
+// The relay addresses `config` turns on (its localhost_nodeport_ranges'
+// families), sorted.
+std::vector<model::IPAddress> localhost_relay_addresses(const model::NodeConfig& config);
+
 // The node's addresses as an offline command (rules, trace from manifests or
 // a one-time list) takes them: --node-ip, else every InternalIP of this Node
 // (named by --hostname-override), else none. The machine running the command

@@ -1,5 +1,7 @@
 #include "proxy/userspace_mode.h"
 
+#include "proxy/node_flags.h"
+
 namespace svcproxy::proxy {
 
 userspace::BackendOptions userspace_backend_options(const UserspaceFlags& flags, const model::NodeConfig& node,
@@ -10,6 +12,9 @@ userspace::BackendOptions userspace_backend_options(const UserspaceFlags& flags,
   out.proxier.udp_timeout = flags.udp_timeout;
   out.proxier.drain_timeout = flags.drain_timeout;
   out.proxier.nodeports.ips = node.nodeport_ips;
+  // Loopback in --nodeport-addresses: the proxy answers there itself (TCP
+  // and UDP; nftables mode relays TCP only, as kube-proxy).
+  for (const auto& ip : localhost_relay_addresses(node)) out.proxier.nodeports.ips.push_back(ip);
   out.proxier.nodeports.all_v4 = node.nodeport_all_local_v4;
   out.proxier.nodeports.all_v6 = node.nodeport_all_local_v6;
   // Events come from the proxy's worker threads; Log writes each line whole.
@@ -34,7 +39,8 @@ void UserspaceDataplane::set_node(const model::NodeConfig& node) {
   if (node == node_) return;
   const bool nodeports_moved = node.nodeport_ips != node_.nodeport_ips ||
                                node.nodeport_all_local_v4 != node_.nodeport_all_local_v4 ||
-                               node.nodeport_all_local_v6 != node_.nodeport_all_local_v6;
+                               node.nodeport_all_local_v6 != node_.nodeport_all_local_v6 ||
+                               node.localhost_nodeport_ranges != node_.localhost_nodeport_ranges;
   node_ = node;
   if (nodeports_moved) start(node_);
   needs_full_ = true;

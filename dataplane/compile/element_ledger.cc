@@ -16,7 +16,7 @@ ir::Set shared_set(const char* name, std::vector<ir::KeyType> key, bool verdict_
 
 }  // namespace
 
-ElementLedger::ElementLedger() {
+ElementLedger::ElementLedger(bool localhost_nodeport_rejects) {
   using ir::KeyType;
   // Shared sets whose elements come from service ports.
   intern(shared_set(names::kClusterIPs, {KeyType::Addr}));
@@ -28,6 +28,7 @@ ElementLedger::ElementLedger() {
     intern(shared_set(name, {KeyType::Addr, KeyType::Proto, KeyType::Port}));
   for (const char* name : {cls::kNodePortExternal, cls::kNodePortExternalLocal, cls::kNodePortReject})
     intern(shared_set(name, {KeyType::Proto, KeyType::Port}));
+  if (localhost_nodeport_rejects) intern(shared_set(names::kLocalhostNodePortRejects, {KeyType::Proto, KeyType::Port}));
 }
 
 uint32_t ElementLedger::intern(const ir::Set& definition) {

@@ -32,7 +32,9 @@ struct DnatSpec {
 
 class ElementLedger {
  public:
-  ElementLedger();  // the shared sets every table has
+  // The shared sets every table has, and with localhost NodePorts the
+  // ports refused on loopback.
+  explicit ElementLedger(bool localhost_nodeport_rejects = false);
 
   uint32_t id(const std::string& name) const { return ids_.at(name); }
   // The DNAT map of a kind and flavour for n endpoints, interned on first use.

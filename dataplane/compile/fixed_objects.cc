@@ -12,6 +12,12 @@ constexpr int kPrioritySrcNat = 100;
 
 const std::vector<KeyField> kAddrFields{KeyField::DstAddr, KeyField::L4Proto, KeyField::DstPort};
 const std::vector<KeyField> kPortFields{KeyField::L4Proto, KeyField::DstPort};
+// In counter name order.
+constexpr model::Protocol kLocalhostRejectedProtocols[] = {model::Protocol::SCTP, model::Protocol::UDP};
+
+std::string localhost_rejected_counter(model::Protocol protocol) {
+  return names::kLocalhostNodePortRejectedPrefix + std::string(model::to_lower(protocol));
+}
 
 template <typename Values>
 ir::Set addr_set(const char* name, bool interval, const Values& values) {
@@ -48,10 +54,25 @@ std::vector<ir::Rule> services_rules(const TableConfig& config, bool have_nodepo
   services.push_back(to_class(kAddrFields, cls::kReject, cls::kReject));
   services.push_back(rule({ir::SetMatch{kAddrFields, cls::kDrop}}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
   services.push_back(rule({}, {ir::VmapStmt{kAddrFields, names::kServiceIPs, 0}}));
+  if (config.localhost_range) {
+    // UDP and SCTP NodePorts on loopback: refused and counted, as kube-proxy
+    // (its relay, like ours, is TCP only); the packets would otherwise meet
+    // whatever host process happens to listen there.
+    for (auto protocol : kLocalhostRejectedProtocols) {
+      services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, *config.localhost_range, {}},
+                               ir::ProtoMatch{protocol}, ir::SetMatch{kPortFields, names::kLocalhostNodePortRejects}},
+                              {ir::CounterStmt{localhost_rejected_counter(protocol)}, ir::RejectStmt{false}}));
+    }
+  }
   const auto& node = config.node;
   const bool all_local = config.family == IPFamily::V4 ? node.nodeport_all_local_v4 : node.nodeport_all_local_v6;
   if (all_local) {
-    services.push_back(rule({ir::FibLocalMatch{KeyField::DstAddr}}, {jump_chain(cls::kNodePorts)}));
+    // Loopback is not a NodePort address (kube-proxy's noLocalhost): a
+    // connection from 127.0.0.1 DNATed to a pod would leave with a loopback
+    // source, which the kernel drops. Localhost NodePorts are the relay's.
+    const ir::AddrMatch not_loopback{
+        KeyField::DstAddr, true, *model::CIDR::parse(config.family == IPFamily::V4 ? "127.0.0.0/8" : "::1/128"), {}};
+    services.push_back(rule({ir::FibLocalMatch{KeyField::DstAddr}, not_loopback}, {jump_chain(cls::kNodePorts)}));
   } else if (have_nodeport_ips) {
     services.push_back(rule({ir::AddrMatch{KeyField::DstAddr, false, std::nullopt, names::kNodePortIPs}},
                             {jump_chain(cls::kNodePorts)}));
@@ -138,6 +159,8 @@ FixedObjects::FixedObjects(const TableConfig& config) {
   sets_.push_back(addr_set(names::kServiceCIDRs, true, config.service_cidrs));
   const auto nodeports = nodeport_ips(config);
   sets_.push_back(addr_set(names::kNodePortIPs, false, nodeports));
+  if (config.localhost_range)
+    for (auto protocol : kLocalhostRejectedProtocols) counters_.push_back({localhost_rejected_counter(protocol)});
 
   auto add = [&](const char* name, std::vector<ir::Rule> rules, std::optional<ir::BaseChainSpec> base = {}) {
     chains_.push_back(ir::Chain{name, base, std::move(rules)});

@@ -18,10 +18,12 @@ class FixedObjects {
 
   const std::vector<ir::Chain>& chains() const { return chains_; }
   const std::vector<ir::Set>& sets() const { return sets_; }  // with their elements
+  const std::vector<ir::Counter>& counters() const { return counters_; }  // sorted by name
 
  private:
   std::vector<ir::Chain> chains_;
   std::vector<ir::Set> sets_;
+  std::vector<ir::Counter> counters_;
 };
 
 }  // namespace svcproxy::dataplane::detail

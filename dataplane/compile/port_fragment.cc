@@ -156,6 +156,9 @@ void PortCompiler::firewall_chain() {
 void PortCompiler::node_port() {
   if (sp_.node_port == 0 || !claim({true, IPAddress{}, sp_.name.protocol, sp_.node_port})) return;
   const ir::ValueList key{sp_.name.protocol, sp_.node_port};
+  // Only TCP has the userspace relay on loopback; the rest is refused there.
+  if (config_.localhost_range && sp_.name.protocol != model::Protocol::TCP)
+    classify(names::kLocalhostNodePortRejects, key);
   if (affinity_) {
     const std::string chain = "nodeport-" + id_;
     out_.chains.push_back(ir::Chain{chain, std::nullopt, affinity_external_rules(KeyKind::NodePort, key)});

@@ -21,6 +21,8 @@ struct TableConfig {
       if (cidr.family() == family) cluster_cidrs.push_back(cidr);
     for (const auto& cidr : node.service_cidrs)
       if (cidr.family() == family) service_cidrs.push_back(cidr);
+    for (const auto& cidr : node.localhost_nodeport_ranges)
+      if (cidr.family() == family) localhost_range = cidr;
   }
 
   // The match for "from this node's pods" (negate: "not from them"), by
@@ -44,6 +46,9 @@ struct TableConfig {
   uint32_t masq_bits;
   std::vector<model::CIDR> cluster_cidrs;
   std::vector<model::CIDR> service_cidrs;
+  // Localhost NodePorts on in this family: the loopback range their UDP and
+  // SCTP NodePorts are refused on (TCP is the userspace relay's).
+  std::optional<model::CIDR> localhost_range;
 };
 
 }  // namespace svcproxy::dataplane::detail

@@ -220,6 +220,7 @@ ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const Ta
   table.name = names::kTable;
   table.chains = std::move(chains);
   table.sets = std::move(sets);
+  table.counters = fixed_.counters();
   return table;
 }
 
@@ -234,6 +235,7 @@ void TableState::ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& sto
       [&](ir::Element e) { return &storage.elements.emplace_back(std::move(e)); });
   for (const auto& chain : fixed_.chains()) out.chains.push_back(&chain);
   for (const auto& set : fixed_.sets()) out.sets.push_back({&set, {}});
+  for (const auto& counter : fixed_.counters()) out.counters.push_back(&counter);
   for (const auto& [name, record] : ports_) {
     for (const auto& c : record.fragment.elements)
       if (!ledger_.refcounted(c.set)) elements[c.set].push_back(&c.element);

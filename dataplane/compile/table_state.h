@@ -29,7 +29,8 @@ namespace svcproxy::dataplane::detail {
 
 class TableState {
  public:
-  TableState(IPFamily family, const model::NodeConfig& node) : config_(family, node), fixed_(config_) {}
+  TableState(IPFamily family, const model::NodeConfig& node)
+      : config_(family, node), fixed_(config_), ledger_(config_.localhost_range.has_value()) {}
 
   // Applies new states for the given services' ports in this family (ports
   // of those services not in `ports` are removed). Records the net change in

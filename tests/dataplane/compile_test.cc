@@ -303,6 +303,77 @@ TEST(Compile, TcpAndUdpOnTheSamePortAreIndependent) {
             (std::vector<EndpointAddress>{ep("10.244.1.3", 5353)}));
 }
 
+// Localhost NodePorts (KEP-6032): TCP is the userspace relay's (nothing in
+// the rules: the connection reaches the relay's socket on 127.0.0.1), UDP
+// and SCTP NodePorts are refused on the loopback range, other UDP to it is
+// left alone.
+TEST(Compile, LocalhostNodePortsRefuseUdpAndSctpOnLoopbackOnly) {
+  Fixture f;
+  f.node.localhost_nodeport_ranges = {cidr("127.0.0.0/8")};
+  auto web = port("web", "10.96.0.10", 80, kThree);
+  web.node_port = 30080;
+  auto dns = port("dns", "10.96.0.53", 53, {ep("10.244.1.2", 53)}, {}, Protocol::UDP);
+  dns.node_port = 30053;
+  auto sig = port("sig", "10.96.0.54", 9000, {}, {}, Protocol::SCTP);
+  sig.node_port = 30054;
+  f.ports = {web, dns, sig};
+  f.build();
+  const IPAddress loopback = ip("127.0.0.1");
+  f.node.node_ips.push_back(loopback);  // local, and the client is the node (output hook)
+  EXPECT_EQ(f.send(loopback, loopback, 30053, Protocol::UDP).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(loopback, ip("127.0.0.9"), 30053, Protocol::UDP).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(loopback, loopback, 30054, Protocol::SCTP).verdict, TraceVerdict::REJECT);
+  EXPECT_EQ(f.send(loopback, loopback, 30080, Protocol::TCP).verdict, TraceVerdict::ACCEPT) << "the relay's";
+  EXPECT_EQ(f.send(loopback, loopback, 30099, Protocol::UDP).verdict, TraceVerdict::ACCEPT) << "not a NodePort";
+  EXPECT_EQ(f.send(loopback, loopback, 30080, Protocol::UDP).verdict, TraceVerdict::ACCEPT) << "a TCP NodePort";
+  // The node IP still serves the UDP NodePort.
+  EXPECT_EQ(f.send(kExternalClient, kNode, 30053, Protocol::UDP).verdict, TraceVerdict::DNAT);
+  const std::string text = render_nft(f.compiled.ruleset);
+  for (const char* proto : {"udp", "sctp"}) {
+    EXPECT_NE(text.find("ip daddr 127.0.0.0/8 meta l4proto " + std::string(proto) +
+                        " meta l4proto . th dport @localhost-nodeport-reject-ports counter name "
+                        "\"localhost-nodeport-rejected-" +
+                        proto + "\" reject"),
+              std::string::npos)
+        << text;
+  }
+  // Counted per protocol in the IPv4 table (kube-proxy's metric is per
+  // family and protocol).
+  ASSERT_EQ(f.compiled.ruleset.tables.size(), 2u);
+  EXPECT_EQ(f.compiled.ruleset.tables[0].counters,
+            (std::vector<ir::Counter>{{"localhost-nodeport-rejected-sctp"}, {"localhost-nodeport-rejected-udp"}}));
+  EXPECT_TRUE(f.compiled.ruleset.tables[1].counters.empty());
+  // IPv6 has no range: no set, no rule.
+  EXPECT_EQ(text.find("table ip6 svcproxy {\n\tset localhost-nodeport-reject-ports"), std::string::npos);
+  EXPECT_EQ(text.find("ip6 daddr ::1"), std::string::npos) << text;
+}
+
+TEST(Compile, WithoutLocalhostNodePortsNoLoopbackRejectExists) {
+  Fixture f;
+  auto dns = port("dns", "10.96.0.53", 53, {ep("10.244.1.2", 53)}, {}, Protocol::UDP);
+  dns.node_port = 30053;
+  f.ports = {dns};
+  f.build();
+  EXPECT_EQ(render_nft(f.compiled.ruleset).find("localhost-nodeport"), std::string::npos);
+}
+
+// --nodeport-addresses 0.0.0.0/0: every local address but loopback (a
+// connection from 127.0.0.1 DNATed to a pod would be dropped by the kernel;
+// kube-proxy's noLocalhost).
+TEST(Compile, EveryLocalAddressModeLeavesLoopbackOut) {
+  Fixture f;
+  f.node.nodeport_all_local_v4 = true;
+  auto web = port("web", "10.96.0.10", 80, kThree);
+  web.node_port = 30080;
+  f.ports = {web};
+  f.build();
+  EXPECT_EQ(f.send(kExternalClient, kNode, 30080).verdict, TraceVerdict::DNAT);
+  f.node.node_ips.push_back(ip("127.0.0.1"));  // loopback is local (the trace's fib)
+  EXPECT_EQ(f.send(ip("127.0.0.1"), ip("127.0.0.1"), 30080).verdict, TraceVerdict::ACCEPT);
+  EXPECT_NE(render_nft(f.compiled.ruleset).find("fib daddr type local ip daddr != 127.0.0.0/8 jump nodeports"),
+            std::string::npos);
+}
+
 TEST(Compile, Ipv6ServicesLiveInTheIp6Table) {
   Fixture f;
   f.ports.push_back(port("web6", "fd00:10:96::10", 80, {ep("fd00:10:244:1::2", 8080)}));

@@ -79,9 +79,9 @@ void apply_diff(ir::Ruleset& ruleset, const RulesetDiff& diff) {
   }
 }
 
-TEST(RulesetCompiler, RandomUpdatesMatchFullCompileAndTheirDiffsReplay) {
+void random_updates_match_full_compile(const model::NodeConfig& node_config) {
   std::mt19937 rng(1234);
-  RulesetCompiler compiler(node());
+  RulesetCompiler compiler(node_config);
   std::map<int, std::vector<ServicePortState>> services;
   ir::Ruleset replayed = compiler.ruleset();
   int full_syncs = 0;
@@ -107,18 +107,28 @@ TEST(RulesetCompiler, RandomUpdatesMatchFullCompileAndTheirDiffsReplay) {
       if (services.contains(id)) ports.insert(ports.end(), services[id].begin(), services[id].end());
     }
     const RulesetDiff diff = compiler.update(touched, ports);
-    const ir::Ruleset expected = compile(flatten(services), node()).ruleset;
+    const ir::Ruleset expected = compile(flatten(services), node_config).ruleset;
     ASSERT_EQ(compiler.ruleset(), expected) << "step " << step;
     if (diff.needs_full_sync) {
       ++full_syncs;
       replayed = expected;
     } else {
       apply_diff(replayed, diff);
-      if (HasFatalFailure()) FAIL() << "step " << step;
+      if (::testing::Test::HasFatalFailure()) FAIL() << "step " << step;
       ASSERT_EQ(replayed, expected) << "diff replay diverged at step " << step;
     }
   }
   EXPECT_LT(full_syncs, 40) << "partial syncs should be the rule";
+}
+
+TEST(RulesetCompiler, RandomUpdatesMatchFullCompileAndTheirDiffsReplay) { random_updates_match_full_compile(node()); }
+
+// With localhost NodePorts, the UDP/SCTP NodePorts refused on loopback
+// follow the services too.
+TEST(RulesetCompiler, RandomUpdatesWithLocalhostNodePortsMatchFullCompile) {
+  model::NodeConfig n = node();
+  n.localhost_nodeport_ranges = {*model::CIDR::parse("127.0.0.0/8"), *model::CIDR::parse("::1/128")};
+  random_updates_match_full_compile(n);
 }
 
 // The hairpin set is derived from the ports' endpoints, outside the

@@ -226,6 +226,11 @@ inline std::string kernel_snapshot(uint16_t family, const std::string& table, bo
   socket.request(nlh, [&](const nlmsghdr* m) {
     out += "rule" + attrs(m, skip({}, NFTA_RULE_HANDLE)) + "\n";
   });
+
+  // Named objects (counters), with their values: both sides count nothing.
+  nlh = socket.build_request(buf, NFT_MSG_GETOBJ, family, NLM_F_DUMP);
+  mnl_attr_put_strz(nlh, NFTA_OBJ_TABLE, table.c_str());
+  socket.request(nlh, [&](const nlmsghdr* m) { out += "object" + attrs(m, skip({}, NFTA_OBJ_HANDLE)) + "\n"; });
   return out;
 }
 

@@ -106,10 +106,9 @@ TEST(ProxyConfig, AbsentFieldsStayUnset) {
 TEST(ProxyConfig, TopLevelMasqueradeAllAndKeywords) {
   auto c = parse("masqueradeAll: true\nnodePortAddresses: [all, localhost]\n");
   EXPECT_EQ(c.masquerade_all, true);
-  EXPECT_EQ(c.nodeport_addresses, (std::vector<std::string>{"0.0.0.0/0", "::/0"}));
-  ASSERT_EQ(c.warnings.size(), 1u);
-  EXPECT_EQ(c.warnings[0],
-            "config.yaml: nodePortAddresses[1]: 'localhost' ignored (NodePorts are never served on loopback addresses)");
+  // `localhost` is kept for the node flags (localhost NodePorts, KEP-6032).
+  EXPECT_EQ(c.nodeport_addresses, (std::vector<std::string>{"0.0.0.0/0", "::/0", "localhost"}));
+  EXPECT_TRUE(c.warnings.empty());
   EXPECT_NE(error_of("masqueradeAll: true\nnftables: {masqueradeAll: false}\n").find("masqueradeAll"),
             std::string::npos);
 }

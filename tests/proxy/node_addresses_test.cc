@@ -87,13 +87,86 @@ TEST(NodePortAddresses, ACidrThatSelectsNothingIsWarnedAboutOnceNamingIt) {
             "NodePort answers on an address from it");
 }
 
-TEST(NodePortAddresses, LoopbackIsNeverSelectedAndSaysSo) {
-  const auto r = resolve_with({"--nodeport-addresses", "127.0.0.0/8"}, kWorkstation);
+std::vector<model::CIDR> cidrs(std::initializer_list<const char*> texts) {
+  std::vector<model::CIDR> out;
+  for (const char* t : texts) out.push_back(*model::CIDR::parse(t));
+  return out;
+}
+
+// KEP-6032: `localhost` names both loopback ranges and turns localhost
+// NodePorts on for both families; loopback is never a NodePort address of
+// the nftables rules (nodeport_ips), and no warning is due.
+TEST(LocalhostNodePortFlags, LocalhostKeywordTurnsOnBothFamilies) {
+  const auto r = resolve_with({"--nodeport-addresses", "primary,localhost"}, kWorkstation);
+  EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8", "::1/128"}));
+  EXPECT_EQ(localhost_relay_addresses(r.node), ips({"127.0.0.1", "::1"}));
+  EXPECT_EQ(r.node.nodeport_ips, ips({"10.1.2.3", "2001:db8:1::3"}));  // primary: the first per family
+  EXPECT_TRUE(r.warnings.empty());
+}
+
+TEST(LocalhostNodePortFlags, AnExplicitLoopbackCidrTurnsOnItsFamilyOnly) {
+  const auto r = resolve_with({"--nodeport-addresses", "127.0.0.1/32"}, kWorkstation);
+  EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.1/32"}));
+  EXPECT_EQ(localhost_relay_addresses(r.node), ips({"127.0.0.1"}));
+  EXPECT_TRUE(r.node.nodeport_ips.empty());
+  EXPECT_TRUE(r.warnings.empty());
+  const auto v6 = resolve_with({"--nodeport-addresses", "::1/128"}, kWorkstation);
+  EXPECT_EQ(localhost_relay_addresses(v6.node), ips({"::1"}));
+}
+
+TEST(LocalhostNodePortFlags, TheWidestRangePerFamilyIsKept) {
+  const auto r = resolve_with({"--nodeport-addresses", "127.0.0.1/32,localhost,127.0.0.0/16"}, kWorkstation);
+  EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8", "::1/128"}));
+}
+
+// `all` and /0 include loopback only by arithmetic: kube-proxy does not
+// count them as naming it (its ContainsExplicitLoopback), neither do we.
+TEST(LocalhostNodePortFlags, AllAndZeroPrefixesDoNotTurnItOn) {
+  const auto all = resolve_with({"--nodeport-addresses", "all"}, kWorkstation);
+  EXPECT_TRUE(all.node.nodeport_all_local_v4);
+  EXPECT_TRUE(all.node.nodeport_all_local_v6);
+  EXPECT_TRUE(all.node.localhost_nodeport_ranges.empty());
+  EXPECT_TRUE(
+      resolve_with({"--nodeport-addresses", "0.0.0.0/0,::/0"}, kWorkstation).node.localhost_nodeport_ranges.empty());
+  const auto both = resolve_with({"--nodeport-addresses", "all,localhost"}, kWorkstation);
+  EXPECT_TRUE(both.node.nodeport_all_local_v4);
+  EXPECT_EQ(both.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8", "::1/128"}));
+}
+
+TEST(LocalhostNodePortFlags, OffByDefaultAndWithPrimary) {
+  EXPECT_TRUE(resolve_with({}, kWorkstation).node.localhost_nodeport_ranges.empty());
+  EXPECT_TRUE(resolve_with({"--nodeport-addresses", "primary"}, kWorkstation).node.localhost_nodeport_ranges.empty());
+  // A node IP on loopback is not a NodePort address either.
+  EXPECT_TRUE(resolve_with({"--node-ip", "127.0.0.1"}, kWorkstation).node.nodeport_ips.empty());
+}
+
+// A wide CIDR that also covers 127.0.0.1 names loopback: kube-proxy's
+// relay would listen there too. Its loopback part is the whole /8.
+TEST(LocalhostNodePortFlags, AWideCidrCoveringTheRelayAddressSelectsTheLoopbackRange) {
+  const auto r = resolve_with({"--nodeport-addresses", "0.0.0.0/1"}, kWorkstation);
+  EXPECT_EQ(r.node.localhost_nodeport_ranges, cidrs({"127.0.0.0/8"}));
+  EXPECT_EQ(r.node.nodeport_ips, ips({"10.1.2.3"}));
+}
+
+TEST(LocalhostNodePortFlags, OtherLoopbackAddressesAreWarnedAbout) {
+  const FixedAddresses node(ips({"127.0.0.1", "127.0.0.2", "10.1.2.3"}), "fake");
+  const auto r = resolve_with({"--nodeport-addresses", "127.0.0.2/32"}, node);
+  EXPECT_TRUE(r.node.localhost_nodeport_ranges.empty());
   EXPECT_TRUE(r.node.nodeport_ips.empty());
   ASSERT_EQ(r.warnings.size(), 1u);
   EXPECT_EQ(r.warnings[0],
-            "--nodeport-addresses 127.0.0.0/8: selects only loopback addresses, where NodePorts are not supported");
-  EXPECT_TRUE(resolve_with({"--node-ip", "127.0.0.1"}, kWorkstation).node.nodeport_ips.empty());
+            "--nodeport-addresses 127.0.0.2/32: selects only loopback addresses other than 127.0.0.1 and ::1, where "
+            "NodePorts are not served");
+}
+
+TEST(LocalhostNodePortFlags, UnknownKeywordsAreRefusedNamingTheFlag) {
+  try {
+    resolve_with({"--nodeport-addresses", "primary,loopback"}, kWorkstation);
+    FAIL() << "no FlagError";
+  } catch (const FlagError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--nodeport-addresses: invalid CIDR \"loopback\" (want CIDRs, 'primary', 'localhost' or 'all')");
+  }
 }
 
 TEST(OfflineNodeAddresses, NodeIpFlagIsTheNodesAddressNotTheWorkstations) {

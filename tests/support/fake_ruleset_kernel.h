@@ -31,12 +31,41 @@ inline void apply_diff(dataplane::ir::Ruleset& ruleset, const dataplane::Ruleset
                               [&](const auto& t) { return t.family == td.family; });
     if (table == ruleset.tables.end()) refuse("no table");
     dataplane::ir::Table& t = *table;
+    for (const auto& c : td.added_counters) {
+      if (by_name(t.counters, c.name) != t.counters.end()) refuse("counter exists: " + c.name);
+      t.counters.push_back(c);
+    }
+    auto counter_exists = [&](const dataplane::ir::Element& e) {
+      return !e.object || by_name(t.counters, *e.object) != t.counters.end();
+    };
+    // Rules name counters (`counter name "x"`): they must exist when the rule
+    // is added, and a counter in use by a rule or element cannot be deleted.
+    auto check_rules = [&](const dataplane::ir::Chain& chain) {
+      for (const auto& rule : chain.rules)
+        for (const auto& st : rule.statements)
+          if (const auto* c = std::get_if<dataplane::ir::CounterStmt>(&st);
+              c && by_name(t.counters, c->name) == t.counters.end())
+            refuse("rule of chain " + chain.name + " names an absent counter " + c->name);
+    };
+    auto in_use = [&](const std::string& name) {
+      for (const auto& s : t.sets)
+        for (const auto& e : s.elements)
+          if (e.object && *e.object == name) return true;
+      for (const auto& chain : t.chains)
+        for (const auto& rule : chain.rules)
+          for (const auto& st : rule.statements)
+            if (const auto* c = std::get_if<dataplane::ir::CounterStmt>(&st); c && c->name == name) return true;
+      return false;
+    };
     for (const auto& s : td.added_sets) {
+      for (const auto& e : s.elements)
+        if (!counter_exists(e)) refuse("element of " + s.name + " names an absent counter");
       if (by_name(t.sets, s.name) != t.sets.end()) refuse("set exists: " + s.name);
       t.sets.push_back(s);
     }
     for (const auto& c : td.added_chains) {
       if (by_name(t.chains, c.name) != t.chains.end()) refuse("chain exists: " + c.name);
+      check_rules(c);
       t.chains.push_back(c);
     }
     for (const auto& [name, e] : td.deleted_elements) {
@@ -51,11 +80,13 @@ inline void apply_diff(dataplane::ir::Ruleset& ruleset, const dataplane::Ruleset
       if (set == t.sets.end()) refuse("no set " + name);
       for (const auto& existing : set->elements)
         if (existing.key == e.key) refuse("duplicate key in " + name);
+      if (!counter_exists(e)) refuse("element of " + name + " names an absent counter");
       set->elements.push_back(e);
     }
     for (const auto& c : td.replaced_chains) {
       auto it = by_name(t.chains, c.name);
       if (it == t.chains.end()) refuse("replacing absent chain " + c.name);
+      check_rules(c);
       *it = c;
     }
     for (const auto& name : td.deleted_chains) {
@@ -68,6 +99,13 @@ inline void apply_diff(dataplane::ir::Ruleset& ruleset, const dataplane::Ruleset
       if (it == t.sets.end()) refuse("deleting absent set " + name);
       t.sets.erase(it);
     }
+    for (const auto& name : td.deleted_counters) {
+      auto it = by_name(t.counters, name);
+      if (it == t.counters.end()) refuse("deleting absent counter " + name);
+      if (in_use(name)) refuse("deleting counter " + name + " still in use");
+      t.counters.erase(it);
+    }
+    std::sort(t.counters.begin(), t.counters.end());
     std::sort(t.sets.begin(), t.sets.end(), [](auto& a, auto& b) { return a.name < b.name; });
     std::sort(t.chains.begin(), t.chains.end(), [](auto& a, auto& b) { return a.name < b.name; });
     for (auto& s : t.sets) std::sort(s.elements.begin(), s.elements.end());
