@@ -101,11 +101,13 @@ Daemon::Daemon(const RunOptions& options, Log& log)
       signal_fd_(base::adopt_or_throw(block_signals(), "run: signalfd")),
       period_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
       defer_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
+      counters_collector_(std::make_shared<ServiceCountersCollector>()),
       health_(options.sync_period),
       once_(log) {
   // Bad flags fail here, before anything starts (FlagError: exit 2).
   const auto start_node = resolve_node_config(node_flags_, {}, interfaces_, nullptr);
   metrics_.set_proxy_mode(options_.proxy_mode);
+  metrics_.add_collectable(counters_collector_);
   // Until the first sync, an update is pending: a daemon that cannot read
   // its cluster turns unhealthy after 2 × sync period, as kube-proxy.
   health_.queued();
@@ -303,6 +305,7 @@ bool Daemon::refresh_node() {
       conntrack_ = std::make_unique<KernelConntrack>();
       dataplane_ = std::make_unique<SyncLoop>(node_, *kernel_, *conntrack_, dataplane::netlink_readback());
     }
+    counters_collector_->set_source(dataplane_->traffic_counters());
   } else {
     if (now == node_) return false;
     log_.info("node configuration changed; the next sync is full");

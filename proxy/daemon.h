@@ -39,6 +39,7 @@
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/run.h"
+#include "proxy/service_counters_collector.h"
 #include "proxy/service_model.h"
 #include "proxy/sync_loop.h"
 
@@ -102,6 +103,7 @@ class Daemon {
   base::UniqueFd period_fd_;  // every sync period
   base::UniqueFd defer_fd_;   // one-shot: --min-sync-period or a retry's backoff
   Metrics metrics_;
+  std::shared_ptr<ServiceCountersCollector> counters_collector_;  // fed once the dataplane exists
   ProxyHealth health_;
   std::unique_ptr<HttpServer> server_;
   ChangeTracker tracker_;

@@ -31,6 +31,7 @@ class Counter;
 class Gauge;
 class Histogram;
 class Registry;
+class Collectable;
 template <typename T>
 class Family;
 }  // namespace prometheus
@@ -109,6 +110,9 @@ class Metrics {
   // writes values with 16 significant digits (a histogram's _count and _sum
   // before its buckets).
   std::string render() const;
+  // Families read at scrape time from elsewhere (the traffic counters),
+  // rendered after the registry's.
+  void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
 
  private:
   template <typename Metric>
@@ -121,6 +125,7 @@ class Metrics {
   void raise_to(prometheus::Counter& counter, uint64_t total);
 
   std::unique_ptr<prometheus::Registry> registry_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   // Family names in the order of registration: the order of the exposition
   // (the registry's own groups families by type).
   std::vector<std::string> family_order_;
