@@ -106,12 +106,12 @@ class TestCounters(unittest.TestCase):
         self.assertEqual(refused.outcomes.get("refused"), N, refused.outcomes)
 
         kernel = counters(self.box.nft_list(self.box.node, ["counters", "table", "ip", "svcproxy"]))
-        web = [v for k, v in kernel.items() if k.startswith("service-") and k.endswith("/e2e/web/tcp/http")]
+        web = [v for k, v in kernel.items() if k.startswith("service-") and k.endswith("-e2e/web/tcp/http")]
         self.assertEqual(web, [N], kernel)
         eps = [v for k, v in kernel.items() if k.startswith("endpoint-") and k.endswith("/tcp/8080")]
         self.assertEqual(len(eps), 2, kernel)
         self.assertEqual(sum(eps), N, kernel)
-        rejected = [v for k, v in kernel.items() if k.startswith("rejected-") and k.endswith("/e2e/none/tcp/http")]
+        rejected = [v for k, v in kernel.items() if k.startswith("rejected-") and k.endswith("-e2e/none/tcp/http")]
         self.assertEqual(rejected, [N], kernel)
 
         text = self.scrape()
