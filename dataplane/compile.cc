@@ -37,6 +37,16 @@ std::string service_port_id(const model::ServicePortName& name) {
   return hash + "-" + readable;
 }
 
+PortCounterNames port_counter_names(const model::ServicePortName& name) {
+  const std::string id = service_port_id(name);
+  return {"service-" + id, "rejected-" + id, "dropped-" + id};
+}
+
+std::string endpoint_counter_name(const model::EndpointAddress& endpoint, model::Protocol protocol) {
+  return "endpoint-" + sanitize(endpoint.ip.str()) + "/" + std::string(model::to_lower(protocol)) + "/" +
+         std::to_string(endpoint.port);
+}
+
 struct RulesetCompiler::Impl {
   model::NodeConfig node;
   std::vector<TableState> tables;

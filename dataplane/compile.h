@@ -143,7 +143,27 @@ inline constexpr const char* kLocalhostNodePortRejects = "localhost-nodeport-rej
 // ... and the counters of what they refused, one per protocol (udp, sctp):
 // kubeproxy_nftables_localhost_nodeport_rejected_packets_total.
 inline constexpr const char* kLocalhostNodePortRejectedPrefix = "localhost-nodeport-rejected-";
+// Counter maps (key -> counter): see counter names below.
+inline constexpr const char* kCountServices = "counters-services";    // addr . proto . port
+inline constexpr const char* kCountNodePorts = "counters-nodeports";  // proto . port
+inline constexpr const char* kCountRejected = "counters-rejected";
+inline constexpr const char* kCountNodePortRejected = "counters-nodeport-rejected";
+inline constexpr const char* kCountDropped = "counters-dropped";
+inline constexpr const char* kCountNodePortDropped = "counters-nodeport-dropped";
+inline constexpr const char* kCountEndpoints = "counters-endpoints";  // endpoint addr . proto . port
 }  // namespace names
+
+// The counter objects of a service port (NodeConfig::counters): every new
+// connection to any of its addresses; those of them refused because it has
+// no endpoints; those dropped (Local policy without a local endpoint,
+// source ranges). Created with the port, deleted with it.
+struct PortCounterNames {
+  std::string service, rejected, dropped;
+};
+PortCounterNames port_counter_names(const model::ServicePortName& name);
+// The counter of connections DNATed to an endpoint (shared by every service
+// port that has it; present while one does).
+std::string endpoint_counter_name(const model::EndpointAddress& endpoint, model::Protocol protocol);
 
 // Stable per-service-port chain suffix: "<HASH8>-ns/name/proto/port".
 std::string service_port_id(const model::ServicePortName& name);

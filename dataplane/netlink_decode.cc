@@ -20,6 +20,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include "dataplane/netlink_types.h"
 
@@ -683,10 +684,11 @@ std::vector<ir::Element> intervals_to_prefixes(std::vector<std::pair<model::IPAd
 // Calls fn(nftnl_obj*) for every counter object of table `ref`: one
 // NFT_MSG_GETOBJ dump, filtered by table and type in the kernel. Objects of
 // another type are svcproxy's to refuse.
+// (family NFPROTO_UNSPEC: both families' tables of that name).
 template <typename Fn>
-void for_each_counter(NetlinkSocket& socket, const TableRef& ref, bool* changed, Fn&& fn) {
+void for_each_counter(NetlinkSocket& socket, const TableRef& ref, bool* changed, Fn&& fn, bool any_family = false) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  const auto family = static_cast<uint16_t>(nfproto(ref.family));
+  const auto family = static_cast<uint16_t>(any_family ? uint32_t{NFPROTO_UNSPEC} : nfproto(ref.family));
   nlmsghdr* nlh = socket.build_request(buf, NFT_MSG_GETOBJ, family, NLM_F_DUMP);
   std::unique_ptr<nftnl_obj, decltype(&nftnl_obj_free)> filter(nftnl_obj_alloc(), &nftnl_obj_free);
   if (!filter) throw std::bad_alloc();
@@ -1017,13 +1019,19 @@ ir::Ruleset read_tables_pass(NetlinkSocket& socket, const std::vector<TableRef>&
 
 }  // namespace
 
-std::vector<CounterValue> read_counters(NetlinkSocket& socket, const TableRef& table) {
+std::vector<CounterValue> read_counters(NetlinkSocket& socket, const std::string& table) {
   std::vector<CounterValue> out;
-  for_each_counter(socket, table, nullptr, [&](nftnl_obj* o) {
-    out.push_back({nftnl_obj_get_str(o, NFTNL_OBJ_NAME), nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_PKTS),
-                   nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_BYTES)});
-  });
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  for_each_counter(
+      socket, {IPFamily::V4, table}, nullptr,
+      [&](nftnl_obj* o) {
+        const uint32_t family = nftnl_obj_get_u32(o, NFTNL_OBJ_FAMILY);
+        if (family != NFPROTO_IPV4 && family != NFPROTO_IPV6) return;  // an inet/arp/... table of that name
+        out.push_back({family == NFPROTO_IPV4 ? IPFamily::V4 : IPFamily::V6, nftnl_obj_get_str(o, NFTNL_OBJ_NAME),
+                       nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_PKTS), nftnl_obj_get_u64(o, NFTNL_OBJ_CTR_BYTES)});
+      },
+      true);
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return std::tie(a.family, a.name) < std::tie(b.family, b.name); });
   return out;
 }
 

@@ -45,15 +45,17 @@ ir::Ruleset read_tables(NetlinkSocket& socket, const std::vector<TableRef>& tabl
 // while the event thread keeps committing (dataplane/drift_check.h).
 // What one counter object has counted since it was created.
 struct CounterValue {
+  model::IPFamily family = model::IPFamily::V4;  // of its table
   std::string name;
   uint64_t packets = 0;
   uint64_t bytes = 0;
 };
 
-// Every counter object of `table` with its values, in ONE NFT_MSG_GETOBJ
-// dump (the kernel filters it by table): what a metrics scrape costs. Empty
-// when the table does not exist. Sorted by name.
-std::vector<CounterValue> read_counters(NetlinkSocket& socket, const TableRef& table);
+// Every counter object of the tables named `table` (ip and ip6) with its
+// values, in ONE NFT_MSG_GETOBJ dump of every family, which the kernel
+// filters by table name: what a metrics scrape costs. Sorted by family and
+// name; empty when no such table exists.
+std::vector<CounterValue> read_counters(NetlinkSocket& socket, const std::string& table);
 
 ir::Ruleset read_tables_racy(NetlinkSocket& socket, const std::vector<TableRef>& tables, bool* raced);
 

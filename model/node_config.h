@@ -44,6 +44,8 @@ struct NodeConfig {
   std::string local_interface;
   std::vector<CIDR> service_cidrs;   // flags plus ServiceCIDR objects
   bool masquerade_all = false;
+  // Per-service traffic counters in the ruleset (--no-counters: off).
+  bool counters = true;
   uint8_t masquerade_bit = 14;
 
   auto operator<=>(const NodeConfig&) const = default;

@@ -439,6 +439,8 @@ ProxyConfigFile parse_proxy_config(std::string_view yaml, const std::string& nam
   if (nft_all && top_all && *nft_all != *top_all)
     r.fail("masqueradeAll", "contradicts nftables.masqueradeAll");
   out.masquerade_all = nft_all ? nft_all : top_all;
+  // svcproxy's own: per-service traffic counters (kube-proxy has none).
+  out.counters = r.boolean(root, "nftables.counters");
 
   read_conntrack(r, root, out);
   if (auto v = r.integer(root, "oomScoreAdj")) {
@@ -529,6 +531,7 @@ void merge_config(const ProxyConfigFile& file, const FlagGiven& given, DaemonSet
   take("--nodeport-addresses", file.nodeport_addresses, s.node.nodeport_addresses);
   take("--masquerade-all", file.masquerade_all, s.node.masquerade_all);
   take("--masquerade-bit", file.masquerade_bit, s.node.masquerade_bit);
+  if (file.counters && !given("--no-counters")) s.node.no_counters = !*file.counters;
   take("--kubeconfig", file.kubeconfig, s.kubeconfig);
   take("--proxy-mode", file.mode, s.proxy_mode);
   take("--sync-period", file.sync_period, s.sync_period);

@@ -50,6 +50,7 @@ struct ProxyConfigFile {
   std::optional<std::chrono::nanoseconds> min_sync_period;  // nftables.minSyncPeriod (>= 0)
   std::optional<int> masquerade_bit;               // nftables.masqueradeBit (0..31)
   std::optional<bool> masquerade_all;              // nftables.masqueradeAll (or top-level masqueradeAll)
+  std::optional<bool> counters;                    // nftables.counters (svcproxy's; false: --no-counters)
   std::optional<int> verbosity;                    // logging.verbosity
   std::optional<LogFormat> log_format;             // logging.format: text or json
   // conntrack.*: kube-proxy's conntrack sysctls (proxy/conntrack_sysctls.h).

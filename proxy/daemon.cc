@@ -105,6 +105,7 @@ Daemon::Daemon(const RunOptions& options, Log& log)
       signal_fd_(base::adopt_or_throw(block_signals(), "run: signalfd")),
       period_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
       defer_fd_(base::adopt_or_throw(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), "run: timerfd")),
+      counters_collector_(std::make_shared<ServiceCountersCollector>()),
       health_(options.sync_period),
       debug_({std::string(to_string(options.proxy_mode)), options.sync_period, options.min_sync_period}),
       once_(log) {
@@ -112,6 +113,7 @@ Daemon::Daemon(const RunOptions& options, Log& log)
   const auto start_node = resolve_node_config(node_flags_, {}, interfaces_, nullptr);
   metrics_.set_proxy_mode(options_.proxy_mode);
   if (options_.proxy_mode == ProxyMode::Nftables) count_localhost_rejects(start_node);
+  metrics_.add_collectable(counters_collector_);
   // Until the first sync, an update is pending: a daemon that cannot read
   // its cluster turns unhealthy after 2 × sync period, as kube-proxy.
   health_.queued();
@@ -345,6 +347,9 @@ bool Daemon::refresh_node() {
         log_.info("localhost nodeports: TCP NodePorts answer through a userspace relay", {{"addresses", listening}});
       }
     }
+    counters_collector_->set_source(dataplane_->traffic_counters());
+    // The dataplane lives until after the HTTP server stops (~Daemon).
+    debug_.set_counters(dataplane_->traffic_counters().get());
   } else {
     if (now == node_) return false;
     log_.info("node configuration changed; the next sync is full");

@@ -41,6 +41,7 @@
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/run.h"
+#include "proxy/service_counters_collector.h"
 #include "proxy/service_model.h"
 #include "proxy/sync_loop.h"
 
@@ -109,6 +110,7 @@ class Daemon {
   // nftables mode with localhost NodePorts: the reject rules' counters,
   // read at each scrape (declared before the server, which reads them).
   std::unique_ptr<LocalhostRejectCounters> localhost_rejects_;
+  std::shared_ptr<ServiceCountersCollector> counters_collector_;  // fed once the dataplane exists
   ProxyHealth health_;
   DebugFeed debug_;  // the /debug pages' view of this daemon (outlives server_)
   std::unique_ptr<HttpServer> server_;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <compare>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "model/node_config.h"
 #include "model/objects.h"
 #include "model/service_ports.h"
+#include "proxy/traffic_counters.h"
 
 namespace svcproxy::proxy {
 
@@ -96,6 +98,10 @@ class Dataplane {
   virtual std::optional<KernelObjects> kernel_objects() const { return std::nullopt; }
   // Logs the backend's own counters after a sync (userspace proxy stats).
   virtual void log_stats() {}
+  // The per-service traffic counters, for /metrics and /debug (any thread
+  // may read them); null when the backend has none (userspace mode,
+  // --no-counters).
+  virtual std::shared_ptr<TrafficCounters> traffic_counters() const { return nullptr; }
 };
 
 }  // namespace svcproxy::proxy

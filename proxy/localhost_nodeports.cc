@@ -98,22 +98,19 @@ std::vector<LocalhostRejectCounters::Total> LocalhostRejectCounters::read() {
 
 std::vector<LocalhostRejectCounters::Total> LocalhostRejectCounters::read_locked() {
   std::vector<Total> out;
-  std::optional<model::IPFamily> read_family;
   std::vector<dataplane::CounterValue> values;
   bool readable = false;
+  try {
+    values = dataplane::read_counters(socket_, dataplane::names::kTable);  // both families, one dump
+    readable = true;
+  } catch (const std::exception&) {
+    readable = false;  // this scrape shows the totals so far
+  }
   for (auto& seen : seen_) {
-    if (read_family != seen.total.family) {
-      read_family = seen.total.family;
-      try {
-        values = dataplane::read_counters(socket_, {seen.total.family, dataplane::names::kTable});
-        readable = true;
-      } catch (const std::exception&) {
-        readable = false;  // this scrape shows the totals so far
-      }
-    }
     const std::string name =
         dataplane::names::kLocalhostNodePortRejectedPrefix + std::string(model::to_lower(seen.total.protocol));
-    auto it = std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.name == name; });
+    auto it = std::find_if(values.begin(), values.end(),
+                           [&](const auto& v) { return v.family == seen.total.family && v.name == name; });
     if (readable && it != values.end()) {
       // Below the last read: the table was recreated behind our back (by
       // hand, or by another daemon), counting from 0.

@@ -1,5 +1,6 @@
 #include "proxy/metrics.h"
 
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -9,6 +10,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <iterator>
 #include <sstream>
 #include <unordered_map>
 
@@ -467,9 +469,19 @@ std::string Metrics::render() {
   // that the output is the same from one scrape to the next.
   for (auto& f : families)
     std::sort(f.metric.begin(), f.metric.end(), [](const auto& a, const auto& b) { return a.label < b.label; });
+  for (const auto& c : collectables_) {
+    auto more = c->Collect();
+    for (auto& f : more)
+      std::sort(f.metric.begin(), f.metric.end(), [](const auto& a, const auto& b) { return a.label < b.label; });
+    std::move(more.begin(), more.end(), std::back_inserter(families));
+  }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, families);
   return std::move(out).str();
+}
+
+void Metrics::add_collectable(std::shared_ptr<prometheus::Collectable> collectable) {
+  collectables_.push_back(std::move(collectable));
 }
 
 }  // namespace svcproxy::proxy

@@ -33,6 +33,7 @@ class Counter;
 class Gauge;
 class Histogram;
 class Registry;
+class Collectable;
 template <typename T>
 class Family;
 }  // namespace prometheus
@@ -140,6 +141,9 @@ class Metrics {
   // kube-proxy registers no health check with it, so all it holds is
   // process_start_time_seconds (help text "[ALPHA] Start time ...").
   std::string render_slis();
+  // Families read at scrape time from elsewhere (the traffic counters),
+  // rendered after the registry's.
+  void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
 
  private:
   template <typename Metric>
@@ -165,6 +169,7 @@ class Metrics {
   void collect_process();
 
   std::unique_ptr<prometheus::Registry> registry_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   // Family names in the order of registration: the order of the exposition
   // (the registry's own groups families by type).
   std::vector<std::string> family_order_;

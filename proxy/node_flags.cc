@@ -37,6 +37,9 @@ void add_node_flags(CLI::App& app, NodeFlags& flags) {
   app.add_flag("--masquerade-all", flags.masquerade_all, "Masquerade all traffic sent to service IPs");
   app.add_option("--masquerade-bit", flags.masquerade_bit, "fwmark bit marking packets to masquerade (0-31)")
       ->default_val(14);
+  app.add_flag("--no-counters", flags.no_counters,
+               "No per-service traffic counters in the nftables ruleset (svcproxy_service_packets_total and the "
+               "others are then absent); they cost a hash lookup or two per new connection");
   add_mode_option(app, "--detect-local-mode", flags.detect_local_mode,
                   "How pod traffic is recognised: ClusterCIDR (--cluster-cidr, default), NodeCIDR (this Node's "
                   "spec.podCIDRs), BridgeInterface (--pod-bridge-interface) or InterfaceNamePrefix "
@@ -299,6 +302,7 @@ model::NodeConfig resolve_node_config(const NodeFlags& flags, const model::Clust
                              config.service_cidrs.end());
 
   config.masquerade_all = flags.masquerade_all;
+  config.counters = !flags.no_counters;
   if (flags.masquerade_bit < 0 || flags.masquerade_bit > 31)
     throw FlagError("--masquerade-bit: must be between 0 and 31, got " + std::to_string(flags.masquerade_bit));
   config.masquerade_bit = static_cast<uint8_t>(flags.masquerade_bit);

@@ -28,6 +28,7 @@ struct NodeFlags {
   std::vector<std::string> service_cidrs;
   bool masquerade_all = false;
   int masquerade_bit = 14;
+  bool no_counters = false;  // --no-counters: no per-service traffic counters
   std::string zone;
   // How traffic from this node's pods is told apart (kube-proxy's
   // --detect-local-mode): ClusterCIDR (from --cluster-cidr), NodeCIDR (this

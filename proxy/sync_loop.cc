@@ -62,7 +62,9 @@ size_t KernelConntrack::delete_orphans(const std::vector<model::ServicePortState
 
 SyncLoop::SyncLoop(model::NodeConfig node, dataplane::RulesetKernel& kernel, ConntrackCleanup& conntrack,
                    dataplane::DriftCheck::ReadKernel read_kernel)
-    : compiler_(std::move(node)), kernel_(kernel), conntrack_(conntrack), read_kernel_(std::move(read_kernel)) {}
+    : compiler_(std::move(node)), kernel_(kernel), conntrack_(conntrack), read_kernel_(std::move(read_kernel)) {
+  if (compiler_.node().counters) counters_ = std::make_shared<NftablesTrafficCounters>(netlink_counter_reader());
+}
 
 void SyncLoop::set_node(const model::NodeConfig& node) {
   if (node == compiler_.node()) return;
@@ -82,6 +84,15 @@ void SyncLoop::remember(const std::vector<model::ObjectRef>* services,
   for (const auto& p : ports) grouped[p.name.service].push_back(p);
   for (auto& [service, list] : grouped)
     applied_[service] = std::make_shared<const std::vector<model::ServicePortState>>(std::move(list));
+  if (!counters_) return;
+  if (!services) {
+    counters_->set_all(applied_);
+    return;
+  }
+  for (const auto& s : *services) {
+    auto it = applied_.find(s);
+    counters_->set(s, it == applied_.end() ? nullptr : it->second);
+  }
 }
 
 // A copy of one pointer per service (and an atomic increment each): at 100k

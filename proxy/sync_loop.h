@@ -24,6 +24,7 @@
 #include "model/objects.h"
 #include "model/service_ports.h"
 #include "proxy/dataplane.h"
+#include "proxy/nftables_traffic_counters.h"
 
 namespace svcproxy::proxy {
 
@@ -70,6 +71,7 @@ class SyncLoop final : public Dataplane {
   // transaction, or the whole ruleset if the repair needs it.
   std::optional<RepairResult> finish_repair() override;
   std::optional<KernelObjects> kernel_objects() const override { return objects_; }
+  std::shared_ptr<TrafficCounters> traffic_counters() const override { return counters_; }
 
   const model::NodeConfig& node() const { return compiler_.node(); }
   const dataplane::RulesetCompiler& compiler() const { return compiler_; }
@@ -107,6 +109,8 @@ class SyncLoop final : public Dataplane {
   // void when a full sync or a failure happened meanwhile.
   dataplane::ChangedSinceSnapshot changed_since_check_;
   bool check_void_ = false;
+  // With NodeConfig::counters: told what remember() keeps.
+  std::shared_ptr<NftablesTrafficCounters> counters_;
 };
 
 }  // namespace svcproxy::proxy

@@ -14,6 +14,12 @@ ir::Set shared_set(const char* name, std::vector<ir::KeyType> key, bool verdict_
   return set;
 }
 
+ir::Set counter_map(const char* name, std::vector<ir::KeyType> key) {
+  ir::Set set = shared_set(name, std::move(key));
+  set.is_counter_map = true;
+  return set;
+}
+
 }  // namespace
 
 ElementLedger::ElementLedger(bool localhost_nodeport_rejects) {
@@ -29,13 +35,20 @@ ElementLedger::ElementLedger(bool localhost_nodeport_rejects) {
   for (const char* name : {cls::kNodePortExternal, cls::kNodePortExternalLocal, cls::kNodePortReject})
     intern(shared_set(name, {KeyType::Proto, KeyType::Port}));
   if (localhost_nodeport_rejects) intern(shared_set(names::kLocalhostNodePortRejects, {KeyType::Proto, KeyType::Port}));
+  // Counter maps, keyed like the class sets (interned always; a table
+  // without counters has no elements in them and leaves them out).
+  for (const char* name : {names::kCountServices, names::kCountRejected, names::kCountDropped, names::kCountEndpoints})
+    intern(counter_map(name, {KeyType::Addr, KeyType::Proto, KeyType::Port}));
+  for (const char* name : {names::kCountNodePorts, names::kCountNodePortRejected, names::kCountNodePortDropped})
+    intern(counter_map(name, {KeyType::Proto, KeyType::Port}));
 }
 
 uint32_t ElementLedger::intern(const ir::Set& definition) {
   auto [it, inserted] = ids_.try_emplace(definition.name, static_cast<uint32_t>(definitions_.size()));
   if (inserted) {
     definitions_.push_back(definition);
-    refcounted_.push_back(definition.name == names::kClusterIPs || definition.name == names::kHairpin);
+    refcounted_.push_back(definition.name == names::kClusterIPs || definition.name == names::kHairpin ||
+                          definition.name == names::kCountEndpoints);
     dnat_specs_.emplace_back();
     refs_.emplace_back();
     counts_.push_back(0);
@@ -67,23 +80,33 @@ const ir::Set* ElementLedger::find(const std::string& name) const {
 }
 
 ir::Element ElementLedger::refcounted_element(uint32_t id, const IPAddress& ip) const {
+  ir::ValueList key;
+  for (size_t i = 0; i < definitions_[id].key.size(); ++i) key.push_back(ip);
+  return refcounted_element(id, key);
+}
+
+ir::Element ElementLedger::refcounted_element(uint32_t id, const ir::ValueList& key) const {
   ir::Element e;
-  for (size_t i = 0; i < definitions_[id].key.size(); ++i) e.key.push_back(ip);
+  e.key = key;
+  if (definitions_[id].is_counter_map) {
+    e.object = endpoint_counter_name({std::get<IPAddress>(key[0]), std::get<uint16_t>(key[2])},
+                                     std::get<model::Protocol>(key[1]));
+  }
   return e;
 }
 
 void ElementLedger::contribute(const Contribution& c, int delta, TableDiff* diff) {
   if (refcounted_[c.set]) {
     auto& refs = refs_[c.set];
-    const IPAddress ip = std::get<IPAddress>(c.element.key[0]);
-    auto it = refs.find(ip);
+    const ir::ValueList& key = c.element.key;
+    auto it = refs.find(key);
     const bool present = it != refs.end();
-    if (diff) touched_refs_.try_emplace({c.set, ip}, present);
+    if (diff) touched_refs_.try_emplace({c.set, key}, present);
     if (delta > 0) {
       if (present)
         ++it->second;
       else
-        refs.emplace(ip, 1);
+        refs.emplace(key, 1);
     } else if (present && --it->second == 0) {
       refs.erase(it);
     }
@@ -100,8 +123,16 @@ void ElementLedger::take_net_changes(TableDiff& diff) {
   for (const auto& [key, was_present] : touched_refs_) {
     const bool present = refs_[key.first].contains(key.second);
     if (present == was_present) continue;
+    ir::Element element = refcounted_element(key.first, key.second);
+    if (counts_objects(key.first)) {
+      if (present) {
+        diff.added_counters.push_back(ir::Counter{*element.object});
+      } else {
+        diff.deleted_counters.push_back(*element.object);
+      }
+    }
     (present ? diff.added_elements : diff.deleted_elements)
-        .emplace_back(definitions_[key.first].name, refcounted_element(key.first, key.second));
+        .emplace_back(definitions_[key.first].name, std::move(element));
   }
   touched_refs_.clear();
   // A DNAT map that appears or goes changes its cascade chain: rewritten

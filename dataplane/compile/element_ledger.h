@@ -3,9 +3,10 @@
 // ledger knows which sets exist (interned definitions, no elements, by id),
 // how many elements each holds and, during an update, what held before it,
 // so that only the net change reaches the kernel.
-//  - Refcounted sets (cluster-ips, hairpin) hold elements several ports may
-//    contribute (a ClusterIP of a multi-port service, an endpoint IP behind
-//    several services): present while any port contributes them.
+//  - Refcounted sets (cluster-ips, hairpin, counters-endpoints) hold
+//    elements several ports may contribute (a ClusterIP of a multi-port
+//    service, an endpoint behind several services): present while any port
+//    contributes them. An endpoint counter lives as long as its element.
 //  - Every other set's elements are unique (the address claims see to it).
 //    A DNAT map exists in the kernel only while it holds elements, with the
 //    one chain that binds it and a jump from its cascade chain.
@@ -43,7 +44,11 @@ class ElementLedger {
   const ir::Set& definition(uint32_t id) const { return definitions_[id]; }
   const ir::Set* find(const std::string& name) const;
   bool refcounted(uint32_t id) const { return refcounted_[id]; }
+  // The element of a refcounted set for a key (hairpin: ip . ip; counter
+  // maps: with the counter the key names).
+  ir::Element refcounted_element(uint32_t id, const ir::ValueList& key) const;
   ir::Element refcounted_element(uint32_t id, const IPAddress& ip) const;
+  bool counts_objects(uint32_t id) const { return definitions_[id].is_counter_map && refcounted_[id]; }
 
   // One contribution added (delta +1) or removed (-1). With a diff, the
   // element change is recorded (refcounted sets: only the net change, by
@@ -73,14 +78,12 @@ class ElementLedger {
   std::vector<bool> refcounted_;                     // by id
   std::vector<std::optional<DnatSpec>> dnat_specs_;  // by id; for DNAT maps
   size_t dnat_map_count_ = 0;
-  // Refcounted sets are keyed by one address (cluster-ips: ip; hairpin:
-  // ip . ip), so they are counted by that address; the others count
-  // their elements.
-  std::vector<std::map<IPAddress, int>> refs_;
+  // Refcounted sets are counted by key; the others count their elements.
+  std::vector<std::map<ir::ValueList, int>> refs_;
   std::vector<size_t> counts_;
   // The state before this update, of what it touched.
-  std::map<uint32_t, size_t> touched_dnat_;                      // set id -> count before
-  std::map<std::pair<uint32_t, IPAddress>, bool> touched_refs_;  // -> present before
+  std::map<uint32_t, size_t> touched_dnat_;                          // set id -> count before
+  std::map<std::pair<uint32_t, ir::ValueList>, bool> touched_refs_;  // -> present before
 };
 
 template <typename T, typename Make>
@@ -89,7 +92,7 @@ std::vector<std::vector<T>> ElementLedger::element_lists(Make make) const {
   for (uint32_t id = 0; id < definitions_.size(); ++id) {
     if (refcounted_[id]) {
       lists[id].reserve(refs_[id].size());
-      for (const auto& [ip, count] : refs_[id]) lists[id].push_back(make(refcounted_element(id, ip)));
+      for (const auto& [key, count] : refs_[id]) lists[id].push_back(make(refcounted_element(id, key)));
     } else {
       lists[id].reserve(counts_[id]);
     }

@@ -43,6 +43,18 @@ ir::Rule to_class(const std::vector<KeyField>& fields, const char* set, const ch
   return rule({ir::SetMatch{fields, set}}, {goto_chain(chain)});
 }
 
+// `counter name <key> map @map`, alone in its rule: a key the map lacks
+// only skips the count, never the rules after it.
+ir::Rule count(const std::vector<KeyField>& fields, const char* map) {
+  return rule({}, {ir::CounterMapStmt{fields, map}});
+}
+
+// Prepends `counted` to `rules` when the table counts.
+std::vector<ir::Rule> with_count(const TableConfig& config, ir::Rule counted, std::vector<ir::Rule> rules) {
+  if (config.node.counters) rules.insert(rules.begin(), std::move(counted));
+  return rules;
+}
+
 // Classification: one set lookup per class, then a shared chain. Only
 // service ports that need chains of their own (session affinity, source
 // ranges) go through the verdict maps.
@@ -52,7 +64,11 @@ std::vector<ir::Rule> services_rules(const TableConfig& config, bool have_nodepo
   services.push_back(to_class(kAddrFields, cls::kExternal, cls::kExternal));
   services.push_back(to_class(kAddrFields, cls::kExternalLocal, cls::kExternalLocal));
   services.push_back(to_class(kAddrFields, cls::kReject, cls::kReject));
-  services.push_back(rule({ir::SetMatch{kAddrFields, cls::kDrop}}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+  if (config.node.counters) {
+    services.push_back(to_class(kAddrFields, cls::kDrop, cls::kDrop));
+  } else {
+    services.push_back(rule({ir::SetMatch{kAddrFields, cls::kDrop}}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+  }
   services.push_back(rule({}, {ir::VmapStmt{kAddrFields, names::kServiceIPs, 0}}));
   if (config.localhost_range) {
     // UDP and SCTP NodePorts on loopback: refused and counted, as kube-proxy
@@ -89,11 +105,13 @@ std::vector<ir::Rule> services_rules(const TableConfig& config, bool have_nodepo
   return services;
 }
 
-std::vector<ir::Rule> nodeports_rules() {
-  return {to_class(kPortFields, cls::kNodePortExternal, cls::kNodePortExternal),
-          to_class(kPortFields, cls::kNodePortExternalLocal, cls::kNodePortExternalLocal),
-          to_class(kPortFields, cls::kNodePortReject, cls::kReject),
-          rule({}, {ir::VmapStmt{kPortFields, names::kServiceNodePorts, 0}})};
+std::vector<ir::Rule> nodeports_rules(const TableConfig& config) {
+  return with_count(
+      config, count(kPortFields, names::kCountNodePorts),
+      {to_class(kPortFields, cls::kNodePortExternal, cls::kNodePortExternal),
+       to_class(kPortFields, cls::kNodePortExternalLocal, cls::kNodePortExternalLocal),
+       to_class(kPortFields, cls::kNodePortReject, config.node.counters ? cls::kNodePortReject : cls::kReject),
+       rule({}, {ir::VmapStmt{kPortFields, names::kServiceNodePorts, 0}})});
 }
 
 // ClusterIP: off-cluster clients are masqueraded so the reply returns
@@ -126,6 +144,10 @@ std::vector<ir::Rule> external_local_rules(const TableConfig& config, KeyKind ki
   rules.push_back(mark_for_masquerade({ir::FibLocalMatch{KeyField::SrcAddr}}));
   rules.push_back(rule({ir::FibLocalMatch{KeyField::SrcAddr}}, {goto_chain(shortcut)}));
   rules.push_back(rule({}, {jump_chain(cascade_chain_name(kind, Flavour::Main))}));
+  if (config.node.counters) {
+    rules.push_back(count(kind == KeyKind::NodePort ? kPortFields : kAddrFields,
+                          kind == KeyKind::NodePort ? names::kCountNodePortDropped : names::kCountDropped));
+  }
   rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
   return rules;
 }
@@ -168,18 +190,27 @@ FixedObjects::FixedObjects(const TableConfig& config) {
   add(cls::kClusterIP, cluster_ip_rules(config));
   add(cls::kExternal, external_rules(KeyKind::Address));
   add(cls::kExternalLocal, external_local_rules(config, KeyKind::Address));
-  add(cls::kReject, reject_rules());
-  add(cls::kNodePorts, nodeports_rules());
+  add(cls::kReject, with_count(config, count(kAddrFields, names::kCountRejected), reject_rules()));
+  if (config.node.counters) {
+    add(cls::kNodePortReject, with_count(config, count(kPortFields, names::kCountNodePortRejected), reject_rules()));
+    add(cls::kDrop, {count(kAddrFields, names::kCountDropped), rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}})});
+  }
+  add(cls::kNodePorts, nodeports_rules(config));
   add(cls::kNodePortExternal, external_rules(KeyKind::NodePort));
   add(cls::kNodePortExternalLocal, external_local_rules(config, KeyKind::NodePort));
-  add(names::kServices, services_rules(config, !nodeports.empty()));
+  add(names::kServices,
+      with_count(config, count(kAddrFields, names::kCountServices), services_rules(config, !nodeports.empty())));
   add(names::kMarkForMasquerade, {rule({}, {ir::MarkStmt{config.masq_bits, false}})});
   add(names::kMasquerading, masquerading_rules(config.masq_bits));
   add("nat-prerouting", {rule({}, {jump_chain(names::kServices)})},
       ir::BaseChainSpec{ir::Hook::Prerouting, kPriorityDstNat});
   add("nat-output", {rule({}, {jump_chain(names::kServices)})}, ir::BaseChainSpec{ir::Hook::Output, kPriorityDstNat});
-  add("nat-postrouting", {rule({}, {jump_chain(names::kMasquerading)})},
+  // Endpoints count a connection's first packet after its DNAT: in
+  // postrouting, or input when the endpoint is this node (host network).
+  const ir::Rule count_endpoint = rule({ir::CtDnatMatch{}}, {ir::CounterMapStmt{kAddrFields, names::kCountEndpoints}});
+  add("nat-postrouting", with_count(config, count_endpoint, {rule({}, {jump_chain(names::kMasquerading)})}),
       ir::BaseChainSpec{ir::Hook::Postrouting, kPrioritySrcNat});
+  if (config.node.counters) add("nat-input", {count_endpoint}, ir::BaseChainSpec{ir::Hook::Input, kPrioritySrcNat});
 }
 
 }  // namespace svcproxy::dataplane::detail

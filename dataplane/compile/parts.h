@@ -55,7 +55,8 @@ constexpr const char* kDrop = "no-local-endpoints";       // iTP=Local, none on 
 constexpr const char* kNodePorts = "nodeports";           // chain: NodePort classification
 constexpr const char* kNodePortExternal = "nodeport-external";
 constexpr const char* kNodePortExternalLocal = "nodeport-external-local";
-constexpr const char* kNodePortReject = "nodeport-no-endpoints";  // set only; its chain is no-endpoints
+// Set; with counters also a chain (counts, then as no-endpoints), else its chain is no-endpoints.
+constexpr const char* kNodePortReject = "nodeport-no-endpoints";
 }  // namespace cls
 
 // nft identifiers allow letters, digits and / - _ . ; IPv6 colons are not.
@@ -95,6 +96,7 @@ struct Contribution {
 // What one service port contributes to its table: its own chains and sets,
 // and elements of the shared sets.
 struct Fragment {
+  std::vector<ir::Counter> counters;   // sorted by name
   std::vector<ir::Chain> chains;       // sorted by name
   std::vector<ir::Set> sets;           // sorted by name
   std::vector<Contribution> elements;  // sorted

@@ -18,6 +18,7 @@ class PortCompiler {
         claims_(claims),
         warnings_(warnings),
         id_(service_port_id(sp.name)),
+        counters_(port_counter_names(sp.name)),
         // Affinity needs chains of the service's own; everything else is
         // set elements: class sets and DNAT maps.
         affinity_(sp.affinity_timeout_seconds && !sp.cluster_endpoints.empty()) {}
@@ -32,6 +33,27 @@ class PortCompiler {
   void verdict(const char* map, const ir::ValueList& key, const std::string& chain) {
     out_.elements.push_back({ledger_.id(map), {key, goto_chain(chain), {}}});
   }
+  // The key counts into `counter` through counter map `map` (with counters).
+  void count(const char* map, const ir::ValueList& key, const std::string& counter) {
+    if (config_.node.counters) out_.elements.push_back({ledger_.id(map), {key, std::nullopt, {}, counter}});
+  }
+  void count_port(KeyKind kind, const ir::ValueList& key) {
+    count(kind == KeyKind::NodePort ? names::kCountNodePorts : names::kCountServices, key, counters_.service);
+  }
+  void count_rejected(KeyKind kind, const ir::ValueList& key) {
+    count(kind == KeyKind::NodePort ? names::kCountNodePortRejected : names::kCountRejected, key, counters_.rejected);
+  }
+  void count_dropped(KeyKind kind, const ir::ValueList& key) {
+    count(kind == KeyKind::NodePort ? names::kCountNodePortDropped : names::kCountDropped, key, counters_.dropped);
+  }
+  // `counter name "dropped-..."` before a drop in the port's own chains.
+  std::vector<ir::Statement> counted_drop() const {
+    std::vector<ir::Statement> out;
+    if (config_.node.counters) out.push_back(ir::CounterStmt{counters_.dropped});
+    out.push_back(ir::Verdict{ir::VerdictKind::Drop, {}});
+    return out;
+  }
+  void counters();
   void cluster_ip();
   void cluster_ip_affinity(const ir::ValueList& key, const std::vector<EndpointAddress>& internal, bool local);
   void external(const IPAddress& ip, bool firewalled);
@@ -49,6 +71,7 @@ class PortCompiler {
   const AddressClaims& claims_;
   std::vector<std::string>& warnings_;
   const std::string id_;
+  const PortCounterNames counters_;
   const bool affinity_;
   Fragment out_;
   std::set<ClaimKey> used_;  // one port may list an address twice
@@ -71,6 +94,7 @@ Fragment PortCompiler::run() && {
   if (have_ext_chain_) out_.chains.push_back(ir::Chain{"ext-" + id_, std::nullopt, std::move(ext_rules_)});
   if (!fw_target_.empty()) firewall_chain();
   node_port();
+  counters();
 
   std::sort(out_.chains.begin(), out_.chains.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   std::sort(out_.sets.begin(), out_.sets.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
@@ -81,16 +105,32 @@ Fragment PortCompiler::run() && {
   return std::move(out_);
 }
 
+// The port's counters, and its endpoints' (shared with every port that has
+// the endpoint: the ledger counts them).
+void PortCompiler::counters() {
+  if (!config_.node.counters) return;
+  out_.counters = {{counters_.dropped}, {counters_.rejected}, {counters_.service}};
+  std::set<EndpointAddress> endpoints(sp_.cluster_endpoints.begin(), sp_.cluster_endpoints.end());
+  endpoints.insert(sp_.local_endpoints.begin(), sp_.local_endpoints.end());
+  const uint32_t set = ledger_.id(names::kCountEndpoints);
+  for (const auto& ep : endpoints) {
+    out_.elements.push_back({set, ledger_.refcounted_element(set, ir::ValueList{ep.ip, sp_.name.protocol, ep.port})});
+  }
+}
+
 void PortCompiler::cluster_ip() {
   if (!claim({false, sp_.cluster_ip, sp_.name.protocol, sp_.port})) return;
   const ir::ValueList key{sp_.cluster_ip, sp_.name.protocol, sp_.port};
+  count_port(KeyKind::Address, key);
   const auto& internal = sp_.internal_endpoints();
   const bool local = sp_.internal_traffic_policy == TrafficPolicy::Local;
   if (sp_.cluster_endpoints.empty()) {
     classify(cls::kReject, key);
+    count_rejected(KeyKind::Address, key);
   } else if (internal.empty()) {
     // internalTrafficPolicy=Local with endpoints only on other nodes.
     classify(cls::kDrop, key);
+    count_dropped(KeyKind::Address, key);
   } else if (!affinity_) {
     picker(internal, KeyKind::Address, Flavour::Main, key, local);
     classify(cls::kClusterIP, key);
@@ -118,6 +158,7 @@ void PortCompiler::cluster_ip_affinity(const ir::ValueList& key, const std::vect
 void PortCompiler::external(const IPAddress& ip, bool firewalled) {
   if (!claim({false, ip, sp_.name.protocol, sp_.port})) return;
   const ir::ValueList key{ip, sp_.name.protocol, sp_.port};
+  count_port(KeyKind::Address, key);
   std::string target;
   if (affinity_) {
     auto rules = affinity_external_rules(KeyKind::Address, key);
@@ -149,7 +190,7 @@ void PortCompiler::firewall_chain() {
   }
   // A range that contains a node IP admits the node itself (kube-proxy).
   if (covers_node) rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(fw_target_)}));
-  rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+  rules.push_back(rule({}, counted_drop()));
   out_.chains.push_back(ir::Chain{"fw-" + id_, std::nullopt, std::move(rules)});
 }
 
@@ -159,6 +200,7 @@ void PortCompiler::node_port() {
   // Only TCP has the userspace relay on loopback; the rest is refused there.
   if (config_.localhost_range && sp_.name.protocol != model::Protocol::TCP)
     classify(names::kLocalhostNodePortRejects, key);
+  count_port(KeyKind::NodePort, key);
   if (affinity_) {
     const std::string chain = "nodeport-" + id_;
     out_.chains.push_back(ir::Chain{chain, std::nullopt, affinity_external_rules(KeyKind::NodePort, key)});
@@ -236,7 +278,7 @@ std::vector<ir::Rule> PortCompiler::affinity_external_rules(KeyKind kind, const 
   rules.push_back(mark_for_masquerade({ir::FibLocalMatch{ir::KeyField::SrcAddr}}));
   rules.push_back(rule({ir::FibLocalMatch{ir::KeyField::SrcAddr}}, {goto_chain(shortcut)}));
   if (sp_.local_endpoints.empty()) {
-    rules.push_back(rule({}, {ir::Verdict{ir::VerdictKind::Drop, {}}}));
+    rules.push_back(rule({}, counted_drop()));
   } else {
     rules.push_back(rule({}, {goto_chain(picker(sp_.local_endpoints, kind, Flavour::Main, key, true))}));
   }
@@ -248,13 +290,20 @@ std::vector<ir::Rule> PortCompiler::affinity_external_rules(KeyKind kind, const 
 // the shared chain its packets go to).
 std::string PortCompiler::external_class(KeyKind kind, const ir::ValueList& key) {
   const bool nodeport = kind == KeyKind::NodePort;
-  if (sp_.cluster_endpoints.empty()) return nodeport ? cls::kNodePortReject : cls::kReject;
+  if (sp_.cluster_endpoints.empty()) {
+    count_rejected(kind, key);
+    return nodeport ? cls::kNodePortReject : cls::kReject;
+  }
   if (sp_.external_traffic_policy == TrafficPolicy::Cluster) {
     picker(sp_.cluster_endpoints, kind, Flavour::Main, key, false);
     return nodeport ? cls::kNodePortExternal : cls::kExternal;
   }
   picker(sp_.cluster_endpoints, kind, Flavour::Shortcut, key, false);
-  if (!sp_.local_endpoints.empty()) picker(sp_.local_endpoints, kind, Flavour::Main, key, true);
+  if (sp_.local_endpoints.empty()) {
+    count_dropped(kind, key);  // from outside: no local endpoint
+  } else {
+    picker(sp_.local_endpoints, kind, Flavour::Main, key, true);
+  }
   return nodeport ? cls::kNodePortExternalLocal : cls::kExternalLocal;
 }
 

@@ -156,6 +156,9 @@ void TableState::diff_fragment(const Fragment& before, const Fragment& after, Ta
       [&](const Contribution& c) { ledger_.contribute(c, +1, diff); }, [](const Contribution&, const Contribution&) {});
   if (!diff) return;
   merge_walk(
+      before.counters, after.counters, kByName, [&](const ir::Counter& c) { diff->deleted_counters.push_back(c.name); },
+      [&](const ir::Counter& c) { diff->added_counters.push_back(c); }, [](const ir::Counter&, const ir::Counter&) {});
+  merge_walk(
       before.chains, after.chains, kByName, [&](const ir::Chain& c) { diff->deleted_chains.push_back(c.name); },
       [&](const ir::Chain& c) { diff->added_chains.push_back(c); },
       [&](const ir::Chain& was, const ir::Chain& now) {
@@ -184,6 +187,7 @@ ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const Ta
   }
   std::vector<ir::Chain> chains = fixed_.chains();
   std::vector<ir::Set> sets = fixed_.sets();
+  std::vector<ir::Counter> counters = fixed_.counters();
   chains.reserve(chain_count);
   sets.reserve(set_count);
   for (auto& [name, record] : self.ports_) {
@@ -193,12 +197,14 @@ ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const Ta
         if (!ledger_.refcounted(c.set)) elements[c.set].push_back(std::move(c.element));
       std::move(fragment.chains.begin(), fragment.chains.end(), std::back_inserter(chains));
       std::move(fragment.sets.begin(), fragment.sets.end(), std::back_inserter(sets));
+      std::move(fragment.counters.begin(), fragment.counters.end(), std::back_inserter(counters));
       fragment = Fragment{};
     } else {
       for (const auto& c : fragment.elements)
         if (!ledger_.refcounted(c.set)) elements[c.set].push_back(c.element);
       chains.insert(chains.end(), fragment.chains.begin(), fragment.chains.end());
       sets.insert(sets.end(), fragment.sets.begin(), fragment.sets.end());
+      counters.insert(counters.end(), fragment.counters.begin(), fragment.counters.end());
     }
   }
   for (auto kind : {KeyKind::Address, KeyKind::NodePort})
@@ -208,6 +214,9 @@ ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const Ta
       if (elements[id].empty()) continue;  // a map exists only while used
       chains.push_back(ledger_.binding_chain(id));
     }
+    if (!counts(id)) continue;
+    if (ledger_.counts_objects(id))
+      for (const auto& e : elements[id]) counters.push_back(ir::Counter{*e.object});
     ir::Set set = ledger_.definition(id);
     set.elements = std::move(elements[id]);
     sort_elements(set.elements);
@@ -215,12 +224,13 @@ ir::Table TableState::make_table(std::conditional_t<kTake, TableState&, const Ta
   }
   std::sort(chains.begin(), chains.end(), kByName);
   std::sort(sets.begin(), sets.end(), kByName);
+  std::sort(counters.begin(), counters.end());
   ir::Table table;
   table.family = config_.family;
   table.name = names::kTable;
+  table.counters = std::move(counters);
   table.chains = std::move(chains);
   table.sets = std::move(sets);
-  table.counters = fixed_.counters();
   return table;
 }
 
@@ -241,6 +251,7 @@ void TableState::ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& sto
       if (!ledger_.refcounted(c.set)) elements[c.set].push_back(&c.element);
     for (const auto& chain : record.fragment.chains) out.chains.push_back(&chain);
     for (const auto& set : record.fragment.sets) out.sets.push_back({&set, {}});
+    for (const auto& counter : record.fragment.counters) out.counters.push_back(&counter);
   }
   for (auto kind : {KeyKind::Address, KeyKind::NodePort})
     for (auto flavour : {Flavour::Main, Flavour::Shortcut})
@@ -250,9 +261,14 @@ void TableState::ref(ir::RulesetRef::TableRef& out, ir::RulesetRef::Storage& sto
       if (elements[id].empty()) continue;  // a map exists only while used
       out.chains.push_back(&storage.chains.emplace_back(ledger_.binding_chain(id)));
     }
+    if (!counts(id)) continue;
+    if (ledger_.counts_objects(id))
+      for (const auto* e : elements[id])
+        out.counters.push_back(&storage.counters.emplace_back(ir::Counter{*e->object}));
     out.sets.push_back({&ledger_.definition(id), std::move(elements[id])});
   }
   std::sort(out.chains.begin(), out.chains.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+  std::sort(out.counters.begin(), out.counters.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
   std::sort(out.sets.begin(), out.sets.end(), [](const auto& a, const auto& b) { return a.set->name < b.set->name; });
 }
 

@@ -82,6 +82,8 @@ class TableState {
   // keeps anyway, rather than kept as contributions in every fragment.
   void hairpin_delta(const ServicePortState* before, const ServicePortState* after, TableDiff* diff);
   void diff_fragment(const Fragment& before, const Fragment& after, TableDiff* diff, bool& needs_full);
+  // Counter maps are left out of a table without counters.
+  bool counts(uint32_t set_id) const { return config_.node.counters || !ledger_.definition(set_id).is_counter_map; }
   template <bool kTake>
   ir::Table make_table(std::conditional_t<kTake, TableState&, const TableState&> self) const;
 
@@ -100,4 +102,5 @@ class TableState {
 struct svcproxy::dataplane::ir::RulesetRef::Storage {
   std::deque<Chain> chains;
   std::deque<Element> elements;
+  std::deque<Counter> counters;  // the endpoints' (the ledger keeps them as counts)
 };
