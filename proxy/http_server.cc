@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
-#include "svcproxy_version.h"
 #include "proxy/debug_feed.h"
+#include "svcproxy_version.h"
 
 namespace svcproxy::proxy {
 
@@ -162,8 +162,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto accept = request[http::field::accept];
     const size_t question = target.find('?');
     const std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
-    Answer answer = server_.answer(role_, port_, target.substr(0, question), query,
-                                   std::string_view(accept.data(), accept.size()));
+    Answer answer =
+        server_.answer(role_, port_, target.substr(0, question), query, std::string_view(accept.data(), accept.size()));
 
     response_ = std::make_shared<http::response<http::string_body>>(answer.status, request.version());
     response_->set(http::field::content_type, answer.content_type);

@@ -54,7 +54,7 @@ struct HttpServerOptions {
   FlagValues flags;
   std::string configz = "{}";
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
-  const DebugFeed* debug = nullptr;            // /debug/ pages; must outlive the server (null: none)
+  const DebugFeed* debug = nullptr;  // /debug/ pages; must outlive the server (null: none)
 };
 
 class HttpServer {

@@ -279,8 +279,8 @@ std::string configz_json(const DaemonSettings& s) {
   // bindAddress: --bind-address as given, else the node IP override (the
   // first --node-ip), else any.
   const std::string bind_address = !s.bind_address.empty() ? s.bind_address
-                                   : n.node_ips.empty()     ? "0.0.0.0"
-                                                            : n.node_ips.front();
+                                   : n.node_ips.empty()    ? "0.0.0.0"
+                                                           : n.node_ips.front();
   const ConntrackSettings& ct = s.conntrack;
   // Unset, NodePorts answer on the node's primary IPs: kube-proxy's "primary".
   const std::vector<std::string> nodeport_addresses =
@@ -311,11 +311,11 @@ std::string configz_json(const DaemonSettings& s) {
        ",\"detectLocal\":{\"bridgeInterface\":" + json_string(n.bridge_interface) +
        ",\"interfaceNamePrefix\":" + json_string(n.interface_name_prefix) + "}";
   c += ",\"clusterCIDR\":" + json_string(join(n.cluster_cidrs, ",")) +
-       ",\"nodePortAddresses\":" + json_list(nodeport_addresses) + ",\"oomScoreAdj\":" +
-       (s.oom_score_adj ? std::to_string(*s.oom_score_adj) : std::string("null"));
+       ",\"nodePortAddresses\":" + json_list(nodeport_addresses) +
+       ",\"oomScoreAdj\":" + (s.oom_score_adj ? std::to_string(*s.oom_score_adj) : std::string("null"));
   // The conntrack sysctls svcproxy sets at start (proxy/conntrack_sysctls.h).
-  c += ",\"conntrack\":{\"maxPerCore\":" + std::to_string(ct.max_per_core) +
-       ",\"min\":" + std::to_string(ct.min) + ",\"tcpEstablishedTimeout\":" + json_duration(ct.tcp_established_timeout) +
+  c += ",\"conntrack\":{\"maxPerCore\":" + std::to_string(ct.max_per_core) + ",\"min\":" + std::to_string(ct.min) +
+       ",\"tcpEstablishedTimeout\":" + json_duration(ct.tcp_established_timeout) +
        ",\"tcpCloseWaitTimeout\":" + json_duration(ct.tcp_close_wait_timeout) +
        ",\"tcpBeLiberal\":" + json_bool(ct.tcp_be_liberal) + ",\"udpTimeout\":" + json_duration(ct.udp_timeout) +
        ",\"udpStreamTimeout\":" + json_duration(ct.udp_stream_timeout) + "}";
