@@ -21,6 +21,7 @@
 #include <cstring>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 
 #include "dataplane/netlink_types.h"
 #include "dataplane/render.h"
@@ -86,7 +87,7 @@ std::string blamed_expression(const nlmsghdr* nlh, uint32_t offset) {
 // Makes the IR visitors below exhaustive: an alternative added to ir::Match
 // or ir::Statement fails to compile here instead of being silently dropped.
 template <typename>
-inline constexpr bool kNotEncoded = false;
+struct NotEncoded : std::false_type {};
 
 void put(nftnl_rule* rule, ExprPtr expr) { nftnl_rule_add_expr(rule, expr.release()); }
 
@@ -302,7 +303,7 @@ void encode_match(nftnl_rule* rule, const ir::Match& match, IPFamily family) {
           put(rule, meta_load(NFT_META_IIFNAME, NFT_REG_1));
           put(rule, cmp(NFT_REG_1, m.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, name, m.prefix ? m.name.size() : kIfNameSize));
         } else {
-          static_assert(kNotEncoded<T>, "a new ir::Match needs an encoding (and a decoding)");
+          static_assert(NotEncoded<T>::value, "a new ir::Match needs an encoding (and a decoding)");
         }
       },
       match);
@@ -371,7 +372,7 @@ void encode_statement(nftnl_rule* rule, const ir::Statement& statement, IPFamily
         } else if constexpr (std::is_same_v<T, ir::Verdict>) {
           put(rule, immediate_verdict(s));
         } else {
-          static_assert(kNotEncoded<T>, "a new ir::Statement needs an encoding (and a decoding)");
+          static_assert(NotEncoded<T>::value, "a new ir::Statement needs an encoding (and a decoding)");
         }
       },
       statement);
@@ -727,6 +728,37 @@ void NetlinkEncoder::delete_elements(const ir::Table& table, const ir::Set& set,
   elements(table, set, {elems, {}}, false);
 }
 
+// ---- set elements ---------------------------------------------------------------------------
+
+namespace {
+
+// One element of a value set or map into `elem`: its key (into `key`) and,
+// when adding, what it maps to. Throws std::invalid_argument for an element
+// that does not fit its set.
+void encode_element(nftnl_set_elem* elem, const ir::Element& e, const ir::Set& set, IPFamily family, bool add,
+                    std::string& key, std::string& data) {
+  append_values(key, e.key, set.key, family);
+  if (!add) return;
+  if (set.is_verdict_map) {
+    if (!e.verdict) throw std::invalid_argument("verdict map element without a verdict");
+    nftnl_set_elem_set_u32(elem, NFTNL_SET_ELEM_VERDICT, static_cast<uint32_t>(verdict_code(e.verdict->kind)));
+    if (has_chain(e.verdict->kind)) {
+      nftnl_set_elem_set_str(elem, NFTNL_SET_ELEM_CHAIN, e.verdict->chain.c_str());
+    } else {
+      nftnl_set_elem_unset(elem, NFTNL_SET_ELEM_CHAIN);
+    }
+  } else if (set.is_counter_map) {
+    if (!e.object) throw std::invalid_argument("counter map element without a counter");
+    nftnl_set_elem_set_str(elem, NFTNL_SET_ELEM_OBJREF, e.object->c_str());
+  } else if (!set.data.empty()) {
+    data.clear();
+    append_values(data, e.data, set.data, family);
+    nftnl_set_elem_set(elem, NFTNL_SET_ELEM_DATA, data.data(), static_cast<uint32_t>(data.size()));
+  }
+}
+
+}  // namespace
+
 void NetlinkEncoder::elements(const ir::Table& table, const ir::Set& set, ElementList elems, bool add) {
   const IPFamily family = table.family;
   const uint16_t nfamily = static_cast<uint16_t>(nfproto(family));
@@ -776,26 +808,8 @@ void NetlinkEncoder::elements(const ir::Table& table, const ir::Set& set, Elemen
                              static_cast<uint32_t>(open_udata.size()));
         }
       } else {
-        const ir::Element& e = elems[i];
         try {
-          append_values(key, e.key, set.key, family);
-          if (add && set.is_verdict_map) {
-            if (!e.verdict) throw std::invalid_argument("verdict map element without a verdict");
-            nftnl_set_elem_set_u32(elem.get(), NFTNL_SET_ELEM_VERDICT,
-                                   static_cast<uint32_t>(verdict_code(e.verdict->kind)));
-            if (has_chain(e.verdict->kind)) {
-              nftnl_set_elem_set_str(elem.get(), NFTNL_SET_ELEM_CHAIN, e.verdict->chain.c_str());
-            } else {
-              nftnl_set_elem_unset(elem.get(), NFTNL_SET_ELEM_CHAIN);
-            }
-          } else if (add && set.is_counter_map) {
-            if (!e.object) throw std::invalid_argument("counter map element without a counter");
-            nftnl_set_elem_set_str(elem.get(), NFTNL_SET_ELEM_OBJREF, e.object->c_str());
-          } else if (add && !set.data.empty()) {
-            data.clear();
-            append_values(data, e.data, set.data, family);
-            nftnl_set_elem_set(elem.get(), NFTNL_SET_ELEM_DATA, data.data(), static_cast<uint32_t>(data.size()));
-          }
+          encode_element(elem.get(), elems[i], set, family, add, key, data);
         } catch (const std::invalid_argument& error) {
           throw EncodeError(set_id_text(table, set) + ": element " + std::to_string(i + 1) + ": " + error.what());
         }
