@@ -5,8 +5,7 @@
 # (created here, deleted after). Prints every round, then the medians and
 # the relative cost. Needs root.
 #   bench/counters_bench.sh BUILD_DIR [--reps R] [SERVICES:ENDPOINTS]   (default 10000:10)
-# Not measured here yet: first-packet latency through the lab (a counter
-# map lookup per new connection in services, one in nat postrouting).
+# First-packet latency with and without counters: bench/latency.sh --counters.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?build dir}; shift

@@ -16,18 +16,22 @@
 # the two topologies (CPU placement) cancels out. Every connect is a new connection closed with a
 # reset: each SYN is a conntrack miss that walks the nat chains and maps.
 # Conntrack is flushed before each round. Needs root.
-#   bench/latency.sh BUILD_DIR [--connects N] [--rounds K] [--data DIR] [--big S]
+#   bench/latency.sh BUILD_DIR [--connects N] [--rounds K] [--data DIR] [--big S] [--counters]
+# --counters (issue 14: the traffic counters' cost): both topologies hold
+# the same S services; A/B alternately with counters (the default) and with
+# --no-counters, so "10" below reads "with counters" and S "without".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/topology.sh"
 build=${1:?build dir}; shift
-connects=2000 rounds=3 data= big=10000
+connects=2000 rounds=3 data= big=10000 counters=
 while [ $# -gt 0 ]; do
   case $1 in
     --connects) connects=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --big) big=$2; shift 2 ;;
+    --counters) counters=1; shift ;;
     *) echo "latency.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -69,6 +73,11 @@ topology b
 small=$data/latency-10.json large=$data/latency-$big.json
 [ -s "$small" ] || python3 "$here/gen_manifests.py" 9 10 "$small" --target "$TARGET"
 [ -s "$large" ] || python3 "$here/gen_manifests.py" $((big - 1)) 10 "$large" --target "$TARGET"
+extra10=() extrabig=()
+if [ -n "$counters" ]; then
+  small=$large extrabig=(--no-counters)
+  echo "# --counters: both topologies hold $big services; \"10\" is WITH counters, \"$big\" is --no-counters"
+fi
 pin_client=() pin_echo=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   # Same placement for every target: client on CPU 0, the echo backends on CPU 1.
@@ -84,8 +93,8 @@ printf '%-24s %5s %s\n' case round result
 : > "$tmp/direct"; : > "$tmp/s10"; : > "$tmp/sbig"
 for ((r = 0; r < rounds; r++)); do
   if [ $((r % 2)) = 0 ]; then side10=a sidebig=b; else side10=b sidebig=a; fi
-  ip netns exec "$p-$side10-node" "$svcproxy" run --once --manifests "$small" "${NODE_FLAGS[@]}" 2>/dev/null
-  ip netns exec "$p-$sidebig-node" "$svcproxy" run --once --manifests "$large" "${NODE_FLAGS[@]}" 2>/dev/null
+  ip netns exec "$p-$side10-node" "$svcproxy" run --once --manifests "$small" "${NODE_FLAGS[@]}" "${extra10[@]}" 2>/dev/null
+  ip netns exec "$p-$sidebig-node" "$svcproxy" run --once --manifests "$large" "${NODE_FLAGS[@]}" "${extrabig[@]}" 2>/dev/null
   for side in a b; do ip netns exec "$p-$side-node" conntrack -F >/dev/null 2>&1 || true; done
   "${pin_client[@]}" "$build/bench/sync_bench" connect "$p-a-client/10.250.0.2:8080" "$p-a-client/10.96.0.2:80" \
     "$p-b-client/10.250.0.2:8080" "$p-b-client/10.96.0.2:80" "$connects" > "$tmp/round" || true
@@ -107,4 +116,9 @@ p10=$(field "$tmp/s10" p99_us) pbig=$(field "$tmp/sbig" p99_us)
 echo "SUMMARY latency direct median_us=$(field "$tmp/direct" median_us) p99_us=$(field "$tmp/direct" p99_us) (median over rounds)"
 echo "SUMMARY latency 10svc median_us=$m10 p99_us=$p10 (median over rounds)"
 echo "SUMMARY latency ${big}svc median_us=$mbig p99_us=$pbig (median over rounds)"
+if [ -n "$counters" ]; then
+  echo "SUMMARY counters first_packet with_counters median_us=$m10 p99_us=$p10 no_counters median_us=$mbig p99_us=$pbig" \
+    "cost_pct=$(awk -v a="$m10" -v b="$mbig" 'BEGIN {printf "%.1f", (a / b - 1) * 100}') (${big} services; goal <= 3)"
+  exit 0
+fi
 echo "SUMMARY latency ratio ${big}/10 median=$(awk -v a="$mbig" -v b="$m10" 'BEGIN {printf "%.2f", a / b}') p99=$(awk -v a="$pbig" -v b="$p10" 'BEGIN {printf "%.2f", a / b}') (goal <= 1.1)"
